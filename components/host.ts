@@ -1,0 +1,109 @@
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import type { HostSpec, StackConfig } from "../config/types";
+import type { DeployFacts } from "../render/hostConfig";
+import { planHost, type HostPlan } from "../render/hostPlan";
+import type { Job } from "../render/jobs";
+import { wrapStep } from "../render/remote";
+import { secretStdin, type SecretValues } from "../render/secrets";
+import { unitName } from "../render/systemd";
+import { sshConnection, type SshConnectionArgs } from "./connection";
+
+export interface BackupHostArgs {
+    /** Validated stack configuration. Required. */
+    readonly config: StackConfig;
+    /** The host to install. Required. */
+    readonly host: HostSpec;
+    /** How to reach it. Required. */
+    readonly connection: SshConnectionArgs;
+    /** Deploy-time facts (key ids, fingerprints, region, KMS key); may be outputs of other resources. Required. */
+    readonly facts: pulumi.Input<DeployFacts>;
+    /** Secret material for the keyring and credential files. Required. */
+    readonly secrets: pulumi.Input<SecretValues>;
+}
+
+/** Placeholder facts for the shape of the plan; only step contents depend on the real ones. */
+function shapeFacts(config: StackConfig): DeployFacts {
+    const ids = Array.from({ length: config.encryption.keyVersion }, (_, i) => `${config.stack}-v${i + 1}`);
+    return { currentKeyId: ids[ids.length - 1], keyIds: ids, region: "", kmsKeyArn: "", keyFingerprints: {} };
+}
+
+/**
+ * One target host: the backup user and directories, keyring and credentials,
+ * the rendered config, the static scripts, sudoers, logrotate and systemd
+ * units, each installed by its own idempotent remote step whose trigger is the
+ * digest of what it installs.
+ */
+export class BackupHost extends pulumi.ComponentResource {
+    public readonly hostName: string;
+    public readonly jobs: readonly Job[];
+    /** Remote steps by name, in creation order. */
+    public readonly steps: ReadonlyMap<string, command.remote.Command>;
+    /** Paths ops need: config, scripts, logs, metrics, storage. */
+    public readonly paths: Record<string, string>;
+
+    constructor(name: string, args: BackupHostArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("hx-backup:host:BackupHost", name, {}, opts);
+        const { config, host } = args;
+        const shape = planHost(config, host, shapeFacts(config));
+        const plan: pulumi.Output<HostPlan> = pulumi.output(args.facts).apply((facts) => planHost(config, host, facts));
+
+        const conn = args.connection;
+        const connection = sshConnection(host, conn);
+
+        const steps = new Map<string, command.remote.Command>();
+        shape.steps.forEach((step, index) => {
+            const secret = step.secretFiles.length > 0;
+            const create = wrapStep(step.create, conn.sudo ?? false);
+            const stepPlan = plan.apply((p) => p.steps[index]);
+            const stdin: pulumi.Input<string> | undefined = secret
+                ? pulumi.secret(pulumi.all([stepPlan, args.secrets]).apply(([s, values]) => secretStdin(s.secretFiles, values, host)))
+                : step.stdin !== undefined
+                  ? stepPlan.apply((s) => s.stdin ?? "")
+                  : undefined;
+            const cmd = new command.remote.Command(
+                `${name}-${step.name}`,
+                {
+                    connection,
+                    create,
+                    // Changed inputs re-run the install in place; a replacement would run the old delete after the new create.
+                    update: create,
+                    ...(step.delete ? { delete: wrapStep(step.delete, conn.sudo ?? false) } : {}),
+                    ...(stdin !== undefined ? { stdin } : {}),
+                    triggers: [stepPlan.apply((s) => s.digest)],
+                    // Step scripts echo nothing secret, but never let a secret step's output reach logs or state.
+                    logging: secret ? "none" : "stdoutAndStderr",
+                    addPreviousOutputInEnv: false,
+                },
+                {
+                    parent: this,
+                    dependsOn: step.dependsOn.map((d) => {
+                        const dep = steps.get(d);
+                        if (!dep) throw new Error(`BackupHost ${host.name}: step ${step.name} depends on unknown step ${d}`);
+                        return dep;
+                    }),
+                    ...(secret ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
+                    deleteBeforeReplace: true,
+                },
+            );
+            steps.set(step.name, cmd);
+        });
+
+        this.hostName = host.name;
+        this.jobs = shape.jobs;
+        this.steps = steps;
+        this.paths = {
+            config: shape.config.paths.config,
+            scripts: shape.config.paths.scripts,
+            storage: shape.config.paths.storage,
+            logs: shape.config.paths.logs,
+            metrics: `${shape.config.paths.textfile}/hx-backup-*.prom`,
+            keyring: shape.config.paths.keyring,
+        };
+        this.registerOutputs({
+            hostName: this.hostName,
+            jobs: this.jobs.map((j) => ({ name: j.name, timer: unitName(j.name, "timer"), onCalendar: j.onCalendar })),
+            paths: this.paths,
+        });
+    }
+}

@@ -1,0 +1,68 @@
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import type { StackConfig } from "../config/types";
+import { alertNames, planMonitoring } from "../render/monitoringPlan";
+import { wrapStep } from "../render/remote";
+
+export interface MonitoringIntegrationArgs {
+    /** Validated stack configuration; `config.monitoring` must be set. Required. */
+    readonly config: StackConfig;
+    /** SSH connection to the monitoring host (same shape as BackupHost's). Required. */
+    readonly connection: command.types.input.remote.ConnectionArgs;
+    /** Run steps through `sudo -n`. Default: false. */
+    readonly sudo?: boolean;
+    /** Grafana token for `grafanaMode: api`; secret. Default: none. */
+    readonly grafanaApiToken?: pulumi.Input<string>;
+    /** Resources that must exist first (e.g. the monitoring host's own BackupHost). Default: none. */
+    readonly dependsOn?: pulumi.Input<pulumi.Resource>[];
+}
+
+/**
+ * Wires hx-backup into the existing monitoring stack: alert rules checked by
+ * promtool before they replace the live file, a Prometheus reload, and the
+ * Grafana dashboard by file provisioning or the HTTP API.
+ */
+export class MonitoringIntegration extends pulumi.ComponentResource {
+    public readonly alertNames: readonly string[];
+    public readonly dashboardUid: string;
+    public readonly rulesPath: string;
+    public readonly steps: ReadonlyMap<string, command.remote.Command>;
+
+    constructor(name: string, args: MonitoringIntegrationArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("hx-backup:monitoring:MonitoringIntegration", name, {}, opts);
+        const m = args.config.monitoring;
+        if (!m) throw new Error("MonitoringIntegration: config.monitoring is not set (set monitoringHost)");
+        const steps = new Map<string, command.remote.Command>();
+        for (const step of planMonitoring(args.config)) {
+            const usesToken = step.name === "dashboard" && m.grafanaMode === "api";
+            if (usesToken && args.grafanaApiToken === undefined) throw new Error("MonitoringIntegration: grafanaMode api needs grafanaApiToken");
+            const stdin = usesToken
+                ? pulumi.secret(pulumi.all([args.grafanaApiToken!]).apply(([token]) => {
+                      if (/[\r\n]/.test(token)) throw new Error("grafanaApiToken must be one line");
+                      return `${token}\n${step.stdin ?? ""}`;
+                  }))
+                : step.stdin;
+            const create = wrapStep(step.create, args.sudo ?? false);
+            steps.set(step.name, new command.remote.Command(`${name}-${step.name}`, {
+                connection: args.connection,
+                create,
+                update: create,
+                ...(step.delete ? { delete: wrapStep(step.delete, args.sudo ?? false) } : {}),
+                ...(stdin !== undefined ? { stdin } : {}),
+                triggers: [step.digest],
+                logging: usesToken ? "none" : "stdoutAndStderr",
+                addPreviousOutputInEnv: false,
+            }, {
+                parent: this,
+                dependsOn: args.dependsOn ?? [],
+                deleteBeforeReplace: true,
+                ...(usesToken ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
+            }));
+        }
+        this.alertNames = alertNames();
+        this.dashboardUid = m.dashboardUid;
+        this.rulesPath = m.rulesPath;
+        this.steps = steps;
+        this.registerOutputs({ alertNames: this.alertNames, dashboardUid: this.dashboardUid, rulesPath: this.rulesPath });
+    }
+}

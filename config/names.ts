@@ -1,0 +1,56 @@
+/**
+ * Field validators. Each returns null when the value fits the field, or the
+ * expected form in words, so the loader can report "key: got X, expected Y".
+ */
+
+export type Check = (value: string) => string | null;
+
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+export const hostName: Check = (v) =>
+    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(v) ? null : "a host name: lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-'";
+
+export const address: Check = (v) =>
+    /^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$/.test(v) ? null : "an IP address or DNS name (letters, digits, '.', ':', '-')";
+
+export const unixUser: Check = (v) =>
+    /^[a-z_][a-z0-9_-]{0,31}$/.test(v) ? null : "a Unix user name: lowercase letter or '_' first, then lowercase letters, digits, '_' or '-', at most 32 characters";
+
+export const databaseName: Check = (v) =>
+    /^[A-Za-z0-9_][A-Za-z0-9_.$-]{0,62}$/.test(v)
+        ? null
+        : "a database name of letters, digits, '_', '.', '$' or '-' (at most 63 characters); names with spaces, quotes or '=' are refused because they also name files and connection strings";
+
+/** Core directories: they appear in systemd units, sudoers and logrotate, so stay plain. */
+export const plainPath: Check = (v) =>
+    /^\/[A-Za-z0-9._/-]*$/.test(v) && !/(^|\/)\.\.?(\/|$)/.test(v) && !v.includes("//")
+        ? null
+        : "an absolute path of letters, digits, '.', '_', '-' and '/', without '..' or '//'";
+
+/** Backup source paths are data only; anything printable goes, except control characters. */
+export const sourcePath: Check = (v) =>
+    v.startsWith("/") && !CONTROL.test(v) && !/(^|\/)\.\.(\/|$)/.test(v)
+        ? null
+        : "an absolute path without control characters (newlines, tabs) or '..' segments";
+
+export const pattern: Check = (v) =>
+    v !== "" && !CONTROL.test(v) ? null : "a non-empty glob pattern without control characters";
+
+export const bucketName: Check = (v) =>
+    /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(v) && !/\.\.|^\d+\.\d+\.\d+\.\d+$/.test(v) && !v.startsWith("xn--")
+        ? null
+        : "an S3 bucket name: 3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit";
+
+export const keyPrefix: Check = (v) =>
+    /^[A-Za-z0-9!_.*'()-]+(\/[A-Za-z0-9!_.*'()-]+)*$/.test(v) ? null : "an S3 key prefix of safe characters (letters, digits, !_.*'()-) separated by single '/', without leading or trailing '/'";
+
+export const url: Check = (v) =>
+    /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~/-]*)?$/.test(v) ? null : "an http(s) URL such as https://s3.example.com:9000";
+
+export const hostKey: Check = (v) =>
+    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+={0,3}( \S+)?$/.test(v) ? null : "an SSH public host key line such as \"ssh-ed25519 AAAA...\"";
+
+export const region: Check = (v) => (/^[a-z]{2}(-[a-z]+)+-\d$/.test(v) ? null : "an AWS region such as eu-central-1");
+
+export const commandLine: Check = (v) =>
+    v.trim() !== "" && !CONTROL.test(v) ? null : "a one-line shell command";

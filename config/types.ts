@@ -1,0 +1,125 @@
+/** The validated, defaulted stack configuration the program is built from. */
+import type { ClassLifecycle, RetentionClass } from "./lifecycle";
+import type { Schedule } from "./schedule";
+
+export type Role = "postgresql" | "redis" | "application" | "configuration" | "monitoring";
+export const ROLES: readonly Role[] = ["postgresql", "redis", "application", "configuration", "monitoring"];
+
+/** When an optional PostgreSQL maintenance step runs. */
+export type Maintenance = "never" | "weekly" | "always";
+
+export interface DatabaseSpec {
+    readonly name: string;
+    /** Directory format with `pg_dump -j`, packed into one artifact. */
+    readonly large: boolean;
+}
+
+export interface PostgresqlSettings {
+    /** Empty: every non-template database. */
+    readonly databases: readonly DatabaseSpec[];
+    readonly host: string;
+    readonly port: number;
+    readonly user: string;
+    readonly auth: "peer" | "pgpass";
+    readonly format: "custom" | "directory";
+    readonly vacuumAnalyzeBefore: Maintenance;
+    readonly analyzeAfter: Maintenance;
+}
+
+export interface RedisSettings {
+    readonly host: string;
+    readonly port: number;
+    readonly rdbPath: string;
+    readonly auth: boolean;
+}
+
+export interface ApplicationSettings {
+    readonly paths: readonly string[];
+    readonly include: readonly string[];
+    readonly exclude: readonly string[];
+}
+
+export interface ConfigurationSettings {
+    readonly paths: readonly string[];
+    readonly tlsPaths: readonly string[];
+}
+
+export interface HostSpec {
+    readonly name: string;
+    readonly address: string;
+    readonly port: number;
+    readonly sshUser: string;
+    readonly hostKey?: string;
+    readonly roles: readonly Role[];
+    readonly remoteSync: boolean;
+    readonly postgresql?: PostgresqlSettings;
+    readonly redis?: RedisSettings;
+    readonly application?: ApplicationSettings;
+    readonly configuration?: ConfigurationSettings;
+}
+
+export type ScheduleKey = "databaseDaily" | "databaseWeekly" | "applicationDaily" | "configurationDaily" | "verification";
+
+export interface PathSettings {
+    readonly configDir: string;
+    readonly scriptDir: string;
+    readonly storageDir: string;
+    readonly logDir: string;
+    readonly textfileDir: string;
+    readonly keyFile: string;
+    readonly keyringDir: string;
+}
+
+export interface StackConfig {
+    readonly stack: string;
+    readonly hosts: readonly HostSpec[];
+    readonly ssh: {
+        readonly sudo: boolean;
+        readonly agentSocket?: string;
+        readonly usesPrivateKey: boolean;
+        readonly bastion?: { readonly host: string; readonly user: string; readonly port: number; readonly hostKey?: string; readonly usesPrivateKey: boolean };
+    };
+    readonly installPackages: boolean;
+    readonly storage: {
+        /** "aws": Pulumi manages the bucket; "custom": an S3-compatible endpoint managed elsewhere; "none": no host syncs. */
+        readonly mode: "aws" | "custom" | "none";
+        readonly bucketName: string;
+        readonly prefix: string;
+        /** Empty in AWS mode means "the provider's region". */
+        readonly region: string;
+        readonly endpoint?: string;
+        readonly retentionBy: "prefix" | "tag";
+        readonly objectLock?: { readonly mode: "GOVERNANCE" | "COMPLIANCE"; readonly days: number };
+        readonly kmsDeletionWindowDays: number;
+        readonly forceDestroy: boolean;
+        readonly lifecycle: readonly ClassLifecycle[];
+        readonly noncurrentVersionExpireDays: number;
+        readonly abortMultipartDays: number;
+        readonly uploadRetries: number;
+    };
+    readonly schedules: Readonly<Record<ScheduleKey, Schedule>>;
+    readonly randomizedDelaySec: number;
+    readonly retention: Readonly<Record<RetentionClass, number>>;
+    readonly encryption: { readonly algorithm: "AES-256-CBC"; readonly keyVersion: number };
+    readonly paths: PathSettings;
+    readonly backupUser: string;
+    readonly compression: { readonly method: "auto" | "zstd" | "gzip"; readonly level: number };
+    readonly postgresqlParallelDumps: number;
+    readonly postgresqlJobs: number;
+    readonly sizeCheck: { readonly history: number; readonly lowPercent: number; readonly highPercent: number };
+    /** 0 = no quota. */
+    readonly storageQuotaBytes: number;
+    readonly monitoring?: {
+        readonly host: string;
+        readonly rulesPath: string;
+        readonly promtool: string;
+        readonly reloadCommand: string;
+        readonly grafanaMode: "file" | "api" | "none";
+        readonly grafanaDashboardDir: string;
+        readonly grafanaUrl: string;
+        readonly dashboardUid: string;
+        readonly runbookBaseUrl: string;
+    };
+    /** Secret keys the stack sets (values are read as secrets, never here). */
+    readonly secretsSet: ReadonlySet<string>;
+}

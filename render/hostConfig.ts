@@ -1,0 +1,158 @@
+/**
+ * The one config file each host's scripts read (`<configDir>/backup.json`).
+ * Pure data: the scripts parse it with jq and never evaluate it.
+ *
+ * This interface is the contract between the Pulumi program and the static
+ * scripts in `templates/scripts`. Bump `format` on any incompatible change.
+ */
+import type { HostSpec, StackConfig } from "../config/types";
+import { hostJobs, type Job } from "./jobs";
+
+export const HOST_CONFIG_FORMAT = 1;
+export const HOST_CONFIG_NAME = "backup.json";
+export const S3_CREDENTIALS_NAME = "s3-credentials";
+export const REDIS_AUTH_NAME = "redis.auth";
+export const PGPASS_NAME = "pgpass";
+
+/** Stack-wide values that come from resources, not config (known at deploy time). */
+export interface DeployFacts {
+    /** Key id of the current encryption key, e.g. "production-v2". */
+    readonly currentKeyId: string;
+    /** All key ids installed in the keyring, oldest first. */
+    readonly keyIds: readonly string[];
+    /** Region the bucket lives in. */
+    readonly region: string;
+    /** SSE-KMS key for uploads; empty when the bucket is not managed by this stack. */
+    readonly kmsKeyArn: string;
+    /** Non-secret fingerprint per key id (changes when a key is replaced). */
+    readonly keyFingerprints: Readonly<Record<string, string>>;
+}
+
+export interface HostConfigFile {
+    readonly format: number;
+    readonly stack: string;
+    readonly host: string;
+    readonly user: string;
+    readonly paths: {
+        readonly config: string;
+        readonly scripts: string;
+        readonly storage: string;
+        readonly logs: string;
+        readonly textfile: string;
+        /** The current key (a copy of keyring/<currentKeyId>.key). */
+        readonly keyFile: string;
+        /** One `<keyId>.key` per key id: 64 random bytes as 128 hex characters; bytes 0-31 encrypt, 32-63 authenticate. */
+        readonly keyring: string;
+        /** flock files, one per job. */
+        readonly locks: string;
+    };
+    readonly encryption: { readonly cipher: "aes-256-cbc"; readonly mac: "hmac-sha256"; readonly currentKeyId: string; readonly keyIds: readonly string[] };
+    readonly compression: { readonly method: "auto" | "zstd" | "gzip"; readonly level: number };
+    readonly retention: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly yearly: number };
+    readonly sizeCheck: { readonly history: number; readonly lowPercent: number; readonly highPercent: number };
+    /** Local storage quota in bytes, exported as backup_storage_quota_bytes; 0 = none. */
+    readonly storageQuotaBytes: number;
+    readonly remote: {
+        readonly enabled: boolean;
+        readonly bucket: string;
+        /** Keys: `<prefix>/<class>/<host>/<type>/<target>/<file>` with retentionBy "prefix", `<prefix>/<host>/<type>/<target>/<file>` plus tag `retention-class=<class>` with "tag". */
+        readonly prefix: string;
+        readonly region: string;
+        /** Empty for AWS S3. */
+        readonly endpoint: string;
+        /** AWS shared-credentials file (profile "default"), 0600, owned by the backup user. */
+        readonly credentialsFile: string;
+        /** SSE-KMS key id/ARN to request on upload; empty to rely on bucket defaults. */
+        readonly kmsKeyArn: string;
+        readonly retentionBy: "prefix" | "tag";
+        readonly retries: number;
+    };
+    readonly postgresql: null | {
+        readonly databases: readonly { readonly name: string; readonly large: boolean }[];
+        readonly host: string;
+        readonly port: number;
+        readonly user: string;
+        readonly auth: "peer" | "pgpass";
+        /** `.pgpass` file (0600) when auth is "pgpass", else empty. */
+        readonly pgpassFile: string;
+        readonly format: "custom" | "directory";
+        readonly parallelDumps: number;
+        readonly jobs: number;
+        readonly vacuumAnalyzeBefore: "never" | "weekly" | "always";
+        readonly analyzeAfter: "never" | "weekly" | "always";
+    };
+    readonly redis: null | {
+        readonly host: string;
+        readonly port: number;
+        readonly rdbPath: string;
+        /** File holding the AUTH password (0600), or empty for no AUTH. */
+        readonly authFile: string;
+    };
+    readonly application: null | { readonly paths: readonly string[]; readonly include: readonly string[]; readonly exclude: readonly string[] };
+    readonly configuration: null | { readonly paths: readonly string[]; readonly tlsPaths: readonly string[] };
+    readonly jobs: readonly Job[];
+}
+
+export function renderHostConfig(config: StackConfig, host: HostSpec, facts: DeployFacts): HostConfigFile {
+    const { paths } = config;
+    const file = (name: string) => `${paths.configDir}/${name}`;
+    const remoteEnabled = host.remoteSync && config.storage.mode !== "none";
+    return {
+        format: HOST_CONFIG_FORMAT,
+        stack: config.stack,
+        host: host.name,
+        user: config.backupUser,
+        paths: {
+            config: file(HOST_CONFIG_NAME),
+            scripts: paths.scriptDir,
+            storage: paths.storageDir,
+            logs: paths.logDir,
+            textfile: paths.textfileDir,
+            keyFile: paths.keyFile,
+            keyring: paths.keyringDir,
+            locks: `${paths.storageDir}/.locks`,
+        },
+        encryption: { cipher: "aes-256-cbc", mac: "hmac-sha256", currentKeyId: facts.currentKeyId, keyIds: facts.keyIds },
+        compression: config.compression,
+        retention: config.retention,
+        sizeCheck: config.sizeCheck,
+        storageQuotaBytes: config.storageQuotaBytes,
+        remote: {
+            enabled: remoteEnabled,
+            bucket: remoteEnabled ? config.storage.bucketName : "",
+            prefix: config.storage.prefix,
+            region: facts.region,
+            endpoint: config.storage.endpoint ?? "",
+            credentialsFile: remoteEnabled ? file(S3_CREDENTIALS_NAME) : "",
+            kmsKeyArn: facts.kmsKeyArn,
+            retentionBy: config.storage.retentionBy,
+            retries: config.storage.uploadRetries,
+        },
+        postgresql: host.postgresql
+            ? {
+                  databases: host.postgresql.databases,
+                  host: host.postgresql.host,
+                  port: host.postgresql.port,
+                  user: host.postgresql.user,
+                  auth: host.postgresql.auth,
+                  pgpassFile: host.postgresql.auth === "pgpass" ? file(PGPASS_NAME) : "",
+                  format: host.postgresql.format,
+                  parallelDumps: config.postgresqlParallelDumps,
+                  jobs: config.postgresqlJobs,
+                  vacuumAnalyzeBefore: host.postgresql.vacuumAnalyzeBefore,
+                  analyzeAfter: host.postgresql.analyzeAfter,
+              }
+            : null,
+        redis: host.redis
+            ? { host: host.redis.host, port: host.redis.port, rdbPath: host.redis.rdbPath, authFile: host.redis.auth ? file(REDIS_AUTH_NAME) : "" }
+            : null,
+        application: host.application ?? null,
+        configuration: host.configuration ?? null,
+        jobs: hostJobs(config, host),
+    };
+}
+
+/** Stable serialisation: same input, same bytes, same hash. */
+export function serializeHostConfig(file: HostConfigFile): string {
+    return `${JSON.stringify(file, null, 2)}\n`;
+}

@@ -1,0 +1,92 @@
+/**
+ * What the monitoring host receives: the alert rules (gated by promtool, then
+ * Prometheus is reloaded) and the Grafana dashboard (file provisioning or the
+ * HTTP API). Same Step shape as a backup host's plan.
+ */
+import type { StackConfig } from "../config/types";
+import type { Step } from "./hostPlan";
+import { installFileScript, sha256 } from "./remote";
+import { shellQuote } from "./shell";
+import { readTemplate, renderTemplate } from "./template";
+
+export const RULES_TEMPLATE = "monitoring/backup-alert-rules.yml";
+export const DASHBOARD_TEMPLATE = "monitoring/hx-backup-dashboard.json";
+
+/** Alert names, in file order (a stack output). */
+export function alertNames(): string[] {
+    return [...readTemplate(RULES_TEMPLATE).matchAll(/^\s*- alert: (\S+)/gm)].map((m) => m[1]);
+}
+
+export function renderRules(config: StackConfig): string {
+    return renderTemplate(RULES_TEMPLATE, { stack: config.stack, runbookBaseUrl: config.monitoring?.runbookBaseUrl ?? "" });
+}
+
+export function renderDashboardFile(config: StackConfig): string {
+    return renderTemplate(DASHBOARD_TEMPLATE, { dashboardUid: config.monitoring?.dashboardUid ?? "hx-backup" });
+}
+
+export function planMonitoring(config: StackConfig): Step[] {
+    const m = config.monitoring;
+    if (!m) return [];
+    const rules = renderRules(config);
+    const rulesFile = { path: m.rulesPath, owner: "root", group: "root", mode: "0644", content: rules };
+    const check = `${shellQuote(m.promtool)} check rules "$tmp"`;
+    const steps: Step[] = [
+        {
+            name: "alert-rules",
+            // A file that fails promtool never replaces the live one; Prometheus re-reads only a checked file.
+            create: `${installFileScript(rulesFile, check)}\n${m.reloadCommand}`,
+            delete: `rm -f ${shellQuote(m.rulesPath)}\n${m.reloadCommand} || true`,
+            stdin: rules,
+            files: [rulesFile],
+            secretFiles: [],
+            dependsOn: [],
+            digest: sha256(JSON.stringify({ path: m.rulesPath, content: sha256(rules), check, reload: m.reloadCommand })),
+        },
+    ];
+    const dashboard = renderDashboardFile(config);
+    if (m.grafanaMode === "file") {
+        const file = { path: `${m.grafanaDashboardDir}/${m.dashboardUid}.json`, owner: "root", group: "root", mode: "0644", content: dashboard };
+        steps.push({
+            name: "dashboard",
+            create: installFileScript(file),
+            delete: `rm -f ${shellQuote(file.path)}`,
+            stdin: dashboard,
+            files: [file],
+            secretFiles: [],
+            dependsOn: [],
+            digest: sha256(JSON.stringify({ path: file.path, content: sha256(dashboard) })),
+        });
+    } else if (m.grafanaMode === "api") {
+        steps.push({
+            name: "dashboard",
+            create: grafanaApiScript(m.grafanaUrl),
+            // No delete: the token is only on create's stdin, and a leftover dashboard harms nothing.
+            // stdin: first line the token (added by the component as a secret), then the dashboard.
+            stdin: dashboard,
+            files: [],
+            secretFiles: [],
+            dependsOn: [],
+            digest: sha256(JSON.stringify({ url: m.grafanaUrl, content: sha256(dashboard) })),
+        });
+    }
+    return steps;
+}
+
+/** Reads the token from stdin's first line into a 0600 header file: it never reaches argv. */
+const tokenHeader = [
+    "umask 077",
+    "hdr=$(mktemp)",
+    "trap 'rm -f \"$hdr\"' EXIT",
+    "IFS= read -r token",
+    "printf 'Authorization: Bearer %s\\nContent-Type: application/json\\n' \"$token\" > \"$hdr\"",
+    "unset token",
+].join("\n");
+
+function grafanaApiScript(url: string): string {
+    return [
+        tokenHeader,
+        // The rest of stdin is the dashboard; wrap it in the API's envelope with jq.
+        `jq --compact-output '{dashboard: ., overwrite: true, message: "hx-backup deploy"}' | curl --fail --silent --show-error --header @"$hdr" --data-binary @- ${shellQuote(`${url}/api/dashboards/db`)} >/dev/null`,
+    ].join("\n");
+}

@@ -1,0 +1,37 @@
+/**
+ * Fills `{{hx.name}}` placeholders in files under `templates/`. Every placeholder
+ * must be given and every given value must be used, so a renamed placeholder
+ * fails loudly instead of shipping a literal `{{hx.name}}` to a host.
+ * Values are checked by the caller for the file's syntax (unit, sudoers, ...).
+ */
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+
+export const TEMPLATE_ROOT = path.resolve(__dirname, "..", "templates");
+
+const cache = new Map<string, string>();
+
+export function readTemplate(relative: string): string {
+    let text = cache.get(relative);
+    if (text === undefined) {
+        text = readFileSync(path.join(TEMPLATE_ROOT, relative), "utf8");
+        cache.set(relative, text);
+    }
+    return text;
+}
+
+export function fillTemplate(name: string, text: string, values: Record<string, string | number>): string {
+    const used = new Set<string>();
+    const out = text.replace(/\{\{hx\.([A-Za-z][A-Za-z0-9]*)\}\}/g, (_, key: string) => {
+        if (!(key in values)) throw new Error(`template ${name}: no value for {{hx.${key}}}`);
+        used.add(key);
+        return String(values[key]);
+    });
+    const unused = Object.keys(values).filter((k) => !used.has(k));
+    if (unused.length) throw new Error(`template ${name}: values given but not used: ${unused.join(", ")}`);
+    return out;
+}
+
+export function renderTemplate(relative: string, values: Record<string, string | number>): string {
+    return fillTemplate(relative, readTemplate(relative), values);
+}
