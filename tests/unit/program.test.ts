@@ -1,0 +1,238 @@
+/**
+ * The whole Pulumi program under mocks: the resource graph of each stack,
+ * secrets never in plaintext inputs, argv or outputs, identical inputs on a
+ * second evaluation, and config errors before any resource exists.
+ */
+import { describe, expect, it, beforeAll } from "vitest";
+import { planHost } from "../../render/hostPlan";
+import { loadStackFromFiles, renderFacts } from "../../scripts/render";
+import {
+    commands, evaluate, IAM_SECRET, plaintextView, reveal, ROOT, stackConfig, TEST_SECRETS, isSecretWrapped, type Evaluation,
+} from "./mockProgram";
+
+const PROD_SECRETS = ["hx-backup:sshPrivateKey"];
+const SANDBOX_SECRETS = ["hx-backup:sshPrivateKey", "hx-backup:s3AccessKeyId", "hx-backup:s3SecretAccessKey"];
+
+function withSecrets(stack: string, keys: string[], extra: Record<string, string> = {}) {
+    const config = { ...stackConfig(stack), ...extra };
+    for (const k of keys) config[k] = TEST_SECRETS[k as keyof typeof TEST_SECRETS];
+    return config;
+}
+
+const byType = (e: Evaluation, type: string) => e.resources.filter((r) => r.type === type);
+const names = (e: Evaluation, type: string) => byType(e, type).map((r) => r.name).sort();
+
+describe("production stack", () => {
+    let e: Evaluation;
+    beforeAll(async () => {
+        e = await evaluate("production", withSecrets("production", PROD_SECRETS), PROD_SECRETS);
+    });
+
+    it("composes storage, keys, four hosts and monitoring under hx-backup type tokens", () => {
+        expect(names(e, "hx-backup:storage:BackupStorage")).toEqual(["storage"]);
+        expect(names(e, "hx-backup:keys:EncryptionKeys")).toEqual(["keys"]);
+        expect(names(e, "hx-backup:host:BackupHost")).toEqual(["app-1", "db-1", "db-2", "mon-1"]);
+        expect(names(e, "hx-backup:monitoring:MonitoringIntegration")).toEqual(["monitoring"]);
+        for (const r of e.resources.filter((x) => x.type.startsWith("hx-backup:"))) expect(r.type).toMatch(/^hx-backup:[a-z]+:[A-Z][A-Za-z]+$/);
+    });
+
+    it("creates a hardened AWS bucket: versioning, SSE-KMS with a rotating key and bucket keys, public access blocked, Object Lock", () => {
+        const [key] = byType(e, "aws:kms/key:Key");
+        expect(key.inputs.enableKeyRotation).toBe(true);
+        const [bucket] = byType(e, "aws:s3/bucket:Bucket");
+        expect(bucket.inputs.bucket).toBe("hx-backups-production-euc1");
+        expect(bucket.inputs.objectLockEnabled).toBe(true);
+        expect(bucket.inputs.forceDestroy).toBe(false);
+        expect((byType(e, "aws:s3/bucketVersioning:BucketVersioning")[0].inputs.versioningConfiguration as { status: string }).status).toBe("Enabled");
+        const sse = byType(e, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")[0].inputs.rules as Array<Record<string, any>>;
+        expect(sse[0].applyServerSideEncryptionByDefault.sseAlgorithm).toBe("aws:kms");
+        expect(sse[0].applyServerSideEncryptionByDefault.kmsMasterKeyId).toContain("arn:aws:kms:");
+        expect(sse[0].bucketKeyEnabled).toBe(true);
+        const pab = byType(e, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")[0].inputs;
+        expect([pab.blockPublicAcls, pab.blockPublicPolicy, pab.ignorePublicAcls, pab.restrictPublicBuckets]).toEqual([true, true, true, true]);
+        const lock = byType(e, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")[0].inputs.rule as Record<string, any>;
+        expect(lock.defaultRetention).toEqual({ mode: "GOVERNANCE", days: 30 });
+    });
+
+    it("bucket policy denies plain HTTP and non-KMS puts", () => {
+        const policy = JSON.parse(byType(e, "aws:s3/bucketPolicy:BucketPolicy")[0].inputs.policy as string);
+        const sids = policy.Statement.map((s: { Sid: string }) => s.Sid);
+        expect(sids).toEqual(expect.arrayContaining(["DenyInsecureTransport", "DenyNonKmsPuts"]));
+        const tls = policy.Statement.find((s: { Sid: string }) => s.Sid === "DenyInsecureTransport");
+        expect(tls).toMatchObject({ Effect: "Deny", Condition: { Bool: { "aws:SecureTransport": "false" } } });
+    });
+
+    it("lifecycle rules tier each retention class and clean up versions and multipart uploads", () => {
+        const rules = byType(e, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[0].inputs.rules as Array<Record<string, any>>;
+        const yearly = rules.find((r) => r.id === "hx-backup-yearly")!;
+        expect(yearly.filter).toEqual({ prefix: "hx-backup/yearly/" });
+        expect(yearly.transitions.map((t: { storageClass: string }) => t.storageClass)).toEqual(["STANDARD_IA", "GLACIER_IR", "DEEP_ARCHIVE"]);
+        expect(rules.find((r) => r.id === "hx-backup-daily")!.expiration).toEqual({ days: 8 });
+        const housekeeping = rules.find((r) => r.id === "hx-backup-housekeeping")!;
+        expect(housekeeping.noncurrentVersionExpiration).toEqual({ noncurrentDays: 30 });
+        expect(housekeeping.abortIncompleteMultipartUpload).toEqual({ daysAfterInitiation: 7 });
+    });
+
+    it("the writer identity can read and write the prefix only, never delete or reconfigure", () => {
+        const policy = JSON.parse(byType(e, "aws:iam/userPolicy:UserPolicy")[0].inputs.policy as string);
+        const actions: string[] = policy.Statement.flatMap((s: { Action: string | string[] }) => [s.Action].flat());
+        expect(actions.filter((a) => /Delete|PutBucket|PutLifecycle|PutEncryption|PutObjectLock|s3:\*/.test(a))).toEqual([]);
+        const objects = policy.Statement.find((s: { Sid: string }) => s.Sid === "ReadWriteBackupObjects");
+        expect(objects.Resource).toBe("arn:aws:s3:::hx-backups-production-euc1/hx-backup/*");
+    });
+
+    it("installs every host with idempotent steps whose triggers equal the plan's digests", () => {
+        const config = loadStackFromFiles(ROOT, "production");
+        for (const host of config.hosts) {
+            const plan = planHost(config, host, renderFacts(config));
+            const cmds = commands(e).filter((c) => c.name.startsWith(`${host.name}-`));
+            expect(cmds.map((c) => c.name.slice(host.name.length + 1)).sort()).toEqual(plan.steps.map((s) => s.name).sort());
+            for (const c of cmds) {
+                expect(c.inputs.update, `${c.name} update`).toBe(c.inputs.create);
+                expect(c.inputs.addPreviousOutputInEnv).toBe(false);
+                expect((reveal(c.inputs.triggers) as string[])[0]).toMatch(/^[0-9a-f]{64}$/);
+            }
+            const unitStep = plan.steps.find((s) => s.name === "unit-hx-backup-configuration-daily.timer")!;
+            const cmd = cmds.find((c) => c.name === `${host.name}-unit-hx-backup-configuration-daily.timer`)!;
+            expect((reveal(cmd.inputs.triggers) as string[])[0]).toBe(unitStep.digest);
+            expect(reveal(cmd.inputs.stdin)).toBe(unitStep.stdin);
+        }
+    });
+
+    it("runs steps through sudo -n for the non-root deploy user and connects via the pinned bastion", () => {
+        const cmd = commands(e).find((c) => c.name === "db-1-config")!;
+        expect(cmd.inputs.create).toMatch(/^sudo -n sh -c /);
+        const conn = reveal(cmd.inputs.connection) as Record<string, any>;
+        expect(conn).toMatchObject({ host: "10.20.1.11", user: "deploy", hostKey: expect.stringMatching(/^ssh-ed25519 /) });
+        expect(conn.proxy).toMatchObject({ host: "bastion.hx.internal", hostKey: expect.stringMatching(/^ssh-ed25519 /) });
+    });
+
+    it("installs alert rules behind a promtool check, then reloads Prometheus; dashboard by file", () => {
+        const rules = commands(e).find((c) => c.name === "monitoring-alert-rules")!;
+        const create = rules.inputs.create as string;
+        expect(create).toContain("promtool check rules");
+        expect(create.indexOf("check rules")).toBeLessThan(create.indexOf("mv -f"));
+        expect(create.indexOf("mv -f")).toBeLessThan(create.indexOf("systemctl reload prometheus"));
+        expect(reveal(rules.inputs.stdin)).toContain("alert: BackupFailed");
+        const dashboard = commands(e).find((c) => c.name === "monitoring-dashboard")!;
+        expect(dashboard.inputs.create).toContain("/var/lib/grafana/dashboards/hx-backup.json");
+    });
+
+    it("exports where everything is: bucket, KMS key, per-host jobs with schedules and paths, key fingerprints, alerts, dashboard", () => {
+        const o = e.outputs as Record<string, any>;
+        expect(o.storage).toMatchObject({ bucketName: "hx-backups-production-euc1", region: "eu-central-1", endpoint: "https://s3.eu-central-1.amazonaws.com" });
+        expect(o.storage.kmsKeyArn).toMatch(/^arn:aws:kms:/);
+        const db1 = o.hosts["db-1"];
+        const daily = db1.jobs.find((j: { name: string }) => j.name === "postgresql-daily");
+        expect(daily).toMatchObject({ schedule: "*-*-* 02:00:00", description: "every day at 02:00", command: "/var/lib/backup/scripts/postgresql-backup.sh daily" });
+        expect(db1.jobs.find((j: { name: string }) => j.name === "postgresql-weekly").description).toBe("every Sunday at 03:00");
+        expect(db1.paths).toMatchObject({ config: "/etc/hx-backup/backup.json", scripts: "/var/lib/backup/scripts", logs: "/var/log/hx-backups" });
+        expect(o.encryption.currentKeyId).toBe("production-v1");
+        expect(o.encryption.fingerprints["production-v1"]).toMatch(/^sha256:[0-9a-f]{16}$/);
+        expect(o.monitoring.alertRules).toEqual(expect.arrayContaining(["BackupFailed", "BackupDelayed", "StorageFull", "VerificationFailed"]));
+        expect(o.monitoring.dashboardUid).toBe("hx-backup");
+    });
+
+    it("never puts a secret in plaintext inputs, command text (argv) or outputs", () => {
+        const secrets = [TEST_SECRETS["hx-backup:sshPrivateKey"], IAM_SECRET, ...Object.values(e.randomHex)];
+        const encoded = secrets.map((s) => Buffer.from(s).toString("base64"));
+        const plain = JSON.stringify(e.resources.map((r) => plaintextView(r.inputs)));
+        const outputs = JSON.stringify(e.outputs);
+        for (const s of [...secrets, ...encoded]) {
+            expect(plain.includes(s), "secret in plaintext inputs").toBe(false);
+            expect(outputs.includes(s), "secret in outputs").toBe(false);
+        }
+        for (const c of commands(e)) {
+            const argv = [c.inputs.create, c.inputs.update, c.inputs.delete].map((x) => JSON.stringify(reveal(x))).join("\n");
+            for (const s of [...secrets, ...encoded]) expect(argv.includes(s), `${c.name} command text`).toBe(false);
+        }
+        // The secrets do reach the hosts, wrapped: keyring and credentials stdin.
+        const keyring = commands(e).find((c) => c.name === "db-1-keyring")!;
+        expect(isSecretWrapped(keyring.inputs.stdin)).toBe(true);
+        expect(keyring.inputs.logging).toBe("none");
+        const line = (reveal(keyring.inputs.stdin) as string).split("\n")[0];
+        expect(Buffer.from(line, "base64").toString()).toBe(`${e.randomHex["keys-production-v1"]}\n`);
+        const creds = commands(e).find((c) => c.name === "db-1-credentials")!;
+        expect(Buffer.from((reveal(creds.inputs.stdin) as string).split("\n")[0], "base64").toString()).toContain(IAM_SECRET);
+        expect(isSecretWrapped(creds.inputs.stdin)).toBe(true);
+    });
+});
+
+describe("sandbox stack", () => {
+    let e: Evaluation;
+    beforeAll(async () => {
+        e = await evaluate("sandbox", withSecrets("sandbox", SANDBOX_SECRETS), SANDBOX_SECRETS);
+    });
+
+    it("manages no AWS resource and hands the custom endpoint and credentials to the host", () => {
+        expect(e.resources.filter((r) => r.type.startsWith("aws:"))).toEqual([]);
+        const config = JSON.parse(reveal(commands(e).find((c) => c.name === "sandbox-config")!.inputs.stdin) as string);
+        expect(config.remote).toMatchObject({ enabled: true, endpoint: "http://127.0.0.1:4569", bucket: "hx-backup-sandbox", region: "us-east-1" });
+        const creds = commands(e).find((c) => c.name === "sandbox-credentials")!;
+        expect(isSecretWrapped(creds.inputs.stdin)).toBe(true);
+        const file = Buffer.from((reveal(creds.inputs.stdin) as string).split("\n")[0], "base64").toString();
+        expect(file).toBe(`[default]\naws_access_key_id = ${TEST_SECRETS["hx-backup:s3AccessKeyId"]}\naws_secret_access_key = ${TEST_SECRETS["hx-backup:s3SecretAccessKey"]}\n`);
+        const plain = JSON.stringify(e.resources.map((r) => plaintextView(r.inputs)));
+        expect(plain.includes(TEST_SECRETS["hx-backup:s3SecretAccessKey"])).toBe(false);
+    });
+
+    it("gives every job of the all-roles host a unit, and the monitoring steps run on the same host", () => {
+        const units = commands(e).filter((c) => c.name.startsWith("sandbox-unit-")).map((c) => c.name.replace("sandbox-unit-", ""));
+        for (const job of ["postgresql-daily", "postgresql-weekly", "redis-daily", "application-daily", "configuration-daily", "verification-weekly"]) {
+            expect(units).toContain(`hx-backup-${job}.service`);
+            expect(units).toContain(`hx-backup-${job}.timer`);
+        }
+        expect(commands(e).map((c) => c.name)).toContain("monitoring-alert-rules");
+        expect(commands(e).map((c) => c.name)).not.toContain("monitoring-dashboard");
+    });
+});
+
+describe("idempotence", () => {
+    it("two evaluations give identical commands, stdin and triggers", async () => {
+        const config = withSecrets("production", PROD_SECRETS);
+        const a = await evaluate("production", config, PROD_SECRETS);
+        const b = await evaluate("production", config, PROD_SECRETS);
+        const view = (e: Evaluation) => commands(e).map((c) => ({ name: c.name, create: c.inputs.create, delete: c.inputs.delete, stdin: reveal(c.inputs.stdin), triggers: reveal(c.inputs.triggers) }));
+        expect(view(a).length).toBeGreaterThan(40);
+        expect(view(b)).toEqual(view(a));
+    });
+
+    it("bumping the key version adds a key and changes only the keyring and config steps", async () => {
+        const base = withSecrets("production", PROD_SECRETS);
+        const a = await evaluate("production", base, PROD_SECRETS);
+        const b = await evaluate("production", { ...base, "hx-backup:encryptionKeyVersion": "2" }, PROD_SECRETS);
+        expect(Object.keys(b.randomHex).sort()).toEqual(["keys-production-v1", "keys-production-v2"]);
+        expect(b.randomHex["keys-production-v1"]).toBe(a.randomHex["keys-production-v1"]);
+        const digest = (e: Evaluation) => new Map(commands(e).map((c) => [c.name, JSON.stringify(reveal(c.inputs.triggers))]));
+        const [da, db] = [digest(a), digest(b)];
+        const changed = [...da.keys()].filter((k) => da.get(k) !== db.get(k)).map((k) => k.replace(/^[a-z0-9-]+?-(?=keyring|config$)/, "")).sort();
+        expect(new Set(changed)).toEqual(new Set(["keyring", "config"]));
+        const out = b.outputs as Record<string, any>;
+        expect(out.encryption.keyIds).toEqual(["production-v1", "production-v2"]);
+        expect(out.encryption.currentKeyId).toBe("production-v2");
+    });
+});
+
+describe("config errors", () => {
+    it("fail before any resource exists, all reported together", async () => {
+        const config = {
+            ...withSecrets("production", PROD_SECRETS),
+            "hx-backup:retentionDialy": "7",
+            "hx-backup:scheduleDatabaseDaily": "0 25 * * *",
+            "hx-backup:lifecycleIaDays": "10",
+        };
+        let error: (Error & { resources?: unknown[] }) | undefined;
+        try {
+            await evaluate("production", config, PROD_SECRETS);
+        } catch (err) {
+            error = err as Error & { resources?: unknown[] };
+        }
+        expect(error?.name).toBe("ConfigValidationError");
+        expect(error?.resources).toEqual([]);
+        expect(error?.message).toContain('hx-backup:retentionDialy: got "7"; expected a known key (did you mean "retentionDaily"?)');
+        expect(error?.message).toContain("hx-backup:scheduleDatabaseDaily");
+        expect(error?.message).toContain("hour 25 is outside 0-23");
+        expect(error?.message).toContain("hx-backup:lifecycleIaDays");
+        expect(error?.message).toMatch(/3 configuration problems/);
+    });
+});
