@@ -187,6 +187,23 @@ describe("sandbox stack", () => {
     });
 });
 
+describe("Grafana through the HTTP API", () => {
+    it("sends the token on secret stdin only, never in the command, logs or plaintext state", async () => {
+        const keys = [...PROD_SECRETS, "hx-backup:grafanaApiToken"];
+        const e = await evaluate("production", withSecrets("production", keys, { "hx-backup:grafanaMode": "api", "hx-backup:grafanaUrl": "https://grafana.hx.internal" }), keys);
+        const token = TEST_SECRETS["hx-backup:grafanaApiToken"];
+        const push = commands(e).find((c) => c.name === "monitoring-dashboard")!;
+        expect(push.inputs.create).toContain("https://grafana.hx.internal/api/dashboards/db");
+        expect(push.inputs.create).toContain('--header @"$hdr"');
+        expect(JSON.stringify(push.inputs.create)).not.toContain(token);
+        expect(isSecretWrapped(push.inputs.stdin)).toBe(true);
+        expect((reveal(push.inputs.stdin) as string).split("\n")[0]).toBe(token);
+        expect(push.inputs.logging).toBe("none");
+        expect(JSON.stringify(e.resources.map((r) => plaintextView(r.inputs)))).not.toContain(token);
+        expect(JSON.stringify(e.outputs)).not.toContain(token);
+    });
+});
+
 describe("idempotence", () => {
     it("two evaluations give identical commands, stdin and triggers", async () => {
         const config = withSecrets("production", PROD_SECRETS);
