@@ -5,7 +5,7 @@
  * Every problem is collected and reported together, each with its key path,
  * the value seen and the expected form, before any resource exists.
  */
-import { CONFIG_KEYS, HOST_FIELDS, type ConfigKey } from "./schema";
+import { CONFIG_KEYS, type ConfigKey } from "./schema";
 import * as names from "./names";
 import { classLifecycle, derivedExpirationDays, RETENTION_CLASSES, validateLifecycleRule, validateTiers, type TierSettings } from "./lifecycle";
 import { parseSchedule, ScheduleError, type Schedule } from "./schedule";
@@ -328,7 +328,6 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
         if (h.name && seenHosts.has(h.name)) r.problem(`hosts[${i}].name`, h.name, "a name not used by another host");
         seenHosts.add(h.name);
     });
-    void HOST_FIELDS;
 
     // Paths
     const configDir = str("configDir", names.plainPath);

@@ -61,12 +61,11 @@ export function scriptTemplates(): string[] {
     return readdirSync(path.join(TEMPLATE_ROOT, SCRIPT_TEMPLATE_DIR)).filter((f) => f.endsWith(".sh")).sort();
 }
 
-export function packagesFor(config: StackConfig, host: HostSpec, remote: boolean): string[] {
+export function packagesFor(host: HostSpec, remote: boolean): string[] {
     const pkgs = new Set(["jq", "zstd", "gzip", "openssl", "tar", "acl", "attr", "util-linux", "coreutils", "sudo", "logrotate", "iproute2"]);
     if (remote) pkgs.add("awscli");
     if (host.roles.includes("redis")) pkgs.add("redis-tools");
     if (host.roles.includes("postgresql")) pkgs.add("postgresql-client");
-    void config;
     return [...pkgs].sort();
 }
 
@@ -216,7 +215,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
     const base: string[] = [];
 
     if (config.installPackages) {
-        const pkgs = packagesFor(config, host, hostConfig.remote.enabled);
+        const pkgs = packagesFor(host, hostConfig.remote.enabled);
         steps.push({ name: "packages", create: packagesScript(pkgs), files: [], secretFiles: [], dependsOn: [], digest: digestOf(pkgs) });
         base.push("packages");
     }
