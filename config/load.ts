@@ -173,8 +173,9 @@ function readDatabases(r: Reader, path: string, value: unknown): DatabaseSpec[] 
         }
         const obj = r.object(p, item, ["name", "large"]);
         if (!obj) return;
+        if (obj.name === undefined || obj.name === "") return r.problem(`${p}.name`, obj.name, "a database name (required)");
         const name = r.string(`${p}.name`, obj.name, "", names.databaseName, false);
-        if (!name) return r.problem(`${p}.name`, obj.name, "a database name");
+        if (!name) return; // already reported
         out.push({ name, large: r.boolean(`${p}.large`, obj.large, false) });
     });
     const seen = new Set<string>();

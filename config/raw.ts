@@ -6,6 +6,7 @@
  */
 import { readFileSync, existsSync } from "node:fs";
 import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { CONFIG_KEYS } from "./schema";
 import { NAMESPACE, SECRET_PLACEHOLDER } from "./load";
@@ -15,13 +16,27 @@ const isSecretKey = (key: string) => {
     return spec?.secret === true;
 };
 
-/** From `pulumi.runtime.allConfig()`: values are strings, structured ones JSON-encoded. */
-export function rawFromRuntime(all: Record<string, string>): Record<string, unknown> {
+/**
+ * Whether the engine marked a key secret (`pulumi config set --secret`). The SDK
+ * keeps its reader internal, so it is looked up defensively.
+ */
+function runtimeIsSecret(fullKey: string): boolean {
+    const isConfigSecret = (pulumi.runtime as unknown as { isConfigSecret?: (k: string) => boolean }).isConfigSecret;
+    if (typeof isConfigSecret !== "function") throw new Error("@pulumi/pulumi no longer provides runtime.isConfigSecret; update config/raw.ts");
+    return isConfigSecret(fullKey);
+}
+
+/**
+ * From `pulumi.runtime.allConfig()`: values are strings, structured ones
+ * JSON-encoded, secrets decrypted. Every secret (known key or not, e.g. a typo
+ * set with --secret) becomes a placeholder, so no error message can show it.
+ */
+export function rawFromRuntime(all: Record<string, string>, isSecret: (fullKey: string) => boolean = runtimeIsSecret): Record<string, unknown> {
     const raw: Record<string, unknown> = {};
     for (const [fullKey, value] of Object.entries(all)) {
         const [ns, key] = fullKey.split(":", 2);
         if (ns !== NAMESPACE || key === undefined) continue;
-        if (isSecretKey(key)) raw[key] = value === "" ? "" : SECRET_PLACEHOLDER;
+        if (isSecretKey(key) || isSecret(fullKey)) raw[key] = value === "" ? "" : SECRET_PLACEHOLDER;
         else raw[key] = /^\s*[[{]/.test(value) ? JSON.parse(value) : value;
     }
     return raw;

@@ -34,13 +34,14 @@ export class ScheduleError extends Error {}
 
 const DOW_NAMES = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const DOW_LONG = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
-const MONTH_NAMES = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const MONTH_LONG = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
 
 const range = (lo: number, hi: number): number[] => Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
 
 function parseNumber(token: string, lo: number, hi: number, names: string[] | null, what: string): number {
     const lower = token.toLowerCase();
     if (names) {
+        // Full names or their three-letter forms, as cron and systemd accept them.
         const idx = names.findIndex((n) => lower === n.toLowerCase() || lower === n.toLowerCase().slice(0, 3));
         if (idx >= 0) return idx + (what === "month" ? 1 : 0);
     }
@@ -85,12 +86,12 @@ function parseCron(text: string): FieldSets {
     const [m, h, dom, mon, dow] = fields;
     const minute = parseField(m, 0, 59, "minute") ?? range(0, 59);
     const hour = parseField(h, 0, 23, "hour") ?? range(0, 23);
-    const dows = parseField(dow, 0, 7, "day-of-week", DOW_NAMES);
+    const dows = parseField(dow, 0, 7, "day-of-week", DOW_LONG);
     const sets: FieldSets = {
         minute,
         hour,
         dom: parseField(dom, 1, 31, "day-of-month"),
-        month: parseField(mon, 1, 12, "month", MONTH_NAMES),
+        month: parseField(mon, 1, 12, "month", MONTH_LONG),
         dow: dows === null ? null : [...new Set(dows.map((d) => d % 7))].sort((a, b) => a - b),
     };
     if (sets.dow !== null && sets.dow.length === 7) sets.dow = null;
@@ -127,7 +128,7 @@ function parseOnCalendar(text: string): FieldSets {
     const time = timePart.split(":");
     if (time.length < 2 || time.length > 3) throw new ScheduleError(`time "${timePart}" must be HH:MM or HH:MM:SS`);
     if (time.length === 3 && !/^0+$/.test(time[2])) throw new ScheduleError("seconds must be 00; backups run at minute resolution");
-    const dows = dowPart === null ? null : parseField(dowPart, 0, 6, "weekday", DOW_NAMES);
+    const dows = dowPart === null ? null : parseField(dowPart, 0, 6, "weekday", DOW_LONG);
     return {
         minute: parseField(time[1], 0, 59, "minute") ?? range(0, 59),
         hour: parseField(time[0], 0, 23, "hour") ?? range(0, 23),
@@ -148,8 +149,8 @@ function toOnCalendar(s: FieldSets): string {
     return `${dow}*-${list(s.month)}-${list(s.dom)} ${hour}:${minute}:00`;
 }
 
-function joinWords(words: string[]): string {
-    return words.length <= 1 ? words.join("") : `${words.slice(0, -1).join(", ")} and ${words[words.length - 1]}`;
+function joinWords(words: string[], conjunction = "and"): string {
+    return words.length <= 1 ? words.join("") : `${words.slice(0, -1).join(", ")} ${conjunction} ${words[words.length - 1]}`;
 }
 
 function describe(s: FieldSets): string {
@@ -162,12 +163,19 @@ function describe(s: FieldSets): string {
     }
     let days = "every day";
     if (s.dow !== null) days = `every ${joinWords(s.dow.map((d) => DOW_LONG[d]))}`;
-    if (s.dom !== null) days = `on day ${joinWords(s.dom.map(String))} of the month`;
-    const months = s.month === null ? "" : ` in ${joinWords(s.month.map((m) => MONTH_NAMES[m - 1][0].toUpperCase() + MONTH_NAMES[m - 1].slice(1)))}`;
+    if (s.dom !== null) {
+        // systemd requires both to match when both are set.
+        days = `on day ${joinWords(s.dom.map(String))} of the month${s.dow === null ? "" : ` if it is a ${joinWords(s.dow.map((d) => DOW_LONG[d]), "or")}`}`;
+    }
+    const months = s.month === null ? "" : ` in ${joinWords(s.month.map((m) => MONTH_LONG[m - 1].slice(0, 3)))}`;
     return `${days}${months} ${when}`.replace(/^every day every/, "every");
 }
 
-/** Longest gap between runs, found by walking minute by minute over four years (leap year included). */
+/**
+ * Longest gap between runs: walks eight years (two leap cycles) run by run and
+ * takes the largest gap inside that window, so every weekday, month length
+ * and leap day is seen at least twice.
+ */
 function maxInterval(s: FieldSets): number {
     const minutes = new Set(s.minute);
     const hours = new Set(s.hour);
@@ -175,10 +183,9 @@ function maxInterval(s: FieldSets): number {
     const months = s.month && new Set(s.month);
     const dows = s.dow && new Set(s.dow);
     let previous: number | null = null;
-    let first: number | null = null;
     let longest = 0;
     const start = Date.UTC(2024, 0, 1);
-    const days = 366 + 365 * 3;
+    const days = 2 * (366 + 365 * 3);
     for (let day = 0; day < days; day++) {
         const d = new Date(start + day * 86_400_000);
         if (doms && !doms.has(d.getUTCDate())) continue;
@@ -187,15 +194,13 @@ function maxInterval(s: FieldSets): number {
         for (const h of hours) {
             for (const m of minutes) {
                 const t = d.getTime() / 1000 + h * 3600 + m * 60;
-                if (first === null) first = t;
                 if (previous !== null) longest = Math.max(longest, t - previous);
                 previous = t;
             }
         }
     }
-    if (previous === null || first === null) throw new ScheduleError("never runs (no date matches)");
-    // Wrap around: the gap from the last run of the cycle to the first of the next.
-    longest = Math.max(longest, first + days * 86_400 - previous);
+    if (previous === null) throw new ScheduleError("never runs (no date matches)");
+    if (longest === 0) throw new ScheduleError("runs only once in eight years; pick a schedule that repeats");
     return longest;
 }
 

@@ -27,6 +27,11 @@ function unitValue(field: string, value: string): string {
     return value;
 }
 
+/** One ExecStart word: systemd expands `$NAME` there, and `$$` is a literal `$`. */
+function execWord(word: string): string {
+    return unitValue("ExecStart", word).replace(/\$/g, "$$$$");
+}
+
 export interface RenderedUnit {
     readonly name: string;
     readonly content: string;
@@ -48,7 +53,7 @@ export function renderJobUnits(config: StackConfig, host: HostSpec, job: Job): R
         user: config.backupUser,
         configFile: `${config.paths.configDir}/${HOST_CONFIG_NAME}`,
         maintenanceBySystemd: vacuum || analyze ? 1 : 0,
-        execStart: [`${config.paths.scriptDir}/${job.script}`, ...job.args].map((a) => unitValue("ExecStart", a)).join(" "),
+        execStart: [`${config.paths.scriptDir}/${job.script}`, ...job.args].map(execWord).join(" "),
         capabilities: CAPABILITIES[job.type],
         storageDir: config.paths.storageDir,
         logDir: config.paths.logDir,
@@ -73,7 +78,7 @@ export function renderMaintenanceUnits(config: StackConfig, host: HostSpec, jobs
     const target = [`--host=${pg.host}`, `--port=${pg.port}`];
     const execFor = (mode: string) =>
         (pg.databases.length ? pg.databases.map((d) => [`--dbname=${d.name}`]) : [["--all"]])
-            .map((dbArgs) => `ExecStart=/usr/bin/vacuumdb ${mode} --quiet ${[...target, ...dbArgs].join(" ")}`)
+            .map((dbArgs) => `ExecStart=/usr/bin/vacuumdb ${mode} --quiet ${[...target, ...dbArgs].map(execWord).join(" ")}`)
             .join("\n");
     const units: RenderedUnit[] = [];
     if (pgJobs.some((j) => wantsMaintenance(pg.vacuumAnalyzeBefore, j))) {
