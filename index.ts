@@ -48,11 +48,9 @@ if (config.storage.mode === "aws") {
     s3 = pulumi.secret(pulumi.all([cfg.requireSecret("s3AccessKeyId"), cfg.requireSecret("s3SecretAccessKey")]).apply(([accessKeyId, secretAccessKey]) => ({ accessKeyId, secretAccessKey })));
 }
 
-const facts: pulumi.Output<DeployFacts> = pulumi.all([region, kmsKeyArn, keys.fingerprints]).apply(([r, kms, fingerprints]) => ({
+const facts: pulumi.Output<DeployFacts> = keys.fingerprints.apply((fingerprints) => ({
     currentKeyId: keys.currentKeyId,
     keyIds: keys.keyIds,
-    region: r,
-    kmsKeyArn: kms,
     keyFingerprints: fingerprints,
 }));
 const secrets: pulumi.Output<SecretValues> = pulumi.secret(

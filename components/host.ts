@@ -25,7 +25,7 @@ export interface BackupHostArgs {
 /** Placeholder facts for the shape of the plan; only step contents depend on the real ones. */
 function shapeFacts(config: StackConfig): DeployFacts {
     const ids = Array.from({ length: config.encryption.keyVersion }, (_, i) => `${config.stack}-v${i + 1}`);
-    return { currentKeyId: ids[ids.length - 1], keyIds: ids, region: "", kmsKeyArn: "", keyFingerprints: {} };
+    return { currentKeyId: ids[ids.length - 1], keyIds: ids, keyFingerprints: {} };
 }
 
 /**

@@ -20,10 +20,6 @@ export interface DeployFacts {
     readonly currentKeyId: string;
     /** All key ids installed in the keyring, oldest first. */
     readonly keyIds: readonly string[];
-    /** Region the bucket lives in. */
-    readonly region: string;
-    /** SSE-KMS key for uploads; empty when the bucket is not managed by this stack. */
-    readonly kmsKeyArn: string;
     /** Non-secret fingerprint per key id (changes when a key is replaced). */
     readonly keyFingerprints: Readonly<Record<string, string>>;
 }
@@ -60,10 +56,12 @@ export interface HostConfigFile {
         readonly region: string;
         /** Empty for AWS S3. */
         readonly endpoint: string;
-        /** AWS shared-credentials file (profile "default"), 0600, owned by the backup user. */
+        /**
+         * AWS shared-credentials file (profile "default"), 0600, owned by the backup user.
+         * Uploads send no SSE headers: the bucket's default SSE-KMS key applies (a bare
+         * `--sse aws:kms` would pick the AWS-managed key instead, and the policy denies it).
+         */
         readonly credentialsFile: string;
-        /** SSE-KMS key id/ARN to request on upload; empty to rely on bucket defaults. */
-        readonly kmsKeyArn: string;
         readonly retentionBy: "prefix" | "tag";
         readonly retries: number;
     };
@@ -121,10 +119,9 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
             enabled: remoteEnabled,
             bucket: remoteEnabled ? config.storage.bucketName : "",
             prefix: config.storage.prefix,
-            region: facts.region,
+            region: config.storage.region,
             endpoint: config.storage.endpoint ?? "",
             credentialsFile: remoteEnabled ? file(S3_CREDENTIALS_NAME) : "",
-            kmsKeyArn: facts.kmsKeyArn,
             retentionBy: config.storage.retentionBy,
             retries: config.storage.uploadRetries,
         },

@@ -203,6 +203,45 @@ function fileStep(name: string, file: PlannedFile, dependsOn: string[], opts: { 
     };
 }
 
+/** Where each step records what it installed, for the on-host drift check. */
+export const manifestDir = (config: StackConfig) => `${config.paths.configDir}/manifest.d`;
+
+/** One manifest line per file: path, owner, group, mode, sha256 ("-" for secrets: no hash of a secret leaves Pulumi). */
+export function manifestLines(files: readonly PlannedFile[], secretFiles: readonly PlannedSecretFile[]): string {
+    return [
+        ...files.map((f) => [f.path, f.owner, f.group, f.mode, sha256(f.content)].join("\t")),
+        ...secretFiles.map((f) => [f.path, f.owner, f.group, f.mode, "-"].join("\t")),
+    ].map((l) => `${l}\n`).join("");
+}
+
+/**
+ * Makes a step also write (and on delete remove) its manifest entry,
+ * `<configDir>/manifest.d/<step>.tsv`. The entry is listed among the step's files.
+ */
+export function withManifestEntry(config: StackConfig, step: Step): Step {
+    if (step.files.length === 0 && step.secretFiles.length === 0) return step;
+    const entry: PlannedFile = {
+        path: `${manifestDir(config)}/${step.name}.tsv`,
+        owner: "root",
+        group: "root",
+        mode: "0644",
+        content: manifestLines(step.files, step.secretFiles),
+    };
+    const write = [
+        `install -d -o root -g root -m 0755 ${shellQuote(manifestDir(config))}`,
+        `printf '%s' ${shellQuote(entry.content)} > ${shellQuote(`${entry.path}.tmp`)}`,
+        `chmod 0644 ${shellQuote(`${entry.path}.tmp`)}`,
+        `mv -f ${shellQuote(`${entry.path}.tmp`)} ${shellQuote(entry.path)}`,
+    ].join("\n");
+    return {
+        ...step,
+        create: `${step.create}\n${write}`,
+        // Steps without a delete keep their files (the keyring), and so keep their entry.
+        ...(step.delete ? { delete: `${step.delete}\nrm -f ${shellQuote(entry.path)}` } : {}),
+        files: [...step.files, entry],
+    };
+}
+
 /** A step name safe for a Pulumi resource name. */
 const slug = (text: string) => text.replace(/[^A-Za-z0-9.-]+/g, "-").replace(/^-+|-+$/g, "");
 
@@ -299,5 +338,5 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
         digest: digestOf(allUnits.map((x) => [x.name, sha256(x.content)])),
     });
 
-    return { host, config: hostConfig, jobs, steps };
+    return { host, config: hostConfig, jobs, steps: steps.map((s) => withManifestEntry(config, s)) };
 }

@@ -4,7 +4,7 @@
  * HTTP API). Same Step shape as a backup host's plan.
  */
 import type { StackConfig } from "../config/types";
-import type { Step } from "./hostPlan";
+import { withManifestEntry, type Step } from "./hostPlan";
 import { installFileScript, sha256 } from "./remote";
 import { shellQuote } from "./shell";
 import { readTemplate, renderTemplate } from "./template";
@@ -70,7 +70,7 @@ export function planMonitoring(config: StackConfig): Step[] {
             digest: sha256(JSON.stringify({ url: m.grafanaUrl, content: sha256(dashboard) })),
         });
     }
-    return steps;
+    return steps.map((s) => withManifestEntry(config, s));
 }
 
 /** Reads the token from stdin's first line into a 0600 header file: it never reaches argv. */

@@ -94,6 +94,15 @@ export function renderBucketPolicy(bucketArn: string, kmsKeyArn: string): Policy
                 Condition: { StringNotEqualsIfExists: { "s3:x-amz-server-side-encryption": "aws:kms" } },
             },
             {
+                // `--sse aws:kms` without a key id would use the AWS-managed aws/s3 key, not ours.
+                Sid: "DenyKmsWithoutKeyId",
+                Effect: "Deny",
+                Principal: "*",
+                Action: "s3:PutObject",
+                Resource: `${bucketArn}/*`,
+                Condition: { StringEquals: { "s3:x-amz-server-side-encryption": "aws:kms" }, Null: { "s3:x-amz-server-side-encryption-aws-kms-key-id": "true" } },
+            },
+            {
                 Sid: "DenyOtherKmsKeys",
                 Effect: "Deny",
                 Principal: "*",

@@ -30,8 +30,6 @@ export function renderFacts(config: StackConfig): DeployFacts {
     return {
         currentKeyId: keyIds[keyIds.length - 1],
         keyIds,
-        region: config.storage.region,
-        kmsKeyArn: config.storage.mode === "aws" ? DEPLOY_TIME : "",
         keyFingerprints: Object.fromEntries(keyIds.map((id) => [id, DEPLOY_TIME])),
     };
 }

@@ -43,7 +43,7 @@ function testPlan(): HostPlan {
         ],
         redisPassword: "[secret]",
     });
-    const facts = { currentKeyId: "itest-v1", keyIds: ["itest-v1"], region: "us-east-1", kmsKeyArn: "", keyFingerprints: { "itest-v1": "sha256:test" } };
+    const facts = { currentKeyId: "itest-v1", keyIds: ["itest-v1"], keyFingerprints: { "itest-v1": "sha256:test" } };
     return planHost(config, config.hosts[0], facts);
 }
 

@@ -271,9 +271,10 @@ describe.skipIf(noVisudo)("the real visudo", () => {
         it("the plan's sudoers step is installFileScript gated by visudo -cf", () => {
             for (const r of roots) {
                 const step = r.plan.steps.find((s) => s.name === "sudoers")!;
-                expect(step.files).toHaveLength(1);
+                // The sudoers file, then the step's drift-manifest entry.
+                expect(step.files.map((f) => f.path)).toEqual([SUDOERS_PATH, "/etc/hx-backup/manifest.d/sudoers.tsv"]);
                 expect(step.files[0]).toMatchObject({ path: SUDOERS_PATH, owner: "root", group: "root", mode: "0440" });
-                expect(step.create).toBe(installFileScript(step.files[0], check));
+                expect(step.create.startsWith(`${installFileScript(step.files[0], check)}\n`)).toBe(true);
                 expect(step.stdin).toBe(step.files[0].content);
             }
         });
@@ -493,7 +494,8 @@ describe("hostile values", () => {
         expect(written).toBe(step.stdin);
         expect(JSON.parse(written).application.paths).toEqual(hostilePaths);
         expect(statSync(path.join(configDir, "backup.json")).mode & 0o777).toBe(0o640);
-        expect(readdirSync(configDir)).toEqual(["backup.json"]);
+        expect(readdirSync(configDir)).toEqual(["backup.json", "manifest.d"]);
+        expect(readFileSync(path.join(configDir, "manifest.d", "config.tsv"), "utf8")).toBe(step.files[1].content);
         expect(existsSync(marker)).toBe(false);
     });
 
@@ -618,8 +620,9 @@ describe("idempotence: identical inputs give identical steps; a change re-runs o
             const afterPlan = planHost(after, after.hosts[0], facts(after));
             const step = afterPlan.steps.find((s) => s.name === stepName)!;
             expect(step.stdin).toBe(edited);
-            // The content travels on stdin; the script text (argv on the host) is the same.
-            expect(step.create).toBe(beforePlans[0].steps.find((s) => s.name === stepName)!.create);
+            // The content travels on stdin; the script text (argv on the host) changes only in its manifest hash.
+            const oldStep = beforePlans[0].steps.find((s) => s.name === stepName)!;
+            expect(step.create.replace(sha256(edited), "HASH")).toBe(oldStep.create.replace(sha256(oldStep.stdin!), "HASH"));
         } finally {
             templateOverrides.delete(relative);
         }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Read-only inspection for drift detection, shared by `npm run drift` (sent
+# over SSH) and backup-drift-check.sh (run on the host from its installed copy).
+#
+# stdin, one request per line (tab separated):
+#   F <path> <hash|nohash>   report owner, group, mode (and sha256 unless nohash)
+#   W <dir-or-glob>          list every regular file it matches (one level)
+# stdout, one line per result:
+#   F <path> <owner> <group> <mode> <sha256|->   or   F <path> MISSING
+#   W <path>
+set -Eeuo pipefail
+shopt -s nullglob
+
+inspect_file() {
+    local path="$1" hash_mode="$2" owner group mode digest="-"
+    if [[ ! -e "$path" && ! -L "$path" ]]; then
+        printf 'F\t%s\tMISSING\n' "$path"
+        return 0
+    fi
+    IFS=' ' read -r owner group mode < <(stat --format='%U %G %a' -- "$path")
+    if [[ "$hash_mode" == "hash" && -f "$path" ]]; then
+        digest="$(sha256sum -- "$path")"
+        digest="${digest%% *}"
+    fi
+    printf 'F\t%s\t%s\t%s\t%04o\t%s\n' "$path" "$owner" "$group" "$((8#$mode))" "$digest"
+}
+
+list_watched() {
+    local pattern="$1" entry
+    local -a matches
+    if [[ -d "$pattern" ]]; then
+        matches=("$pattern"/*)
+    else
+        # The pattern is a glob by design (e.g. /etc/systemd/system/hx-backup-*).
+        # shellcheck disable=SC2206
+        matches=($pattern)
+    fi
+    for entry in "${matches[@]}"; do
+        [[ -f "$entry" || -L "$entry" ]] && printf 'W\t%s\n' "$entry"
+    done
+    return 0
+}
+
+main() {
+    local kind target extra
+    while IFS=$'\t' read -r kind target extra; do
+        case "$kind" in
+            F) inspect_file "$target" "${extra:-hash}" ;;
+            W) list_watched "$target" ;;
+            '') ;;
+            *) printf 'hx-drift-inspect: unknown request %q\n' "$kind" >&2; return 2 ;;
+        esac
+    done
+}
+
+main "$@"
