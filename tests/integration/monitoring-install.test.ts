@@ -29,6 +29,8 @@ function monitoringConfig(extra: Record<string, unknown>) {
     return loadStackConfig("itest", {
         hosts: [{ name: "mon", address: "127.0.0.1", roles: ["monitoring"], remoteSync: false }],
         monitoringHost: "mon",
+        // Keep every write (the drift-manifest entry too) inside the temp dir.
+        configDir: `${dir}/etc-hx`,
         prometheusRulesPath: `${dir}/rules/backup-alert-rules.yml`,
         prometheusReloadCommand: `touch ${dir}/reloaded`,
         grafanaMode: "none",

@@ -356,7 +356,7 @@ describe.skipIf(noPromtool)("the real promtool", () => {
             const rulesPath = path.join(dir, "rules", "backup-alert-rules.yml");
             const reloaded = path.join(dir, "reloaded");
             const raw = rawFromFiles(PROJECT_DIR, "production").raw;
-            const config = loadStackConfig("production", { ...raw, prometheusRulesPath: rulesPath, prometheusReloadCommand: `touch ${reloaded}` }, { awsRegion: "eu-central-1", assumeSecretsSet: true });
+            const config = loadStackConfig("production", { ...raw, configDir: path.join(dir, "etc-hx"), prometheusRulesPath: rulesPath, prometheusReloadCommand: `touch ${reloaded}` }, { awsRegion: "eu-central-1", assumeSecretsSet: true });
             const step = planMonitoring(config).find((s) => s.name === "alert-rules")!;
             const good = step.stdin!;
 

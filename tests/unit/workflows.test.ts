@@ -412,6 +412,29 @@ describe("CI workflows: scheduled drift detection", () => {
         expect(list.indexOf(down)).toBeGreaterThan(at);
     });
 
+    it("runs npm run drift for the stack (as root for the sandbox) and pulumi refresh, and a check's failure fails its step", () => {
+        // Stand-ins for npm, pulumi and sudo that log their arguments and exit with $FAKE_STATUS.
+        const bin = mkdtempSync(path.join(tmp, "bin-"));
+        const log = path.join(bin, "calls.log");
+        for (const tool of ["npm", "pulumi"]) writeFileSync(path.join(bin, tool), `#!/bin/sh\necho "${tool} $*" >> "${log}"\nexit "\${FAKE_STATUS:-0}"\n`, { mode: 0o755 });
+        writeFileSync(path.join(bin, "sudo"), `#!/bin/sh\necho "sudo" >> "${log}"\n[ "$1" = -E ] && shift\nexec "$@"\n`, { mode: 0o755 });
+        const hosts = list.find(runs(/\bnpm run drift\b/))!;
+        const cloud = list.find(runs(/\bpulumi refresh\b/))!;
+        const call = (step: Step, STACK: string, FAKE_STATUS = "0") => {
+            writeFileSync(log, "");
+            const r = runScript(step.run!, { PATH: `${bin}:${process.env.PATH}`, STACK, FAKE_STATUS });
+            return { status: r.status, calls: readFileSync(log, "utf8").trim().split("\n") };
+        };
+        expect(call(hosts, "production")).toEqual({ status: 0, calls: ["npm run drift -- --stack production"] });
+        expect(call(hosts, "sandbox")).toEqual({ status: 0, calls: ["sudo", "npm run drift -- --stack sandbox"] });
+        expect(call(hosts, "production", "1").status).toBe(1);
+        expect(call(hosts, "sandbox", "1").status).toBe(1);
+        for (const stack of STACKS) {
+            expect(call(cloud, stack)).toEqual({ status: 0, calls: [`pulumi refresh --stack ${stack} --preview-only --expect-no-changes --diff --non-interactive`] });
+            expect(call(cloud, stack, "255").status).toBe(255);
+        }
+    });
+
     it("writes the SSH key from the secret to a 0600 file under $RUNNER_TEMP and passes its path as HX_SSH_KEY_FILE, without printing it", () => {
         const step = named(/^SSH key/);
         expect(step.env).toEqual({ HX_SSH_PRIVATE_KEY: "${{ secrets.HX_SSH_PRIVATE_KEY }}" });

@@ -1,0 +1,146 @@
+/**
+ * A throwaway "host" on this machine: its own sshd on a loopback port, inside
+ * a private mount namespace whose /etc, /var, /opt and /srv are overlays on
+ * the real ones. Everything a deploy or a job writes there vanishes on stop;
+ * the machine's real /etc is never touched. Needs root and unshare(1).
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import * as path from "node:path";
+import { sshExec, type SshResult, type SshTarget } from "../lib/ssh";
+
+export const OVERLAID = ["etc", "var", "opt", "srv"] as const;
+
+export interface SandboxHost {
+    readonly dir: string;
+    readonly port: number;
+    readonly pid: number;
+    /** Private key that logs in as root. */
+    readonly keyFile: string;
+    /** The sandbox sshd's host key ("ssh-ed25519 AAAA..."), for pinning. */
+    readonly hostKey: string;
+    readonly target: SshTarget;
+    exec(command: string, stdin?: string): Promise<SshResult>;
+    /** Stops every process inside the namespace (sshd and whatever it started); the overlays vanish with them. */
+    stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+        const server = createServer();
+        server.unref();
+        server.on("error", reject);
+        server.listen(0, "127.0.0.1", () => {
+            const { port } = server.address() as { port: number };
+            server.close(() => resolve(port));
+        });
+    });
+}
+
+function keygen(file: string): string {
+    if (!existsSync(file)) execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "hx-sandbox", "-f", file]);
+    return readFileSync(`${file}.pub`, "utf8").trim().split(" ").slice(0, 2).join(" ");
+}
+
+/** PIDs of every process sharing `pid`'s mount namespace. */
+export function namespaceMembers(nsLink: string): number[] {
+    const members: number[] = [];
+    for (const entry of readdirSync("/proc")) {
+        if (!/^\d+$/.test(entry)) continue;
+        try {
+            if (readlinkSync(`/proc/${entry}/ns/mnt`) === nsLink) members.push(Number(entry));
+        } catch {
+            /* process gone */
+        }
+    }
+    return members;
+}
+
+export async function startSandboxHost(dir: string, port?: number): Promise<SandboxHost> {
+    if (process.getuid?.() !== 0) throw new Error("the sandbox host needs root (mount namespaces and overlays)");
+    mkdirSync(dir, { recursive: true });
+    const sshPort = port ?? (await freePort());
+    const keyFile = path.join(dir, "id_ed25519");
+    const clientKey = keygen(keyFile);
+    const hostKey = keygen(path.join(dir, "ssh_host_ed25519_key"));
+    writeFileSync(path.join(dir, "authorized_keys"), `${clientKey}\n`, { mode: 0o600 });
+    writeFileSync(
+        path.join(dir, "sshd_config"),
+        [
+            `Port ${sshPort}`,
+            "ListenAddress 127.0.0.1",
+            `HostKey ${path.join(dir, "ssh_host_ed25519_key")}`,
+            `AuthorizedKeysFile ${path.join(dir, "authorized_keys")}`,
+            "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "StrictModes no",
+            `PidFile ${path.join(dir, "sshd.pid")}`,
+            "MaxSessions 50",
+            "MaxStartups 50:30:100",
+            "Subsystem sftp internal-sftp",
+        ].join("\n") + "\n",
+    );
+    const mounts = OVERLAID.map((d) => {
+        const up = path.join(dir, "overlay", `${d}-upper`);
+        const work = path.join(dir, "overlay", `${d}-work`);
+        return `mkdir -p '${up}' '${work}' && mount -t overlay overlay -o 'lowerdir=/${d},upperdir=${up},workdir=${work}' /${d}`;
+    });
+    writeFileSync(
+        path.join(dir, "namespace-init.sh"),
+        ["set -eu", ...mounts, "mkdir -p /run/sshd", `exec /usr/sbin/sshd -D -e -f '${path.join(dir, "sshd_config")}'`].join("\n") + "\n",
+    );
+    const child = spawn("unshare", ["--mount", "--propagation", "private", "bash", path.join(dir, "namespace-init.sh")], {
+        stdio: ["ignore", "ignore", "pipe"],
+        detached: true,
+    });
+    let log = "";
+    child.stderr?.on("data", (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
+    child.unref();
+    const pid = child.pid!;
+    const target: SshTarget = { host: "127.0.0.1", port: sshPort, user: "root", hostKey, keyFile };
+    const exec = (command: string, stdin = "") => sshExec(target, command, stdin);
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+        const r = await exec("true").catch(() => undefined);
+        if (r?.code === 0) break;
+        if (child.exitCode !== null) throw new Error(`sandbox sshd exited: ${log}`);
+        if (Date.now() > deadline) throw new Error(`sandbox sshd did not accept logins on port ${sshPort}: ${r?.stderr ?? ""} ${log}`);
+        await new Promise((r2) => setTimeout(r2, 200));
+    }
+    const nsLink = readlinkSync(`/proc/${pid}/ns/mnt`);
+    writeFileSync(path.join(dir, "state.json"), JSON.stringify({ pid, port: sshPort, nsLink }));
+    return {
+        dir,
+        port: sshPort,
+        pid,
+        keyFile,
+        hostKey,
+        target,
+        exec,
+        stop: () => stopNamespace(nsLink),
+    };
+}
+
+/** Kills every process in the namespace (TERM, then KILL) and waits for them. */
+export async function stopNamespace(nsLink: string): Promise<void> {
+    if (nsLink === readlinkSync("/proc/self/ns/mnt")) throw new Error("refusing to stop the machine's own mount namespace");
+    for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+        for (const p of namespaceMembers(nsLink)) {
+            try {
+                process.kill(p, signal);
+            } catch {
+                /* already gone */
+            }
+        }
+        const until = Date.now() + 10_000;
+        while (namespaceMembers(nsLink).length && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+        if (!namespaceMembers(nsLink).length) return;
+    }
+}
+
+export function removeSandboxDir(dir: string): void {
+    rmSync(dir, { recursive: true, force: true });
+}
