@@ -1,7 +1,7 @@
 /**
  * A throwaway "host" on this machine: its own sshd on a loopback port, inside
  * a private mount namespace whose /etc, /var, /opt and /srv are overlays on
- * the real ones. Everything a deploy or a job writes there vanishes on stop;
+ * the real ones and whose /run is its own tmpfs. Everything a deploy or a job writes there vanishes on stop;
  * the machine's real /etc is never touched. Needs root and unshare(1).
  */
 import { execFileSync, spawn } from "node:child_process";
@@ -90,7 +90,14 @@ export async function startSandboxHost(dir: string, port?: number): Promise<Sand
     });
     writeFileSync(
         path.join(dir, "namespace-init.sh"),
-        ["set -eu", ...mounts, "mkdir -p /run/sshd", `exec /usr/sbin/sshd -D -e -f '${path.join(dir, "sshd_config")}'`].join("\n") + "\n",
+        [
+            "set -eu",
+            ...mounts,
+            // A private /run: sockets and PID files of the sandbox's services vanish with it.
+            "mount -t tmpfs -o mode=0755 tmpfs /run",
+            "mkdir -p /run/sshd",
+            `exec /usr/sbin/sshd -D -e -f '${path.join(dir, "sshd_config")}'`,
+        ].join("\n") + "\n",
     );
     const child = spawn("unshare", ["--mount", "--propagation", "private", "bash", path.join(dir, "namespace-init.sh")], {
         stdio: ["ignore", "ignore", "pipe"],

@@ -1,0 +1,253 @@
+/**
+ * npm run sandbox [-- --down | --destroy]
+ *
+ * The one-machine demo and end-to-end test. Starts an isolated host (its own
+ * sshd in a private mount namespace with overlays, so the machine's real /etc
+ * is never touched) with PostgreSQL, Redis, application data, node_exporter
+ * and Prometheus, plus an S3-compatible endpoint (s3rver). Deploys the
+ * `sandbox` stack with the real program over real SSH, runs every job the way
+ * its timer would, then a restore test, and prints a summary.
+ *
+ * A second run against a running sandbox redeploys (every step runs again)
+ * and runs the jobs again. `--destroy` runs the delete commands in reverse
+ * order, like `pulumi destroy`; `--down` stops everything and removes it.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
+import { parse } from "yaml";
+import { shellCommand } from "../render/shell";
+import { deployWithMocks, destroyWithState, type DeployReport } from "./sandbox/deploy";
+import { namespaceMembers, removeSandboxDir, startSandboxHost, stopNamespace } from "./sandbox/host";
+import { runJobService, type JobRun } from "./sandbox/jobs";
+import { allocatePorts, PG_SOCKET_DIR, startServices, type SandboxPorts } from "./sandbox/services";
+import { sshExec, type SshTarget } from "./lib/ssh";
+
+const ROOT = path.resolve(__dirname, "..");
+export const SANDBOX_DIR = process.env.HX_SANDBOX_DIR ?? path.join(ROOT, ".sandbox");
+const STATE = path.join(SANDBOX_DIR, "sandbox.json");
+const DEPLOY_STATE = path.join(SANDBOX_DIR, "deploy-state.json");
+const S3_KEY = "S3RVER";
+
+export interface SandboxState {
+    readonly pid: number;
+    readonly nsLink: string;
+    readonly sshPort: number;
+    readonly hostKey: string;
+    readonly keyFile: string;
+    readonly ports: SandboxPorts;
+    readonly s3Pid: number;
+}
+
+const log = (line: string) => console.log(line);
+
+function loadState(): SandboxState | undefined {
+    if (!existsSync(STATE)) return undefined;
+    return JSON.parse(readFileSync(STATE, "utf8")) as SandboxState;
+}
+
+function alive(state: SandboxState | undefined): state is SandboxState {
+    if (!state) return false;
+    try {
+        return readlinkSync(`/proc/${state.pid}/ns/mnt`) === state.nsLink;
+    } catch {
+        return false;
+    }
+}
+
+const targetOf = (state: SandboxState): SshTarget => ({ host: "127.0.0.1", port: state.sshPort, user: "root", hostKey: state.hostKey, keyFile: state.keyFile });
+const execOn = (state: SandboxState) => (command: string, stdin = "") => sshExec(targetOf(state), command, stdin, 600_000);
+
+async function startS3(ports: SandboxPorts, bucket: string): Promise<number> {
+    const dir = path.join(SANDBOX_DIR, "s3");
+    mkdirSync(dir, { recursive: true });
+    const child = spawn(path.join(ROOT, "node_modules/.bin/s3rver"), ["-d", dir, "-a", "127.0.0.1", "-p", String(ports.s3), "--silent", "--configure-bucket", bucket], {
+        detached: true,
+        stdio: "ignore",
+    });
+    child.unref();
+    for (let i = 0; i < 100; i++) {
+        const r = spawnSync("curl", ["-s", "-o", "/dev/null", `http://127.0.0.1:${ports.s3}/`]);
+        if (r.status === 0) return child.pid!;
+        await new Promise((r2) => setTimeout(r2, 100));
+    }
+    throw new Error("s3rver did not start");
+}
+
+/** The sandbox stack file with this sandbox's ports, host key and secrets filled in. */
+function sandboxConfig(state: SandboxState): { config: Record<string, string>; secretKeys: string[] } {
+    const doc = parse(readFileSync(path.join(ROOT, "Pulumi.sandbox.yaml"), "utf8")) as { config: Record<string, unknown> };
+    const raw = { ...doc.config };
+    const hosts = (raw["hx-backup:hosts"] as Record<string, any>[]).map((h) => ({
+        ...h,
+        port: state.sshPort,
+        hostKey: state.hostKey,
+        postgresql: { ...(h.postgresql ?? {}), host: PG_SOCKET_DIR, port: state.ports.postgres },
+        redis: { ...(h.redis ?? {}), port: state.ports.redis },
+    }));
+    raw["hx-backup:hosts"] = hosts;
+    raw["hx-backup:s3Endpoint"] = `http://127.0.0.1:${state.ports.s3}`;
+    raw["hx-backup:prometheusReloadCommand"] = `curl -fsS -X POST http://127.0.0.1:${state.ports.prometheus}/-/reload`;
+    const secrets: Record<string, string> = {
+        "hx-backup:sshPrivateKey": readFileSync(state.keyFile, "utf8"),
+        "hx-backup:s3AccessKeyId": S3_KEY,
+        "hx-backup:s3SecretAccessKey": S3_KEY,
+    };
+    const config = Object.fromEntries(Object.entries({ ...raw, ...secrets }).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+    return { config, secretKeys: Object.keys(secrets) };
+}
+
+async function start(): Promise<SandboxState> {
+    log("Starting the sandbox host (sshd in a private mount namespace)...");
+    const hostDir = path.join(SANDBOX_DIR, "host");
+    removeSandboxDir(hostDir);
+    const host = await startSandboxHost(hostDir);
+    const ports = await allocatePorts();
+    log("Starting PostgreSQL, Redis, node_exporter and Prometheus inside it...");
+    try {
+        await startServices(host.exec, ports);
+    } catch (err) {
+        await host.stop(); // leave nothing running behind a failed start
+        throw err;
+    }
+    const bucket = String((parse(readFileSync(path.join(ROOT, "Pulumi.sandbox.yaml"), "utf8")) as { config: Record<string, unknown> }).config["hx-backup:bucketName"]);
+    log(`Starting s3rver on 127.0.0.1:${ports.s3} (bucket ${bucket})...`);
+    const s3Pid = await startS3(ports, bucket);
+    const state: SandboxState = { pid: host.pid, nsLink: readlinkSync(`/proc/${host.pid}/ns/mnt`), sshPort: host.port, hostKey: host.hostKey, keyFile: host.keyFile, ports, s3Pid };
+    writeFileSync(STATE, JSON.stringify(state, null, 2));
+    return state;
+}
+
+function metricsTable(metrics: string): string[] {
+    const rows = new Map<string, Record<string, string>>();
+    for (const line of metrics.split("\n")) {
+        const m = /^(backup_[a-z_]+)\{([^}]*)\}\s+(\S+)$/.exec(line);
+        if (!m) continue;
+        const labels = Object.fromEntries([...m[2].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+        if (!labels.type || !labels.target) continue;
+        const key = `${labels.type}/${labels.target}`;
+        rows.set(key, { ...(rows.get(key) ?? {}), [m[1]]: m[3] });
+    }
+    const status = (v?: string) => (v === undefined ? "-" : v === "1" ? "ok" : "FAILED");
+    const size = (v?: string) => (v === undefined ? "-" : `${(Number(v) / 1024).toFixed(1)} KiB`);
+    const header = ["job (type/target)", "status", "artifact", "duration", "verification", "remote sync"];
+    const body = [...rows.entries()].sort().map(([k, r]) => [
+        k,
+        status(r.backup_last_run_status),
+        size(r.backup_size_bytes),
+        r.backup_duration_seconds ? `${Number(r.backup_duration_seconds).toFixed(1)} s` : "-",
+        status(r.backup_verification_status),
+        status(r.backup_remote_sync_status),
+    ]);
+    const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+    const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ");
+    return [fmt(header), fmt(widths.map((w) => "-".repeat(w))), ...body.map(fmt)];
+}
+
+async function up(): Promise<number> {
+    mkdirSync(SANDBOX_DIR, { recursive: true });
+    let state = loadState();
+    const redeploy = alive(state);
+    if (!redeploy) {
+        if (state) await down(true);
+        state = await start();
+    } else log(`Sandbox already running (sshd pid ${state!.pid}); redeploying.`);
+    const s = state!;
+    const exec = execOn(s);
+
+    log(`${redeploy ? "Redeploying" : "Deploying"} the sandbox stack with the real program (remote steps over SSH)...`);
+    const { config, secretKeys } = sandboxConfig(s);
+    const report: DeployReport = await deployWithMocks({
+        stack: "sandbox",
+        config,
+        secretKeys,
+        stateFile: DEPLOY_STATE,
+        targetFor: () => targetOf(s),
+        log,
+    });
+    const bytes = report.steps.reduce((a, st) => a + st.stdinBytes, 0);
+    log(`Deployed: ${report.steps.length} remote steps, ${(bytes / 1024).toFixed(1)} KiB copied, ${report.seconds.toFixed(1)} s.`);
+
+    const hosts = report.outputs.hosts as Record<string, { jobs: { name: string; timer: string }[] }>;
+    const jobs = hosts.sandbox.jobs.filter((j) => !j.name.startsWith("verification"));
+    const verification = hosts.sandbox.jobs.filter((j) => j.name.startsWith("verification"));
+    const runs: JobRun[] = [];
+    for (const job of [...jobs, ...verification]) {
+        const service = job.timer.replace(/\.timer$/, ".service");
+        log(`Running ${service} as its timer would...`);
+        const results = await runJobService(exec, service);
+        runs.push(...results);
+        for (const r of results) log(`  ${r.unit}: exit ${r.code} in ${r.seconds.toFixed(1)} s${r.code ? `\n${r.stderr.trim().split("\n").slice(-5).join("\n")}` : ""}`);
+    }
+
+    const metrics = spawnSync("curl", ["-fsS", `http://127.0.0.1:${s.ports.nodeExporter}/metrics`], { encoding: "utf8" });
+    log("");
+    log("Summary (from node_exporter's textfile metrics):");
+    for (const line of metricsTable(metrics.stdout ?? "")) log(`  ${line}`);
+    log("");
+    log(`node_exporter: http://127.0.0.1:${s.ports.nodeExporter}/metrics`);
+    log(`Prometheus:    http://127.0.0.1:${s.ports.prometheus}/  (alerts: /alerts, rules: /rules)`);
+    log(`S3 (s3rver):   http://127.0.0.1:${s.ports.s3}/  (S3RVER / S3RVER)`);
+    log("Look around:");
+    log(`  ssh -i ${s.keyFile} -p ${s.sshPort} -o StrictHostKeyChecking=no root@127.0.0.1`);
+    log("    ls -l /opt/hx-backups/*/*; tail /var/log/hx-backups/*.log; cat /etc/hx-backup/backup.json");
+    log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER aws --endpoint-url http://127.0.0.1:${s.ports.s3} s3 ls --recursive s3://hx-backup-sandbox/`);
+    log("  npm run sandbox -- --destroy   # run the delete steps, like pulumi destroy");
+    log("  npm run sandbox -- --down      # stop and remove everything");
+    const failed = runs.filter((r) => r.code !== 0);
+    writeFileSync(path.join(SANDBOX_DIR, "last-run.json"), JSON.stringify({ deploy: { steps: report.steps.length, bytes, seconds: report.seconds }, runs }, null, 2));
+    return failed.length ? 1 : 0;
+}
+
+async function down(quiet = false): Promise<number> {
+    const state = loadState();
+    if (state) {
+        if (namespaceMembers(state.nsLink).length) await stopNamespace(state.nsLink);
+        try {
+            process.kill(state.s3Pid, "SIGTERM");
+        } catch {
+            /* already gone */
+        }
+    }
+    removeSandboxDir(SANDBOX_DIR);
+    if (!quiet) log("Sandbox stopped and removed.");
+    return 0;
+}
+
+async function destroy(): Promise<number> {
+    const state = loadState();
+    if (!alive(state)) {
+        console.error("No running sandbox; start one with npm run sandbox.");
+        return 1;
+    }
+    log("Running the delete commands in reverse order (as pulumi destroy would)...");
+    const count = await destroyWithState(DEPLOY_STATE, () => targetOf(state), log);
+    const check = await execOn(state)(
+        shellCommand("bash", "-c", "ls /etc/systemd/system/hx-backup-* /var/lib/backup/scripts/*.sh /etc/sudoers.d/hx-backup 2>/dev/null | wc -l; ls /opt/hx-backups | wc -l; ls /etc/hx-backup/keys | wc -l; getent passwd hxbackup >/dev/null && echo user || echo no-user"),
+    );
+    const [automation, data, keys, user] = check.stdout.trim().split("\n");
+    log(`Destroyed: ${count} delete steps ran. Left behind: ${automation} automation files, user: ${user === "user" ? "still present" : "removed"}; kept: ${data} backup folders, ${keys} key files.`);
+    return 0;
+}
+
+async function main(): Promise<number> {
+    const deps = spawnSync("bash", [path.join(ROOT, "scripts/install-system-deps.sh")], { stdio: "inherit" });
+    if (deps.status !== 0) return 1;
+    if (process.getuid?.() !== 0) {
+        console.error("The sandbox needs root (mount namespaces, overlays, its own sshd). Run: sudo npm run sandbox");
+        return 1;
+    }
+    if (process.argv.includes("--down")) return down();
+    if (process.argv.includes("--destroy")) return destroy();
+    return up();
+}
+
+if (require.main === module) {
+    main().then(
+        (code) => process.exit(code),
+        (err) => {
+            console.error(err instanceof Error ? err.message : err);
+            process.exit(1);
+        },
+    );
+}

@@ -1,0 +1,91 @@
+/**
+ * Runs a job on the sandbox host the way systemd would start its timer's
+ * service: the unit's ExecStart as its User and Group, with its Environment,
+ * UMask, NoNewPrivileges and ambient capabilities (through setpriv), after
+ * the maintenance units it Wants and orders itself after, and before the
+ * ones ordered after it.
+ */
+import { shellCommand, shellQuote } from "../../render/shell";
+import type { Exec } from "./apply";
+
+export interface UnitInfo {
+    readonly name: string;
+    readonly user: string;
+    readonly environment: Record<string, string>;
+    readonly execStart: string[][];
+    readonly capabilities: string[];
+    readonly wants: string[];
+    readonly after: string[];
+    readonly umask: string;
+}
+
+/** Parses the directives this runner honours. Values are ours, so words split on spaces and `$$` means `$`. */
+export function parseUnit(name: string, text: string): UnitInfo {
+    const get = (key: string) => text.split("\n").filter((l) => l.startsWith(`${key}=`)).map((l) => l.slice(key.length + 1).trim());
+    const words = (v: string) => v.split(/\s+/).filter(Boolean).map((w) => w.replace(/\$\$/g, "$"));
+    return {
+        name,
+        user: get("User")[0] ?? "root",
+        environment: Object.fromEntries(get("Environment").map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)])),
+        execStart: get("ExecStart").map(words),
+        capabilities: get("AmbientCapabilities").flatMap(words),
+        wants: get("Wants").flatMap(words),
+        after: get("After").flatMap(words),
+        umask: get("UMask")[0] ?? "0022",
+    };
+}
+
+export interface JobRun {
+    readonly unit: string;
+    readonly code: number;
+    readonly seconds: number;
+    readonly stdout: string;
+    readonly stderr: string;
+}
+
+function commandFor(unit: UnitInfo, argv: string[]): string {
+    const caps = unit.capabilities.map((c) => `+${c.replace(/^CAP_/, "").toLowerCase()}`).join(",");
+    const setpriv = [
+        "setpriv", `--reuid=${unit.user}`, `--regid=${unit.user}`, "--init-groups", "--no-new-privs",
+        ...(caps ? [`--inh-caps=${caps}`, `--ambient-caps=${caps}`] : []),
+        "--", "env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
+        ...Object.entries(unit.environment).map(([k, v]) => `${k}=${v}`),
+        ...argv,
+    ];
+    return `bash -c ${shellQuote(`umask ${unit.umask}; cd /; exec ${shellCommand(...setpriv)}`)}`;
+}
+
+async function readUnit(exec: Exec, name: string): Promise<UnitInfo> {
+    const r = await exec(shellCommand("cat", `/etc/systemd/system/${name}`));
+    if (r.code !== 0) throw new Error(`unit ${name} is not installed: ${r.stderr.trim()}`);
+    return parseUnit(name, r.stdout);
+}
+
+async function runUnit(exec: Exec, unit: UnitInfo): Promise<JobRun> {
+    const started = Date.now();
+    let stdout = "";
+    let stderr = "";
+    let code = 0;
+    for (const argv of unit.execStart) {
+        const r = await exec(commandFor(unit, argv));
+        stdout += r.stdout;
+        stderr += r.stderr;
+        code = r.code;
+        if (code !== 0) break; // systemd stops at the first failing ExecStart
+    }
+    return { unit: unit.name, code, seconds: (Date.now() - started) / 1000, stdout, stderr };
+}
+
+/** Runs `hx-backup-<job>.service` with the units it pulls in, in systemd's order. Returns the job's own run last. */
+export async function runJobService(exec: Exec, service: string): Promise<JobRun[]> {
+    const unit = await readUnit(exec, service);
+    const pulled = await Promise.all(unit.wants.filter((w) => w.startsWith("hx-backup-")).map((w) => readUnit(exec, w)));
+    const before = pulled.filter((p) => unit.after.includes(p.name));
+    const after = pulled.filter((p) => !unit.after.includes(p.name));
+    const runs: JobRun[] = [];
+    for (const p of before) runs.push(await runUnit(exec, p)); // Wants= does not stop the job when these fail
+    const own = await runUnit(exec, unit);
+    for (const p of after) runs.push(await runUnit(exec, p));
+    runs.push(own);
+    return runs;
+}
