@@ -1,172 +1,365 @@
 /**
  * The Grafana dashboard, built as data: panels are listed once with their
- * queries, and the JSON model (schemaVersion 39) is generated from them.
+ * queries, and the JSON model (classic model, schemaVersion 42) is generated
+ * from them into templates/monitoring/hx-backup-dashboard.json by `npm run gen`.
+ *
+ * Query conventions (checked by tests/unit/dashboard.test.ts):
+ *   - every backup_* selector carries `instance=~"$host"`;
+ *   - per-job series (type/target labels) also carry `type=~"$type"`, except in
+ *     queries marked `perHost`, which total a host's jobs on purpose (quota share);
+ *   - per-host series (filesystem, quota, drift) are aggregated `by (instance)`,
+ *     since a host may export them once per job file;
+ *   - the datasource is always the `${datasource}` template variable.
  */
+import { alertNames } from "./monitoringPlan";
 
-export const DASHBOARD_SCHEMA_VERSION = 39;
+export const DASHBOARD_SCHEMA_VERSION = 42;
+
+/** Uid of the datasource on every panel and query: the `datasource` template variable. */
+export const DATASOURCE_UID = "${datasource}";
+
+/** Series exported once per host (no type/target of their own); never filtered by `$type`. */
+export const PER_HOST_METRICS = [
+    "backup_storage_filesystem_size_bytes",
+    "backup_storage_filesystem_avail_bytes",
+    "backup_storage_quota_bytes",
+    "backup_config_drift",
+] as const;
 
 type PanelKind = "timeseries" | "stat" | "table" | "state-timeline" | "bargauge";
 
-interface PanelSpec {
-    title: string;
-    kind: PanelKind;
-    unit: string;
-    description: string;
-    queries: { expr: string; legend: string }[];
-    width?: number;
-    height?: number;
-    thresholds?: { color: string; value: number | null }[];
+type Steps = { color: string; value: number | null }[];
+
+export interface QuerySpec {
+    readonly expr: string;
+    readonly legend: string;
+    /** Unit for this query's fields when it differs from the panel's. */
+    readonly unit?: string;
+    /** Column name in a table panel. */
+    readonly column?: string;
+    readonly thresholds?: Steps;
+    /** Selects per-job series of the host without `$type` on purpose (a total over all its jobs). */
+    readonly perHost?: boolean;
 }
 
-/** Label filter applied to every backup_* series through the template variables. */
-const SEL = `instance=~"$host", type=~"$type"`;
+export interface PanelSpec {
+    readonly title: string;
+    readonly kind: PanelKind;
+    readonly unit: string;
+    readonly description: string;
+    readonly queries: readonly QuerySpec[];
+    readonly width: number;
+    readonly height: number;
+    readonly thresholds?: Steps;
+    readonly min?: number;
+    readonly max?: number;
+    /** 0/1 status values shown as words. */
+    readonly statusMapping?: { readonly ok: string; readonly failed: string };
+}
 
-export const PANELS: readonly PanelSpec[] = [
-    {
-        title: "Last run status", kind: "stat", unit: "none", width: 6,
-        description: "1 = the last run succeeded, 0 = it failed.",
-        queries: [{ expr: `min(backup_last_run_status{${SEL}})`, legend: "worst" }],
-        thresholds: [{ color: "red", value: null }, { color: "green", value: 1 }],
-    },
-    {
-        title: "Backup success and failure rate (24h)", kind: "timeseries", unit: "short", width: 9,
-        description: "Runs that changed the last-success time (successes) and runs that ended failed, per day.",
-        queries: [
-            { expr: `sum by (type) (changes(backup_last_success_timestamp{${SEL}}[24h]))`, legend: "{{type}} successes" },
-            { expr: `sum by (type) (count_over_time((backup_last_run_status{${SEL}} == 0)[24h:5m])) / 288`, legend: "{{type}} failed share" },
-        ],
-    },
-    {
-        title: "Alert status overview", kind: "stat", unit: "short", width: 9,
-        description: "Backup alerts currently firing (from Prometheus's ALERTS series).",
-        queries: [{ expr: `sum by (alertname) (ALERTS{alertstate="firing", alertname=~"Backup.*|StorageFull|VerificationFailed|RestoreTestFailed|RemoteSync.*|TextfileScrapeError|ConfigDrift"}) or vector(0)`, legend: "{{alertname}}" }],
-        thresholds: [{ color: "green", value: null }, { color: "red", value: 1 }],
-    },
-    {
-        title: "Time since last success", kind: "table", unit: "s", width: 12,
-        description: "Per job: how long ago the last successful backup finished, against the job's own interval.",
-        queries: [
-            { expr: `time() - backup_last_success_timestamp{${SEL}}`, legend: "{{instance}} {{type}}/{{target}}" },
-            { expr: `backup_expected_interval_seconds{${SEL}}`, legend: "interval {{instance}} {{type}}/{{target}}" },
-        ],
-    },
-    {
-        title: "Backup duration", kind: "timeseries", unit: "s", width: 12,
-        description: "Duration of the last run per job.",
-        queries: [{ expr: `backup_duration_seconds{${SEL}}`, legend: "{{instance}} {{type}}/{{target}}" }],
-    },
-    {
-        title: "Backup size", kind: "timeseries", unit: "bytes", width: 12,
-        description: "Size of the newest stored artifact per job.",
-        queries: [{ expr: `backup_size_bytes{${SEL}}`, legend: "{{instance}} {{type}}/{{target}}" }],
-    },
-    {
-        title: "Storage utilization", kind: "timeseries", unit: "percentunit", width: 12,
-        description: "Used share of the backup filesystem, and bytes held by backups.",
-        queries: [
-            { expr: `1 - max by (instance) (backup_storage_filesystem_avail_bytes{instance=~"$host"}) / max by (instance) (backup_storage_filesystem_size_bytes{instance=~"$host"})`, legend: "{{instance}} filesystem used" },
-        ],
-    },
-    {
-        title: "Verification and restore tests", kind: "state-timeline", unit: "none", width: 12,
-        description: "1 = passed, 0 = failed.",
-        queries: [
-            { expr: `backup_verification_status{${SEL}}`, legend: "verify {{instance}} {{type}}/{{target}}" },
-            { expr: `backup_restore_test_status{${SEL}}`, legend: "restore {{instance}} {{type}}/{{target}}" },
-        ],
-        thresholds: [{ color: "red", value: null }, { color: "green", value: 1 }],
-    },
-    {
-        title: "Remote sync lag", kind: "timeseries", unit: "s", width: 12,
-        description: "Time since the newest successful upload to S3, per job.",
-        queries: [{ expr: `time() - backup_remote_sync_last_success_timestamp{${SEL}}`, legend: "{{instance}} {{type}}/{{target}}" }],
-    },
-    {
-        title: "Deduplication: bytes saved", kind: "bargauge", unit: "bytes", width: 12,
-        description: "Bytes not stored or uploaded again because the content was unchanged.",
-        queries: [{ expr: `sum by (instance, type) (backup_dedup_saved_bytes{${SEL}})`, legend: "{{instance}} {{type}}" }],
-    },
-    {
-        title: "System health: textfile collector and drift", kind: "stat", unit: "short", width: 12,
-        description: "Textfile scrape errors and drifted paths per host; both should be 0.",
-        queries: [
-            { expr: `max by (instance) (node_textfile_scrape_error{instance=~"$host"})`, legend: "{{instance}} scrape errors" },
-            { expr: `max by (instance) (backup_config_drift{instance=~"$host"})`, legend: "{{instance}} drifted paths" },
-        ],
-        thresholds: [{ color: "green", value: null }, { color: "red", value: 1 }],
-    },
-];
+/** Label filters applied through the template variables. */
+const JOB = `instance=~"$host", type=~"$type"`;
+const HOST = `instance=~"$host"`;
 
-export function renderDashboard(uid: string, title = "hx-backup"): Record<string, unknown> {
+const OK_RED: Steps = [{ color: "red", value: null }, { color: "green", value: 1 }];
+const ZERO_GREEN: Steps = [{ color: "green", value: null }, { color: "red", value: 1 }];
+
+function alertsSelector(): string {
+    return `ALERTS{alertstate="firing", alertname=~"${alertNames().join("|")}", ${HOST}}`;
+}
+
+export function panelSpecs(): PanelSpec[] {
+    return [
+        // --- Overview row -------------------------------------------------------------
+        {
+            title: "Last run status", kind: "stat", unit: "none", width: 6, height: 6,
+            description: "Worst last-run status over the selected jobs: ok when every job's last run succeeded.",
+            queries: [{ expr: `min(backup_last_run_status{${JOB}})`, legend: "worst job" }],
+            thresholds: OK_RED,
+            statusMapping: { ok: "ok", failed: "failed" },
+        },
+        {
+            title: "Alert status overview", kind: "stat", unit: "short", width: 9, height: 6,
+            description: "hx-backup alerts firing now for the selected hosts (Prometheus's ALERTS series), in total and per alert.",
+            queries: [
+                { expr: `count(${alertsSelector()}) or vector(0)`, legend: "firing" },
+                { expr: `count by (alertname) (${alertsSelector()})`, legend: "{{alertname}}" },
+            ],
+            thresholds: ZERO_GREEN,
+        },
+        {
+            title: "System health indicators", kind: "stat", unit: "short", width: 9, height: 6,
+            description: "Per host: node_exporter scraped (1 = up), textfile scrape errors and drifted paths (both should be 0).",
+            queries: [
+                { expr: `min by (instance) (up{${HOST}})`, legend: "{{instance}} node_exporter up", thresholds: OK_RED },
+                { expr: `max by (instance) (node_textfile_scrape_error{${HOST}})`, legend: "{{instance}} textfile errors" },
+                { expr: `max by (instance) (backup_config_drift{${HOST}})`, legend: "{{instance}} drifted paths" },
+            ],
+            thresholds: ZERO_GREEN,
+        },
+        // --- Runs ---------------------------------------------------------------------
+        {
+            title: "Backup success and failure rate", kind: "timeseries", unit: "percentunit", width: 12, height: 8, min: 0, max: 1,
+            description: "Per type: the share of jobs whose last run succeeded, and the share whose last run failed.",
+            queries: [
+                { expr: `avg by (type) (backup_last_run_status{${JOB}})`, legend: "{{type}} succeeded" },
+                { expr: `1 - avg by (type) (backup_last_run_status{${JOB}})`, legend: "{{type}} failed" },
+            ],
+        },
+        {
+            title: "Successful backups per day", kind: "timeseries", unit: "short", width: 12, height: 8, min: 0,
+            description: "Per type: successful runs in the preceding 24 hours (each success moves the job's last-success time).",
+            queries: [{ expr: `sum by (type) (changes(backup_last_success_timestamp{${JOB}}[1d]))`, legend: "{{type}}" }],
+        },
+        {
+            title: "Time since last success per job", kind: "table", unit: "s", width: 12, height: 8,
+            description: "Per job: how long ago its last successful run finished, its schedule's interval, and the ratio (BackupDelayed fires above 150%).",
+            queries: [
+                { expr: `time() - backup_last_success_timestamp{${JOB}}`, legend: "since last success", column: "Since last success" },
+                // `max without ()` only drops the metric name, so the three results merge into one row per job.
+                { expr: `max without () (backup_expected_interval_seconds{${JOB}})`, legend: "schedule interval", column: "Schedule interval" },
+                {
+                    expr: `(time() - backup_last_success_timestamp{${JOB}}) / backup_expected_interval_seconds{${JOB}}`,
+                    legend: "share of interval", column: "Share of interval", unit: "percentunit",
+                    thresholds: [{ color: "green", value: null }, { color: "orange", value: 1 }, { color: "red", value: 1.5 }],
+                },
+            ],
+        },
+        {
+            title: "Backup duration", kind: "timeseries", unit: "s", width: 12, height: 8, min: 0,
+            description: "Duration of each job's last run.",
+            queries: [{ expr: `backup_duration_seconds{${JOB}}`, legend: "{{instance}} {{type}}/{{target}}" }],
+        },
+        {
+            title: "Backup size", kind: "timeseries", unit: "bytes", width: 12, height: 8, min: 0,
+            description: "Size of each job's newest stored artifact.",
+            queries: [{ expr: `backup_size_bytes{${JOB}}`, legend: "{{instance}} {{type}}/{{target}}" }],
+        },
+        // --- Storage ------------------------------------------------------------------
+        {
+            title: "Storage utilization", kind: "timeseries", unit: "percentunit", width: 12, height: 8, min: 0, max: 1,
+            description: "Per host: used share of the backup filesystem (StorageFull fires above 90%), and the backups' share of the storage quota (when one is set).",
+            queries: [
+                {
+                    expr: `max by (instance) (1 - backup_storage_filesystem_avail_bytes{${HOST}} / backup_storage_filesystem_size_bytes{${HOST}})`,
+                    legend: "{{instance}} filesystem used",
+                },
+                {
+                    expr: `sum by (instance) (backup_storage_usage_bytes{${HOST}}) / max by (instance) (backup_storage_quota_bytes{${HOST}} > 0)`,
+                    legend: "{{instance}} of quota", perHost: true,
+                },
+            ],
+            thresholds: [{ color: "green", value: null }, { color: "red", value: 0.9 }],
+        },
+        {
+            title: "Backup storage used", kind: "timeseries", unit: "bytes", width: 12, height: 8, min: 0,
+            description: "Bytes held by each type's local backups per host, and the host's quota when one is set.",
+            queries: [
+                { expr: `sum by (instance, type) (backup_storage_usage_bytes{${JOB}})`, legend: "{{instance}} {{type}}" },
+                { expr: `max by (instance) (backup_storage_quota_bytes{${HOST}} > 0)`, legend: "{{instance}} quota" },
+            ],
+        },
+        // --- Checks and off-site copies -------------------------------------------------
+        {
+            title: "Verification and restore-test status", kind: "state-timeline", unit: "none", width: 12, height: 8,
+            description: "Per job: the newest artifact's integrity check and the last real restore test.",
+            queries: [
+                { expr: `backup_verification_status{${JOB}}`, legend: "verify {{instance}} {{type}}/{{target}}" },
+                { expr: `backup_restore_test_status{${JOB}}`, legend: "restore {{instance}} {{type}}/{{target}}" },
+            ],
+            thresholds: OK_RED,
+            statusMapping: { ok: "passed", failed: "failed" },
+        },
+        {
+            title: "Remote sync lag", kind: "timeseries", unit: "s", width: 12, height: 8, min: 0,
+            description: "Per job: time since the newest successful upload to S3 (RemoteSyncStale fires above two schedule intervals).",
+            queries: [{ expr: `time() - backup_remote_sync_last_success_timestamp{${JOB}}`, legend: "{{instance}} {{type}}/{{target}}" }],
+        },
+        {
+            title: "Deduplication: bytes saved", kind: "bargauge", unit: "bytes", width: 12, height: 8, min: 0,
+            description: "Per host and type: bytes the last runs did not store or upload again because the content was unchanged.",
+            queries: [{ expr: `sum by (instance, type) (backup_dedup_saved_bytes{${JOB}})`, legend: "{{instance}} {{type}}" }],
+        },
+    ];
+}
+
+/** The panel specs (a stable list; the alert names come from the rules template). */
+export const PANELS: readonly PanelSpec[] = panelSpecs();
+
+interface GridPos {
+    x: number;
+    y: number;
+    w: number;
+    h: number;
+}
+
+/** Left to right in rows of 24 columns; a row is as tall as its tallest panel. */
+function layout(panels: readonly PanelSpec[]): GridPos[] {
     let x = 0;
     let y = 0;
-    const panels = PANELS.map((p, i) => {
-        const w = p.width ?? 12;
-        const h = p.height ?? 8;
-        if (x + w > 24) {
+    let rowHeight = 0;
+    return panels.map((p) => {
+        if (p.width > 24) throw new Error(`panel "${p.title}" is wider than the 24-column grid`);
+        if (x + p.width > 24) {
             x = 0;
-            y += h;
+            y += rowHeight;
+            rowHeight = 0;
         }
-        const gridPos = { x, y, w, h };
-        x += w;
-        return {
-            id: i + 1,
-            type: p.kind,
-            title: p.title,
-            description: p.description,
-            datasource: { type: "prometheus", uid: "${datasource}" },
-            gridPos,
-            fieldConfig: {
-                defaults: {
-                    unit: p.unit,
-                    ...(p.thresholds ? { thresholds: { mode: "absolute", steps: p.thresholds } } : {}),
-                },
-                overrides: [],
-            },
-            options: {},
-            targets: p.queries.map((q, j) => ({
-                refId: String.fromCharCode(65 + j),
-                datasource: { type: "prometheus", uid: "${datasource}" },
-                expr: q.expr,
-                legendFormat: q.legend,
-                ...(p.kind === "table" || p.kind === "stat" ? { instant: true } : { range: true }),
-            })),
-        };
+        const pos = { x, y, w: p.width, h: p.height };
+        x += p.width;
+        rowHeight = Math.max(rowHeight, p.height);
+        return pos;
     });
+}
+
+const datasource = { type: "prometheus", uid: DATASOURCE_UID };
+
+function mappings(p: PanelSpec): unknown[] {
+    if (!p.statusMapping) return [];
+    return [
+        {
+            type: "value",
+            options: {
+                "0": { text: p.statusMapping.failed, color: "red", index: 0 },
+                "1": { text: p.statusMapping.ok, color: "green", index: 1 },
+            },
+        },
+    ];
+}
+
+function overrides(p: PanelSpec): unknown[] {
+    const out: unknown[] = [];
+    p.queries.forEach((q, j) => {
+        const properties: { id: string; value: unknown }[] = [];
+        if (q.unit) properties.push({ id: "unit", value: q.unit });
+        if (q.thresholds) properties.push({ id: "thresholds", value: { mode: "absolute", steps: q.thresholds } });
+        if (p.kind === "table" && q.thresholds) properties.push({ id: "custom.cellOptions", value: { type: "color-text" } });
+        if (properties.length) out.push({ matcher: { id: "byFrameRefID", options: refId(j) }, properties });
+    });
+    return out;
+}
+
+const refId = (j: number) => String.fromCharCode(65 + j);
+
+function panelOptions(p: PanelSpec): Record<string, unknown> {
+    const reduce = { values: false, calcs: ["lastNotNull"], fields: "" };
+    switch (p.kind) {
+        case "stat":
+            return { reduceOptions: reduce, colorMode: "background", graphMode: "none", textMode: "value_and_name", justifyMode: "auto", orientation: "auto" };
+        case "bargauge":
+            return { reduceOptions: reduce, displayMode: "gradient", orientation: "horizontal", showUnfilled: true };
+        case "table":
+            return { showHeader: true, cellHeight: "sm", footer: { show: false, reducer: ["sum"], countRows: false } };
+        case "state-timeline":
+            return { mergeValues: true, showValue: "auto", alignValue: "left", rowHeight: 0.9, legend: { displayMode: "list", placement: "bottom", showLegend: false }, tooltip: { mode: "single", sort: "none" } };
+        case "timeseries":
+            return { legend: { displayMode: "list", placement: "bottom", showLegend: true }, tooltip: { mode: "multi", sort: "desc" } };
+    }
+}
+
+/** A table shows one row per job: the instant queries are merged on their labels. */
+function transformations(p: PanelSpec): unknown[] {
+    if (p.kind !== "table") return [];
+    const renameByName: Record<string, string> = {};
+    p.queries.forEach((q, j) => {
+        if (q.column) renameByName[`Value #${refId(j)}`] = q.column;
+    });
+    return [
+        { id: "merge", options: {} },
+        { id: "organize", options: { excludeByName: { Time: true, job: true, __name__: true }, indexByName: {}, renameByName } },
+    ];
+}
+
+export function renderDashboard(uid: string, title = "hx-backup"): Record<string, unknown> {
+    const grid = layout(PANELS);
+    const panels = PANELS.map((p, i) => ({
+        id: i + 1,
+        type: p.kind,
+        title: p.title,
+        description: p.description,
+        datasource,
+        gridPos: grid[i],
+        fieldConfig: {
+            defaults: {
+                unit: p.unit,
+                ...(p.min !== undefined ? { min: p.min } : {}),
+                ...(p.max !== undefined ? { max: p.max } : {}),
+                ...(p.thresholds ? { thresholds: { mode: "absolute", steps: p.thresholds } } : {}),
+                mappings: mappings(p),
+                ...(p.kind === "timeseries" && p.thresholds ? { custom: { thresholdsStyle: { mode: "line" } } } : {}),
+            },
+            overrides: overrides(p),
+        },
+        options: panelOptions(p),
+        transformations: transformations(p),
+        targets: p.queries.map((q, j) => ({
+            refId: refId(j),
+            datasource,
+            expr: q.expr,
+            legendFormat: q.legend,
+            // Current values for stat, table and bar gauge panels; history for the others.
+            ...(p.kind === "table" || p.kind === "stat" || p.kind === "bargauge"
+                ? { instant: true, range: false, ...(p.kind === "table" ? { format: "table" } : {}) }
+                : { instant: false, range: true }),
+        })),
+    }));
     const labelVar = (name: string, label: string, query: string) => ({
         name,
         label,
         type: "query",
-        datasource: { type: "prometheus", uid: "${datasource}" },
-        query: { query, refId: `${name}-var` },
+        datasource,
+        query,
         definition: query,
         refresh: 2,
         includeAll: true,
         multi: true,
-        allValue: ".*",
-        current: { text: "All", value: "$__all" },
+        // No custom "All" value: Grafana then sends the alternation of the listed values, so
+        // "All hosts" means the hosts that export backup metrics (not every target's `up`).
+        current: { selected: true, text: ["All"], value: ["$__all"] },
+        regex: "",
         sort: 1,
+        hide: 0,
     });
     return {
         uid,
         title,
+        description: "hx-backup: backup runs, schedules, storage, verification, restore tests and off-site copies per host and job.",
         tags: ["hx-backup", "backup"],
         timezone: "browser",
         editable: false,
+        graphTooltip: 1,
+        fiscalYearStartMonth: 0,
+        liveNow: false,
+        links: [],
         schemaVersion: DASHBOARD_SCHEMA_VERSION,
         version: 1,
         refresh: "1m",
         time: { from: "now-7d", to: "now" },
+        timepicker: {},
         templating: {
             list: [
-                { name: "datasource", label: "Data source", type: "datasource", query: "prometheus", current: {}, refresh: 1 },
-                labelVar("host", "Host", "label_values(backup_last_attempt_timestamp, instance)"),
-                labelVar("type", "Type", "label_values(backup_last_attempt_timestamp{instance=~\"$host\"}, type)"),
+                { name: "datasource", label: "Data source", type: "datasource", query: "prometheus", current: {}, regex: "", refresh: 1, hide: 0 },
+                labelVar("host", "Host", `label_values({__name__=~"backup_.+"}, instance)`),
+                labelVar("type", "Type", `label_values({__name__=~"backup_.+", instance=~"$host"}, type)`),
             ],
         },
         annotations: { list: [] },
         panels,
     };
+}
+
+/** Every panel query of a rendered dashboard, with its panel. */
+export function dashboardQueries(dashboard: Record<string, unknown>): { panelId: number; title: string; refId: string; expr: string }[] {
+    const panels = dashboard.panels as { id: number; title: string; targets: { refId: string; expr: string }[] }[];
+    return panels.flatMap((p) => p.targets.map((t) => ({ panelId: p.id, title: p.title, refId: t.refId, expr: t.expr })));
+}
+
+/**
+ * A query as Grafana sends it to Prometheus for the given variable values
+ * (regular expressions; ".*" is "All").
+ */
+export function substituteVariables(expr: string, values: { host?: string; type?: string } = {}): string {
+    return expr.replace(/\$host\b/g, values.host ?? ".*").replace(/\$type\b/g, values.type ?? ".*");
 }
 
 /** Stable JSON for installing and hashing. */

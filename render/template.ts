@@ -7,7 +7,8 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 
-export const TEMPLATE_ROOT = path.resolve(__dirname, "..", "templates");
+/** `HX_TEMPLATES_DIR` renders from another copy of templates/ (to review or benchmark a change). */
+export const TEMPLATE_ROOT = process.env.HX_TEMPLATES_DIR ? path.resolve(process.env.HX_TEMPLATES_DIR) : path.resolve(__dirname, "..", "templates");
 
 const cache = new Map<string, string>();
 

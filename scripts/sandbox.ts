@@ -15,7 +15,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { parse } from "yaml";
+import { parse, stringify } from "yaml";
 import { shellCommand } from "../render/shell";
 import { deployWithMocks, destroyWithState, type DeployReport } from "./sandbox/deploy";
 import { namespaceMembers, removeSandboxDir, startSandboxHost, stopNamespace } from "./sandbox/host";
@@ -97,6 +97,15 @@ function sandboxConfig(state: SandboxState): { config: Record<string, string>; s
     return { config, secretKeys: Object.keys(secrets) };
 }
 
+/** The effective stack file (ports, host key; no secrets), for `npm run drift -- --stack sandbox --stack-dir .sandbox/stack`. */
+export function writeEffectiveStack(config: Record<string, string>, secretKeys: readonly string[]): string {
+    const dir = path.join(SANDBOX_DIR, "stack");
+    mkdirSync(dir, { recursive: true });
+    const plain = Object.fromEntries(Object.entries(config).filter(([k]) => !secretKeys.includes(k)).map(([k, v]) => [k, /^[[{]/.test(v) ? JSON.parse(v) : v]));
+    writeFileSync(path.join(dir, "Pulumi.sandbox.yaml"), stringify({ config: plain }));
+    return dir;
+}
+
 async function start(): Promise<SandboxState> {
     log("Starting the sandbox host (sshd in a private mount namespace)...");
     const hostDir = path.join(SANDBOX_DIR, "host");
@@ -157,6 +166,7 @@ async function up(): Promise<number> {
 
     log(`${redeploy ? "Redeploying" : "Deploying"} the sandbox stack with the real program (remote steps over SSH)...`);
     const { config, secretKeys } = sandboxConfig(s);
+    const stackDir = writeEffectiveStack(config, secretKeys);
     const report: DeployReport = await deployWithMocks({
         stack: "sandbox",
         config,
@@ -192,6 +202,7 @@ async function up(): Promise<number> {
     log(`  ssh -i ${s.keyFile} -p ${s.sshPort} -o StrictHostKeyChecking=no root@127.0.0.1`);
     log("    ls -l /opt/hx-backups/*/*; tail /var/log/hx-backups/*.log; cat /etc/hx-backup/backup.json");
     log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER aws --endpoint-url http://127.0.0.1:${s.ports.s3} s3 ls --recursive s3://hx-backup-sandbox/`);
+    log(`  HX_SSH_KEY_FILE=${s.keyFile} npm run drift -- --stack sandbox --stack-dir ${path.relative(process.cwd(), stackDir) || "."}`);
     log("  npm run sandbox -- --destroy   # run the delete steps, like pulumi destroy");
     log("  npm run sandbox -- --down      # stop and remove everything");
     const failed = runs.filter((r) => r.code !== 0);

@@ -178,8 +178,8 @@ describe("unit contents", () => {
             const p = r.config.paths;
             for (const job of r.plan.jobs) {
                 const s = parseUnit(readFileSync(path.join(r.root, UNIT_DIR, `hx-backup-${job.name}.service`), "utf8"));
-                expect(unitValue(s, "Service", "User")).toBe("backup");
-                expect(unitValue(s, "Service", "Group")).toBe("backup");
+                expect(unitValue(s, "Service", "User")).toBe(r.config.backupUser);
+                expect(unitValue(s, "Service", "Group")).toBe(r.config.backupUser);
                 expect(unitValue(s, "Service", "Type")).toBe("oneshot");
                 expect(unitValue(s, "Service", "NoNewPrivileges")).toBe("yes");
                 expect(unitValue(s, "Service", "ProtectSystem")).toBe("strict");
@@ -238,7 +238,7 @@ describe.skipIf(noVisudo)("the real visudo", () => {
             expect(res.status, `${r.host}: ${res.stdout}${res.stderr}`).toBe(0);
             // One fixed verb per rule: a command without arguments would allow any arguments.
             const rules = readFileSync(file, "utf8").split("\n").filter((l) => / NOPASSWD: /.test(l));
-            for (const rule of rules) expect(rule).toMatch(new RegExp(`^backup ALL=\\(root\\) NOPASSWD: ${r.config.paths.scriptDir}/${PRIVILEGED_HELPER} [a-z-]+$`));
+            for (const rule of rules) expect(rule).toMatch(new RegExp(`^${r.config.backupUser} ALL=\\(root\\) NOPASSWD: ${r.config.paths.scriptDir}/${PRIVILEGED_HELPER} [a-z-]+$`));
         }
     });
 

@@ -1,0 +1,111 @@
+/**
+ * `npm run sandbox` end to end, as a user runs it: deploy over real SSH, run
+ * every job as its timer would, restore test, summary; drift found and
+ * repaired by a redeploy that leaves the installed files byte-identical;
+ * destroy removes the automation and keeps backups and keys; down removes it all.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { detectDrift } from "../../scripts/drift";
+import { loadStackFromFiles, renderStack } from "../../scripts/render";
+import { inspectionRequests } from "../../render/drift";
+import { sshExec } from "../../scripts/lib/ssh";
+import { readTemplate } from "../../render/template";
+import { shellCommand } from "../../render/shell";
+import type { SandboxState } from "../../scripts/sandbox";
+
+const ROOT = path.resolve(__dirname, "../..");
+const root = process.getuid?.() === 0;
+const needed = ["unshare", "ssh", "ssh-keygen", "setpriv", "curl", "prometheus", "prometheus-node-exporter", "redis-server", "psql"];
+const missing = needed.filter((t) => spawnSync("which", [t]).status !== 0);
+if (process.env.CI === "true" && (!root || missing.length)) throw new Error(`sandbox test needs root and ${missing.join(", ")} in CI`);
+
+const dir = mkdtempSync(path.join(tmpdir(), "hx-sandbox-e2e-"));
+const env = { ...process.env, HX_SANDBOX_DIR: dir };
+const sandbox = (...args: string[]) => spawnSync("npx", ["tsx", "scripts/sandbox.ts", ...args], { cwd: ROOT, env, encoding: "utf8", timeout: 900_000 });
+const state = () => JSON.parse(readFileSync(path.join(dir, "sandbox.json"), "utf8")) as SandboxState;
+
+describe.runIf(root && missing.length === 0)("npm run sandbox, end to end", () => {
+    let first: ReturnType<typeof sandbox>;
+    const exec = (command: string) => {
+        const s = state();
+        return sshExec({ host: "127.0.0.1", port: s.sshPort, user: "root", hostKey: s.hostKey, keyFile: s.keyFile }, command);
+    };
+    const effective = () => loadStackFromFiles(path.join(dir, "stack"), "sandbox");
+    /** owner, group, mode and sha256 of every installed file, as the host reports them. */
+    const inventory = async () => {
+        const config = effective();
+        const [h] = renderStack(config);
+        const stdin = inspectionRequests(config, h.files, h.secretFiles);
+        const s = state();
+        const out = await sshExec({ host: "127.0.0.1", port: s.sshPort, user: "root", hostKey: s.hostKey, keyFile: s.keyFile }, shellCommand("bash", "-c", readTemplate("scripts/hx-drift-inspect.sh"), "inspect"), stdin);
+        expect(out.code, out.stderr).toBe(0);
+        return out.stdout;
+    };
+
+    beforeAll(() => {
+        first = sandbox();
+    }, 900_000);
+
+    afterAll(() => {
+        sandbox("--down");
+    }, 120_000);
+
+    it("deploys, runs every job successfully as its timer would, and prints the summary", () => {
+        expect(first.status, `${first.stdout}\n${first.stderr}`).toBe(0);
+        expect(first.stdout).toMatch(/Deployed: \d+ remote steps, [\d.]+ KiB copied/);
+        for (const type of ["postgresql/sandbox_app", "redis/", "application/", "configuration/"]) {
+            const row = first.stdout.split("\n").find((l) => l.trim().startsWith(type));
+            expect(row, `${type} row in summary`).toBeDefined();
+            expect(row).toMatch(/\sok\s+[\d.]+ KiB\s+[\d.]+ s\s+ok\s+ok\s*$/);
+        }
+        expect(first.stdout).toMatch(/node_exporter: http:\/\/127\.0\.0\.1:\d+\/metrics/);
+        expect(first.stdout).toMatch(/Prometheus: +http:\/\/127\.0\.0\.1:\d+\//);
+    });
+
+    it("node_exporter serves the backup metrics and Prometheus loaded the project's rules", () => {
+        const s = state();
+        const metrics = spawnSync("curl", ["-fsS", `http://127.0.0.1:${s.ports.nodeExporter}/metrics`], { encoding: "utf8" }).stdout;
+        expect(metrics).toMatch(/^backup_last_success_timestamp\{.*type="postgresql".*\} \d/m);
+        const rules = JSON.parse(spawnSync("curl", ["-fsS", `http://127.0.0.1:${s.ports.prometheus}/api/v1/rules`], { encoding: "utf8" }).stdout);
+        const names = rules.data.groups.flatMap((g: { rules: { name: string }[] }) => g.rules.map((r) => r.name));
+        expect(names).toEqual(expect.arrayContaining(["BackupFailed", "BackupDelayed", "StorageFull", "VerificationFailed"]));
+    });
+
+    it("finds drift after hand edits, and a redeploy repairs it with byte-identical files while the jobs keep working", async () => {
+        const before = await inventory();
+        expect((await detectDrift(effective(), { keyFile: state().keyFile }))[0].drifts).toEqual([]);
+        const edit = await exec("echo '# hand edit' >> /var/lib/backup/scripts/redis-backup.sh && chmod 0644 /etc/hx-backup/encryption.key");
+        expect(edit.code).toBe(0);
+        const drifted = (await detectDrift(effective(), { keyFile: state().keyFile }))[0].drifts.map((d) => `${d.kind} ${d.path}`);
+        expect(drifted.sort()).toEqual(["changed /var/lib/backup/scripts/redis-backup.sh", "mode /etc/hx-backup/encryption.key"]);
+        const cli = spawnSync("npx", ["tsx", "scripts/drift.ts", "--stack", "sandbox", "--stack-dir", path.join(dir, "stack")], { cwd: ROOT, env: { ...env, HX_SSH_KEY_FILE: state().keyFile }, encoding: "utf8" });
+        expect(cli.status).toBe(1);
+
+        const second = sandbox();
+        expect(second.status, `${second.stdout}\n${second.stderr}`).toBe(0);
+        expect(second.stdout).toContain("Sandbox already running");
+        expect((await detectDrift(effective(), { keyFile: state().keyFile }))[0].drifts).toEqual([]);
+        expect(await inventory()).toBe(before);
+    }, 900_000);
+
+    it("destroy removes timers, units, scripts, sudoers and the user, and keeps backups and keys", async () => {
+        const r = sandbox("--destroy");
+        expect(r.status, r.stderr).toBe(0);
+        expect(r.stdout).toMatch(/Left behind: 0 automation files, user: removed; kept: [1-9]\d* backup folders, [1-9]\d* key files/);
+        const left = await exec("ls /opt/hx-backups/postgresql/*/ | grep -c '\\.enc$' ; test -s /etc/hx-backup/encryption.key && echo key");
+        expect(left.stdout).toMatch(/^[1-9]\d*\nkey$/m);
+    }, 300_000);
+
+    it("down stops every sandbox process and removes its files", () => {
+        const s = state();
+        const r = sandbox("--down");
+        expect(r.status).toBe(0);
+        expect(existsSync(dir)).toBe(false);
+        expect(spawnSync("kill", ["-0", String(s.pid)]).status).not.toBe(0);
+        expect(spawnSync("kill", ["-0", String(s.s3Pid)]).status).not.toBe(0);
+    }, 120_000);
+});
