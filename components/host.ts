@@ -97,7 +97,7 @@ export class BackupHost extends pulumi.ComponentResource {
             scripts: shape.config.paths.scripts,
             storage: shape.config.paths.storage,
             logs: shape.config.paths.logs,
-            metrics: `${shape.config.paths.textfile}/hx-backup-*.prom`,
+            metrics: `${shape.config.paths.textfile}/hx_backup-*.prom`,
             keyring: shape.config.paths.keyring,
         };
         this.registerOutputs({
