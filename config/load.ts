@@ -351,6 +351,7 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
         applicationDaily: r.schedule("scheduleApplicationDaily", get("scheduleApplicationDaily"), def("scheduleApplicationDaily") as string),
         configurationDaily: r.schedule("scheduleConfigurationDaily", get("scheduleConfigurationDaily"), def("scheduleConfigurationDaily") as string),
         verification: r.schedule("scheduleVerification", get("scheduleVerification"), def("scheduleVerification") as string),
+        driftCheck: r.schedule("scheduleDriftCheck", get("scheduleDriftCheck"), def("scheduleDriftCheck") as string),
     };
 
     // Retention (0 is allowed: that tier keeps nothing)

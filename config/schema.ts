@@ -198,6 +198,10 @@ export const CONFIG_KEYS = {
         type: "string", default: "0 5 * * 0", group: "Schedules",
         description: "Weekly verification of every stored artifact plus restore tests of the newest ones.",
     }),
+    scheduleDriftCheck: spec({
+        type: "string", default: "hourly", group: "Schedules",
+        description: "On-host drift check: compares installed files with the install manifest and exports backup_config_drift.",
+    }),
     timerRandomizedDelaySec: spec({
         type: "integer", default: 300, group: "Schedules",
         description: "`RandomizedDelaySec` of every timer, to spread load across a fleet.",

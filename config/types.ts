@@ -58,7 +58,7 @@ export interface HostSpec {
     readonly configuration?: ConfigurationSettings;
 }
 
-export type ScheduleKey = "databaseDaily" | "databaseWeekly" | "applicationDaily" | "configurationDaily" | "verification";
+export type ScheduleKey = "databaseDaily" | "databaseWeekly" | "applicationDaily" | "configurationDaily" | "verification" | "driftCheck";
 
 export interface PathSettings {
     readonly configDir: string;

@@ -5,10 +5,8 @@
  */
 import type { StackConfig } from "../config/types";
 import type { PlannedFile, PlannedSecretFile } from "./hostPlan";
-import { manifestDir } from "./hostPlan";
+import { runtimeFiles, watchedLocations } from "./paths";
 import { sha256 } from "./remote";
-import { SUDOERS_PATH } from "./sudoers";
-import { UNIT_DIR } from "./systemd";
 
 export type DriftKind = "changed" | "missing" | "extra" | "owner" | "mode";
 
@@ -18,15 +16,6 @@ export interface Drift {
     readonly expected?: string;
     readonly actual?: string;
 }
-
-/** Locations where every file is ours; anything there that the stack does not install is "extra". */
-export function watchedLocations(config: StackConfig): string[] {
-    const p = config.paths;
-    return [p.scriptDir, p.keyringDir, manifestDir(config), `${p.configDir}/*`, `${UNIT_DIR}/hx-backup-*`, `${SUDOERS_PATH}*`, "/etc/logrotate.d/hx-backup*"];
-}
-
-/** Files in watched locations that belong to the running system, not to a deploy. */
-const RUNTIME_FILES = (config: StackConfig) => new Set([`${config.paths.configDir}/.created-user`]);
 
 /** stdin for hx-drift-inspect.sh. */
 export function inspectionRequests(config: StackConfig, files: readonly PlannedFile[], secretFiles: readonly PlannedSecretFile[]): string {
@@ -73,7 +62,7 @@ export function compareInspection(config: StackConfig, files: readonly PlannedFi
         if (o.owner !== f.owner || o.group !== f.group) drifts.push({ path: f.path, kind: "owner", expected: `${f.owner}:${f.group}`, actual: `${o.owner}:${o.group}` });
         if (parseInt(o.mode, 8) !== parseInt(f.mode, 8)) drifts.push({ path: f.path, kind: "mode", expected: f.mode, actual: o.mode });
     }
-    const known = new Set([...expected.map((f) => f.path), ...RUNTIME_FILES(config)]);
+    const known = new Set([...expected.map((f) => f.path), ...runtimeFiles(config)]);
     for (const p of [...seen.watched].sort()) if (!known.has(p)) drifts.push({ path: p, kind: "extra" });
     return drifts;
 }

@@ -9,7 +9,9 @@ import type { HostSpec, StackConfig } from "../config/types";
 import { hostJobs, type Job } from "./jobs";
 
 export const HOST_CONFIG_FORMAT = 1;
-export const HOST_CONFIG_NAME = "backup.json";
+import { HOST_CONFIG_NAME, manifestDir, runtimeFiles, watchedLocations } from "./paths";
+
+export { HOST_CONFIG_NAME };
 export const S3_CREDENTIALS_NAME = "s3-credentials";
 export const REDIS_AUTH_NAME = "redis.auth";
 export const PGPASS_NAME = "pgpass";
@@ -88,6 +90,8 @@ export interface HostConfigFile {
     };
     readonly application: null | { readonly paths: readonly string[]; readonly include: readonly string[]; readonly exclude: readonly string[] };
     readonly configuration: null | { readonly paths: readonly string[]; readonly tlsPaths: readonly string[] };
+    /** For backup-drift-check.sh: the install manifest, and where stray files would be ours. */
+    readonly drift: { readonly manifestDir: string; readonly watch: readonly string[]; readonly ignore: readonly string[] };
     readonly jobs: readonly Job[];
 }
 
@@ -145,6 +149,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
             : null,
         application: host.application ?? null,
         configuration: host.configuration ?? null,
+        drift: { manifestDir: manifestDir(config), watch: watchedLocations(config), ignore: runtimeFiles(config) },
         jobs: hostJobs(config, host),
     };
 }

@@ -8,10 +8,11 @@
 import { readdirSync } from "node:fs";
 import * as path from "node:path";
 import type { HostSpec, StackConfig } from "../config/types";
-import { renderHostConfig, serializeHostConfig, HOST_CONFIG_NAME, PGPASS_NAME, REDIS_AUTH_NAME, S3_CREDENTIALS_NAME, type DeployFacts, type HostConfigFile } from "./hostConfig";
+import { HOST_CONFIG_NAME, LOGROTATE_PATH, manifestDir, SUDOERS_PATH, UNIT_DIR } from "./paths";
+import { renderHostConfig, serializeHostConfig, PGPASS_NAME, REDIS_AUTH_NAME, S3_CREDENTIALS_NAME, type DeployFacts, type HostConfigFile } from "./hostConfig";
 import type { Job } from "./jobs";
-import { renderJobUnits, renderMaintenanceUnits, UNIT_DIR, unitName } from "./systemd";
-import { renderSudoers, SUDOERS_PATH } from "./sudoers";
+import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
+import { renderSudoers } from "./sudoers";
 import { readTemplate, renderTemplate, TEMPLATE_ROOT } from "./template";
 import { installFileScript, installSecretFilesScript, removeFilesScript, sha256, type FileTarget } from "./remote";
 import { shellQuote } from "./shell";
@@ -203,9 +204,6 @@ function fileStep(name: string, file: PlannedFile, dependsOn: string[], opts: { 
     };
 }
 
-/** Where each step records what it installed, for the on-host drift check. */
-export const manifestDir = (config: StackConfig) => `${config.paths.configDir}/manifest.d`;
-
 /** One manifest line per file: path, owner, group, mode, sha256 ("-" for secrets: no hash of a secret leaves Pulumi). */
 export function manifestLines(files: readonly PlannedFile[], secretFiles: readonly PlannedSecretFile[]): string {
     return [
@@ -317,7 +315,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
 
     steps.push(fileStep("sudoers", { path: SUDOERS_PATH, owner: "root", group: "root", mode: "0440", content: renderSudoers(config, host) }, scriptSteps, { check: `visudo -cf "$tmp"` }));
 
-    steps.push(fileStep("logrotate", { path: "/etc/logrotate.d/hx-backup", owner: "root", group: "root", mode: "0644", content: renderTemplate("logrotate/hx-backup", { stack: config.stack, host: host.name, logDir: p.logDir, user: u }) }, afterAccount));
+    steps.push(fileStep("logrotate", { path: LOGROTATE_PATH, owner: "root", group: "root", mode: "0644", content: renderTemplate("logrotate/hx-backup", { stack: config.stack, host: host.name, logDir: p.logDir, user: u }) }, afterAccount));
 
     const unitSteps: string[] = [];
     const allUnits = [...jobs.flatMap((job) => renderJobUnits(config, host, job)), ...renderMaintenanceUnits(config, host, jobs)];

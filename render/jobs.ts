@@ -5,7 +5,7 @@
 import type { HostSpec, ScheduleKey, StackConfig } from "../config/types";
 
 /** Artifact type; also the `type` label of every metric. */
-export type BackupType = "postgresql" | "redis" | "application" | "configuration" | "verification";
+export type BackupType = "postgresql" | "redis" | "application" | "configuration" | "verification" | "drift";
 
 export interface Job {
     /** Unit stem: `hx-backup-<name>.service` / `.timer`. */
@@ -36,6 +36,7 @@ const TEMPLATES: readonly JobTemplate[] = [
     { name: "application-daily", type: "application", script: "application-backup.sh", args: [], scheduleKey: "applicationDaily", when: (h) => h.roles.includes("application") },
     { name: "configuration-daily", type: "configuration", script: "configuration-backup.sh", args: [], scheduleKey: "configurationDaily", when: (h) => h.roles.includes("configuration") },
     { name: "verification-weekly", type: "verification", script: "backup-verify.sh", args: ["--all", "--restore-test"], scheduleKey: "verification", when: (h) => h.roles.some((r) => r !== "monitoring") },
+    { name: "drift-check", type: "drift", script: "backup-drift-check.sh", args: [], scheduleKey: "driftCheck", when: () => true },
 ];
 
 export function hostJobs(config: StackConfig, host: HostSpec): Job[] {

@@ -2,7 +2,9 @@
 import type { HostSpec, StackConfig } from "../config/types";
 import { renderTemplate } from "./template";
 
-export const SUDOERS_PATH = "/etc/sudoers.d/hx-backup";
+import { SUDOERS_PATH } from "./paths";
+
+export { SUDOERS_PATH };
 export const PRIVILEGED_HELPER = "backup-privileged.sh";
 
 export function privilegedVerbs(host: HostSpec): string[] {

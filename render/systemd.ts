@@ -2,9 +2,9 @@
 import type { HostSpec, StackConfig } from "../config/types";
 import type { Job } from "./jobs";
 import { renderTemplate } from "./template";
-import { HOST_CONFIG_NAME } from "./hostConfig";
+import { HOST_CONFIG_NAME, UNIT_DIR } from "./paths";
 
-export const UNIT_DIR = "/etc/systemd/system";
+export { UNIT_DIR };
 export const unitName = (job: string, kind: "service" | "timer") => `hx-backup-${job}.${kind}`;
 export const VACUUM_UNIT = "hx-backup-postgresql-vacuum-analyze.service";
 export const ANALYZE_UNIT = "hx-backup-postgresql-analyze.service";
@@ -19,6 +19,8 @@ const CAPABILITIES: Record<Job["type"], string> = {
     configuration: "CAP_DAC_READ_SEARCH CAP_NET_ADMIN",
     // Restore tests list and re-read stored artifacts only.
     verification: "",
+    // Stat and hash installed files, some readable by root only (sudoers is 0440).
+    drift: "CAP_DAC_READ_SEARCH",
 };
 
 /** systemd unit values must be one line, and '%' starts a specifier. */

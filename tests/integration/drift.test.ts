@@ -42,10 +42,20 @@ describe.runIf(root && tools.length === 0)("npm run drift against a real host ov
         if (host) removeSandboxDir(host.dir);
     });
 
-    it("finds no drift right after a deploy", async () => {
+    /** Runs the on-host check (as the drift-check timer would, minus systemd) and reads its metric. */
+    const onHostCheck = async () => {
+        const run = await host.exec("bash /var/lib/backup/scripts/backup-drift-check.sh");
+        const prom = await host.exec("cat /var/lib/prometheus/node-exporter/hx_backup-drift-files.prom");
+        const value = /^backup_config_drift\{[^}]*\} (\d+)$/m.exec(prom.stdout)?.[1];
+        return { code: run.code, drifted: value === undefined ? undefined : Number(value), log: run.stdout + run.stderr };
+    };
+
+    it("finds no drift right after a deploy, from the repo and on the host", async () => {
         const [r] = await detectDrift(config, { keyFile: host.keyFile });
         expect(r.error).toBeUndefined();
         expect(r.drifts).toEqual([]);
+        const check = await onHostCheck();
+        expect(check, check.log).toMatchObject({ code: 0, drifted: 0 });
     });
 
     it("reports a hand-edited script, a chmod-ed key, a removed unit and a stray file, each by kind", async () => {
@@ -63,6 +73,8 @@ describe.runIf(root && tools.length === 0)("npm run drift against a real host ov
             "owner /etc/hx-backup/backup.json",
         ]);
         expect(r.drifts.find((d) => d.kind === "mode")).toMatchObject({ expected: "0600", actual: "0644" });
+        const check = await onHostCheck();
+        expect(check, check.log).toMatchObject({ code: 1, drifted: 5 });
     });
 
     it("npm run drift exits 1 and prints each difference; after a redeploy only the stray file it does not own remains", async () => {
