@@ -410,6 +410,7 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
     const compression = {
         method: r.oneOf("compression", get("compression"), "auto", ["auto", "zstd", "gzip"] as const),
         level: int("compressionLevel", 1, 19),
+        threads: int("compressionThreads", 1, 64),
     };
     if (compression.method !== "zstd" && compression.level > 9) {
         r.problem("compressionLevel", compression.level, `1-9, because gzip${compression.method === "auto" ? " (the fallback when zstd is missing)" : ""} has no higher levels; or set compression: zstd`);
@@ -481,6 +482,8 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
         paths,
         backupUser,
         compression,
+        uploadStorageClass: r.oneOf("uploadStorageClass", get("uploadStorageClass"), "STANDARD", ["STANDARD", "STANDARD_IA", "INTELLIGENT_TIERING"] as const),
+        nodeExporterUrl: str("nodeExporterUrl", (v) => (/^https?:\/\/[A-Za-z0-9.:[\]-]+(\/[A-Za-z0-9._~/-]*)?$/.test(v) ? null : "an http(s) URL such as http://127.0.0.1:9100/metrics")),
         postgresqlParallelDumps: int("postgresqlParallelDumps", 1, 64),
         postgresqlJobs: int("postgresqlJobs", 1, 64),
         sizeCheck: {

@@ -274,6 +274,10 @@ export const CONFIG_KEYS = {
         type: "integer", default: 3, group: "Backup behaviour",
         description: "Compression level (zstd 1-19, gzip 1-9).",
     }),
+    compressionThreads: spec({
+        type: "integer", default: 2, group: "Backup behaviour",
+        description: "zstd worker threads.",
+    }),
     postgresqlParallelDumps: spec({
         type: "integer", default: 2, group: "Backup behaviour",
         description: "Databases dumped at once.",
@@ -305,6 +309,14 @@ export const CONFIG_KEYS = {
     storageQuotaGiB: spec({
         type: "integer", default: 0, group: "Backup behaviour",
         description: "Local backup storage quota per host in GiB for the StorageFull alert; 0 disables the quota check.",
+    }),
+    uploadStorageClass: spec({
+        type: "string", default: "STANDARD", group: "Backup behaviour",
+        description: "S3 storage class objects are uploaded with (the lifecycle moves them on): STANDARD, STANDARD_IA or INTELLIGENT_TIERING.",
+    }),
+    nodeExporterUrl: spec({
+        type: "string", default: "http://127.0.0.1:9100/metrics", group: "Monitoring",
+        description: "node_exporter metrics URL on each host, checked by test-monitoring.sh.",
     }),
     uploadRetries: spec({
         type: "integer", default: 5, group: "Backup behaviour",

@@ -103,7 +103,9 @@ export interface StackConfig {
     readonly encryption: { readonly algorithm: "AES-256-CBC"; readonly keyVersion: number };
     readonly paths: PathSettings;
     readonly backupUser: string;
-    readonly compression: { readonly method: "auto" | "zstd" | "gzip"; readonly level: number };
+    readonly compression: { readonly method: "auto" | "zstd" | "gzip"; readonly level: number; readonly threads: number };
+    readonly uploadStorageClass: "STANDARD" | "STANDARD_IA" | "INTELLIGENT_TIERING";
+    readonly nodeExporterUrl: string;
     readonly postgresqlParallelDumps: number;
     readonly postgresqlJobs: number;
     readonly sizeCheck: { readonly history: number; readonly lowPercent: number; readonly highPercent: number };

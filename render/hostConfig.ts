@@ -45,8 +45,10 @@ export interface HostConfigFile {
         readonly locks: string;
     };
     readonly encryption: { readonly cipher: "aes-256-cbc"; readonly mac: "hmac-sha256"; readonly currentKeyId: string; readonly keyIds: readonly string[] };
-    readonly compression: { readonly method: "auto" | "zstd" | "gzip"; readonly level: number };
-    readonly retention: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly yearly: number };
+    /** `threads`: zstd workers (scripts default to 2 when absent). */
+    readonly compression: { readonly method: "auto" | "zstd" | "gzip"; readonly level: number; readonly threads?: number };
+    /** GFS counts; artifacts no manifest references are removed after `orphanMinutes` (default 60). */
+    readonly retention: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly yearly: number; readonly orphanMinutes?: number };
     readonly sizeCheck: { readonly history: number; readonly lowPercent: number; readonly highPercent: number };
     /** Local storage quota in bytes, exported as backup_storage_quota_bytes; 0 = none. */
     readonly storageQuotaBytes: number;
@@ -65,7 +67,11 @@ export interface HostConfigFile {
          */
         readonly credentialsFile: string;
         readonly retentionBy: "prefix" | "tag";
+        /** Default STANDARD. */
+        readonly storageClass?: "STANDARD" | "STANDARD_IA" | "INTELLIGENT_TIERING";
         readonly retries: number;
+        /** Base of the exponential backoff between upload attempts (default 2). */
+        readonly retryDelaySeconds?: number;
     };
     readonly postgresql: null | {
         readonly databases: readonly { readonly name: string; readonly large: boolean }[];
@@ -80,6 +86,8 @@ export interface HostConfigFile {
         readonly jobs: number;
         readonly vacuumAnalyzeBefore: "never" | "weekly" | "always";
         readonly analyzeAfter: "never" | "weekly" | "always";
+        /** pg_dump --lock-wait-timeout (default 600). */
+        readonly lockWaitTimeoutSeconds?: number;
     };
     readonly redis: null | {
         readonly host: string;
@@ -87,9 +95,13 @@ export interface HostConfigFile {
         readonly rdbPath: string;
         /** File holding the AUTH password (0600), or empty for no AUTH. */
         readonly authFile: string;
+        /** Default 3600. */
+        readonly bgsaveTimeoutSeconds?: number;
     };
     readonly application: null | { readonly paths: readonly string[]; readonly include: readonly string[]; readonly exclude: readonly string[] };
     readonly configuration: null | { readonly paths: readonly string[]; readonly tlsPaths: readonly string[] };
+    /** For test-monitoring.sh (default http://127.0.0.1:9100/metrics). */
+    readonly monitoring?: { readonly nodeExporterUrl: string };
     /** For backup-drift-check.sh: the install manifest, and where stray files would be ours. */
     readonly drift: { readonly manifestDir: string; readonly watch: readonly string[]; readonly ignore: readonly string[] };
     readonly jobs: readonly Job[];
@@ -116,7 +128,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
         },
         encryption: { cipher: "aes-256-cbc", mac: "hmac-sha256", currentKeyId: facts.currentKeyId, keyIds: facts.keyIds },
         compression: config.compression,
-        retention: config.retention,
+        retention: { ...config.retention, orphanMinutes: 60 },
         sizeCheck: config.sizeCheck,
         storageQuotaBytes: config.storageQuotaBytes,
         remote: {
@@ -127,7 +139,9 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
             endpoint: config.storage.endpoint ?? "",
             credentialsFile: remoteEnabled ? file(S3_CREDENTIALS_NAME) : "",
             retentionBy: config.storage.retentionBy,
+            storageClass: config.uploadStorageClass,
             retries: config.storage.uploadRetries,
+            retryDelaySeconds: 2,
         },
         postgresql: host.postgresql
             ? {
@@ -142,13 +156,15 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
                   jobs: config.postgresqlJobs,
                   vacuumAnalyzeBefore: host.postgresql.vacuumAnalyzeBefore,
                   analyzeAfter: host.postgresql.analyzeAfter,
+                  lockWaitTimeoutSeconds: 600,
               }
             : null,
         redis: host.redis
-            ? { host: host.redis.host, port: host.redis.port, rdbPath: host.redis.rdbPath, authFile: host.redis.auth ? file(REDIS_AUTH_NAME) : "" }
+            ? { host: host.redis.host, port: host.redis.port, rdbPath: host.redis.rdbPath, authFile: host.redis.auth ? file(REDIS_AUTH_NAME) : "", bgsaveTimeoutSeconds: 3600 }
             : null,
         application: host.application ?? null,
         configuration: host.configuration ?? null,
+        monitoring: { nodeExporterUrl: config.nodeExporterUrl },
         drift: { manifestDir: manifestDir(config), watch: watchedLocations(config), ignore: runtimeFiles(config) },
         jobs: hostJobs(config, host),
     };

@@ -354,7 +354,7 @@ describe("each invalid value is reported with key path, value seen and expected 
     ])("compression %s with level %d > 9", (method, level) => {
         const err = configError({ compression: method, compressionLevel: level });
         expectProblem(err, "compressionLevel", level, /1-9, because gzip.*has no higher levels; or set compression: zstd/);
-        expect(load({ ...baseRaw(), compression: "zstd", compressionLevel: level }).compression).toEqual({ method: "zstd", level });
+        expect(load({ ...baseRaw(), compression: "zstd", compressionLevel: level }).compression).toEqual({ method: "zstd", level, threads: 2 });
     });
 
     it("enumerations name the allowed values", () => {

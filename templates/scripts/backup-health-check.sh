@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Human summary of this host's backups; exits non-zero on any problem.
+#
+# Checks: config and key; for every job in the config, every source of its
+# type: last run ok, last success within the job's max interval, verification
+# ok, size inside the band, remote sync ok (when enabled), restore test ok
+# (when one ran); storage free space.
+#
+# Usage: backup-health-check.sh
+# Exit codes: 0 healthy, 1 problems found, 2 config error.
+set -Eeuo pipefail
+HX_ARGS="$*"
+HX_TYPE=health
+HX_QUIET=1
+# shellcheck source-path=SCRIPTDIR source=hx-backup-lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
+
+hx_init_common health-check
+PROBLEMS=0
+problem() {
+    PROBLEMS=$((PROBLEMS + 1))
+    printf '  PROBLEM  %s\n' "$*"
+}
+ok() { printf '  ok       %s\n' "$*"; }
+
+# metric_value FILE NAME
+metric_value() {
+    local line
+    line=$(grep --max-count=1 "^$2{" "$1" 2>/dev/null) || return 0
+    printf '%s' "${line##* }"
+}
+
+NOW=$(hx_epoch)
+echo "hx-backup health on ${HX_HOST} (stack ${HX_STACK:-?}) at $(hx_now)"
+echo "Config: $HX_CONFIG_FILE"
+if hx_key_load "$HX_KEY_ID"; then
+    ok "encryption key '$HX_KEY_ID' present"
+else
+    problem "encryption key: $HX_KEY_ERROR"
+fi
+
+REMOTE=$(hx_cfg '.remote.enabled // false')
+mapfile -t JOBS < <(hx_cfg '.jobs[]? | [.name, .type, (.maxIntervalSeconds // 90000 | tostring)] | join(" ")')
+if ((${#JOBS[@]} == 0)); then
+    problem "no jobs configured"
+fi
+for j in "${JOBS[@]}"; do
+    read -r jname jtype jmax <<<"$j"
+    echo "Job $jname ($jtype, max interval ${jmax}s):"
+    shopt -s nullglob
+    files=("$HX_TEXTFILE"/hx_backup-"$jtype"-*.prom)
+    shopt -u nullglob
+    if ((${#files[@]} == 0)); then
+        problem "$jname: no metrics yet (never ran?)"
+        continue
+    fi
+    for f in "${files[@]}"; do
+        t=$(basename -- "$f" .prom)
+        t=${t#hx_backup-"$jtype"-}
+        last_ok=$(metric_value "$f" backup_last_success_timestamp)
+        run_status=$(metric_value "$f" backup_last_run_status)
+        verify=$(metric_value "$f" backup_verification_status)
+        size=$(metric_value "$f" backup_size_check_status)
+        sync=$(metric_value "$f" backup_remote_sync_status)
+        rtest=$(metric_value "$f" backup_restore_test_status)
+        label="$jtype/$t"
+        if [[ $run_status == 0 ]]; then
+            problem "$label: last run failed (see $HX_LOGS)"
+        fi
+        if [[ -z $last_ok ]]; then
+            [[ $t == _config ]] || problem "$label: never succeeded"
+        else
+            age=$((NOW - ${last_ok%.*}))
+            if ((age > jmax)); then
+                problem "$label: last success $((age / 3600))h ago (older than ${jmax}s)"
+            else
+                ok "$label: last success $((age / 60)) min ago"
+            fi
+        fi
+        [[ $verify != 0 ]] || problem "$label: verification failed"
+        [[ $size != 0 ]] || problem "$label: size outside the expected band"
+        [[ $rtest != 0 ]] || problem "$label: restore test failed"
+        if [[ $REMOTE == true && $jtype != verification ]]; then
+            [[ $sync != 0 ]] || problem "$label: remote sync failed"
+        fi
+    done
+done
+
+if [[ -d $HX_STORAGE ]]; then
+    read -r avail pct < <(df --output=avail,pcent -- "$HX_STORAGE" | tail -n 1)
+    pct=${pct%\%}
+    if ((pct >= 90)); then
+        problem "storage $HX_STORAGE is ${pct}% full"
+    else
+        ok "storage $HX_STORAGE: ${pct}% used, $((avail / 1024)) MiB free"
+    fi
+else
+    problem "storage directory $HX_STORAGE missing"
+fi
+
+if ((PROBLEMS > 0)); then
+    echo "UNHEALTHY: $PROBLEMS problem(s)"
+    HX_STATUS_CAUSE="$PROBLEMS problem(s)"
+    exit 1
+fi
+echo "HEALTHY"

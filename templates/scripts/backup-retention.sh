@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Local GFS retention with restic's semantics (--keep-daily/-weekly/-monthly/
+# -yearly): walking backups newest first, a backup is kept for a rule when it
+# is the newest one in a day / ISO week / month / year not yet counted by that
+# rule, until the rule's count is used up. Periods without a backup do not
+# count; one backup may satisfy several rules. The newest verified backup of
+# each source is never deleted. Artifacts still referenced by a kept
+# (deduplicated) manifest are kept.
+#
+# Usage: backup-retention.sh [--type TYPE] [--dry-run]
+#   --dry-run  list what would be deleted and why; change nothing
+# Exit codes: see hx-backup-lib.sh.
+set -Eeuo pipefail
+HX_ARGS="$*"
+HX_TYPE=retention
+# shellcheck source-path=SCRIPTDIR source=hx-backup-lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
+
+ONLY_TYPE=""
+DRY=0
+while (($# > 0)); do
+    case $1 in
+        --type)
+            [[ $# -ge 2 ]] || exit "$HX_EXIT_USAGE"
+            ONLY_TYPE=$2
+            shift
+            ;;
+        --dry-run) DRY=1 ;;
+        *)
+            echo "usage: $HX_SCRIPT_NAME [--type TYPE] [--dry-run]" >&2
+            exit "$HX_EXIT_USAGE"
+            ;;
+    esac
+    shift
+done
+
+hx_init "${HX_JOB:-retention}"
+hx_lock "backup-retention"
+
+declare -A KEEP_N=(
+    [daily]=$(hx_cfg '.retention.daily // 7')
+    [weekly]=$(hx_cfg '.retention.weekly // 4')
+    [monthly]=$(hx_cfg '.retention.monthly // 12')
+    [yearly]=$(hx_cfg '.retention.yearly // 3')
+)
+RULES=(daily weekly monthly yearly)
+# Unreferenced artifacts younger than this may belong to a run that is
+# committing right now (artifact renamed, manifest not yet).
+ORPHAN_MINUTES=$(hx_cfg ".retention.orphanMinutes // 60")
+if ((KEEP_N[daily] + KEEP_N[weekly] + KEEP_N[monthly] + KEEP_N[yearly] == 0)); then
+    hx_warn retention "all retention counts are 0: keeping everything"
+    exit 0
+fi
+
+# Remove temp files of dead runs: *.partial whose embedded pid is gone.
+clean_partials() {
+    local dir=$1 f pid
+    while IFS= read -r -d '' f; do
+        pid=$(sed -n 's/.*\.\([0-9][0-9]*\)\.\(work\.\)\{0,1\}partial$/\1/p' <<<"$(basename -- "$f")")
+        [[ -n $pid ]] || continue
+        if [[ ! -d /proc/$pid ]]; then
+            if ((DRY == 1)); then
+                echo "would remove stale temp file $f"
+            else
+                rm -rf -- "$f"
+                hx_info stale_partial "removed temp file of a dead run" "path=$f"
+            fi
+        fi
+    done < <(find "$dir" -mindepth 1 -maxdepth 1 -name '.*partial' -print0)
+}
+
+shopt -s nullglob
+SOURCES=("$HX_STORAGE"/*/*/)
+shopt -u nullglob
+DELETED=0
+for dir in "${SOURCES[@]}"; do
+    dir=${dir%/}
+    target=$(basename -- "$dir")
+    type=$(basename -- "$(dirname -- "$dir")")
+    [[ -z $ONLY_TYPE || $type == "$ONLY_TYPE" ]] || continue
+    clean_partials "$dir"
+    mapfile -d '' -t ms < <(find "$dir" -mindepth 1 -maxdepth 1 -type f -name '*.manifest.json' ! -name '.*' -print0 | sort --zero-terminated --reverse)
+    ((${#ms[@]} > 0)) || continue
+    declare -A last=() left=() why=()
+    for r in "${RULES[@]}"; do
+        left[$r]=${KEEP_N[$r]}
+        last[$r]=""
+    done
+    newest_verified=""
+    # createdAt and artifact of every manifest in one jq pass.
+    declare -A created_of=() artifact_of=()
+    while IFS=$'\t' read -r fname c a; do
+        created_of[$fname]=$c
+        artifact_of[$fname]=$a
+    done < <(jq --raw-output '[input_filename, (.createdAt // "" | tostring), (.artifact // "" | tostring)] | @tsv' "${ms[@]}" 2>/dev/null || true)
+    for m in "${ms[@]}"; do
+        if [[ -z $newest_verified ]] && hx_verify_artifact "$m" 2>/dev/null; then
+            newest_verified=$m
+        fi
+        created=${created_of[$m]:-}
+        reasons=""
+        if [[ $created =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$ ]]; then
+            read -r day week month year < <(date -u -d "$created" '+%Y-%m-%d %G-W%V %Y-%m %Y')
+            declare -A bucket=([daily]=$day [weekly]=$week [monthly]=$month [yearly]=$year)
+            for r in "${RULES[@]}"; do
+                if ((left[$r] > 0)) && [[ ${bucket[$r]} != "${last[$r]}" ]]; then
+                    last[$r]=${bucket[$r]}
+                    left[$r]=$((left[$r] - 1))
+                    reasons+="${reasons:+, }$r ${bucket[$r]}"
+                fi
+            done
+        else
+            reasons="unreadable timestamp (kept for safety)"
+        fi
+        if [[ $m == "$newest_verified" ]]; then
+            reasons+="${reasons:+, }newest verified"
+        fi
+        why[$m]=$reasons
+    done
+    # Artifacts referenced by kept manifests.
+    declare -A needed=()
+    for m in "${ms[@]}"; do
+        [[ -n ${why[$m]} ]] || continue
+        a=${artifact_of[$m]:-}
+        [[ -n $a ]] && needed[$a]=1
+    done
+    for m in "${ms[@]}"; do
+        name=$(basename -- "$m")
+        if [[ -n ${why[$m]} ]]; then
+            ((DRY == 0)) || echo "keep   $type/$target/$name ($(tr -d '\n' <<<"${why[$m]}"))"
+            continue
+        fi
+        if ((DRY == 1)); then
+            echo "delete $type/$target/$name (not the newest backup of any kept day, week, month or year)"
+            continue
+        fi
+        rm -f -- "$m" "$dir/.$name.synced"
+        DELETED=$((DELETED + 1))
+        hx_info pruned "deleted by retention policy" "type=$type" "target=$target" "manifest=$name"
+    done
+    # Artifacts no kept manifest refers to (including orphans of old runs).
+    while IFS= read -r -d '' a; do
+        b=$(basename -- "$a")
+        [[ -n ${needed[$b]:-} ]] && continue
+        if ((DRY == 1)); then
+            echo "delete $type/$target/$b (artifact not referenced by any kept manifest)"
+        else
+            rm -f -- "$a" "$dir/.$b.remote"
+            hx_info pruned "deleted unreferenced artifact" "type=$type" "target=$target" "artifact=$b"
+        fi
+    done < <(find "$dir" -mindepth 1 -maxdepth 1 -type f -name '*.enc' ! -name '.*' -mmin +"$ORPHAN_MINUTES" -print0)
+    unset last left why needed created_of artifact_of
+    ((DRY == 1)) || hx_metrics "$type" "$target" "backup_storage_usage_bytes=$(hx_storage_usage "$dir")"
+done
+hx_info retention_ok "retention applied" "deleted_manifests=$DELETED" "dry_run=$DRY"

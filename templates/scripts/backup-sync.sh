@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Upload committed artifacts and manifests to S3 (aws-cli v2).
+#
+# Each manifest is uploaded once, under its retention class: yearly for the
+# first backup of a year of that source, else monthly for the first of a
+# month, else weekly for the first of an ISO week, else daily. The class is
+# the key prefix (remote.retentionBy "prefix") or the object tag
+# retention-class (retentionBy "tag"); S3 lifecycle rules expire by class.
+# Every upload is retried with backoff and checked (size + sha256 metadata).
+# A deduplicated backup uploads no bytes: the earlier object is copied
+# server-side when its class differs.
+#
+# Usage: backup-sync.sh [--type TYPE]
+# Exit codes: 0 all synced (or remote disabled), 1 some upload failed (local
+# backups untouched), 2 usage/config, 3 locked.
+set -Eeuo pipefail
+HX_ARGS="$*"
+HX_TYPE=sync
+# shellcheck source-path=SCRIPTDIR source=hx-backup-lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
+
+ONLY_TYPE=""
+while (($# > 0)); do
+    case $1 in
+        --type)
+            [[ $# -ge 2 ]] || exit "$HX_EXIT_USAGE"
+            ONLY_TYPE=$2
+            shift
+            ;;
+        *)
+            echo "usage: $HX_SCRIPT_NAME [--type TYPE]" >&2
+            exit "$HX_EXIT_USAGE"
+            ;;
+    esac
+    shift
+done
+
+hx_init "${HX_JOB:-sync}"
+hx_lock backup-sync
+if [[ $(hx_cfg '.remote.enabled // false') != true ]]; then
+    hx_info sync_disabled "remote sync is disabled for this host"
+    exit 0
+fi
+
+shopt -s nullglob
+SOURCES=("$HX_STORAGE"/*/*/)
+shopt -u nullglob
+
+if ! hx_remote_env; then
+    for dir in "${SOURCES[@]}"; do
+        dir=${dir%/}
+        t=$(basename -- "$(dirname -- "$dir")")
+        [[ -z $ONLY_TYPE || $t == "$ONLY_TYPE" ]] || continue
+        hx_metrics "$t" "$(basename -- "$dir")" backup_remote_sync_status=0
+    done
+    hx_die "$HX_EXIT_USAGE" "$HX_REMOTE_ERROR"
+fi
+RETRY_DELAY=$(hx_cfg '.remote.retryDelaySeconds // 2')
+
+# hx-style retry: attempt, then wait base*2^n (capped) between attempts.
+with_retries() {
+    local n=0 delay=$RETRY_DELAY
+    while :; do
+        if "$@"; then
+            return 0
+        fi
+        if ((n >= HX_S3_RETRIES)); then
+            return 1
+        fi
+        n=$((n + 1))
+        hx_warn retry "attempt $n failed: $HX_REMOTE_ERROR; retrying in ${delay}s"
+        sleep "$delay"
+        delay=$((delay * 2 > 60 ? 60 : delay * 2))
+    done
+}
+
+# retention_class STATEFILE CREATED_AT
+retention_class() {
+    local state=$1 created=$2 year month week
+    year=${created:0:4}
+    month=${created:0:7}
+    week=$(date -u -d "$created" +%G-W%V)
+    local have_y=0 have_m=0 have_w=0 c cls name cw
+    if [[ -f $state ]]; then
+        while read -r c cls name; do
+            [[ -n $c ]] || continue
+            [[ ${c:0:4} == "$year" ]] && have_y=1
+            [[ ${c:0:7} == "$month" ]] && have_m=1
+            cw=$(date -u -d "$c" +%G-W%V)
+            [[ $cw == "$week" ]] && have_w=1
+            : "$cls" "$name"
+        done <"$state"
+    fi
+    if ((have_y == 0)); then
+        echo yearly
+    elif ((have_m == 0)); then
+        echo monthly
+    elif ((have_w == 0)); then
+        echo weekly
+    else
+        echo daily
+    fi
+}
+
+s3_touch() {
+    local key=$1 sha=$2 class=$3 out
+    if ! out=$(hx_aws s3api copy-object --bucket "$HX_S3_BUCKET" --key "$key" --copy-source "$HX_S3_BUCKET/$key" \
+        --metadata-directive REPLACE --metadata "sha256=$sha,retention-class=$class" --storage-class "$HX_S3_STORAGE_CLASS" 2>&1); then
+        HX_REMOTE_ERROR="refreshing $key failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+        return 1
+    fi
+}
+
+s3_copy() {
+    local src=$1 dst=$2 out
+    if ! out=$(hx_aws s3api copy-object --bucket "$HX_S3_BUCKET" --key "$dst" --copy-source "$HX_S3_BUCKET/$src" --metadata-directive COPY 2>&1); then
+        HX_REMOTE_ERROR="server-side copy failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+        return 1
+    fi
+}
+
+FAILED=0
+UPLOADED=0
+for dir in "${SOURCES[@]}"; do
+    dir=${dir%/}
+    target=$(basename -- "$dir")
+    type=$(basename -- "$(dirname -- "$dir")")
+    [[ -z $ONLY_TYPE || $type == "$ONLY_TYPE" ]] || continue
+    state="$dir/.remote-classes"
+    ok=1
+    mapfile -d '' -t ms < <(find "$dir" -mindepth 1 -maxdepth 1 -type f -name '*.manifest.json' ! -name '.*' -print0 | sort --zero-terminated)
+    for m in "${ms[@]}"; do
+        name=$(basename -- "$m")
+        marker="$dir/.$name.synced"
+        [[ -f $marker ]] && continue
+        if ! hx_verify_artifact "$m"; then
+            hx_error sync_skip "not uploading an artifact that fails verification: $HX_VERIFY_ERROR" "manifest=$m"
+            ok=0
+            continue
+        fi
+        created=$(jq --raw-output '.createdAt' "$m")
+        class=$(retention_class "$state" "$created")
+        artifact=$(jq --raw-output '.artifact' "$m")
+        sha=$(jq --raw-output '.sha256.stored' "$m")
+        akey=$(hx_s3_key "$class" "$type" "$target" "$artifact")
+        mkey=$(hx_s3_key "$class" "$type" "$target" "$name")
+        # Remote copies of each artifact are recorded next to it, so a later
+        # (deduplicated) manifest can reuse them after retention pruned the
+        # manifest that first uploaded it.
+        record="$dir/.$artifact.remote"
+        result=0
+        if [[ -s $record ]]; then
+            if grep --quiet --fixed-strings --line-regexp -- "$akey" "$record"; then
+                # Same key: copy the object onto itself so its lifecycle age
+                # restarts and it cannot expire before this newer manifest.
+                if with_retries s3_touch "$akey" "$sha" "$class"; then
+                    hx_info sync_refresh "existing object copied onto itself to restart its lifecycle age" "key=$akey"
+                else
+                    result=1
+                fi
+            else
+                src_key=$(head -n 1 "$record")
+                if with_retries s3_copy "$src_key" "$akey"; then
+                    printf '%s\n' "$akey" >>"$record"
+                else
+                    result=1
+                fi
+            fi
+            hx_info sync_dedup "artifact already stored remotely: no artifact bytes uploaded" "manifest=$name" "class=$class"
+        else
+            if with_retries hx_s3_put "$dir/$artifact" "$akey" "$sha" "$class"; then
+                printf '%s\n' "$akey" >>"$record"
+            else
+                result=1
+            fi
+        fi
+        if ((result == 0)); then
+            msha=$(openssl dgst -sha256 -r <"$m")
+            with_retries hx_s3_put "$m" "$mkey" "${msha%% *}" "$class" || result=1
+        fi
+        if ((result != 0)); then
+            ok=0
+            hx_error sync_failed "upload failed: $HX_REMOTE_ERROR" "type=$type" "target=$target" "manifest=$name"
+            break
+        fi
+        printf 'artifact %s\nmanifest %s\nclass %s\n' "$akey" "$mkey" "$class" >"$marker.tmp"
+        mv -f -- "$marker.tmp" "$marker"
+        printf '%s %s %s\n' "$created" "$class" "$name" >>"$state"
+        UPLOADED=$((UPLOADED + 1))
+        hx_info synced "uploaded" "type=$type" "target=$target" "class=$class" "key=$akey"
+    done
+    if ((ok == 1)); then
+        hx_metrics "$type" "$target" backup_remote_sync_status=1 "backup_remote_sync_last_success_timestamp=$(hx_epoch)"
+    else
+        FAILED=$((FAILED + 1))
+        hx_metrics "$type" "$target" backup_remote_sync_status=0
+    fi
+done
+if ((FAILED > 0)); then
+    hx_die "$HX_EXIT_FAIL" "remote sync failed for $FAILED source(s)"
+fi
+hx_info sync_ok "remote sync complete" "uploaded=$UPLOADED"

@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# PostgreSQL backup: every configured database (or every non-template one),
+# plus globals (roles, tablespaces), streamed through the hx-backup pipeline.
+#
+# Usage: postgresql-backup.sh daily|weekly|test
+#   daily, weekly  back up, verify, apply retention, sync to S3
+#   test           check connectivity, dump each database to a throwaway
+#                  artifact, verify and list it, remove it, print a report
+# Exit codes: see hx-backup-lib.sh.
+set -Eeuo pipefail
+HX_ARGS="$*"
+HX_TYPE=postgresql
+# shellcheck source-path=SCRIPTDIR source=hx-backup-lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
+
+MODE=${1:-daily}
+case $MODE in
+    daily | weekly | test) ;;
+    *)
+        echo "usage: $HX_SCRIPT_NAME daily|weekly|test" >&2
+        exit "$HX_EXIT_USAGE"
+        ;;
+esac
+[[ $# -le 1 ]] || {
+    echo "usage: $HX_SCRIPT_NAME daily|weekly|test" >&2
+    exit "$HX_EXIT_USAGE"
+}
+
+HX_PENDING_TARGETS=()
+# shellcheck disable=SC2317  # invoked indirectly (trap or hx_store)
+pg_on_exit() {
+    local rc=$1 t
+    if ((rc != 0 && rc != HX_EXIT_LOCKED)) && [[ $MODE != test ]]; then
+        for t in "${HX_PENDING_TARGETS[@]}"; do
+            hx_metrics postgresql "$t" backup_last_run_status=0 "backup_last_attempt_timestamp=$(hx_epoch)" || true
+        done
+    fi
+}
+HX_ON_EXIT=pg_on_exit
+
+hx_init "postgresql-$MODE"
+hx_lock postgresql-backup
+
+[[ $(hx_cfg '.postgresql | type') == object ]] || hx_die "$HX_EXIT_USAGE" "config: postgresql is not configured on this host"
+
+# ------------------------------------------------------------ connection ---
+hx_pg_env || hx_die "$HX_EXIT_USAGE" "$HX_PG_ERROR"
+PARALLEL=$(hx_cfg '.postgresql.parallelDumps // 2')
+JOBS=$(hx_cfg '.postgresql.jobs // 2')
+FORMAT=$(hx_cfg '.postgresql.format // "custom"')
+# pg_dump gives up instead of waiting forever behind an exclusive table lock.
+LOCK_WAIT=$(hx_cfg '.postgresql.lockWaitTimeoutSeconds // 600')
+[[ $LOCK_WAIT =~ ^[0-9]+$ ]] || LOCK_WAIT=600
+
+# Configured databases (name + large flag) before contacting the server, so
+# that a failure to connect is reported for each of them.
+DB_NAMES=()
+DB_LARGE=()
+hx_cfg_list '[.postgresql.databases[]?.name]' DB_NAMES
+mapfile -t DB_LARGE < <(hx_cfg '.postgresql.databases[]?.large // false')
+for n in "${DB_NAMES[@]}"; do HX_PENDING_TARGETS+=("$(hx_slug "$n")"); done
+HX_PENDING_TARGETS+=(_globals)
+
+hx_key_load "$HX_KEY_ID" || hx_die "$HX_EXIT_USAGE" "encryption key: $HX_KEY_ERROR"
+
+ERRF="$HX_STORAGE/.postgresql-connect.$$.partial"
+hx_tmp_register "$ERRF"
+if ! SERVER_VERSION=$(hx_psql --command='SHOW server_version' 2>"$ERRF"); then
+    hx_die "$HX_EXIT_FAIL" "cannot connect to PostgreSQL as '$PGUSER': $(tr '\n' ' ' <"$ERRF" | cut -c 1-300)"
+fi
+hx_info connected "connected to PostgreSQL $SERVER_VERSION" "server_version=$SERVER_VERSION"
+
+if ((${#DB_NAMES[@]} == 0)); then
+    mapfile -d '' -t DB_NAMES < <(hx_psql --record-separator-zero --command='SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname')
+    DB_LARGE=()
+    for n in "${DB_NAMES[@]}"; do
+        DB_LARGE+=(false)
+        HX_PENDING_TARGETS+=("$(hx_slug "$n")")
+    done
+fi
+
+is_maintenance_due() {
+    # Under systemd the job's unit pulls in the maintenance units (run as postgres) instead.
+    [[ ${HX_MAINTENANCE_BY_SYSTEMD:-0} == 1 ]] && return 1
+    case $1 in
+        always) return 0 ;;
+        weekly) [[ $MODE == weekly ]] ;;
+        *) return 1 ;;
+    esac
+}
+
+HX_EXTRA_TOOLS_JSON=$(jq --null-input --compact-output --arg d "$(pg_dump --version)" --arg s "$SERVER_VERSION" '{pg_dump: $d, server: $s}')
+
+# ---------------------------------------------------------------- dumping ---
+
+# Per-database work, run in a subshell. Exits non-zero on failure; its EXIT
+# trap writes the failure metrics and the cause.
+DB_TARGET=""
+# shellcheck disable=SC2317  # invoked indirectly (trap or hx_store)
+db_exit() {
+    local rc=$?
+    trap - ERR
+    set +e
+    local p
+    for p in "${HX_TMP_PATHS[@]}"; do
+        [[ -n $p && -e $p ]] && rm -rf -- "$p"
+    done
+    if ((rc != 0)); then
+        hx_error backup_failed "backup of $DB_TARGET failed: ${HX_STATUS_CAUSE:-unknown cause}" "type=postgresql" "target=$DB_TARGET" "exit_code=$rc"
+        if [[ $MODE != test ]]; then
+            hx_metrics postgresql "$DB_TARGET" backup_last_run_status=0 "backup_last_attempt_timestamp=$DB_START" \
+                "backup_verification_status=$([[ $rc == "$HX_EXIT_VERIFY" ]] && echo 0 || echo "${DB_PREV_VERIFY:-1}")"
+        fi
+    fi
+    exit "$rc"
+}
+
+# Hold a REPEATABLE READ transaction that exports its snapshot, count rows in
+# it, and keep it open while pg_dump uses the same snapshot.
+snapshot_open() {
+    local db=$1 errf=$2
+    coproc SNAP { PGDATABASE=$db hx_psql 2>>"$errf"; }
+    printf '%s\n' "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;" "SELECT pg_export_snapshot();" 1>&"${SNAP[1]}"
+    SNAPSHOT=""
+    read -r -t 120 SNAPSHOT 0<&"${SNAP[0]}" || true
+    [[ $SNAPSHOT =~ ^[0-9A-Fa-f-]+$ ]] || {
+        HX_STATUS_CAUSE="could not export a snapshot from database: $(tr '\n' ' ' <"$errf" | cut -c 1-300)"
+        return 1
+    }
+    printf '%s\n' "$HX_PG_COUNT_SQL" 1>&"${SNAP[1]}"
+    TABLES_JSON=""
+    read -r -t 3600 TABLES_JSON 0<&"${SNAP[0]}" || true
+    jq --exit-status 'type == "array"' <<<"$TABLES_JSON" >/dev/null 2>&1 || {
+        HX_STATUS_CAUSE="could not count rows: $(tr '\n' ' ' <"$errf" | cut -c 1-300)"
+        return 1
+    }
+}
+
+snapshot_close() {
+    if [[ -n ${SNAP_PID:-} ]]; then
+        printf '%s\n' "COMMIT;" '\q' 1>&"${SNAP[1]}" 2>/dev/null || true
+        wait "$SNAP_PID" 2>/dev/null || true
+    fi
+}
+
+# shellcheck disable=SC2317  # invoked indirectly (trap or hx_store)
+dump_custom() {
+    local db=$1 errf=$2
+    PGDATABASE=$db pg_dump --format=custom --compress=0 --snapshot="$SNAPSHOT" --lock-wait-timeout="${LOCK_WAIT}s" --no-password 2>>"$errf"
+}
+
+# shellcheck disable=SC2317  # invoked indirectly (trap or hx_store)
+dump_directory() {
+    local db=$1 errf=$2 dir=$3
+    PGDATABASE=$db pg_dump --format=directory --compress=0 --jobs="$JOBS" --snapshot="$SNAPSHOT" --lock-wait-timeout="${LOCK_WAIT}s" --no-password --file="$dir/dump" 2>>"$errf" || return 1
+    tar --create --file=- --directory="$dir" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner dump
+}
+
+backup_database() {
+    local db=$1 large=$2
+    DB_TARGET=$(hx_slug "$db")
+    DB_START=$(hx_epoch)
+    HX_TMP_PATHS=()
+    HX_STATUS_CAUSE=""
+    trap db_exit EXIT
+    local target=$DB_TARGET
+    [[ $MODE == test ]] || hx_metrics postgresql "$target" "backup_last_attempt_timestamp=$DB_START"
+    mkdir -p -- "$HX_STORAGE/postgresql/$target"
+    local errf="$HX_STORAGE/postgresql/$target/.pgdump-stderr.$BASHPID.partial"
+    hx_tmp_register "$errf"
+    : >"$errf"
+    HX_SOURCE_ERROR_FILE=$errf
+    hx_info dump_start "dumping database" "type=postgresql" "target=$target" "database=$db" "large=$large"
+    snapshot_open "$db" "$errf"
+    local fmt=custom
+    [[ $large == true || $FORMAT == directory ]] && fmt=directory
+    if [[ $fmt == custom ]]; then
+        hx_store postgresql "$target" "$target" dump pgcustom -- dump_custom "$db" "$errf"
+    else
+        local ddir="$HX_STORAGE/postgresql/$target/.dirdump.$BASHPID.partial"
+        hx_tmp_register "$ddir"
+        mkdir -m 0700 -- "$ddir"
+        hx_store postgresql "$target" "$target" dir.tar raw -- dump_directory "$db" "$errf" "$ddir"
+        rm -rf -- "$ddir"
+    fi
+    snapshot_close
+    # Structure: the TOC must list the expected objects.
+    local listing toc data_entries ntables header_ok=0
+    if [[ $fmt == custom ]]; then
+        listing=$(set +o pipefail; hx_decrypt "$HX_PBKDF2_ITER" <"$HX_OUT_PARTIAL" | hx_decompress "$HX_OUT_METHOD" 2>/dev/null | pg_restore --list 2>>"$errf" || true)
+        grep --quiet --extended-regexp '^;[[:space:]]+Format: CUSTOM' <<<"$listing" && header_ok=1
+        listing=$(grep --invert-match '^;' <<<"$listing" || true)
+        data_entries=$(grep --count ' TABLE DATA ' <<<"$listing" || true)
+    else
+        listing=$(set +o pipefail; hx_decrypt "$HX_PBKDF2_ITER" <"$HX_OUT_PARTIAL" | hx_decompress "$HX_OUT_METHOD" 2>/dev/null | tar --list --file=- 2>/dev/null || true)
+        grep --quiet '^dump/toc\.dat$' <<<"$listing" && header_ok=1
+        data_entries=$(grep --count '^dump/[0-9]*\.dat$' <<<"$listing" || true)
+    fi
+    toc=$(grep --count . <<<"$listing" || true)
+    ntables=$(jq 'length' <<<"$TABLES_JSON")
+    # The archive must parse, and list a data entry for every table counted.
+    if ((header_ok == 0)) || ((data_entries < ntables)); then
+        HX_STATUS_CAUSE="structure check failed: archive header ok=$header_ok, $toc entries, $data_entries table data entries for $ntables tables"
+        exit "$HX_EXIT_VERIFY"
+    fi
+    local source_json content_json
+    source_json=$(jq --null-input --compact-output --arg db "$db" --arg host "${PGHOST:-}" --arg port "$PGPORT" '{database: $db, host: $host, port: $port}')
+    content_json=$(jq --null-input --compact-output --arg fmt "$fmt" --argjson tables "$TABLES_JSON" --argjson toc "$toc" \
+        '{format: $fmt, tables: $tables, tocEntries: $toc, consistentCounts: true}')
+    hx_commit_artifact postgresql "$target" "$source_json" "$content_json"
+    local now size_status
+    now=$(hx_epoch)
+    size_status=$(hx_size_check "$HX_OUT_DIR" "$HX_OUT_PLAIN_SIZE")
+    if [[ $size_status == 0 ]]; then
+        hx_warn size_check "backup size $HX_OUT_PLAIN_SIZE is outside the configured band around the median ${HX_SIZE_MEDIAN:-?}" "type=postgresql" "target=$target"
+    fi
+    hx_info backup_ok "database backed up and verified" "type=postgresql" "target=$target" "manifest=$HX_OUT_MANIFEST" \
+        "plain_bytes=$HX_OUT_PLAIN_SIZE" "stored_bytes=$HX_OUT_STORED_SIZE" "dedup_saved_bytes=$HX_OUT_DEDUP_SAVED" "seconds=$((now - DB_START))"
+    printf '%s\n' "$HX_OUT_MANIFEST" >"$RUNDIR/$target.manifest"
+    if [[ $MODE != test ]]; then
+        hx_metrics postgresql "$target" backup_last_run_status=1 "backup_last_success_timestamp=$now" \
+            "backup_duration_seconds=$((now - DB_START))" "backup_size_bytes=$HX_OUT_STORED_SIZE" \
+            backup_verification_status=1 "backup_dedup_saved_bytes=$HX_OUT_DEDUP_SAVED" \
+            "backup_size_check_status=$size_status" "backup_storage_usage_bytes=$(hx_storage_usage "$HX_OUT_DIR")"
+    fi
+}
+
+# shellcheck disable=SC2317  # invoked indirectly (trap or hx_store)
+dump_globals() {
+    pg_dumpall --globals-only --no-role-passwords --no-password 2>>"$1"
+}
+
+backup_globals() {
+    DB_TARGET=_globals
+    DB_START=$(hx_epoch)
+    HX_TMP_PATHS=()
+    HX_STATUS_CAUSE=""
+    trap db_exit EXIT
+    [[ $MODE == test ]] || hx_metrics postgresql _globals "backup_last_attempt_timestamp=$DB_START"
+    mkdir -p -- "$HX_STORAGE/postgresql/_globals"
+    local errf="$HX_STORAGE/postgresql/_globals/.stderr.$BASHPID.partial"
+    hx_tmp_register "$errf"
+    : >"$errf"
+    HX_SOURCE_ERROR_FILE=$errf
+    hx_store postgresql _globals globals sql raw -- dump_globals "$errf"
+    hx_commit_artifact postgresql _globals '{"globals":true}' '{"format":"sql"}'
+    local now
+    now=$(hx_epoch)
+    printf '%s\n' "$HX_OUT_MANIFEST" >"$RUNDIR/_globals.manifest"
+    if [[ $MODE != test ]]; then
+        hx_metrics postgresql _globals backup_last_run_status=1 "backup_last_success_timestamp=$now" \
+            "backup_duration_seconds=$((now - DB_START))" "backup_size_bytes=$HX_OUT_STORED_SIZE" \
+            backup_verification_status=1 "backup_dedup_saved_bytes=$HX_OUT_DEDUP_SAVED" \
+            "backup_storage_usage_bytes=$(hx_storage_usage "$HX_OUT_DIR")"
+    fi
+}
+
+# ------------------------------------------------------------------ main ---
+
+if [[ $MODE == test ]]; then
+    # Throwaway storage inside the backup directory, removed at exit.
+    TEST_STORAGE="$HX_STORAGE/.selftest.$$.partial"
+    mkdir -m 0700 -- "$TEST_STORAGE"
+    hx_tmp_register "$TEST_STORAGE"
+    HX_STORAGE=$TEST_STORAGE
+fi
+RUNDIR="$HX_STORAGE/.run.$$.partial"
+mkdir -m 0700 -- "$RUNDIR"
+hx_tmp_register "$RUNDIR"
+
+if is_maintenance_due "$(hx_cfg '.postgresql.vacuumAnalyzeBefore // "never"')" && [[ $MODE != test ]]; then
+    if hx_privileged postgresql-vacuum-analyze >/dev/null; then
+        hx_info maintenance "VACUUM ANALYZE done before the dump"
+    else
+        hx_warn maintenance "VACUUM ANALYZE failed; continuing with the dump"
+    fi
+fi
+
+declare -A PID_TARGET=()
+FAILED=()
+VERIFY_FAILED=0
+run_limited() {
+    local done_pid rc
+    while (($(jobs -rp | wc -l) >= PARALLEL)); do
+        rc=0
+        wait -n -p done_pid || rc=$?
+        collect "$done_pid" "$rc"
+    done
+}
+collect() {
+    local pid=$1 rc=$2
+    [[ -n $pid && -n ${PID_TARGET[$pid]:-} ]] || return 0
+    if ((rc != 0)); then
+        FAILED+=("${PID_TARGET[$pid]}")
+        ((rc == HX_EXIT_VERIFY)) && VERIFY_FAILED=1
+    fi
+    unset "PID_TARGET[$pid]"
+}
+
+backup_globals &
+PID_TARGET[$!]=_globals
+for i in "${!DB_NAMES[@]}"; do
+    run_limited
+    backup_database "${DB_NAMES[i]}" "${DB_LARGE[i]:-false}" &
+    PID_TARGET[$!]=$(hx_slug "${DB_NAMES[i]}")
+done
+while ((${#PID_TARGET[@]} > 0)); do
+    rc=0
+    done_pid=""
+    wait -n -p done_pid || rc=$?
+    collect "$done_pid" "$rc"
+done
+HX_PENDING_TARGETS=()
+
+if is_maintenance_due "$(hx_cfg '.postgresql.analyzeAfter // "never"')" && [[ $MODE != test ]]; then
+    if hx_privileged postgresql-analyze >/dev/null; then
+        hx_info maintenance "ANALYZE done after the dump"
+    else
+        hx_warn maintenance "ANALYZE failed"
+    fi
+fi
+
+if [[ $MODE == test ]]; then
+    echo "PostgreSQL backup self-test (server $SERVER_VERSION, user $PGUSER)"
+    for i in "${!DB_NAMES[@]}"; do
+        t=$(hx_slug "${DB_NAMES[i]}")
+        if [[ -f $RUNDIR/$t.manifest ]]; then
+            m=$(cat "$RUNDIR/$t.manifest")
+            printf '  %-30s OK   %s bytes stored, %s tables\n' "${DB_NAMES[i]}" "$(jq -r '.sizes.stored' "$m")" "$(jq -r '.content.tables | length' "$m")"
+        else
+            printf '  %-30s FAILED (see %s)\n' "${DB_NAMES[i]}" "${HX_LOG_FILE:-the log}"
+        fi
+    done
+    if [[ -f $RUNDIR/_globals.manifest ]]; then echo "  globals                        OK"; else echo "  globals                        FAILED"; fi
+    if ((${#FAILED[@]} > 0)); then
+        HX_STATUS_CAUSE="self-test failed for: ${FAILED[*]}"
+        exit "$HX_EXIT_FAIL"
+    fi
+    echo "Self-test passed; throwaway artifacts removed."
+    exit 0
+fi
+
+RC=0
+if ((${#FAILED[@]} > 0)); then
+    HX_STATUS_CAUSE="backup failed for: ${FAILED[*]}"
+    RC=$HX_EXIT_FAIL
+    ((VERIFY_FAILED == 0)) || RC=$HX_EXIT_VERIFY
+fi
+
+hx_finish_job postgresql "$RC" || RC=$?
+if ((RC != 0)) && [[ -z $HX_STATUS_CAUSE ]]; then HX_STATUS_CAUSE="remote sync failed"; fi
+exit "$RC"

@@ -1,0 +1,129 @@
+/**
+ * Operator scripts against real services: backup-health-check.sh,
+ * full-backup-test.sh, test-restore.sh, test-remote-storage.sh (s3rver) and
+ * test-monitoring.sh (node_exporter serving the textfile metrics).
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { missingTools, sleep, which } from "../../support/env";
+import { giveToUser, makeHost, type TestHost } from "../../support/host";
+import { NODE_EXPORTER, startNodeExporter, type NodeExporterInstance } from "../../support/nodeExporter";
+import { PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
+import { startS3, type S3Instance } from "../../support/s3";
+
+const AWS = which("/usr/bin/aws") ?? "aws";
+const missing = missingTools([...PG_TOOLS, AWS, NODE_EXPORTER, "curl", "zstd", "jq", "openssl"]);
+
+const job = (name: string, type: string, script: string, args: string[], maxIntervalSeconds: number) => ({
+    name, type, script, args, scheduleKey: "databaseDaily", onCalendar: "*-*-* 02:00:00", description: name, maxIntervalSeconds,
+});
+
+describe.skipIf(missing.length > 0)("operator scripts", { timeout: 180_000 }, () => {
+    let pg: PostgresInstance;
+    let s3: S3Instance;
+    let ne: NodeExporterInstance;
+    let host: TestHost;
+
+    beforeAll(async () => {
+        [pg, s3] = await Promise.all([startPostgres(), startS3(["hx-backups"])]);
+        host = makeHost();
+        ne = await startNodeExporter(host.config.paths.textfile);
+        const role = host.user?.name ?? process.env.USER ?? "root";
+        await pg.sql(`CREATE ROLE "${role}" LOGIN CREATEDB; GRANT pg_read_all_data TO "${role}"; CREATE DATABASE appdb;`);
+        await pg.sql(`CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 500) g;`, "appdb");
+        const credFile = join(host.root, "etc", "s3-credentials");
+        writeFileSync(credFile, "[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n", { mode: 0o600 });
+        giveToUser(host, credFile);
+        host.config.postgresql = {
+            databases: [{ name: "appdb", large: false }], host: pg.socketDir, port: pg.port, user: role, auth: "peer", pgpassFile: "",
+            format: "custom", parallelDumps: 2, jobs: 2, vacuumAnalyzeBefore: "never", analyzeAfter: "never",
+        };
+        host.config.remote = { ...host.config.remote, enabled: true, bucket: "hx-backups", endpoint: s3.endpoint, credentialsFile: credFile, retries: 0 };
+        (host.config as any).monitoring = { nodeExporterUrl: ne.url };
+        host.config.jobs = [
+            job("postgresql-daily", "postgresql", "postgresql-backup.sh", ["daily"], 90000),
+            job("postgresql-weekly", "postgresql", "postgresql-backup.sh", ["weekly"], 700000),
+            job("verification-weekly", "verification", "backup-verify.sh", ["--all", "--restore-test"], 700000),
+        ] as any;
+        host.writeConfig();
+    });
+
+    afterAll(async () => {
+        await Promise.all([pg?.stop(), s3?.stop(), ne?.stop()]);
+        host?.cleanup();
+    });
+
+    it("health check reports jobs that never ran and exits non-zero", async () => {
+        const r = await host.runScript("backup-health-check.sh");
+        expect(r.code).toBe(1);
+        expect(r.stdout).toMatch(/PROBLEM +postgresql-daily: no metrics yet/);
+        expect(r.stdout).toMatch(/UNHEALTHY/);
+    });
+
+    it("full-backup-test runs every job once, verifies and restore-tests", async () => {
+        const r = await host.runScript("full-backup-test.sh");
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+        expect(r.stdout).toMatch(/ok +postgresql-daily/);
+        expect(r.stdout).not.toMatch(/postgresql-weekly/);
+        expect(r.stdout).toMatch(/OK +postgresql\/appdb restore test/);
+        expect(r.stdout).toContain("Full backup test passed.");
+        expect(host.metric("backup_remote_sync_status", "postgresql", "appdb")).toBe(1);
+    });
+
+    it("health check is green after the backups", async () => {
+        const r = await host.runScript("backup-health-check.sh");
+        expect(r.code, r.stdout).toBe(0);
+        expect(r.stdout).toMatch(/ok +postgresql\/appdb: last success/);
+        expect(r.stdout).toMatch(/HEALTHY/);
+    });
+
+    it("test-restore restore-tests the newest artifact of each source", async () => {
+        const r = await host.runScript("test-restore.sh");
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+        expect(r.stdout).toMatch(/ok +postgresql\/appdb/);
+        expect(r.stdout).toMatch(/All 2 restore test\(s\) passed/);
+    });
+
+    it("test-remote-storage round-trips a probe object, and fails when S3 is down", async () => {
+        let r = await host.runScript("test-remote-storage.sh");
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+        expect(r.stdout).toContain("Remote storage OK");
+        await s3.halt();
+        r = await host.runScript("test-remote-storage.sh");
+        await s3.start();
+        expect(r.code).toBe(1);
+        expect(r.stdout).toMatch(/FAIL +upload/);
+    });
+
+    it("test-monitoring sees the metrics through node_exporter, and reports stale jobs", async () => {
+        let r = await host.runScript("test-monitoring.sh");
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+        expect(r.stdout).toContain("Monitoring OK");
+        host.config.jobs = host.config.jobs.map((j: any) => (j.name === "postgresql-daily" ? { ...j, maxIntervalSeconds: 1 } : j)) as any;
+        host.writeConfig();
+        await sleep(2100);
+        r = await host.runScript("test-monitoring.sh");
+        expect(r.code).toBe(1);
+        expect(r.stdout).toMatch(/Stale jobs: .*postgresql-daily:appdb/);
+        const h = await host.runScript("backup-health-check.sh");
+        expect(h.code).toBe(1);
+    });
+
+    it("serves exactly the documented metric names with type and target labels", async () => {
+        const res = await fetch(ne.url);
+        const body = await res.text();
+        const names = new Set([...body.matchAll(/^(backup_[a-z_]+)\{/gm)].map((m) => m[1]));
+        for (const n of ["backup_last_success_timestamp", "backup_duration_seconds", "backup_size_bytes", "backup_verification_status", "backup_storage_usage_bytes", "backup_last_run_status", "backup_last_attempt_timestamp", "backup_restore_test_status", "backup_remote_sync_status", "backup_remote_sync_last_success_timestamp", "backup_dedup_saved_bytes", "backup_size_check_status"]) {
+            expect(names.has(n), n).toBe(true);
+        }
+        expect(names.has("backup_expected_interval_seconds")).toBe(true);
+        const hostLevel = ["backup_storage_filesystem_size_bytes", "backup_storage_filesystem_avail_bytes", "backup_storage_quota_bytes"];
+        for (const line of body.split("\n").filter((l) => l.startsWith("backup_"))) {
+            if (hostLevel.some((n) => line.startsWith(`${n} `))) continue;
+            expect(line).toMatch(/^backup_[a-z_]+\{target="[^"]*",type="[^"]*"\} [0-9.e+-]+$/);
+        }
+        for (const n of hostLevel) expect(body).toMatch(new RegExp(`^${n} [0-9.e+-]+$`, "m"));
+        expect(body).toMatch(/^node_textfile_scrape_error 0$/m);
+    });
+});

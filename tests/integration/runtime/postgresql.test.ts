@@ -1,0 +1,288 @@
+/**
+ * postgresql-backup.sh against a real throwaway PostgreSQL, run as an
+ * unprivileged OS user with peer auth over the socket: artifacts, manifests,
+ * MAC, metrics, dedup, verification, restore test and restore.
+ */
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isRoot, missingTools, waitFor } from "../../support/env";
+import { makeHost, type TestHost } from "../../support/host";
+import { PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
+
+const missing = missingTools([...PG_TOOLS, "zstd", "jq", "openssl", "flock"]);
+const HOSTILE_DB = `we"ird $(touch /tmp/hx-pwned) ; db *\nline2`;
+
+describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }, () => {
+    let pg: PostgresInstance;
+    let host: TestHost;
+    let role: string;
+
+    beforeAll(async () => {
+        pg = await startPostgres();
+        host = makeHost();
+        role = host.user?.name ?? process.env.USER ?? "root";
+        await pg.sql(`CREATE ROLE "${role}" LOGIN CREATEDB; GRANT pg_read_all_data TO "${role}";
+            CREATE DATABASE appdb; CREATE DATABASE "${HOSTILE_DB.replace(/"/g, '""')}";`);
+        await pg.sql(`CREATE TABLE items (id serial PRIMARY KEY, name text, payload bytea);
+            INSERT INTO items (name, payload) SELECT 'item ' || g, decode(md5(g::text), 'hex') FROM generate_series(1, 5000) g;
+            CREATE SCHEMA "odd schema"; CREATE TABLE "odd schema"."t;1" (x int); INSERT INTO "odd schema"."t;1" VALUES (1), (2), (3);
+            CREATE TABLE empty_t (x int);`, "appdb");
+        await pg.sql(`CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 10);`, HOSTILE_DB);
+        host.config.postgresql = {
+            databases: [
+                { name: "appdb", large: false },
+                { name: HOSTILE_DB, large: false },
+            ],
+            host: pg.socketDir,
+            port: pg.port,
+            user: role,
+            auth: "peer",
+            pgpassFile: "",
+            format: "custom",
+            parallelDumps: 2,
+            jobs: 2,
+            vacuumAnalyzeBefore: "never",
+            analyzeAfter: "never",
+        };
+        host.writeConfig();
+    });
+
+    afterAll(async () => {
+        await pg?.stop();
+        host?.cleanup();
+    });
+
+    it("backs up every configured database and the globals, verified, with manifests and metrics", async () => {
+        const r = await host.runScript("postgresql-backup.sh", ["daily"]);
+        expect(r.code, r.stderr).toBe(0);
+        const ms = host.manifests("postgresql", "appdb");
+        expect(ms).toHaveLength(1);
+        const m = host.readManifest("postgresql", "appdb", ms[0]!) as any;
+        expect(m.format).toBe(1);
+        expect(m.type).toBe("postgresql");
+        expect(m.source.database).toBe("appdb");
+        expect(m.encryption.keyId).toBe("test-v1");
+        expect(m.mac.alg).toBe("hmac-sha256");
+        expect(m.sha256.stored).toMatch(/^[0-9a-f]{64}$/);
+        expect(m.tools.pg_dump).toContain("pg_dump");
+        const tables = Object.fromEntries(m.content.tables.map((t: any) => [t.table, t.rows]));
+        expect(tables["public.items"]).toBe(5000);
+        expect(tables['"odd schema"."t;1"']).toBe(3);
+        expect(tables["public.empty_t"]).toBe(0);
+        expect(m.artifact).toMatch(/^appdb-\d{8}T\d{6}Z\.dump\.zst\.enc$/);
+        expect(existsSync(join(host.config.paths.storage, "postgresql", "appdb", m.artifact))).toBe(true);
+        // hostile name handled as data
+        expect(existsSync("/tmp/hx-pwned")).toBe(false);
+        const dirs = readdirSync(join(host.config.paths.storage, "postgresql"));
+        const hostileDir = dirs.find((d) => d.startsWith("we_ird"))!;
+        expect(hostileDir).toMatch(/^[A-Za-z0-9._-]+$/);
+        const hm = host.readManifest("postgresql", hostileDir, host.manifests("postgresql", hostileDir)[0]!) as any;
+        expect(hm.source.database).toBe(HOSTILE_DB);
+        expect(host.manifests("postgresql", "_globals")).toHaveLength(1);
+        // metrics
+        expect(host.metric("backup_last_run_status", "postgresql", "appdb")).toBe(1);
+        expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(1);
+        expect(host.metric("backup_size_bytes", "postgresql", "appdb")).toBeGreaterThan(0);
+        expect(host.metric("backup_last_success_timestamp", "postgresql", "appdb")).toBeGreaterThan(1e9);
+        expect(host.metric("backup_last_run_status", "postgresql", hostileDir)).toBe(1);
+        // no plaintext, no partials left
+        const all = readdirSync(join(host.config.paths.storage, "postgresql", "appdb"));
+        expect(all.filter((f) => f.includes("partial"))).toEqual([]);
+        const bytes = readFileSync(join(host.config.paths.storage, "postgresql", "appdb", m.artifact));
+        expect(bytes.subarray(0, 8).toString()).toBe("Salted__");
+        expect(bytes.includes(Buffer.from("item 4999"))).toBe(false);
+        // log lines are structured
+        const log = host.log("postgresql-backup");
+        expect(log).toMatch(/ts=\S+ level=audit job=postgresql-daily event=start/);
+        expect(log).toMatch(/event=backup_ok .*target="appdb"/);
+    });
+
+    it("deduplicates an unchanged database", async () => {
+        const [firstName] = host.manifests("postgresql", "appdb");
+        const first = host.readManifest("postgresql", "appdb", firstName!) as any;
+        const r = await host.runScript("postgresql-backup.sh", ["daily"]);
+        expect(r.code, r.stderr).toBe(0);
+        // retention keeps the newest of the day; it references the first artifact
+        const ms = host.manifests("postgresql", "appdb");
+        expect(ms).toHaveLength(1);
+        const second = host.readManifest("postgresql", "appdb", ms[0]!) as any;
+        expect(second.dedup).toEqual({ artifact: first.artifact, manifest: firstName });
+        expect(second.artifact).toBe(first.artifact);
+        expect(host.metric("backup_dedup_saved_bytes", "postgresql", "appdb")).toBeGreaterThan(0);
+        const files = readdirSync(join(host.config.paths.storage, "postgresql", "appdb")).filter((f) => f.endsWith(".enc"));
+        expect(files).toHaveLength(1);
+    });
+
+    it("test mode checks connectivity, dumps, verifies and leaves nothing behind", async () => {
+        const before = readdirSync(join(host.config.paths.storage, "postgresql", "appdb")).sort();
+        const r = await host.runScript("postgresql-backup.sh", ["test"]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout).toContain("Self-test passed");
+        expect(r.stdout).toMatch(/appdb\s+OK/);
+        expect(readdirSync(join(host.config.paths.storage, "postgresql", "appdb")).sort()).toEqual(before);
+        expect(readdirSync(host.config.paths.storage).filter((f) => f.includes("selftest"))).toEqual([]);
+    });
+
+    it("verifies everything and restore-tests the newest artifact of each source", async () => {
+        const r = await host.runScript("backup-verify.sh", ["--all", "--restore-test"]);
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+        expect(r.stdout).toMatch(/OK\s+postgresql\/appdb restore test/);
+        expect(host.metric("backup_restore_test_status", "postgresql", "appdb")).toBe(1);
+        expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(1);
+        expect(host.metric("backup_last_run_status", "verification", "all")).toBe(1);
+        // the scratch database is gone
+        expect(await pg.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'hx_restore_test_%'")).toBe("0");
+    });
+
+    it("detects a flipped byte in an artifact or a manifest before decrypting", async () => {
+        const dir = join(host.config.paths.storage, "postgresql", "appdb");
+        const [m0] = host.manifests("postgresql", "appdb");
+        const man = host.readManifest("postgresql", "appdb", m0!) as any;
+        const art = join(dir, man.artifact);
+        const orig = readFileSync(art);
+        const bad = Buffer.from(orig);
+        bad[Math.floor(bad.length / 2)]! ^= 0x01;
+        writeFileSync(art, bad);
+        let r = await host.runScript("backup-verify.sh", ["--all"]);
+        expect(r.code).toBe(4);
+        expect(r.stdout).toContain("sha256 differs");
+        expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(0);
+        expect(host.metric("backup_last_run_status", "verification", "all")).toBe(0);
+        expect(host.log("backup-verify")).toMatch(/level=error .*event=verify_failed/);
+        writeFileSync(art, orig);
+        // manifest: change one digit of a size
+        const mp = join(dir, m0!);
+        const mtext = readFileSync(mp, "utf8");
+        writeFileSync(mp, mtext.replace(/"plain": (\d)/, (_s, d) => `"plain": ${(Number(d) + 1) % 10}`));
+        r = await host.runScript("backup-verify.sh", [mp]);
+        expect(r.code).toBe(4);
+        expect(r.stdout).toContain("MAC mismatch");
+        writeFileSync(mp, mtext);
+        r = await host.runScript("backup-verify.sh", ["--all"]);
+        expect(r.code, r.stdout).toBe(0);
+        expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(1);
+    });
+
+    it("detects a wrong key and a missing key", async () => {
+        const keyPath = join(host.config.paths.keyring, "test-v1.key");
+        const orig = readFileSync(keyPath);
+        writeFileSync(keyPath, "ab".repeat(64) + "\n");
+        let r = await host.runScript("backup-verify.sh", ["--all"]);
+        expect(r.code).toBe(4);
+        expect(r.stdout).toContain("MAC mismatch");
+        const keyFile = readFileSync(host.config.paths.keyFile);
+        const { unlinkSync } = await import("node:fs");
+        unlinkSync(keyPath);
+        unlinkSync(host.config.paths.keyFile);
+        r = await host.runScript("postgresql-backup.sh", ["daily"]);
+        expect(r.code).toBe(2);
+        expect(host.log("postgresql-backup")).toMatch(/encryption key: key 'test-v1' not found/);
+        expect(host.metric("backup_last_run_status", "postgresql", "appdb")).toBe(0);
+        writeFileSync(keyPath, orig, { mode: 0o600 });
+        writeFileSync(host.config.paths.keyFile, keyFile, { mode: 0o600 });
+        if (host.user) {
+            const { chownSync } = await import("node:fs");
+            chownSync(keyPath, host.user.uid, host.user.gid);
+            chownSync(host.config.paths.keyFile, host.user.uid, host.user.gid);
+        }
+        r = await host.runScript("postgresql-backup.sh", ["daily"]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(host.metric("backup_last_run_status", "postgresql", "appdb")).toBe(1);
+    });
+
+    it("restores into a new database, refuses to overwrite without --force, and refuses a tampered artifact", async () => {
+        const [mname] = host.manifests("postgresql", "appdb");
+        const manifest = join(host.config.paths.storage, "postgresql", "appdb", mname!);
+        let r = await host.runScript("backup-restore.sh", ["--target", "appdb_copy", manifest]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(await pg.sql("SELECT count(*) FROM items", "appdb_copy")).toBe("5000");
+        r = await host.runScript("backup-restore.sh", ["--target", "appdb_copy", manifest]);
+        expect(r.code).toBe(2);
+        expect(r.stderr).toContain("without --force");
+        await pg.sql("DELETE FROM items WHERE id > 10", "appdb_copy");
+        r = await host.runScript("backup-restore.sh", ["--force", "--target", "appdb_copy", manifest]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(await pg.sql("SELECT count(*) FROM items", "appdb_copy")).toBe("5000");
+        // tampered: nothing is restored
+        const man = host.readManifest("postgresql", "appdb", mname!) as any;
+        const art = join(host.config.paths.storage, "postgresql", "appdb", man.artifact);
+        const orig = readFileSync(art);
+        const bad = Buffer.from(orig);
+        bad[bad.length - 5]! ^= 0x10;
+        writeFileSync(art, bad);
+        r = await host.runScript("backup-restore.sh", ["--target", "appdb_tampered", manifest]);
+        writeFileSync(art, orig);
+        expect(r.code).toBe(4);
+        expect(host.log("backup-restore")).toMatch(/verification failed, nothing restored/);
+        expect(await pg.sql("SELECT count(*) FROM pg_database WHERE datname = 'appdb_tampered'")).toBe("0");
+        // restore of the globals goes to a file
+        const [g] = host.manifests("postgresql", "_globals");
+        const out = join(host.config.paths.storage, "globals.sql");
+        r = await host.runScript("backup-restore.sh", ["--target", out, join(host.config.paths.storage, "postgresql", "_globals", g!)]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(readFileSync(out, "utf8")).toMatch(new RegExp(`CREATE ROLE ${role}`));
+    });
+
+    it("dumps a database marked large in directory format with -j, packed into one artifact, and restore-tests it", async () => {
+        await pg.sql("CREATE DATABASE bigone");
+        await pg.sql("CREATE TABLE a (x int); INSERT INTO a SELECT generate_series(1, 3000); CREATE TABLE b (y text); INSERT INTO b SELECT md5(g::text) FROM generate_series(1, 2000) g;", "bigone");
+        const saved = host.config.postgresql!.databases;
+        host.config.postgresql!.databases = [{ name: "bigone", large: true }];
+        host.writeConfig();
+        try {
+            const r = await host.runScript("postgresql-backup.sh", ["weekly"]);
+            expect(r.code, r.stderr).toBe(0);
+            const [m] = host.manifests("postgresql", "bigone");
+            const man = host.readManifest("postgresql", "bigone", m!) as any;
+            expect(man.content.format).toBe("directory");
+            expect(man.artifact).toMatch(/\.dir\.tar\.zst\.enc$/);
+            const v = await host.runScript("backup-verify.sh", ["--restore-test", join(host.config.paths.storage, "postgresql", "bigone", m!)]);
+            expect(v.code, v.stdout + v.stderr).toBe(0);
+            expect(v.stdout).toContain("OK   restore test");
+        } finally {
+            host.config.postgresql!.databases = saved;
+            host.writeConfig();
+        }
+    });
+
+    it.skipIf(!isRoot)("privileged maintenance verbs run VACUUM ANALYZE and ANALYZE as the postgres OS user", async () => {
+        let r = await host.runScript("backup-privileged.sh", ["postgresql-vacuum-analyze"], { asRoot: true });
+        expect(r.code, r.stderr).toBe(0);
+        await waitFor(async () => (await pg.sql("SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'items' AND last_vacuum IS NOT NULL", "appdb")) === "1", 10_000, "vacuum stats");
+        r = await host.runScript("backup-privileged.sh", ["postgresql-analyze"], { asRoot: true });
+        expect(r.code, r.stderr).toBe(0);
+        expect(host.log("backup-privileged")).toMatch(/level=audit job=privileged-postgresql-analyze event=finish .*result="ok"/);
+    });
+
+    it("with no databases configured, backs up every non-template database (names NUL-separated)", async () => {
+        const saved = host.config.postgresql!.databases;
+        host.config.postgresql!.databases = [];
+        host.writeConfig();
+        try {
+            const r = await host.runScript("postgresql-backup.sh", ["daily"]);
+            expect(r.code, r.stderr).toBe(0);
+            const dirs = readdirSync(join(host.config.paths.storage, "postgresql"));
+            for (const d of ["appdb", "postgres", "_globals"]) expect(dirs).toContain(d);
+            expect(dirs.some((d) => d.startsWith("we_ird"))).toBe(true);
+            expect(dirs).not.toContain("template0");
+            expect(dirs).not.toContain("template1");
+        } finally {
+            host.config.postgresql!.databases = saved;
+            host.writeConfig();
+        }
+    });
+
+    it("rejects a bad mode with exit code 2", async () => {
+        const r = await host.runScript("postgresql-backup.sh", ["hourly"]);
+        expect(r.code).toBe(2);
+    });
+
+    it("keeps the key out of argv: no key hex in the manifest or log", async () => {
+        const key = readFileSync(host.config.paths.keyFile, "utf8").trim();
+        const log = host.log("postgresql-backup");
+        expect(log.includes(key.slice(0, 64))).toBe(false);
+        expect(log.includes(key.slice(64))).toBe(false);
+        writeFileSync(join(host.root, "noop"), "");
+    });
+});

@@ -1,0 +1,116 @@
+/**
+ * redis-backup.sh against a real redis-server with AUTH from a file:
+ * BGSAVE wait, redis-check-rdb in the pipeline, key count, restore test,
+ * restore to a file; password never on argv or in logs.
+ */
+import { randomBytes } from "node:crypto";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isRoot, missingTools, run } from "../../support/env";
+import { giveToUser, makeHost, type TestHost } from "../../support/host";
+import { startRedis, type RedisInstance } from "../../support/redis";
+
+const missing = missingTools(["redis-server", "redis-cli", "redis-check-rdb", "zstd", "jq", "openssl"]);
+const PASSWORD = "s3cret pass'word $(x)";
+
+describe.skipIf(missing.length > 0)("redis-backup.sh", { timeout: 120_000 }, () => {
+    let redis: RedisInstance;
+    let host: TestHost;
+
+    beforeAll(async () => {
+        host = makeHost();
+        redis = await startRedis({ password: PASSWORD, ...(host.user ? { user: host.user } : {}) });
+        for (let i = 0; i < 200; i++) await redis.cli("SET", `key:${i}`, `value ${i}`);
+        await redis.cli("HSET", "h", "a", "1", "b", "2");
+        const authFile = join(host.root, "etc", "redis.auth");
+        writeFileSync(authFile, `${PASSWORD}\n`, { mode: 0o600 });
+        giveToUser(host, authFile);
+        chmodSync(redis.dir, 0o755);
+        host.config.redis = { host: "127.0.0.1", port: redis.port, rdbPath: redis.rdbPath, authFile };
+        host.writeConfig();
+    });
+
+    afterAll(async () => {
+        await redis?.stop();
+        host?.cleanup();
+    });
+
+    it("backs up the RDB after BGSAVE, checks it and records the key count", async () => {
+        const r = await host.runScript("redis-backup.sh");
+        expect(r.code, r.stderr).toBe(0);
+        const target = `redis-${redis.port}`;
+        const ms = host.manifests("redis", target);
+        expect(ms).toHaveLength(1);
+        const m = host.readManifest("redis", target, ms[0]!) as any;
+        expect(m.content.keys).toBe(201);
+        expect(host.metric("backup_last_run_status", "redis", target)).toBe(1);
+        expect(host.log("redis-backup")).not.toContain(PASSWORD);
+    });
+
+    it("restore-tests the RDB and restores it to a file", async () => {
+        const target = `redis-${redis.port}`;
+        const r = await host.runScript("backup-verify.sh", ["--all", "--restore-test"]);
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+        expect(host.metric("backup_restore_test_status", "redis", target)).toBe(1);
+        const [m] = host.manifests("redis", target);
+        const out = join(host.root, "storage", "restored.rdb");
+        const rr = await host.runScript("backup-restore.sh", ["--target", out, join(host.config.paths.storage, "redis", target, m!)]);
+        expect(rr.code, rr.stderr).toBe(0);
+        const check = await run("redis-check-rdb", [out]);
+        expect(check.stdout).toContain("201 keys read");
+        const again = await host.runScript("backup-restore.sh", ["--target", out, join(host.config.paths.storage, "redis", target, m!)]);
+        expect(again.code).toBe(2);
+        expect(readFileSync(out).subarray(0, 5).toString()).toBe("REDIS");
+    });
+
+    it("warns (status and metric) when the size leaves the band around the median of earlier backups", async () => {
+        const target = `redis-${redis.port}`;
+        for (let i = 0; i < 60; i++) await redis.cli("SET", `big:${i}`, randomBytes(1000).toString("hex"));
+        const r = await host.runScript("redis-backup.sh");
+        expect(r.code, r.stderr).toBe(0);
+        expect(host.metric("backup_size_check_status", "redis", target)).toBe(0);
+        expect(host.log("redis-backup")).toMatch(/level=warning .*event=size_check .*outside the configured band/);
+        for (let i = 0; i < 60; i++) await redis.cli("DEL", `big:${i}`);
+    });
+
+    it("rotates keys (old artifacts verify with their key id) and falls back to gzip when configured", async () => {
+        const target = `redis-${redis.port}`;
+        host.addKey("test-v2", true);
+        host.config.compression = { method: "gzip", level: 6 };
+        host.writeConfig();
+        await redis.cli("SET", "rotated", "1");
+        const r = await host.runScript("redis-backup.sh");
+        expect(r.code, r.stderr).toBe(0);
+        const ms = host.manifests("redis", target);
+        const m = host.readManifest("redis", target, ms[ms.length - 1]!) as any;
+        expect(m.encryption.keyId).toBe("test-v2");
+        expect(m.compression.method).toBe("gzip");
+        expect(m.artifact).toMatch(/\.rdb\.gz\.enc$/);
+        const v = await host.runScript("backup-verify.sh", ["--all", "--restore-test"]);
+        expect(v.code, v.stdout + v.stderr).toBe(0);
+        host.config.compression = { method: "auto", level: 3 };
+        host.writeConfig();
+    });
+
+    it.skipIf(!isRoot)("the privileged helper copies the configured RDB file to stdout", async () => {
+        const r = await host.runScript("backup-privileged.sh", ["redis-copy-rdb"], { asRoot: true });
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout.startsWith("REDIS")).toBe(true);
+    });
+
+    it("fails with a clear cause when AUTH is wrong, keeping earlier backups", async () => {
+        const target = `redis-${redis.port}`;
+        const authFile = host.config.redis!.authFile;
+        writeFileSync(authFile, "wrong\n");
+        const r = await host.runScript("redis-backup.sh");
+        expect(r.code).toBe(1);
+        expect(host.log("redis-backup")).toMatch(/level=error .*not reachable or AUTH failed/);
+        expect(host.metric("backup_last_run_status", "redis", target)).toBe(0);
+        expect(host.manifests("redis", target)).toHaveLength(1);
+        writeFileSync(authFile, `${PASSWORD}\n`);
+        const ok = await host.runScript("redis-backup.sh");
+        expect(ok.code, ok.stderr).toBe(0);
+        expect(host.metric("backup_last_run_status", "redis", target)).toBe(1);
+    });
+});

@@ -1,0 +1,89 @@
+/**
+ * backup-retention.sh: GFS with restic semantics on signed manifests with
+ * chosen timestamps; dry-run lists what and why; the newest verified backup
+ * and artifacts referenced by kept (deduplicated) manifests are never deleted.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { missingTools, run } from "../../support/env";
+import { giveToUser, makeHost, type TestHost } from "../../support/host";
+
+const missing = missingTools(["jq", "openssl"]);
+
+const STAMPS = ["2026-01-10T02:00:00Z", "2026-02-20T02:00:00Z", "2026-03-05T02:00:00Z", "2026-03-06T10:00:00Z", "2026-03-06T12:00:00Z", "2026-03-09T02:00:00Z", "2026-03-10T02:00:00Z"];
+const name = (iso: string) => `db-${iso.replace(/[-:]/g, "")}`;
+
+async function fabricate(host: TestHost, dedup: Record<string, string> = {}): Promise<string> {
+    const dir = join(host.config.paths.storage, "postgresql", "db");
+    mkdirSync(dir, { recursive: true });
+    const old = new Date(Date.now() - 3 * 3600_000);
+    for (const iso of STAMPS) {
+        const base = name(iso);
+        const refIso = dedup[iso];
+        const artifact = refIso ? `${name(refIso)}.dump.zst.enc` : `${base}.dump.zst.enc`;
+        if (!refIso) {
+            const bytes = randomBytes(100);
+            writeFileSync(join(dir, artifact), bytes);
+            utimesSync(join(dir, artifact), old, old);
+        }
+        const { readFileSync } = await import("node:fs");
+        const bytes = readFileSync(join(dir, artifact));
+        const body = {
+            format: 1, type: "postgresql", target: "db", source: { database: "db" }, content: { format: "custom", tables: [] },
+            artifact, dedup: refIso ? { artifact, manifest: `${name(refIso)}.manifest.json` } : null, createdAt: iso, startedAt: iso,
+            encryption: { cipher: "aes-256-cbc", kdf: "pbkdf2", digest: "sha256", iter: 10000, keyId: host.config.encryption.currentKeyId },
+            compression: { method: "zstd", level: 3 }, sizes: { plain: 1000, stored: bytes.length },
+            sha256: { stored: createHash("sha256").update(bytes).digest("hex"), content: "0".repeat(64) }, tools: {},
+        };
+        writeFileSync(join(dir, `.${base}.body`), JSON.stringify(body));
+        const lib = join(host.scriptsDir, "hx-backup-lib.sh");
+        const r = await run("bash", ["-c", `set -e; source "$1"; hx_load_config; hx_key_load "$HX_KEY_ID"; hx_manifest_sign "$2" "$3"; rm -f "$2"`, "_", lib, join(dir, `.${base}.body`), join(dir, `${base}.manifest.json`)], { env: { HX_BACKUP_CONFIG: host.configPath } });
+        if (r.code !== 0) throw new Error(r.stderr);
+    }
+    giveToUser(host, host.config.paths.storage);
+    return dir;
+}
+
+describe.skipIf(missing.length > 0)("backup-retention.sh", { timeout: 60_000 }, () => {
+    let host: TestHost;
+    beforeEach(() => {
+        host = makeHost();
+        host.config.retention = { daily: 3, weekly: 2, monthly: 2, yearly: 1 };
+        host.writeConfig();
+    });
+    afterEach(() => host.cleanup());
+
+    it("keeps the newest backup per day/week/month/year until each count is used (restic semantics)", async () => {
+        const dir = await fabricate(host, { "2026-03-09T02:00:00Z": "2026-03-05T02:00:00Z" });
+        const dry = await host.runScript("backup-retention.sh", ["--dry-run"]);
+        expect(dry.code, dry.stderr).toBe(0);
+        expect(dry.stdout).toContain(`keep   postgresql/db/${name("2026-03-10T02:00:00Z")}.manifest.json (daily 2026-03-10, weekly 2026-W11, monthly 2026-03, yearly 2026, newest verified)`);
+        expect(dry.stdout).toContain(`keep   postgresql/db/${name("2026-03-06T12:00:00Z")}.manifest.json (daily 2026-03-06, weekly 2026-W10)`);
+        expect(dry.stdout).toContain(`keep   postgresql/db/${name("2026-02-20T02:00:00Z")}.manifest.json (monthly 2026-02)`);
+        expect(dry.stdout).toContain(`delete postgresql/db/${name("2026-03-06T10:00:00Z")}.manifest.json (not the newest backup of any kept day, week, month or year)`);
+        // dry run changes nothing
+        expect(host.manifests("postgresql", "db")).toHaveLength(7);
+        const r = await host.runScript("backup-retention.sh", []);
+        expect(r.code, r.stderr).toBe(0);
+        expect(host.manifests("postgresql", "db")).toEqual(["2026-02-20T02:00:00Z", "2026-03-06T12:00:00Z", "2026-03-09T02:00:00Z", "2026-03-10T02:00:00Z"].map((s) => `${name(s)}.manifest.json`));
+        // 03-05's manifest is gone, but its artifact is still referenced by 03-09
+        expect(existsSync(join(dir, `${name("2026-03-05T02:00:00Z")}.dump.zst.enc`))).toBe(true);
+        expect(existsSync(join(dir, `${name("2026-01-10T02:00:00Z")}.dump.zst.enc`))).toBe(false);
+        expect(existsSync(join(dir, `${name("2026-03-06T10:00:00Z")}.dump.zst.enc`))).toBe(false);
+        expect(host.log("backup-retention")).toMatch(/event=pruned .*manifest="db-20260110T020000Z.manifest.json"/);
+    });
+
+    it("never deletes the newest verified backup", async () => {
+        host.config.retention = { daily: 0, weekly: 0, monthly: 0, yearly: 1 };
+        host.writeConfig();
+        const dir = await fabricate(host);
+        // the newest artifact is corrupt: the newest verified one is 03-09
+        writeFileSync(join(dir, `${name("2026-03-10T02:00:00Z")}.dump.zst.enc`), randomBytes(100));
+        const r = await host.runScript("backup-retention.sh", []);
+        expect(r.code, r.stderr).toBe(0);
+        expect(host.manifests("postgresql", "db")).toEqual([`${name("2026-03-09T02:00:00Z")}.manifest.json`, `${name("2026-03-10T02:00:00Z")}.manifest.json`]);
+        expect(readdirSync(dir).filter((f) => f.endsWith(".enc"))).toHaveLength(2);
+    });
+});

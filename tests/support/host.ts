@@ -1,0 +1,175 @@
+/**
+ * A throwaway "host" laid out like an installed one, in a temp dir: the
+ * scripts (root-owned copy of templates/scripts), a keyring, storage, logs,
+ * textfile dir, and a HostConfigFile JSON the scripts read through
+ * HX_BACKUP_CONFIG.
+ */
+import { randomBytes } from "node:crypto";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { HostConfigFile } from "../../render/hostConfig";
+import { chown, chownR, ensureTestUser, isRoot, run, start, tempDir, removeDir, type OsUser, type RunOptions, type RunResult } from "./env";
+
+export const SCRIPTS_SRC = resolve(__dirname, "../../templates/scripts");
+
+type DeepMutable<T> = T extends readonly (infer U)[] ? DeepMutable<U>[] : T extends object ? { -readonly [K in keyof T]: DeepMutable<T[K]> } : T;
+export type HostConfig = DeepMutable<HostConfigFile>;
+
+export interface TestHost {
+    readonly root: string;
+    readonly user: OsUser | undefined;
+    readonly configPath: string;
+    readonly scriptsDir: string;
+    config: HostConfig;
+    /** Write `config` (or raw text) to configPath. */
+    writeConfig(raw?: string): void;
+    /** Add a key to the keyring; returns its hex. `current` also makes it the current key. */
+    addKey(id: string, current?: boolean): string;
+    /** Run a script as the unprivileged test user (or as root with asRoot). */
+    runScript(name: string, args?: readonly string[], opts?: RunOptions & { asRoot?: boolean }): Promise<RunResult>;
+    startScript(name: string, args?: readonly string[], opts?: RunOptions & { asRoot?: boolean }): ReturnType<typeof start>;
+    /** Parsed metrics: key `name{type="..",target=".."}` -> value. */
+    metrics(): Map<string, number>;
+    metric(name: string, type: string, target: string): number | undefined;
+    log(stem: string): string;
+    /** Committed manifests (relative to storage) of one source. */
+    manifests(type: string, target: string): string[];
+    readManifest(type: string, target: string, name: string): Record<string, unknown>;
+    cleanup(): void;
+}
+
+export function makeHost(opts: { remote?: Partial<HostConfig["remote"]> } = {}): TestHost {
+    const user = isRoot ? ensureTestUser() : undefined;
+    const root = tempDir("hx-host-");
+    const etc = join(root, "etc");
+    const keyring = join(etc, "keys");
+    const scriptsDir = join(root, "scripts");
+    const storage = join(root, "storage");
+    const logs = join(root, "logs");
+    const textfile = join(root, "textfile");
+    for (const d of [etc, keyring, scriptsDir, storage, logs, textfile]) mkdirSync(d, { recursive: true });
+    for (const f of readdirSync(SCRIPTS_SRC)) {
+        if (!f.endsWith(".sh")) continue;
+        copyFileSync(join(SCRIPTS_SRC, f), join(scriptsDir, f));
+        chmodSync(join(scriptsDir, f), 0o755);
+    }
+    chmodSync(scriptsDir, 0o755);
+    const configPath = join(etc, "backup.json");
+    const config: HostConfig = {
+        format: 1,
+        stack: "test",
+        host: "testhost",
+        user: user?.name ?? "backup",
+        paths: {
+            config: configPath,
+            scripts: scriptsDir,
+            storage,
+            logs,
+            textfile,
+            keyFile: join(etc, "encryption.key"),
+            keyring,
+            locks: join(storage, ".locks"),
+        },
+        encryption: { cipher: "aes-256-cbc", mac: "hmac-sha256", currentKeyId: "test-v1", keyIds: ["test-v1"] },
+        compression: { method: "auto", level: 3 },
+        retention: { daily: 7, weekly: 4, monthly: 12, yearly: 3 },
+        sizeCheck: { history: 7, lowPercent: 50, highPercent: 200 },
+        storageQuotaBytes: 0,
+        remote: {
+            enabled: false,
+            bucket: "",
+            prefix: "backups",
+            region: "us-east-1",
+            endpoint: "",
+            credentialsFile: "",
+            retentionBy: "prefix",
+            retries: 2,
+            ...(opts.remote ?? {}),
+        },
+        postgresql: null,
+        redis: null,
+        application: null,
+        configuration: null,
+        drift: { manifestDir: "", watch: [], ignore: [] },
+        jobs: [],
+    };
+    const host: TestHost = {
+        root,
+        user,
+        configPath,
+        scriptsDir,
+        config,
+        writeConfig(raw?: string) {
+            writeFileSync(configPath, raw ?? `${JSON.stringify(host.config, null, 2)}\n`, { mode: 0o644 });
+        },
+        addKey(id: string, current = false) {
+            const hex = randomBytes(64).toString("hex");
+            const p = join(keyring, `${id}.key`);
+            writeFileSync(p, `${hex}\n`, { mode: 0o600 });
+            if (user) chown(p, user);
+            if (current) {
+                writeFileSync(config.paths.keyFile, `${hex}\n`, { mode: 0o600 });
+                if (user) chown(config.paths.keyFile, user);
+                config.encryption.currentKeyId = id;
+            }
+            if (!config.encryption.keyIds.includes(id)) config.encryption.keyIds.push(id);
+            return hex;
+        },
+        startScript(name, args = [], o = {}) {
+            // Where a script logs when it cannot read its config: this host's dirs, never the machine's.
+            const env = { HX_BACKUP_CONFIG: configPath, HX_BACKUP_FALLBACK_LOGS: logs, HX_BACKUP_FALLBACK_TEXTFILE: textfile, ...(o.env ?? {}) };
+            return start(join(scriptsDir, name), args, { ...o, env, user: o.asRoot ? undefined : (o.user ?? user), timeoutMs: o.timeoutMs ?? 300_000 });
+        },
+        runScript(name, args = [], o = {}) {
+            return host.startScript(name, args, o).done;
+        },
+        metrics() {
+            const m = new Map<string, number>();
+            const tf = config.paths.textfile;
+            if (!existsSync(tf)) return m;
+            for (const f of readdirSync(tf)) {
+                if (!f.endsWith(".prom")) continue;
+                for (const line of readFileSync(join(tf, f), "utf8").split("\n")) {
+                    if (!line || line.startsWith("#")) continue;
+                    const i = line.lastIndexOf(" ");
+                    m.set(line.slice(0, i), Number(line.slice(i + 1)));
+                }
+            }
+            return m;
+        },
+        metric(name, type, target) {
+            return host.metrics().get(`${name}{type="${type}",target="${target}"}`);
+        },
+        log(stem) {
+            const p = join(config.paths.logs, `${stem}.log`);
+            return existsSync(p) ? readFileSync(p, "utf8") : "";
+        },
+        manifests(type, target) {
+            const d = join(config.paths.storage, type, target);
+            if (!existsSync(d)) return [];
+            return readdirSync(d).filter((f) => f.endsWith(".manifest.json") && !f.startsWith(".")).sort();
+        },
+        readManifest(type, target, name) {
+            return JSON.parse(readFileSync(join(config.paths.storage, type, target, name), "utf8"));
+        },
+        cleanup() {
+            removeDir(root);
+        },
+    };
+    host.addKey("test-v1", true);
+    if (user) {
+        for (const d of [etc, keyring, storage, logs, textfile]) chownR(d, user);
+    }
+    chmodSync(etc, 0o755);
+    host.writeConfig();
+    return host;
+}
+
+/** Give a path (and its contents) to the test user. */
+export function giveToUser(host: TestHost, path: string): void {
+    if (host.user) chownR(path, host.user);
+}
+
+export async function shell(cmd: string, opts: RunOptions = {}): Promise<RunResult> {
+    return run("bash", ["-c", cmd], opts);
+}
