@@ -31,8 +31,7 @@ list_watched() {
     if [[ -d "$pattern" ]]; then
         matches=("$pattern"/*)
     else
-        # The pattern is a glob by design (e.g. /etc/systemd/system/hx-backup-*).
-        # shellcheck disable=SC2206
+        # shellcheck disable=SC2206 # globbing is the point: the pattern is e.g. /etc/systemd/system/hx-backup-*
         matches=($pattern)
     fi
     for entry in "${matches[@]}"; do
