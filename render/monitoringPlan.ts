@@ -31,11 +31,15 @@ export function planMonitoring(config: StackConfig): Step[] {
     const rules = renderRules(config);
     const rulesFile = { path: m.rulesPath, owner: "root", group: "root", mode: "0644", content: rules };
     const check = `${shellQuote(m.promtool)} check rules "$tmp"`;
+    // Prometheus runs as its own user: it needs search (x) permission on every folder above the rules
+    // file, which may sit in the 0750 backup storage folder (the seed's /opt/hx-backups/monitoring).
+    const ancestors = m.rulesPath.split("/").slice(1, -1).map((_, i, parts) => `/${parts.slice(0, i + 1).join("/")}`);
+    const traversable = `chmod o+x ${ancestors.map(shellQuote).join(" ")}`;
     const steps: Step[] = [
         {
             name: "alert-rules",
             // A file that fails promtool never replaces the live one; Prometheus re-reads only a checked file.
-            create: `${installFileScript(rulesFile, check)}\n${m.reloadCommand}`,
+            create: `${installFileScript(rulesFile, check)}\n${traversable}\n${m.reloadCommand}`,
             delete: `rm -f ${shellQuote(m.rulesPath)}\n${m.reloadCommand} || true`,
             stdin: rules,
             files: [rulesFile],

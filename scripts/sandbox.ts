@@ -210,15 +210,27 @@ async function up(): Promise<number> {
     return failed.length ? 1 : 0;
 }
 
+/** TERM, wait up to 5 s, then KILL. */
+async function stopProcess(pid: number): Promise<void> {
+    const alive = () => {
+        try {
+            process.kill(pid, 0);
+            return true;
+        } catch {
+            return false;
+        }
+    };
+    if (!alive()) return;
+    process.kill(pid, "SIGTERM");
+    for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+    if (alive()) process.kill(pid, "SIGKILL");
+}
+
 async function down(quiet = false): Promise<number> {
     const state = loadState();
     if (state) {
         if (namespaceMembers(state.nsLink).length) await stopNamespace(state.nsLink);
-        try {
-            process.kill(state.s3Pid, "SIGTERM");
-        } catch {
-            /* already gone */
-        }
+        await stopProcess(state.s3Pid);
     }
     removeSandboxDir(SANDBOX_DIR);
     if (!quiet) log("Sandbox stopped and removed.");
