@@ -96,6 +96,11 @@ while read -r id; do run create "$id"; done < "$W/order"
 snapshot > "$W/snap1"
 while read -r id; do run create "$id"; done < "$W/order"
 snapshot > "$W/snap2"
+# The sudo path, as an operator runs a job by hand: one allowed verb, and anything else refused.
+printf 'hello\n' > "/srv/it app/file.txt" && chmod 0600 "/srv/it app/file.txt"
+if runuser -u hxbackup -- sudo -n /var/lib/backup/scripts/backup-privileged.sh application-archive 2> "$W/sudo-ok.err" | tar --list > "$W/sudo-ok.list"; then echo ok > "$W/sudo-ok.rc"; else echo failed > "$W/sudo-ok.rc"; fi
+if runuser -u hxbackup -- sudo -n /var/lib/backup/scripts/backup-privileged.sh postgresql-analyze 2> "$W/sudo-other.err"; then echo allowed > "$W/sudo-other.rc"; else echo refused > "$W/sudo-other.rc"; fi
+if runuser -u hxbackup -- sudo -n /bin/cat /etc/shadow > /dev/null 2> "$W/sudo-cat.err"; then echo allowed > "$W/sudo-cat.rc"; else echo refused > "$W/sudo-cat.rc"; fi
 cp /etc/sudoers.d/hx-backup "$W/sudoers-before"
 if bash -c "$(cat "$W/steps/bad-sudoers.create")" < "$W/steps/bad-sudoers.stdin" > "$W/bad-sudoers.out" 2>&1; then echo accepted > "$W/bad-sudoers.rc"; else echo refused > "$W/bad-sudoers.rc"; fi
 cp /etc/sudoers.d/hx-backup "$W/sudoers-after"
@@ -107,7 +112,7 @@ snapshot > "$W/snap3"
 `;
         writeFileSync(path.join(work, "driver.sh"), driver);
         execFileSync("unshare", ["--mount", "--propagation", "private", "bash", path.join(work, "driver.sh")], { stdio: "pipe" });
-        report = Object.fromEntries(["failures", "snap1", "snap2", "snap3", "bad-sudoers.rc", "bad-sudoers.out", "sudoers-before", "sudoers-after", "sudoers-dir"].map((f) => [f, readFileSync(path.join(work, f), "utf8")]));
+        report = Object.fromEntries(["failures", "snap1", "snap2", "snap3", "bad-sudoers.rc", "bad-sudoers.out", "sudoers-before", "sudoers-after", "sudoers-dir", "sudo-ok.rc", "sudo-ok.err", "sudo-ok.list", "sudo-other.rc", "sudo-cat.rc"].map((f) => [f, readFileSync(path.join(work, f), "utf8")]));
         for (const step of plan.steps) {
             const id = `${String(plan.steps.indexOf(step)).padStart(2, "0")}-${step.name}`;
             report[`out-${step.name}`] = readFileSync(path.join(work, `out-create-${id}`), "utf8");
@@ -144,6 +149,14 @@ snapshot > "$W/snap3"
 
     it("is idempotent: a second run changes no byte, owner or mode", () => {
         expect(report.snap2).toBe(report.snap1);
+    });
+
+    it("lets the backup user run exactly its roles' privileged verbs through sudo, and nothing else", () => {
+        expect(report["sudo-ok.rc"].trim(), report["sudo-ok.err"]).toBe("ok");
+        expect(report["sudo-ok.list"]).toContain("file.txt");
+        // This host has no postgresql role, so that verb is not in its drop-in; nor is anything else.
+        expect(report["sudo-other.rc"].trim()).toBe("refused");
+        expect(report["sudo-cat.rc"].trim()).toBe("refused");
     });
 
     it("says clearly that timers are not enabled where systemd is not running, and succeeds", () => {
