@@ -11,7 +11,7 @@ import { loadStackConfig } from "../../config/load";
 import { dashboardQueries, renderDashboard, substituteVariables } from "../../render/dashboard";
 import { renderRules } from "../../render/monitoringPlan";
 import { isCI, isRoot, missingTools } from "../support/env";
-import { makeHost, type TestHost } from "../support/host";
+import { makeHost, postgresqlSection, type TestHost } from "../support/host";
 import { PG_TOOLS, startPostgres, type PostgresInstance } from "../support/postgres";
 import { chownR } from "../support/env";
 import { MONITORING_TOOLS, startMonitoringStack, type MonitoringStack } from "../harness/monitoringStack";
@@ -42,19 +42,7 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
         await pg.sql("CREATE TABLE orders (id serial PRIMARY KEY, total numeric); INSERT INTO orders (total) SELECT g FROM generate_series(1, 1000) g;", "shop");
         if (host.user) chownR(stack.textfileDir, host.user);
         host.config.paths.textfile = stack.textfileDir;
-        host.config.postgresql = {
-            databases: [{ name: "shop", large: false }],
-            host: pg.socketDir,
-            port: pg.port,
-            user: role,
-            auth: "peer",
-            pgpassFile: "",
-            format: "custom",
-            parallelDumps: 1,
-            jobs: 1,
-            vacuumAnalyzeBefore: "never",
-            analyzeAfter: "never",
-        };
+        host.config.postgresql = postgresqlSection(pg, role, ["shop"], { parallelDumps: 1, jobs: 1 });
         host.config.jobs = [
             { name: "postgresql-daily", type: "postgresql", script: "postgresql-backup.sh", args: ["daily"], scheduleKey: "databaseDaily", onCalendar: "*-*-* 02:00:00", description: "every day at 02:00", maxIntervalSeconds: 86400 },
         ];

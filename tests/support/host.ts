@@ -173,3 +173,21 @@ export function giveToUser(host: TestHost, path: string): void {
 export async function shell(cmd: string, opts: RunOptions = {}): Promise<RunResult> {
     return run("bash", ["-c", cmd], opts);
 }
+
+/** The postgresql section for a throwaway cluster: peer auth as `role` over the cluster's socket, custom format, no maintenance. */
+export function postgresqlSection(pg: { socketDir: string; port: number }, role: string, databases: readonly string[], extra: Partial<NonNullable<HostConfig["postgresql"]>> = {}): NonNullable<HostConfig["postgresql"]> {
+    return {
+        databases: databases.map((name) => ({ name, large: false })),
+        host: pg.socketDir,
+        port: pg.port,
+        user: role,
+        auth: "peer",
+        pgpassFile: "",
+        format: "custom",
+        parallelDumps: 2,
+        jobs: 2,
+        vacuumAnalyzeBefore: "never",
+        analyzeAfter: "never",
+        ...extra,
+    };
+}

@@ -74,7 +74,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
             if (exited) throw new Error(`postgres exited during start: ${log}`);
             const r = await run("psql", ["-h", socketDir, "-p", String(port), "-U", "postgres", "-d", "postgres", "-Atc", "select 1"], as);
             return r.code === 0;
-        }, 30_000, "postgres to accept connections");
+        }, 120_000, "postgres to accept connections"); // generous: CI runs two test files at once on two cores
     };
     const halt = async () => {
         const c = child;

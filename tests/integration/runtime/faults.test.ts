@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isRoot, missingTools, removeDir, run, tempDir, waitFor } from "../../support/env";
-import { giveToUser, makeHost, type TestHost } from "../../support/host";
+import { giveToUser, makeHost, postgresqlSection, type TestHost } from "../../support/host";
 import { PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
 
 const missing = missingTools([...PG_TOOLS, "zstd", "jq", "openssl", "flock"]);
@@ -59,20 +59,7 @@ describe.skipIf(missing.length > 0)("fault handling", { timeout: 240_000 }, () =
     let host: TestHost;
     let role: string;
     const pgConfig = (databases: string[], extra: Record<string, unknown> = {}) => {
-        host.config.postgresql = {
-            databases: databases.map((name) => ({ name, large: false })),
-            host: pg.socketDir,
-            port: pg.port,
-            user: role,
-            auth: "peer",
-            pgpassFile: "",
-            format: "custom",
-            parallelDumps: 2,
-            jobs: 2,
-            vacuumAnalyzeBefore: "never",
-            analyzeAfter: "never",
-            ...extra,
-        };
+        host.config.postgresql = postgresqlSection(pg, role, databases, extra);
         host.writeConfig();
     };
     const backup = () => host.runScript("postgresql-backup.sh", ["daily"]);

@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { missingTools, sleep, which } from "../../support/env";
-import { giveToUser, makeHost, type TestHost } from "../../support/host";
+import { giveToUser, makeHost, postgresqlSection, type TestHost } from "../../support/host";
 import { NODE_EXPORTER, startNodeExporter, type NodeExporterInstance } from "../../support/nodeExporter";
 import { PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
 import { startS3, type S3Instance } from "../../support/s3";
@@ -35,10 +35,7 @@ describe.skipIf(missing.length > 0)("operator scripts", { timeout: 180_000 }, ()
         const credFile = join(host.root, "etc", "s3-credentials");
         writeFileSync(credFile, "[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n", { mode: 0o600 });
         giveToUser(host, credFile);
-        host.config.postgresql = {
-            databases: [{ name: "appdb", large: false }], host: pg.socketDir, port: pg.port, user: role, auth: "peer", pgpassFile: "",
-            format: "custom", parallelDumps: 2, jobs: 2, vacuumAnalyzeBefore: "never", analyzeAfter: "never",
-        };
+        host.config.postgresql = postgresqlSection(pg, role, ["appdb"]);
         host.config.remote = { ...host.config.remote, enabled: true, bucket: "hx-backups", endpoint: s3.endpoint, credentialsFile: credFile, retries: 0 };
         (host.config as any).monitoring = { nodeExporterUrl: ne.url };
         host.config.jobs = [
