@@ -1,0 +1,178 @@
+/**
+ * npm run bench [-- --quick] [-- --only pg,redis,storage,deploy]
+ *
+ * Side-by-side benchmarks on throwaway servers (not part of npm test). Every
+ * pair alternates A/B at least 3 times in one run; the median ratio is
+ * reported. Prints a table and writes bench/results.json.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { isRoot } from "../tests/support/env";
+import { PG_BIN } from "../tests/support/postgres";
+import { log, MiB, round } from "./common";
+import { benchDeploy, type DeployBench } from "./deploy";
+import { benchPgBackup, benchPgMemory, benchPgRestore, profilePgRestore, setupPostgres, teardownPostgres, type PgSetup } from "./postgres";
+import { benchRedis, setupRedis, teardownRedis, type RedisSetup } from "./redis";
+import { benchStorage } from "./storage";
+
+const ROOT = path.resolve(__dirname, "..");
+const argv = process.argv.slice(2);
+const quick = argv.includes("--quick");
+const onlyArg = argv.find((a) => a.startsWith("--only"));
+const only = onlyArg ? (onlyArg.includes("=") ? onlyArg.split("=")[1]! : argv[argv.indexOf(onlyArg) + 1]!).split(",") : ["pg", "redis", "storage", "deploy"];
+const ROUNDS = Math.max(3, Number(process.env.HX_BENCH_ROUNDS ?? 3));
+const PG_SCALE = quick ? 4 : Number(process.env.HX_BENCH_PG_SCALE ?? 50);
+const PG_SMALL_SCALE = quick ? 1 : Number(process.env.HX_BENCH_PG_SMALL_SCALE ?? 10);
+const REDIS_KEYS = quick ? 100_000 : Number(process.env.HX_BENCH_REDIS_KEYS ?? 1_000_000);
+
+const tool = (cmd: string, args: string[]) => {
+    const r = spawnSync(cmd, args, { encoding: "utf8" });
+    return (r.stdout || r.stderr || "").split("\n")[0]!.trim();
+};
+
+const results: Record<string, unknown> = {
+    date: new Date().toISOString(),
+    machine: {
+        cores: os.cpus().length,
+        cpu: os.cpus()[0]?.model ?? "",
+        memoryGiB: round(os.totalmem() / 1024 ** 3, 1),
+        kernel: os.release(),
+        tools: {
+            postgres: tool(`${PG_BIN}/postgres`, ["--version"]),
+            zstd: tool("zstd", ["--version"]),
+            openssl: tool("openssl", ["version"]),
+            redis: tool("redis-server", ["--version"]),
+            node: process.version,
+        },
+    },
+    params: { rounds: ROUNDS, pgScale: PG_SCALE, pgSmallScale: PG_SMALL_SCALE, redisKeys: REDIS_KEYS, quick },
+    errors: {} as Record<string, string>,
+};
+const errors = results.errors as Record<string, string>;
+
+interface Row {
+    measure: string;
+    a: string;
+    b: string;
+    value: string;
+    goal: string;
+    met: boolean | null;
+}
+const rows: Row[] = [];
+
+async function section(name: string, fn: () => Promise<void>): Promise<void> {
+    if (!only.includes(name)) return;
+    const t = Date.now();
+    log(`== ${name}`);
+    try {
+        await fn();
+    } catch (err) {
+        errors[name] = String((err as Error).stack ?? err);
+        log(`  ${name} FAILED: ${(err as Error).message}`);
+    }
+    log(`== ${name} done in ${((Date.now() - t) / 1000).toFixed(0)} s`);
+    writeResults();
+}
+
+function sandboxDeploy(): { remoteSteps: number; kibCopied: number; seconds: number } | { skipped: string } {
+    if (!isRoot) return { skipped: "not root: the sandbox harness needs root (mount namespaces, its own sshd)" };
+    const dir = mkdtempSync(path.join(os.tmpdir(), "hx-bench-sandbox-"));
+    const tsx = path.join(ROOT, "node_modules/.bin/tsx");
+    const env = { ...process.env, HX_SANDBOX_DIR: dir };
+    try {
+        const r = spawnSync(tsx, [path.join(ROOT, "scripts/sandbox.ts")], { cwd: ROOT, env, encoding: "utf8", maxBuffer: 1 << 28, timeout: 1_200_000 });
+        const m = /Deployed: (\d+) remote steps, ([\d.]+) KiB copied, ([\d.]+) s/.exec(r.stdout ?? "");
+        if (!m) return { skipped: `sandbox printed no "Deployed:" line (exit ${r.status}): ${(r.stderr ?? "").slice(-500)}` };
+        return { remoteSteps: Number(m[1]), kibCopied: Number(m[2]), seconds: Number(m[3]) };
+    } finally {
+        spawnSync(tsx, [path.join(ROOT, "scripts/sandbox.ts"), "--down"], { cwd: ROOT, env, encoding: "utf8", timeout: 300_000 });
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+function writeResults(): void {
+    results.table = rows;
+    writeFileSync(path.join(ROOT, "bench", "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+}
+
+const mib = (b: number) => `${(b / MiB).toFixed(0)} MiB`;
+const s = (x: number) => `${x.toFixed(1)} s`;
+const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main(): Promise<void> {
+    log(`machine: ${JSON.stringify(results.machine)}; params: ${JSON.stringify(results.params)}`);
+    let pg: PgSetup | undefined;
+    await section("pg", async () => {
+        try {
+            log(`  generating PostgreSQL data (scale ${PG_SCALE} and ${PG_SMALL_SCALE})`);
+            pg = await setupPostgres(PG_SCALE, PG_SMALL_SCALE);
+            const b = await benchPgBackup(pg, ROUNDS);
+            results.pgBackup = b;
+            const fc = med(b.rounds.map((r) => r.plainFcSeconds));
+            rows.push({ measure: `PG backup, ${mib(b.bytesOnDisk)} DB: pipeline vs pg_dump -Fc`, a: s(fc), b: s(med(b.rounds.map((r) => r.pipelineSeconds))), value: `${b.ratio}×`, goal: "≤ 0.5×", met: b.ratio <= 0.5 });
+            rows.push({ measure: "PG backup: artifact size vs pg_dump -Fc", a: mib(b.plainFcBytes), b: mib(b.artifactBytes), value: `${b.artifactVsFc}×`, goal: "≤ 1.0×", met: b.artifactVsFc <= 1 });
+            rows.push({ measure: "PG backup: pg_dump -Fd -j 2 vs -Fc", a: s(fc), b: s(med(b.rounds.map((r) => r.dirJ2Seconds))), value: `${b.dirRatio}×`, goal: "(report)", met: null });
+            const r = await benchPgRestore(pg, ROUNDS);
+            results.pgRestore = r;
+            rows.push({ measure: "PG restore: backup-restore.sh vs pg_restore -j 2", a: s(med(r.rounds.map((x) => x.plainSeconds))), b: s(med(r.rounds.map((x) => x.pipelineSeconds))), value: `${r.ratio}×`, goal: "≤ 1.10×", met: r.ratio <= 1.1 });
+            const m = await benchPgMemory(pg);
+            results.pgMemory = m;
+            const [small, big] = m.sizes;
+            rows.push({ measure: `Peak RSS of the pipeline, ${mib(small!.bytesOnDisk)} vs ${mib(big!.bytesOnDisk)} DB`, a: mib(small!.peakRssBytes), b: mib(big!.peakRssBytes), value: `${m.growth}×`, goal: "flat (≤ 1.1×)", met: m.growth <= 1.1 });
+            results.pgRestoreProfile = await profilePgRestore(pg);
+        } finally {
+            await teardownPostgres(pg);
+        }
+    });
+    let redis: RedisSetup | undefined;
+    await section("redis", async () => {
+        try {
+            redis = await setupRedis(REDIS_KEYS);
+            const r = await benchRedis(redis, ROUNDS);
+            results.redis = r;
+            rows.push({ measure: `Redis, ${(r.keys / 1e6).toFixed(2)}M keys (${mib(r.rdbBytes)} RDB): redis-backup.sh vs BGSAVE + copy`, a: s(med(r.rounds.map((x) => x.plainSeconds))), b: s(med(r.rounds.map((x) => x.pipelineSeconds))), value: `${r.ratio}×`, goal: "≤ 1.25×", met: r.ratio <= 1.25 });
+        } finally {
+            await teardownRedis(redis);
+        }
+    });
+    await section("storage", async () => {
+        const r = await benchStorage();
+        results.storage = r;
+        rows.push({ measure: "Storage added by a 2nd unchanged app + config backup", a: `${(r.firstBytes / 1024).toFixed(0)} KiB`, b: `${r.secondNewFileBytes} B`, value: `${(r.ratio * 100).toFixed(3)} %`, goal: "≤ 1 %", met: r.ratio <= 0.01 });
+    });
+    await section("deploy", async () => {
+        const d: DeployBench = benchDeploy(ROUNDS, log);
+        const sb = sandboxDeploy();
+        results.deploy = { ...d, sandbox: sb };
+        if ("skipped" in sb) log(`  sandbox first deploy skipped: ${sb.skipped}`);
+        else log(`  sandbox first deploy: ${sb.remoteSteps} remote steps, ${sb.kibCopied} KiB copied, ${sb.seconds} s`);
+        rows.push({ measure: "Remote steps (SSH sessions), first deploy of one host", a: "", b: "", value: "skipped" in sb ? "skipped (not root)" : `${sb.remoteSteps} steps, ${sb.kibCopied} KiB`, goal: "(report)", met: null });
+        rows.push({ measure: "Inputs changed between two unchanged evaluations", a: "", b: "", value: String(d.unchangedChanges), goal: "0", met: d.unchangedChanges === 0 });
+        const exact = JSON.stringify(d.scriptChange.changed) === JSON.stringify(d.scriptChange.expected);
+        rows.push({ measure: `Steps changed by editing ${d.scriptChange.script} (10 hosts)`, a: `${d.scriptChange.expected.length} install steps`, b: `${d.scriptChange.changed.length} changed`, value: exact ? "exactly the install steps" : `differs: ${d.scriptChange.changed.join(", ")}`, goal: "exactly its install steps", met: exact });
+        rows.push({ measure: `Evaluation time under mocks, 200 vs 10 hosts (${d.commands200} commands)`, a: s(med(d.evalSeconds10)), b: s(med(d.evalSeconds200)), value: `${round(d.evalRatio, 1)}×`, goal: "≤ 25×", met: d.evalRatio <= 25 });
+    });
+    writeResults();
+    const header = ["Measure", "A (baseline)", "B (hx-backup)", "Result (median)", "Goal", "Met"];
+    const lines = [
+        `| ${header.join(" | ")} |`,
+        `|${header.map(() => "---").join("|")}|`,
+        ...rows.map((r) => `| ${r.measure} | ${r.a} | ${r.b} | ${r.value} | ${r.goal} | ${r.met === null ? "–" : r.met ? "yes" : "**no**"} |`),
+    ];
+    const m = results.machine as { cores: number; memoryGiB: number; cpu: string };
+    const table = `Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB RAM; ${ROUNDS} alternating rounds per pair.\n\n${lines.join("\n")}\n`;
+    results.tableMarkdown = table;
+    writeResults();
+    process.stdout.write(`\n${table}\n`);
+    if (Object.keys(errors).length > 0) {
+        process.stdout.write(`Sections that failed: ${Object.keys(errors).join(", ")} (see bench/results.json)\n`);
+        process.exitCode = 1;
+    }
+}
+
+main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+});
