@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { chownR, run, type RunResult } from "../tests/support/env";
-import { makeHost, type TestHost } from "../tests/support/host";
+import { makeHost, postgresqlSection, type TestHost } from "../tests/support/host";
 import { startPostgres, type PostgresInstance } from "../tests/support/postgres";
 import { fmtMiB, log, median, order, round, timed, treeBytes } from "./common";
 import { TreeSampler, type TreeSample } from "./memory";
@@ -75,19 +75,7 @@ export async function setupPostgres(bigScale: number, smallScale: number): Promi
     const plainDir = join(host.root, "plain");
     mkdirSync(plainDir, { recursive: true });
     if (host.user) chownR(plainDir, host.user);
-    host.config.postgresql = {
-        databases: [{ name: BIG_DB, large: false }],
-        host: pg.socketDir,
-        port: pg.port,
-        user: role,
-        auth: "peer",
-        pgpassFile: "",
-        format: "custom",
-        parallelDumps: 2,
-        jobs: 2,
-        vacuumAnalyzeBefore: "never",
-        analyzeAfter: "never",
-    };
+    host.config.postgresql = postgresqlSection(pg, role, [BIG_DB]);
     host.writeConfig();
     return { pg, host, role, plainDir, sizes };
 }

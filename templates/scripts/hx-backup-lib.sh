@@ -203,15 +203,21 @@ hx__on_err() {
     fi
 }
 
+# Removes every registered temp path (hx_tmp_register).
+hx_tmp_cleanup() {
+    local p
+    for p in "${HX_TMP_PATHS[@]}"; do
+        [[ -n $p && -e $p ]] && rm -rf -- "$p"
+    done
+    return 0
+}
+
 # Hooks the scripts may set: HX_ON_EXIT (function name) runs first.
 hx__on_exit() {
     local rc=$?
     trap - ERR
     set +e
-    local p
-    for p in "${HX_TMP_PATHS[@]}"; do
-        [[ -n $p && -e $p ]] && rm -rf -- "$p"
-    done
+    hx_tmp_cleanup
     if [[ -n ${HX_ON_EXIT:-} ]]; then
         "$HX_ON_EXIT" "$rc"
     fi
@@ -1285,6 +1291,27 @@ hx_finish_job() {
 }
 
 # ----------------------------------------------------------- archive jobs ---
+
+# hx_archive_script TYPE TARGET JOB [ARGS...]: the whole of application-backup.sh
+# and configuration-backup.sh: one archive of TYPE, made by the privileged
+# helper's TYPE-archive verb, stored as TARGET.
+hx_archive_script() {
+    local type=$1 target=$2 job=$3
+    shift 3
+    if (($# != 0)); then
+        echo "usage: $HX_SCRIPT_NAME" >&2
+        exit "$HX_EXIT_USAGE"
+    fi
+    HX_ON_EXIT=hx_single_target_on_exit
+    HX_ARCHIVE_TARGET=$target
+    hx_init "$job"
+    hx_lock "$type-backup"
+    [[ $(hx_cfg ".$type | type") == object ]] || hx_die "$HX_EXIT_USAGE" "config: $type is not configured on this host"
+    hx_archive_job "$type" "$target" "$type-archive"
+    local rc=0
+    hx_finish_job "$type" "$rc" || rc=$?
+    exit "$rc"
+}
 
 # hx_archive_job TYPE TARGET VERB: application/configuration backup through
 # the privileged archive helper.

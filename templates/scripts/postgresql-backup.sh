@@ -101,10 +101,7 @@ db_exit() {
     local rc=$?
     trap - ERR
     set +e
-    local p
-    for p in "${HX_TMP_PATHS[@]}"; do
-        [[ -n $p && -e $p ]] && rm -rf -- "$p"
-    done
+    hx_tmp_cleanup
     if ((rc != 0)); then
         hx_error backup_failed "backup of $DB_TARGET failed: ${HX_STATUS_CAUSE:-unknown cause}" "type=postgresql" "target=$DB_TARGET" "exit_code=$rc"
         if [[ $MODE != test ]]; then

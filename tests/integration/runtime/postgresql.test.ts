@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isRoot, missingTools, waitFor } from "../../support/env";
-import { makeHost, type TestHost } from "../../support/host";
+import { makeHost, postgresqlSection, type TestHost } from "../../support/host";
 import { PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
 
 const missing = missingTools([...PG_TOOLS, "zstd", "jq", "openssl", "flock"]);
@@ -29,22 +29,7 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
             CREATE SCHEMA "odd schema"; CREATE TABLE "odd schema"."t;1" (x int); INSERT INTO "odd schema"."t;1" VALUES (1), (2), (3);
             CREATE TABLE empty_t (x int);`, "appdb");
         await pg.sql(`CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 10);`, HOSTILE_DB);
-        host.config.postgresql = {
-            databases: [
-                { name: "appdb", large: false },
-                { name: HOSTILE_DB, large: false },
-            ],
-            host: pg.socketDir,
-            port: pg.port,
-            user: role,
-            auth: "peer",
-            pgpassFile: "",
-            format: "custom",
-            parallelDumps: 2,
-            jobs: 2,
-            vacuumAnalyzeBefore: "never",
-            analyzeAfter: "never",
-        };
+        host.config.postgresql = postgresqlSection(pg, role, ["appdb", HOSTILE_DB]);
         host.writeConfig();
     });
 
