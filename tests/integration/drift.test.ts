@@ -17,7 +17,7 @@ import { applySteps } from "../../scripts/sandbox/apply";
 import { removeSandboxDir, startSandboxHost, type SandboxHost } from "../../scripts/sandbox/host";
 
 const root = process.getuid?.() === 0;
-const tools = ["unshare", "ssh", "ssh-keygen", "/usr/sbin/sshd"].filter((t) => spawnSync(t.startsWith("/") ? t : "which", t.startsWith("/") ? ["-V"] : [t]).error !== undefined || (t.startsWith("/") ? false : spawnSync("which", [t]).status !== 0));
+const tools = ["unshare", "ssh", "ssh-keygen", "sshd"].filter((t) => spawnSync("bash", ["-c", `PATH=$PATH:/usr/sbin command -v ${t}`]).status !== 0);
 if (process.env.CI === "true" && (!root || tools.length)) throw new Error(`drift test needs root and ${tools.join(", ")} in CI`);
 
 const RAW = (port: number, hostKey: string) => ({
