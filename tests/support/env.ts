@@ -4,7 +4,6 @@
  */
 import { spawn, spawnSync, type SpawnOptions } from "node:child_process";
 import { chmodSync, chownSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -43,18 +42,8 @@ export function removeDir(d: string): void {
     rmSync(d, { recursive: true, force: true });
 }
 
-export async function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = createServer();
-        srv.unref();
-        srv.on("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const addr = srv.address();
-            const port = typeof addr === "object" && addr ? addr.port : 0;
-            srv.close(() => resolve(port));
-        });
-    });
-}
+/** One free-port finder for the whole repo: the sandbox's. */
+export { freePort } from "../../scripts/sandbox/host";
 
 export interface OsUser {
     readonly name: string;
