@@ -271,8 +271,8 @@ export const CONFIG_KEYS = {
         description: "`auto` (zstd if present, else gzip), `zstd` or `gzip`.",
     }),
     compressionLevel: spec({
-        type: "integer", default: 3, group: "Backup behaviour",
-        description: "Compression level (zstd 1-19, gzip 1-9).",
+        type: "integer", default: 1, group: "Backup behaviour",
+        description: "Compression level (zstd 1-19, gzip 1-9). zstd -1 keeps the pipeline faster than the source on two cores and still beats `pg_dump -Fc` on size; raise it to trade CPU for storage.",
     }),
     compressionThreads: spec({
         type: "integer", default: 2, group: "Backup behaviour",
@@ -284,7 +284,7 @@ export const CONFIG_KEYS = {
     }),
     postgresqlJobs: spec({
         type: "integer", default: 2, group: "Backup behaviour",
-        description: "`pg_dump -j` workers for databases marked `large` (directory format).",
+        description: "Concurrent pg_dump streams (data parts) for databases dumped in `parallel` format, and concurrent pg_restore streams on restore.",
     }),
     sizeCheckHistory: spec({
         type: "integer", default: 7, group: "Backup behaviour",
@@ -383,12 +383,12 @@ export const HOST_FIELDS: Record<string, HostFieldSpec> = {
     hostKey: { type: "string", default: "(none)", description: "Pinned host key (`ssh-ed25519 AAAA...`); the connection fails if the host presents another." },
     roles: { type: "array<string>", default: "[configuration]", description: "Any of `postgresql`, `redis`, `application`, `configuration`, `monitoring`." },
     remoteSync: { type: "boolean", default: "true", description: "Upload this host's backups to the bucket." },
-    "postgresql.databases": { type: "array", default: "[] (all non-template databases)", description: "Database names, or objects `{name, large}`; `large` dumps use directory format with `-j`." },
+    "postgresql.databases": { type: "array", default: "[] (all non-template databases)", description: "Database names, or objects `{name, large}`; `large` ones are dumped in `parallel` format." },
     "postgresql.host": { type: "string", default: "/var/run/postgresql", description: "Socket directory or TCP host." },
     "postgresql.port": { type: "integer", default: "5432", description: "Server port." },
     "postgresql.user": { type: "string", default: "`backupUser`", description: "Database role used for dumps (needs `pg_read_all_data`)." },
     "postgresql.auth": { type: "string", default: "peer", description: "`peer` (local socket) or `pgpass` (password from secret `postgresqlPassword`, in a 0600 `.pgpass`)." },
-    "postgresql.format": { type: "string", default: "custom", description: "`custom` (`-Fc`) or `directory` for every database." },
+    "postgresql.format": { type: "string", default: "custom", description: "`custom` (one `pg_dump -Fc` stream) or `parallel` for every database: `postgresqlJobs` concurrent `pg_dump -Fc` streams over the tables, all in one exported snapshot, each encrypted on the fly and packed into one artifact. (`pg_dump -Fd -j` would write plaintext table files to disk.)" },
     "postgresql.vacuumAnalyzeBefore": { type: "string", default: "weekly", description: "`never`, `weekly` or `always`: VACUUM ANALYZE before the dump." },
     "postgresql.analyzeAfter": { type: "string", default: "never", description: "`never`, `weekly` or `always`: ANALYZE after the dump." },
     "redis.host": { type: "string", default: "127.0.0.1", description: "Redis host." },

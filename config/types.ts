@@ -21,7 +21,7 @@ export interface PostgresqlSettings {
     readonly port: number;
     readonly user: string;
     readonly auth: "peer" | "pgpass";
-    readonly format: "custom" | "directory";
+    readonly format: "custom" | "parallel";
     readonly vacuumAnalyzeBefore: Maintenance;
     readonly analyzeAfter: Maintenance;
 }

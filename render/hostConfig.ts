@@ -81,7 +81,7 @@ export interface HostConfigFile {
         readonly auth: "peer" | "pgpass";
         /** `.pgpass` file (0600) when auth is "pgpass", else empty. */
         readonly pgpassFile: string;
-        readonly format: "custom" | "directory";
+        readonly format: "custom" | "parallel";
         readonly parallelDumps: number;
         readonly jobs: number;
         readonly vacuumAnalyzeBefore: "never" | "weekly" | "always";

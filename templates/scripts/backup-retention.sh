@@ -148,7 +148,7 @@ for dir in "${SOURCES[@]}"; do
             rm -f -- "$a" "$dir/.$b.remote"
             hx_info pruned "deleted unreferenced artifact" "type=$type" "target=$target" "artifact=$b"
         fi
-    done < <(find "$dir" -mindepth 1 -maxdepth 1 -type f -name '*.enc' ! -name '.*' -mmin +"$ORPHAN_MINUTES" -print0)
+    done < <(find "$dir" -mindepth 1 -maxdepth 1 -type f \( -name '*.enc' -o -name '*.enc.tar' \) ! -name '.*' -mmin +"$ORPHAN_MINUTES" -print0)
     unset last left why needed created_of artifact_of
     ((DRY == 1)) || hx_metrics "$type" "$target" "backup_storage_usage_bytes=$(hx_storage_usage "$dir")"
 done

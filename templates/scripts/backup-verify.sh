@@ -153,7 +153,7 @@ while IFS= read -r -d '' orphan; do
         [[ $(jq --raw-output '.artifact' "$m" 2>/dev/null) == "$b" ]] && used=1 && break
     done
     ((used == 1)) || hx_warn orphan "artifact has no manifest (incomplete or foreign); ignored" "path=$orphan"
-done < <(find "$HX_STORAGE" -mindepth 3 -maxdepth 3 -type f -name '*.enc' ! -name '.*' -print0 2>/dev/null)
+done < <(find "$HX_STORAGE" -mindepth 3 -maxdepth 3 -type f \( -name '*.enc' -o -name '*.enc.tar' \) ! -name '.*' -print0 2>/dev/null)
 
 now=$(hx_epoch)
 if ((FAILURES > 0)); then

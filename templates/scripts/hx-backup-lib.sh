@@ -409,15 +409,27 @@ hx_tool_version() {
     esac
 }
 
+# hx__count_to FILE: copy stdin to stdout, writing the byte count to FILE.
+hx__count_to() {
+    local out=$1 stats
+    { stats=$(LC_ALL=C dd bs=128K 2>&1 1>&3 3>&-); } 3>&1 || return 1
+    stats=${stats##*$'\n'}
+    [[ $stats =~ ^([0-9]+)\ bytes ]] || return 1
+    printf '%s\n' "${BASH_REMATCH[1]}" >"$out"
+}
+
 # Content hash of a pg_dump custom-format stream, ignoring the dump timestamp
 # in its header, so two dumps of an unchanged database hash alike.
+# hx__hash_pgcustom SIZEFILE < stream: prints the hash, writes the size.
 hx__hash_pgcustom() {
+    local sizef=$1
     local -a hdr
     read -r -a hdr < <(dd bs=1 count=11 status=none | od -An -v -tu1)
     local prefix="" x
     for x in "${hdr[@]}"; do printf -v prefix '%s\\x%02x' "$prefix" "$x"; done
     if [[ ${#hdr[@]} -ne 11 || ${hdr[0]} != 80 || ${hdr[1]} != 71 || ${hdr[2]} != 68 || ${hdr[3]} != 77 || ${hdr[4]} != 80 ]]; then
-        { printf '%b' "$prefix"; cat; } | openssl dgst -sha256 -r
+        { printf '%b' "$prefix"; hx__count_to "$sizef.rest"; } | openssl dgst -sha256 -r
+        printf '%s\n' "$(($(<"$sizef.rest") + ${#hdr[@]}))" >"$sizef"
         return
     fi
     local vmaj=${hdr[5]} vmin=${hdr[6]} isz=${hdr[8]} complen tslen
@@ -427,26 +439,29 @@ hx__hash_pgcustom() {
         printf '%b' "$prefix"
         dd bs=1 count="$complen" status=none
         dd bs=1 count="$tslen" status=none of=/dev/null
-        cat
+        hx__count_to "$sizef.rest"
     } | openssl dgst -sha256 -r
+    printf '%s\n' "$(($(<"$sizef.rest") + 11 + complen + tslen))" >"$sizef"
 }
 
-hx__hash_raw() { openssl dgst -sha256 -r; }
+# hx__hash_raw SIZEFILE < stream: prints the sha256, writes the size.
+hx__hash_raw() { hx__count_to "$1" | openssl dgst -sha256 -r; }
 
-# hx__hash_tee OUT CONSUMER...: sha256 of stdin into OUT.sha while CONSUMER
-# (a structure checker) reads the same bytes; its output goes to OUT.check.
+# hx__hash_tee SIZEFILE CHECKOUT CONSUMER...: sha256 and size of stdin while
+# CONSUMER (a structure checker) reads the same bytes; its output goes to
+# CHECKOUT.
 hx__hash_tee() {
-    local out=$1 p rc=0
-    shift
-    mkfifo -- "$out.fifo"
-    openssl dgst -sha256 -r <"$out.fifo" >"$out.sha" &
+    local sizef=$1 checkout=$2 p rc=0
+    shift 2
+    mkfifo -- "$checkout.fifo"
+    hx__hash_raw "$sizef" <"$checkout.fifo" &
     p=$!
     local -a st
     set +e
-    tee -- "$out.fifo" | "$@" >"$out.check" 2>&1
+    tee -- "$checkout.fifo" | "$@" >"$checkout" 2>&1
     st=("${PIPESTATUS[@]}")
     set -e
-    hx__fifo_release "$out.fifo"
+    hx__fifo_release "$checkout.fifo"
     wait "$p" || rc=$?
     ((st[0] == 0 && st[1] == 0 && rc == 0))
 }
@@ -460,113 +475,162 @@ hx__fifo_release() {
     fi
 }
 
-# hx_store TYPE TARGET STEM EXT HASHMODE -- COMMAND...
-# Streams COMMAND's stdout: plaintext -> (content hash, size) -> compress ->
-# encrypt -> (sha256) -> <dir>/.<name>.<pid>.partial, fsynced.
-# Sets HX_OUT_* variables. Returns non-zero (with HX_STATUS_CAUSE) on failure.
-hx_store() {
-    local type=$1 target=$2 stem=$3 ext=$4 hashmode=$5
-    shift 5
-    [[ ${1:-} == -- ]] && shift
-    local dir="$HX_STORAGE/$type/$target"
-    mkdir -p -- "$dir"
-    local method level threads
-    method=$(hx_compression_method)
-    level=$(hx_cfg '.compression.level // 3')
-    threads=$(hx_cfg '.compression.threads // 2')
-    local cext=zst
-    [[ $method == gzip ]] && cext=gz
+# hx_artifact_begin TYPE TARGET STEM SUFFIX: choose the artifact's name
+# (<STEM>-<UTC stamp>.<SUFFIX>) and create its private work directory.
+# Sets HX_OUT_DIR, HX_OUT_BASE, HX_OUT_ARTIFACT, HX_OUT_PARTIAL, HX_OUT_WORK,
+# HX_OUT_METHOD, HX_OUT_LEVEL, HX_OUT_THREADS, HX_OUT_CEXT.
+hx_artifact_begin() {
+    local type=$1 target=$2 stem=$3 suffix=$4
+    HX_OUT_DIR="$HX_STORAGE/$type/$target"
+    mkdir -p -- "$HX_OUT_DIR"
+    HX_OUT_METHOD=$(hx_compression_method)
+    HX_OUT_LEVEL=$(hx_cfg '.compression.level // 1')
+    HX_OUT_THREADS=$(hx_cfg '.compression.threads // 2')
+    HX_OUT_CEXT=zst
+    [[ $HX_OUT_METHOD == gzip ]] && HX_OUT_CEXT=gz
+    suffix=${suffix//@CEXT@/$HX_OUT_CEXT}
     # Names sort by time; two runs within one second wait for the next one.
-    local stamp base
+    local stamp
     while :; do
         stamp=$(date -u +%Y%m%dT%H%M%SZ)
-        base="$stem-$stamp"
-        [[ -e $dir/$base.manifest.json || -e $dir/$base.$ext.$cext.enc ]] || break
+        HX_OUT_BASE="$stem-$stamp"
+        [[ -e $HX_OUT_DIR/$HX_OUT_BASE.manifest.json || -e $HX_OUT_DIR/$HX_OUT_BASE.$suffix ]] || break
         sleep 0.3
     done
-    local work="$dir/.$base.$$.work.partial"
-    mkdir -m 0700 -- "$work"
-    hx_tmp_register "$work"
-    local part="$dir/.$base.$ext.$cext.enc.$$.partial"
-    hx_tmp_register "$part"
-    mkfifo -- "$work/plain" "$work/size" "$work/cipher"
+    HX_OUT_ARTIFACT="$HX_OUT_BASE.$suffix"
+    HX_OUT_WORK="$HX_OUT_DIR/.$HX_OUT_BASE.$$.work.partial"
+    mkdir -m 0700 -- "$HX_OUT_WORK"
+    hx_tmp_register "$HX_OUT_WORK"
+    HX_OUT_PARTIAL="$HX_OUT_DIR/.$HX_OUT_ARTIFACT.$$.partial"
+    hx_tmp_register "$HX_OUT_PARTIAL"
+}
+
+# hx_pipe_to FILE WORK HASHMODE -- COMMAND...
+# After hx_artifact_begin. Streams COMMAND's stdout: plaintext -> (content
+# hash and size; for HASHMODE redis or tar also a structure check) ->
+# compress -> encrypt -> (sha256) -> FILE, fsynced. Plaintext never touches
+# the disk. WORK (an empty private directory) receives the results:
+# WORK/result is "plain_size stored_size stored_sha256 content_sha256";
+# WORK/check the checker's output. Returns non-zero, with HX_STATUS_CAUSE,
+# on failure (FILE is then removed).
+hx_pipe_to() {
+    local file=$1 work=$2 hashmode=$3
+    shift 3
+    [[ ${1:-} == -- ]] && shift
+    mkfifo -- "$work/plain" "$work/cipher"
     local hasher=hx__hash_raw
     [[ $hashmode == pgcustom ]] && hasher=hx__hash_pgcustom
-    local p1 p2 p3
-    if [[ $hashmode == redis ]]; then
-        hx__hash_tee "$work/plain.out" redis-check-rdb /dev/stdin <"$work/plain" &
-    elif [[ $hashmode == tar ]]; then
-        hx__hash_tee "$work/plain.out" tar --list --ignore-zeros --file=- <"$work/plain" &
-    else
-        "$hasher" <"$work/plain" >"$work/plain.out.sha" &
-    fi
+    local p1 p3
+    case $hashmode in
+        redis) hx__hash_tee "$work/size" "$work/check" redis-check-rdb /dev/stdin <"$work/plain" >"$work/plain.sha" & ;;
+        tar) hx__hash_tee "$work/size" "$work/check" tar --list --ignore-zeros --file=- <"$work/plain" >"$work/plain.sha" & ;;
+        *) "$hasher" "$work/size" <"$work/plain" >"$work/plain.sha" & ;;
+    esac
     p1=$!
-    wc -c <"$work/size" >"$work/size.out" &
-    p2=$!
-    openssl dgst -sha256 -r <"$work/cipher" >"$work/cipher.out" &
+    openssl dgst -sha256 -r <"$work/cipher" >"$work/cipher.sha" &
     p3=$!
     local -a st
     set +e
-    "$@" | tee -- "$work/plain" "$work/size" | hx_compress "$method" "$level" "$threads" | hx_encrypt | tee -- "$work/cipher" >"$part"
+    "$@" | tee -- "$work/plain" | hx_compress "$HX_OUT_METHOD" "$HX_OUT_LEVEL" "$HX_OUT_THREADS" | hx_encrypt | tee -- "$work/cipher" >"$file"
     st=("${PIPESTATUS[@]}")
     set -e
     hx__fifo_release "$work/plain"
-    hx__fifo_release "$work/size"
     hx__fifo_release "$work/cipher"
-    local r1=0 r2=0 r3=0
+    local r1=0 r3=0
     wait "$p1" || r1=$?
-    wait "$p2" || r2=$?
     wait "$p3" || r3=$?
     local names=(source tee compress encrypt write) i
     for i in "${!st[@]}"; do
         if ((st[i] != 0)); then
             HX_STATUS_CAUSE="pipeline stage '${names[i]}' failed with status ${st[i]}"
             [[ -n ${HX_SOURCE_ERROR_FILE:-} && -s $HX_SOURCE_ERROR_FILE ]] && HX_STATUS_CAUSE+=": $(tail -c 400 "$HX_SOURCE_ERROR_FILE" | tr '\n' ' ')"
-            rm -f -- "$part"
+            rm -f -- "$file"
             return 1
         fi
     done
-    if ((r1 != 0 || r2 != 0 || r3 != 0)); then
-        if [[ $hashmode == redis ]]; then
-            HX_STATUS_CAUSE="redis-check-rdb rejected the RDB stream: $(tail -n 3 "$work/plain.out.check" 2>/dev/null | tr '\n' ' ')"
-        elif [[ $hashmode == tar ]]; then
-            HX_STATUS_CAUSE="the archive stream is not a valid tar: $(tail -n 3 "$work/plain.out.check" 2>/dev/null | tr '\n' ' ')"
-        else
-            HX_STATUS_CAUSE="hashing stage failed (plain=$r1 size=$r2 stored=$r3)"
-        fi
-        rm -f -- "$part"
+    if ((r1 != 0 || r3 != 0)); then
+        case $hashmode in
+            redis) HX_STATUS_CAUSE="redis-check-rdb rejected the RDB stream: $(tail -n 3 "$work/check" 2>/dev/null | tr '\n' ' ')" ;;
+            tar) HX_STATUS_CAUSE="the archive stream is not a valid tar: $(tail -n 3 "$work/check" 2>/dev/null | tr '\n' ' ')" ;;
+            *) HX_STATUS_CAUSE="hashing stage failed (plain=$r1 stored=$r3)" ;;
+        esac
+        rm -f -- "$file"
         return 1
     fi
-    sync --data -- "$part" || {
-        HX_STATUS_CAUSE="fsync of $part failed"
-        rm -f -- "$part"
+    sync --data -- "$file" || {
+        HX_STATUS_CAUSE="fsync of $file failed"
+        rm -f -- "$file"
         return 1
     }
-    HX_OUT_DIR=$dir
-    HX_OUT_BASE=$base
-    HX_OUT_PARTIAL=$part
-    HX_OUT_ARTIFACT="$base.$ext.$cext.enc"
-    HX_OUT_METHOD=$method
-    HX_OUT_LEVEL=$level
-    HX_OUT_PLAIN_SIZE=$(tr -d ' \n' <"$work/size.out")
-    HX_OUT_STORED_SIZE=$(stat --format=%s -- "$part")
-    local s
-    s=$(cat "$work/cipher.out")
-    HX_OUT_STORED_SHA=${s%% *}
-    s=$(cat "$work/plain.out.sha")
-    HX_OUT_CONTENT_SHA=${s%% *}
+    local plain_size stored_size stored_sha content_sha
+    plain_size=$(<"$work/size")
+    stored_size=$(stat --format=%s -- "$file")
+    stored_sha=$(<"$work/cipher.sha")
+    content_sha=$(<"$work/plain.sha")
+    stored_sha=${stored_sha%% *}
+    content_sha=${content_sha%% *}
+    [[ $plain_size =~ ^[0-9]+$ && $stored_sha =~ ^[0-9a-f]{64}$ && $content_sha =~ ^[0-9a-f]{64}$ ]] || {
+        HX_STATUS_CAUSE="could not read pipeline hashes"
+        rm -f -- "$file"
+        return 1
+    }
+    printf '%s %s %s %s\n' "$plain_size" "$stored_size" "$stored_sha" "$content_sha" >"$work/result"
+}
+
+# hx_store TYPE TARGET STEM EXT HASHMODE -- COMMAND...
+# One artifact from one stream (hx_artifact_begin + hx_pipe_to). Sets the
+# HX_OUT_* variables hx_commit_artifact reads. Returns non-zero (with
+# HX_STATUS_CAUSE) on failure.
+hx_store() {
+    local type=$1 target=$2 stem=$3 ext=$4 hashmode=$5
+    shift 5
+    [[ ${1:-} == -- ]] && shift
+    hx_artifact_begin "$type" "$target" "$stem" "$ext.@CEXT@.enc"
+    hx_pipe_to "$HX_OUT_PARTIAL" "$HX_OUT_WORK" "$hashmode" -- "$@" || return 1
+    read -r HX_OUT_PLAIN_SIZE HX_OUT_STORED_SIZE HX_OUT_STORED_SHA HX_OUT_CONTENT_SHA <"$HX_OUT_WORK/result"
     HX_OUT_REDIS_KEYS=""
     HX_OUT_TAR_ENTRIES=""
     if [[ $hashmode == redis ]]; then
-        HX_OUT_REDIS_KEYS=$(sed -n 's/^\[info\] \([0-9]*\) keys read.*/\1/p' "$work/plain.out.check" | head -n 1)
+        HX_OUT_REDIS_KEYS=$(sed -n 's/^\[info\] \([0-9]*\) keys read.*/\1/p' "$HX_OUT_WORK/check" | head -n 1)
     elif [[ $hashmode == tar ]]; then
-        HX_OUT_TAR_ENTRIES=$(grep --count . "$work/plain.out.check" || true)
+        HX_OUT_TAR_ENTRIES=$(grep --count . "$HX_OUT_WORK/check" || true)
     fi
-    HX_OUT_WORK=$work
-    [[ $HX_OUT_STORED_SHA =~ ^[0-9a-f]{64}$ && $HX_OUT_CONTENT_SHA =~ ^[0-9a-f]{64}$ ]] || {
-        HX_STATUS_CAUSE="could not read pipeline hashes"
+}
+
+# hx_pack_parts PART...: after hx_artifact_begin and one hx_pipe_to per part
+# (FILE $HX_OUT_WORK/parts/PART, results in $HX_OUT_WORK/PART.d), pack the
+# encrypted parts into one uncompressed tar as the artifact. The content hash
+# covers every part's name and content hash, so dedup still works. Sets the
+# HX_OUT_* variables hx_commit_artifact reads, and HX_OUT_PARTS_JSON.
+hx_pack_parts() {
+    local name plain stored ssha csha total=0 index=""
+    local -a rows=()
+    for name in "$@"; do
+        read -r plain stored ssha csha <"$HX_OUT_WORK/$name.d/result"
+        total=$((total + plain))
+        index+="$name $csha"$'\n'
+        rows+=("$(jq --null-input --compact-output --arg n "$name" --argjson p "$plain" --argjson s "$stored" --arg ss "$ssha" --arg cs "$csha" \
+            '{name: $n, sizes: {plain: $p, stored: $s}, sha256: {stored: $ss, content: $cs}}')")
+    done
+    if ! tar --create --file="$HX_OUT_PARTIAL" --directory="$HX_OUT_WORK/parts" --format=posix --sort=name \
+        --mtime=@0 --owner=0 --group=0 --numeric-owner --pax-option=delete=atime,delete=ctime -- "$@" 2>"$HX_OUT_WORK/tar.err"; then
+        HX_STATUS_CAUSE="packing the parts failed: $(head -c 300 "$HX_OUT_WORK/tar.err" | tr '\n' ' ')"
+        return 1
+    fi
+    sync --data -- "$HX_OUT_PARTIAL" || {
+        HX_STATUS_CAUSE="fsync of $HX_OUT_PARTIAL failed"
         return 1
     }
+    local s
+    s=$(openssl dgst -sha256 -r <"$HX_OUT_PARTIAL")
+    HX_OUT_STORED_SHA=${s%% *}
+    s=$(printf '%s' "$index" | openssl dgst -sha256 -r)
+    HX_OUT_CONTENT_SHA=${s%% *}
+    HX_OUT_STORED_SIZE=$(stat --format=%s -- "$HX_OUT_PARTIAL")
+    HX_OUT_PLAIN_SIZE=$total
+    HX_OUT_PARTS_JSON=$(printf '%s\n' "${rows[@]}" | jq --slurp --compact-output .)
+    HX_OUT_REDIS_KEYS=""
+    HX_OUT_TAR_ENTRIES=""
 }
 
 # ------------------------------------------------------------- manifests ---
@@ -1119,28 +1183,125 @@ hx_pg_table_counts() {
     PGDATABASE=$1 hx_psql --command="$HX_PG_COUNT_SQL"
 }
 
+# hx__pg_open MANIFEST ARTIFACT [PART]: the plaintext dump stream of a
+# verified artifact, or of one part of a parallel dump (tar member).
+hx__pg_open() {
+    local m=$1 a=$2 part=${3:-} iter method
+    if [[ -z $part ]]; then
+        hx_open_artifact "$m" "$a"
+        return
+    fi
+    [[ $part =~ ^[a-z0-9][a-z0-9.-]*$ ]] || return 1
+    iter=$(jq --raw-output '.encryption.iter' "$m")
+    method=$(jq --raw-output '.compression.method' "$m")
+    [[ $iter =~ ^[0-9]{1,7}$ ]] || return 1
+    tar --extract --to-stdout --no-wildcards --file="$a" -- "$part" | hx_decrypt "$iter" | hx_decompress "$method"
+}
+
+# hx__pg_restore_stream MANIFEST ARTIFACT PART DB ERRF PG_RESTORE_ARGS...:
+# pg_restore from one decrypted stream. Ignorable errors (e.g. ownership of
+# extensions) are logged; the row-count check that follows decides. A pass
+# that needs no data ends after the TOC and closes the stream early.
+hx__pg_restore_stream() {
+    local m=$1 a=$2 part=$3 db=$4 errf=$5
+    shift 5
+    (
+        set +o pipefail
+        hx__pg_open "$m" "$a" "$part" 2>/dev/null |
+            PGDATABASE=$db pg_restore --no-owner --no-privileges --no-password --dbname="$db" "$@" 2>>"$errf"
+    ) || true
+}
+
+# hx__pg_split_toc MANIFEST ARTIFACT PART DIR JOBS SPLIT_DATA: write
+# pg_restore --use-list files into DIR from the stream's TOC:
+# d.K (TABLE DATA, balanced by the manifest's row counts, kept in archive
+# order, which a stream needs; sequences and large objects in d.0) when
+# SPLIT_DATA is 1; p.K (indexes and primary/unique constraints, round-robin);
+# rest (everything else: foreign keys, triggers, INDEX ATTACH, ...).
+hx__pg_split_toc() {
+    local m=$1 a=$2 part=$3 dir=$4 jobs=$5 split_data=$6
+    (
+        set +o pipefail
+        hx__pg_open "$m" "$a" "$part" 2>/dev/null | pg_restore --list >"$dir/toc" 2>/dev/null
+    ) || true
+    grep --quiet '^[0-9]' "$dir/toc" || return 1
+    jq --raw-output '.content.tables[]? | "\(.table)\t\(.rows)"' "$m" >"$dir/rows"
+    awk -v jobs="$jobs" -v dir="$dir" -v split_data="$split_data" -F'\t' '
+        FNR == NR { rows[$1] = $2; next }
+        !/^[0-9]/ { next }
+        {
+            line = $0
+            if (split_data && line ~ /^[0-9]+; [0-9]+ [0-9]+ TABLE DATA /) {
+                n = split(line, f, " "); key = f[n - 2] "." f[n - 1]
+                weight = (key in rows) ? rows[key] + 1 : 1
+                best = 0
+                for (k = 1; k < jobs; k++) if (load[k] < load[best]) best = k
+                load[best] += weight
+                print line > (dir "/d." best)
+            } else if (split_data && line ~ /^[0-9]+; [0-9]+ [0-9]+ (SEQUENCE SET|BLOBS|BLOB|LARGE OBJECT) /) {
+                print line > (dir "/d.0")
+            } else if (line ~ /^[0-9]+; [0-9]+ [0-9]+ (INDEX|CONSTRAINT) /) {
+                print line > (dir "/p." (np++ % jobs))
+            } else {
+                print line > (dir "/rest")
+            }
+        }' "$dir/rows" "$dir/toc"
+}
+
+# hx__pg_run_lists MANIFEST ARTIFACT PART DB ERRF DIR PREFIX JOBS: restore the
+# DIR/PREFIX.K lists concurrently, one stream each.
+hx__pg_run_lists() {
+    local m=$1 a=$2 part=$3 db=$4 errf=$5 dir=$6 prefix=$7 jobs=$8 k
+    local -a pids=()
+    for ((k = 0; k < jobs; k++)); do
+        [[ -s $dir/$prefix.$k ]] || continue
+        hx__pg_restore_stream "$m" "$a" "$part" "$db" "$errf" --use-list="$dir/$prefix.$k" &
+        pids+=($!)
+    done
+    for k in "${pids[@]}"; do wait "$k" || true; done
+}
+
 # hx_pg_restore_into MANIFEST ARTIFACT DBNAME ERRFILE: restore a verified
-# PostgreSQL artifact into an existing (empty) database.
+# PostgreSQL artifact into an existing (empty) database, in parallel and
+# without plaintext on disk. pg_restore -j refuses a stream, so the work is
+# split by TOC entry: pre-data once; then the table data in JOBS concurrent
+# streams (one per part for a parallel dump); then indexes and key
+# constraints in JOBS streams; then the rest of post-data.
 hx_pg_restore_into() {
-    local m=$1 a=$2 db=$3 errf=$4 fmt jobs
+    local m=$1 a=$2 db=$3 errf=$4 fmt jobs dir schema="" part
     fmt=$(jq --raw-output '.content.format // "custom"' "$m")
     jobs=$(hx_cfg '.postgresql.jobs // 2')
-    if [[ $fmt == custom ]]; then
-        # pg_restore reads the stream; ignorable errors (e.g. ownership of
-        # extensions) are logged, the data check decides.
-        hx_open_artifact "$m" "$a" | PGDATABASE=$db pg_restore --no-owner --no-privileges --no-password --dbname="$db" 2>>"$errf" || true
-    elif [[ $fmt == directory ]]; then
-        # Directory format needs files for -j: unpacked inside the storage
-        # directory (0700), removed right after.
-        local tmp
-        tmp=$(mktemp --directory -- "$HX_STORAGE/.restore-dir.XXXXXX.partial")
-        hx_tmp_register "$tmp"
-        hx_open_artifact "$m" "$a" | tar --extract --file=- --directory="$tmp" --no-same-owner || return 1
-        pg_restore --no-owner --no-privileges --no-password --jobs="$jobs" --dbname="$db" "$tmp/dump" 2>>"$errf" || true
-        rm -rf -- "$tmp"
-    else
-        return 1
+    [[ $jobs =~ ^[1-9][0-9]*$ ]] || jobs=2
+    dir=$(mktemp --directory -- "$HX_STORAGE/.restore-lists.XXXXXX.partial")
+    hx_tmp_register "$dir"
+    case $fmt in
+        custom)
+            hx__pg_split_toc "$m" "$a" "" "$dir" "$jobs" 1 || return 1
+            hx__pg_restore_stream "$m" "$a" "" "$db" "$errf" --section=pre-data
+            hx__pg_run_lists "$m" "$a" "" "$db" "$errf" "$dir" d "$jobs"
+            ;;
+        parallel)
+            schema=$(jq --raw-output '.content.parts[]? | select(.role == "schema") | .name' "$m")
+            [[ -n $schema ]] || return 1
+            hx__pg_split_toc "$m" "$a" "$schema" "$dir" "$jobs" 0 || return 1
+            hx__pg_restore_stream "$m" "$a" "$schema" "$db" "$errf" --section=pre-data
+            local -a pids=()
+            hx__pg_restore_stream "$m" "$a" "$schema" "$db" "$errf" --section=data &
+            pids+=($!)
+            while IFS= read -r part; do
+                while (($(jobs -rp | wc -l) >= jobs + 1)); do wait -n || true; done
+                hx__pg_restore_stream "$m" "$a" "$part" "$db" "$errf" --data-only &
+                pids+=($!)
+            done < <(jq --raw-output '.content.parts[]? | select(.role == "data") | .name' "$m")
+            for part in "${pids[@]}"; do wait "$part" || true; done
+            ;;
+        *) return 1 ;;
+    esac
+    hx__pg_run_lists "$m" "$a" "$schema" "$db" "$errf" "$dir" p "$jobs"
+    if [[ -s $dir/rest ]]; then
+        hx__pg_restore_stream "$m" "$a" "$schema" "$db" "$errf" --section=post-data --use-list="$dir/rest"
     fi
+    rm -rf -- "$dir"
 }
 
 # hx_pg_restore_test MANIFEST ARTIFACT: restore into a scratch database,
@@ -1181,19 +1342,56 @@ hx_pg_restore_test() {
 # --------------------------------------------------------- restore tests ---
 
 # hx_content_check MANIFEST ARTIFACT: decrypt + decompress and compare the
-# plaintext content hash with the manifest (end-to-end check of the key).
+# plaintext content hash and size with the manifest (end-to-end check of the
+# key). A parallel dump is checked part by part.
 hx_content_check() {
-    local m=$1 a=$2 want got hasher=hx__hash_raw
-    want=$(jq --raw-output '.sha256.content' "$m")
-    if [[ $(jq --raw-output '.type' "$m") == postgresql && $(jq --raw-output '.content.format // ""' "$m") == custom ]]; then
+    local m=$1 a=$2 hasher=hx__hash_raw tmp name want want_size got size index="" total=0
+    if [[ $(jq --raw-output '.type' "$m") == postgresql && $(jq --raw-output '.content.format // ""' "$m") =~ ^(custom|parallel)$ ]]; then
         hasher=hx__hash_pgcustom
     fi
-    got=$(hx_open_artifact "$m" "$a" | "$hasher") || {
-        HX_VERIFY_ERROR="decryption or decompression failed (wrong key or corrupt data)"
-        return 1
-    }
-    if [[ ${got%% *} != "$want" ]]; then
+    tmp=$(mktemp --directory -- "$HX_STORAGE/.content-check.XXXXXX.partial")
+    hx_tmp_register "$tmp"
+    local -a parts=("")
+    if [[ $(jq --raw-output '.content.format // ""' "$m") == parallel ]]; then
+        mapfile -t parts < <(jq --raw-output '.content.parts[]? | "\(.name) \(.sha256.content)"' "$m")
+        ((${#parts[@]} > 0)) || {
+            HX_VERIFY_ERROR="manifest lists no parts"
+            return 1
+        }
+    fi
+    for name in "${parts[@]}"; do
+        want=${name#* }
+        name=${name%% *}
+        got=$(hx__pg_open "$m" "$a" "$name" | "$hasher" "$tmp/size") || {
+            HX_VERIFY_ERROR="decryption or decompression failed${name:+ for part $name} (wrong key or corrupt data)"
+            rm -rf -- "$tmp"
+            return 1
+        }
+        got=${got%% *}
+        size=$(<"$tmp/size")
+        total=$((total + size))
+        if [[ -n $name ]]; then
+            if [[ $got != "$want" ]]; then
+                HX_VERIFY_ERROR="decrypted content hash of part $name differs from the manifest"
+                rm -rf -- "$tmp"
+                return 1
+            fi
+            index+="$name $got"$'\n'
+        fi
+    done
+    rm -rf -- "$tmp"
+    if [[ -n $index ]]; then
+        got=$(printf '%s' "$index" | openssl dgst -sha256 -r)
+        got=${got%% *}
+    fi
+    want=$(jq --raw-output '.sha256.content' "$m")
+    want_size=$(jq --raw-output '.sizes.plain' "$m")
+    if [[ $got != "$want" ]]; then
         HX_VERIFY_ERROR="decrypted content hash differs from the manifest"
+        return 1
+    fi
+    if [[ $total != "$want_size" ]]; then
+        HX_VERIFY_ERROR="decrypted size $total differs from the manifest's $want_size"
         return 1
     fi
 }

@@ -124,7 +124,13 @@ snapshot_open() {
         HX_STATUS_CAUSE="could not export a snapshot from database: $(tr '\n' ' ' <"$errf" | cut -c 1-300)"
         return 1
     }
+    # The rows are counted in the snapshot session while pg_dump streams;
+    # snapshot_counts reads the result.
     printf '%s\n' "$HX_PG_COUNT_SQL" 1>&"${SNAP[1]}"
+}
+
+snapshot_counts() {
+    local errf=$1
     TABLES_JSON=""
     read -r -t 3600 TABLES_JSON 0<&"${SNAP[0]}" || true
     jq --exit-status 'type == "array"' <<<"$TABLES_JSON" >/dev/null 2>&1 || {
@@ -146,11 +152,112 @@ dump_custom() {
     PGDATABASE=$db pg_dump --format=custom --compress=0 --snapshot="$SNAPSHOT" --lock-wait-timeout="${LOCK_WAIT}s" --no-password 2>>"$errf"
 }
 
-# shellcheck disable=SC2317  # invoked indirectly (trap or hx_store)
-dump_directory() {
-    local db=$1 errf=$2 dir=$3
-    PGDATABASE=$db pg_dump --format=directory --compress=0 --jobs="$JOBS" --snapshot="$SNAPSHOT" --lock-wait-timeout="${LOCK_WAIT}s" --no-password --file="$dir/dump" 2>>"$errf" || return 1
-    tar --create --file=- --directory="$dir" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner dump
+# Tables of the snapshot, largest first, each with an exact pg_dump --table
+# pattern: every character inside double quotes, so a name is only data.
+PARTS_SQL="SELECT coalesce(jsonb_agg(jsonb_build_object('table', format('%I.%I', n.nspname, c.relname),
+            'pattern', '\"' || replace(n.nspname, '\"', '\"\"') || '\".\"' || replace(c.relname, '\"', '\"\"') || '\"',
+            'bytes', pg_table_size(c.oid)) ORDER BY pg_table_size(c.oid) DESC, n.nspname, c.relname), '[]'::jsonb)::text
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e');"
+
+# Split the tables into at most JOBS data parts of about equal size: the
+# largest tables that together hold 99 % of the bytes (at most 2,000 of them,
+# which bounds pg_dump's argv); the rest stay in the schema part.
+plan_parts() {
+    local errf=$1 tables
+    printf '%s\n' "$PARTS_SQL" 1>&"${SNAP[1]}"
+    tables=""
+    read -r -t 3600 tables 0<&"${SNAP[0]}" || true
+    jq --exit-status 'type == "array"' <<<"$tables" >/dev/null 2>&1 || {
+        HX_STATUS_CAUSE="could not list tables for the parallel dump: $(tr '\n' ' ' <"$errf" | cut -c 1-300)"
+        return 1
+    }
+    PARTS_PLAN=$(jq --compact-output --argjson jobs "$JOBS" '
+        (map(.bytes) | add // 0) as $total
+        | reduce .[] as $t ({sum: 0, picked: []};
+            if $t.bytes > 0 and (.picked | length) < 2000 and (.sum < $total * 0.99 or $total == 0)
+            then .sum += $t.bytes | .picked += [$t] else . end)
+        | .picked
+        | reduce .[] as $t ([range($jobs)] | map({bytes: 0, tables: []});
+            (to_entries | min_by(.value.bytes) | .key) as $i | .[$i].bytes += $t.bytes | .[$i].tables += [$t])
+        | map(select(.tables | length > 0))' <<<"$tables")
+}
+
+# dump_part DB ERRF PLAN_INDEX: the schema part (PLAN_INDEX -1: everything but
+# the data of the tables in data parts) or one data part (its tables' data).
+# shellcheck disable=SC2317  # invoked through hx_pipe_to
+dump_part() {
+    local db=$1 errf=$2 index=$3 p
+    local -a patterns=() selection=()
+    if ((index < 0)); then
+        mapfile -d '' -t patterns < <(jq --join-output '.[].tables[].pattern + "\u0000"' <<<"$PARTS_PLAN")
+        for p in "${patterns[@]}"; do selection+=("--exclude-table-data=$p"); done
+    else
+        mapfile -d '' -t patterns < <(jq --join-output --argjson i "$index" '.[$i].tables[].pattern + "\u0000"' <<<"$PARTS_PLAN")
+        selection=(--data-only)
+        for p in "${patterns[@]}"; do selection+=("--table=$p"); done
+    fi
+    PGDATABASE=$db pg_dump --format=custom --compress=0 --snapshot="$SNAPSHOT" --lock-wait-timeout="${LOCK_WAIT}s" --no-password "${selection[@]}" 2>>"$errf"
+}
+
+# toc_check PART_FILE ERRF: decrypt one part and read its TOC; prints
+# "<header ok 0/1> <entries> <table data entries>".
+toc_check() {
+    local listing header_ok=0
+    listing=$(set +o pipefail; hx_decrypt "$HX_PBKDF2_ITER" <"$1" | hx_decompress "$HX_OUT_METHOD" 2>/dev/null | pg_restore --list 2>>"$2" || true)
+    grep --quiet --extended-regexp '^;[[:space:]]+Format: CUSTOM' <<<"$listing" && header_ok=1
+    listing=$(grep --invert-match '^;' <<<"$listing" || true)
+    printf '%s %s %s\n' "$header_ok" "$(grep --count . <<<"$listing" || true)" "$(grep --count ' TABLE DATA ' <<<"$listing" || true)"
+}
+
+# Parallel dump of one database without plaintext on disk: one pg_dump per
+# part, all in the exported snapshot, each streamed through the pipeline into
+# an encrypted part; the parts are packed into one artifact. Sets
+# PARTS_CONTENT_JSON and the structure counts.
+dump_parallel() {
+    local db=$1 target=$2 errf=$3
+    plan_parts "$errf" || return 1
+    hx_artifact_begin postgresql "$target" "$target" "dump.@CEXT@.enc.tar"
+    mkdir -- "$HX_OUT_WORK/parts"
+    local nparts i name
+    local -a names=() pids=()
+    nparts=$(jq 'length' <<<"$PARTS_PLAN")
+    for ((i = -1; i < nparts; i++)); do
+        if ((i < 0)); then name="schema.dump.$HX_OUT_CEXT.enc"; else name="data-$((i + 1)).dump.$HX_OUT_CEXT.enc"; fi
+        names+=("$name")
+        mkdir -- "$HX_OUT_WORK/$name.d"
+        (
+            hx_pipe_to "$HX_OUT_WORK/parts/$name" "$HX_OUT_WORK/$name.d" pgcustom -- dump_part "$db" "$errf" "$i" \
+                || { printf '%s\n' "$HX_STATUS_CAUSE" >"$HX_OUT_WORK/$name.d/cause"; exit 1; }
+        ) &
+        pids+=($!)
+    done
+    local failed=""
+    for i in "${!pids[@]}"; do
+        wait "${pids[i]}" || failed+="${names[i]}: $(cat "$HX_OUT_WORK/${names[i]}.d/cause" 2>/dev/null || echo failed); "
+    done
+    if [[ -n $failed ]]; then
+        HX_STATUS_CAUSE="parallel dump failed: $failed"
+        return 1
+    fi
+    # Each part must parse; each data part must hold every table given to it.
+    local header entries data want
+    TOC_ENTRIES=0
+    DATA_ENTRIES=0
+    HEADER_OK=1
+    for i in "${!names[@]}"; do
+        read -r header entries data < <(toc_check "$HX_OUT_WORK/parts/${names[i]}" "$errf")
+        want=0
+        ((i == 0)) || want=$(jq --argjson i "$((i - 1))" '.[$i].tables | length' <<<"$PARTS_PLAN")
+        if ((header == 0)) || ((data < want)); then HEADER_OK=0; fi
+        TOC_ENTRIES=$((TOC_ENTRIES + entries))
+        DATA_ENTRIES=$((DATA_ENTRIES + data))
+    done
+    hx_pack_parts "${names[@]}" || return 1
+    PARTS_CONTENT_JSON=$(jq --null-input --compact-output --argjson plan "$PARTS_PLAN" --argjson parts "$HX_OUT_PARTS_JSON" '
+        $parts | to_entries | map(.value + (if .key == 0 then {role: "schema", tables: []}
+            else {role: "data", tables: ($plan[.key - 1].tables | map(.table))} end))')
 }
 
 backup_database() {
@@ -169,31 +276,23 @@ backup_database() {
     HX_SOURCE_ERROR_FILE=$errf
     hx_info dump_start "dumping database" "type=postgresql" "target=$target" "database=$db" "large=$large"
     snapshot_open "$db" "$errf"
-    local fmt=custom
-    [[ $large == true || $FORMAT == directory ]] && fmt=directory
+    local fmt=custom header_ok=0 toc data_entries ntables parts_json=null
+    [[ $large == true || $FORMAT == parallel ]] && fmt=parallel
     if [[ $fmt == custom ]]; then
         hx_store postgresql "$target" "$target" dump pgcustom -- dump_custom "$db" "$errf"
+        snapshot_counts "$errf"
+        snapshot_close
+        # Structure: the TOC must list the expected objects.
+        read -r header_ok toc data_entries < <(toc_check "$HX_OUT_PARTIAL" "$errf")
     else
-        local ddir="$HX_STORAGE/postgresql/$target/.dirdump.$BASHPID.partial"
-        hx_tmp_register "$ddir"
-        mkdir -m 0700 -- "$ddir"
-        hx_store postgresql "$target" "$target" dir.tar raw -- dump_directory "$db" "$errf" "$ddir"
-        rm -rf -- "$ddir"
+        snapshot_counts "$errf"
+        dump_parallel "$db" "$target" "$errf"
+        snapshot_close
+        header_ok=$HEADER_OK
+        toc=$TOC_ENTRIES
+        data_entries=$DATA_ENTRIES
+        parts_json=$PARTS_CONTENT_JSON
     fi
-    snapshot_close
-    # Structure: the TOC must list the expected objects.
-    local listing toc data_entries ntables header_ok=0
-    if [[ $fmt == custom ]]; then
-        listing=$(set +o pipefail; hx_decrypt "$HX_PBKDF2_ITER" <"$HX_OUT_PARTIAL" | hx_decompress "$HX_OUT_METHOD" 2>/dev/null | pg_restore --list 2>>"$errf" || true)
-        grep --quiet --extended-regexp '^;[[:space:]]+Format: CUSTOM' <<<"$listing" && header_ok=1
-        listing=$(grep --invert-match '^;' <<<"$listing" || true)
-        data_entries=$(grep --count ' TABLE DATA ' <<<"$listing" || true)
-    else
-        listing=$(set +o pipefail; hx_decrypt "$HX_PBKDF2_ITER" <"$HX_OUT_PARTIAL" | hx_decompress "$HX_OUT_METHOD" 2>/dev/null | tar --list --file=- 2>/dev/null || true)
-        grep --quiet '^dump/toc\.dat$' <<<"$listing" && header_ok=1
-        data_entries=$(grep --count '^dump/[0-9]*\.dat$' <<<"$listing" || true)
-    fi
-    toc=$(grep --count . <<<"$listing" || true)
     ntables=$(jq 'length' <<<"$TABLES_JSON")
     # The archive must parse, and list a data entry for every table counted.
     if ((header_ok == 0)) || ((data_entries < ntables)); then
@@ -202,8 +301,8 @@ backup_database() {
     fi
     local source_json content_json
     source_json=$(jq --null-input --compact-output --arg db "$db" --arg host "${PGHOST:-}" --arg port "$PGPORT" '{database: $db, host: $host, port: $port}')
-    content_json=$(jq --null-input --compact-output --arg fmt "$fmt" --argjson tables "$TABLES_JSON" --argjson toc "$toc" \
-        '{format: $fmt, tables: $tables, tocEntries: $toc, consistentCounts: true}')
+    content_json=$(jq --null-input --compact-output --arg fmt "$fmt" --argjson tables "$TABLES_JSON" --argjson toc "$toc" --argjson parts "$parts_json" \
+        '{format: $fmt, tables: $tables, tocEntries: $toc, consistentCounts: true} + (if $parts == null then {} else {parts: $parts} end)')
     hx_commit_artifact postgresql "$target" "$source_json" "$content_json"
     local now size_status
     now=$(hx_epoch)

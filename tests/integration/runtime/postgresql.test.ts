@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isRoot, missingTools, waitFor } from "../../support/env";
+import { isRoot, missingTools, run, waitFor } from "../../support/env";
 import { makeHost, postgresqlSection, type TestHost } from "../../support/host";
 import { PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
 
@@ -209,22 +209,72 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         expect(readFileSync(out, "utf8")).toMatch(new RegExp(`CREATE ROLE ${role}`));
     });
 
-    it("dumps a database marked large in directory format with -j, packed into one artifact, and restore-tests it", async () => {
+    it("dumps a database marked large as parallel encrypted parts in one snapshot, with no plaintext on disk, and restores it whole", async () => {
+        const weird = `we"ird.*?[x]\nname`;
+        const q = (n: string) => `"${n.replace(/"/g, '""')}"`;
         await pg.sql("CREATE DATABASE bigone");
-        await pg.sql("CREATE TABLE a (x int); INSERT INTO a SELECT generate_series(1, 3000); CREATE TABLE b (y text); INSERT INTO b SELECT md5(g::text) FROM generate_series(1, 2000) g;", "bigone");
+        await pg.sql(`CREATE TABLE a (id serial PRIMARY KEY, note text); INSERT INTO a (note) SELECT 'PLAINTEXT-MARKER-' || g FROM generate_series(1, 30000) g;
+            CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a (id), y text); INSERT INTO b SELECT g, g, md5(g::text) FROM generate_series(1, 20000) g;
+            CREATE INDEX b_y ON b (y);
+            CREATE TABLE ${q(weird)} (x int); INSERT INTO ${q(weird)} SELECT generate_series(1, 7000);
+            CREATE TABLE "we""ird" (x int); INSERT INTO "we""ird" VALUES (1);
+            CREATE TABLE empty_t (x int);
+            CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n FROM a;
+            SELECT lo_from_bytea(424242, 'large object bytes');
+            GRANT SELECT ON LARGE OBJECT 424242 TO "${role}";`, "bigone");
         const saved = host.config.postgresql!.databases;
         host.config.postgresql!.databases = [{ name: "bigone", large: true }];
         host.writeConfig();
+        const storage = join(host.config.paths.storage, "postgresql", "bigone");
         try {
-            const r = await host.runScript("postgresql-backup.sh", ["weekly"]);
+            let r = await host.runScript("postgresql-backup.sh", ["weekly"]);
             expect(r.code, r.stderr).toBe(0);
             const [m] = host.manifests("postgresql", "bigone");
             const man = host.readManifest("postgresql", "bigone", m!) as any;
-            expect(man.content.format).toBe("directory");
-            expect(man.artifact).toMatch(/\.dir\.tar\.zst\.enc$/);
-            const v = await host.runScript("backup-verify.sh", ["--restore-test", join(host.config.paths.storage, "postgresql", "bigone", m!)]);
+            expect(man.content.format).toBe("parallel");
+            expect(man.artifact).toMatch(/^bigone-\d{8}T\d{6}Z\.dump\.zst\.enc\.tar$/);
+            // A schema part and one data part per job, the big tables split between them.
+            const parts = man.content.parts as any[];
+            expect(parts.map((p) => p.role)).toEqual(["schema", "data", "data"]);
+            const inData = parts.filter((p) => p.role === "data").flatMap((p) => p.tables);
+            expect(inData).toEqual(expect.arrayContaining(["public.a", "public.b", `public.${q(weird)}`]));
+            expect(inData).not.toContain("public.empty_t");
+            expect(parts.reduce((n, p) => n + p.sizes.plain, 0)).toBe(man.sizes.plain);
+            // The artifact is a tar of ciphertext parts; nothing readable is left in storage.
+            const art = join(storage, man.artifact);
+            const members = await run("tar", ["--list", "--file", art]);
+            expect(members.stdout.trim().split("\n").sort()).toEqual(parts.map((p) => p.name).sort());
+            expect(readFileSync(art).includes("PLAINTEXT-MARKER")).toBe(false);
+            expect(readFileSync(art).includes("PGDMP")).toBe(false);
+            expect(readdirSync(storage).filter((f) => f.startsWith("."))).toEqual([]);
+            // Verified and restore-tested in a scratch database.
+            let v = await host.runScript("backup-verify.sh", ["--restore-test", join(storage, m!)]);
             expect(v.code, v.stdout + v.stderr).toBe(0);
             expect(v.stdout).toContain("OK   restore test");
+            // A real restore brings back data, keys, indexes, sequences, large objects and views.
+            r = await host.runScript("backup-restore.sh", ["--target", "bigone_restored", join(storage, m!)]);
+            expect(r.code, r.stderr).toBe(0);
+            expect(await pg.sql(`SELECT count(*) FROM ${q(weird)}`, "bigone_restored")).toBe("7000");
+            expect(await pg.sql("SELECT nextval('a_id_seq')", "bigone_restored")).toBe("30001");
+            expect(await pg.sql("SELECT count(*) FROM pg_indexes WHERE indexname IN ('a_pkey', 'b_pkey', 'b_y')", "bigone_restored")).toBe("3");
+            expect(await pg.sql("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid = 'b'::regclass", "bigone_restored")).toBe("1");
+            expect(await pg.sql("SELECT convert_from(lo_get(424242), 'UTF8')", "bigone_restored")).toBe("large object bytes");
+            expect(await pg.sql("SELECT n FROM mv", "bigone_restored")).toBe("30000");
+            // Unchanged: the second run stores nothing new (retention keeps the newest of the day).
+            r = await host.runScript("postgresql-backup.sh", ["weekly"]);
+            expect(r.code, r.stderr).toBe(0);
+            const ms = host.manifests("postgresql", "bigone");
+            expect(ms).toHaveLength(1);
+            const second = host.readManifest("postgresql", "bigone", ms[0]!) as any;
+            expect(second.dedup).toEqual({ artifact: man.artifact, manifest: m });
+            expect(readdirSync(storage).filter((f) => f.endsWith(".enc.tar"))).toEqual([man.artifact]);
+            // One flipped byte inside a part is caught before any decryption.
+            const bytes = readFileSync(art);
+            bytes[Math.floor(bytes.length / 2)] ^= 0x01;
+            writeFileSync(art, bytes);
+            v = await host.runScript("backup-verify.sh", [join(storage, ms[0]!)]);
+            expect(v.code).toBe(4);
+            expect(v.stdout).toMatch(/sha256 differs/);
         } finally {
             host.config.postgresql!.databases = saved;
             host.writeConfig();
