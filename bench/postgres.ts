@@ -1,9 +1,10 @@
 /**
  * PostgreSQL benchmarks: plain `pg_dump -Fc` vs postgresql-backup.sh's full
- * pipeline (and `pg_dump -Fd -j 2`), plain `pg_restore -j 2` vs
- * backup-restore.sh, and the pipeline's peak RSS at two database sizes.
+ * pipeline in custom and in parallel format (and `pg_dump -Fd -j 2`), plain
+ * `pg_restore -j 2` vs backup-restore.sh of both artifacts, and the
+ * pipeline's peak RSS at two database sizes.
  */
-import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { chownR, run, type RunResult } from "../tests/support/env";
 import { makeHost, postgresqlSection, type TestHost } from "../tests/support/host";
@@ -100,6 +101,24 @@ function latestManifest(s: PgSetup, db: string): { path: string; m: Record<strin
     return { path: join(s.host.config.paths.storage, "postgresql", db, name), m: s.host.readManifest("postgresql", db, name) };
 }
 
+/** The database's format for the next pipeline run: custom (default) or parallel (`large: true`). */
+function setFormat(s: PgSetup, db: string, large: boolean): void {
+    s.host.config.postgresql!.databases = [{ name: db, large }];
+    s.host.writeConfig();
+}
+
+/** Copy the newest manifest and its artifact of BIG_DB out of storage, so a later run's retention cannot remove them. */
+function keepLatest(s: PgSetup, name: string): string {
+    const { path: manifest, m } = latestManifest(s, BIG_DB);
+    const dir = join(s.plainDir, name);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    copyFileSync(manifest, join(dir, "artifact.manifest.json"));
+    copyFileSync(join(s.host.config.paths.storage, "postgresql", BIG_DB, m.artifact), join(dir, m.artifact));
+    if (s.host.user) chownR(dir, s.host.user);
+    return join(dir, "artifact.manifest.json");
+}
+
 async function runPipeline(s: PgSetup, sample = false): Promise<{ seconds: number; stored: number; plain: number; sample?: TreeSample; serverCpu?: Record<string, number> }> {
     clearPgStorage(s);
     const t0 = process.hrtime.bigint();
@@ -118,12 +137,14 @@ async function runPipeline(s: PgSetup, sample = false): Promise<{ seconds: numbe
 export interface PgBackupResult {
     database: string;
     bytesOnDisk: number;
-    rounds: { plainFcSeconds: number; pipelineSeconds: number; dirJ2Seconds: number; ratio: number; dirRatio: number }[];
+    rounds: { plainFcSeconds: number; pipelineSeconds: number; parallelSeconds: number; dirJ2Seconds: number; ratio: number; parallelRatio: number; dirRatio: number }[];
     ratio: number;
+    parallelRatio: number;
     dirRatio: number;
     plainFcBytes: number;
     dirJ2Bytes: number;
     artifactBytes: number;
+    parallelArtifactBytes: number;
     pipelinePlainBytes: number;
     artifactVsFc: number;
 }
@@ -133,26 +154,39 @@ export async function benchPgBackup(s: PgSetup, rounds: number): Promise<PgBacku
     const fdDir = join(s.plainDir, "bench.dir");
     const out: PgBackupResult["rounds"] = [];
     let artifactBytes = 0;
+    let parallelArtifactBytes = 0;
     let pipelinePlainBytes = 0;
     for (let i = 0; i < rounds; i++) {
         const t: Record<string, number> = {};
-        for (const item of order(i, ["fc", "hx", "fd"] as const)) {
+        for (const item of order(i, ["fc", "hx", "fd", "par"] as const)) {
             if (item === "fc") {
                 rmSync(fcFile, { force: true });
                 t.fc = (await timed(async () => ok("pg_dump -Fc", await client(s, "pg_dump", ["-Fc", "-f", fcFile, BIG_DB])))).seconds;
             } else if (item === "fd") {
                 rmSync(fdDir, { recursive: true, force: true });
                 t.fd = (await timed(async () => ok("pg_dump -Fd -j 2", await client(s, "pg_dump", ["-Fd", "-j", "2", "-f", fdDir, BIG_DB])))).seconds;
+            } else if (item === "par") {
+                setFormat(s, BIG_DB, true);
+                const r = await runPipeline(s);
+                t.par = r.seconds;
+                parallelArtifactBytes = r.stored;
+                keepLatest(s, "keep-parallel");
             } else {
+                setFormat(s, BIG_DB, false);
                 const r = await runPipeline(s);
                 t.hx = r.seconds;
                 artifactBytes = r.stored;
                 pipelinePlainBytes = r.plain;
+                keepLatest(s, "keep-custom");
             }
         }
-        const row = { plainFcSeconds: round(t.fc!), pipelineSeconds: round(t.hx!), dirJ2Seconds: round(t.fd!), ratio: round(t.hx! / t.fc!, 3), dirRatio: round(t.fd! / t.fc!, 3) };
+        setFormat(s, BIG_DB, false);
+        const row = {
+            plainFcSeconds: round(t.fc!), pipelineSeconds: round(t.hx!), parallelSeconds: round(t.par!), dirJ2Seconds: round(t.fd!),
+            ratio: round(t.hx! / t.fc!, 3), parallelRatio: round(t.par! / t.fc!, 3), dirRatio: round(t.fd! / t.fc!, 3),
+        };
         out.push(row);
-        log(`  backup round ${i + 1}: pg_dump -Fc ${row.plainFcSeconds} s, pipeline ${row.pipelineSeconds} s (ratio ${row.ratio}), -Fd -j 2 ${row.dirJ2Seconds} s (ratio ${row.dirRatio})`);
+        log(`  backup round ${i + 1}: pg_dump -Fc ${row.plainFcSeconds} s, pipeline ${row.pipelineSeconds} s (ratio ${row.ratio}), parallel format ${row.parallelSeconds} s (ratio ${row.parallelRatio}), -Fd -j 2 ${row.dirJ2Seconds} s (ratio ${row.dirRatio})`);
     }
     const plainFcBytes = statSync(fcFile).size;
     return {
@@ -160,33 +194,36 @@ export async function benchPgBackup(s: PgSetup, rounds: number): Promise<PgBacku
         bytesOnDisk: s.sizes[BIG_DB]!.bytesOnDisk,
         rounds: out,
         ratio: round(median(out.map((r) => r.ratio)), 3),
+        parallelRatio: round(median(out.map((r) => r.parallelRatio)), 3),
         dirRatio: round(median(out.map((r) => r.dirRatio)), 3),
         plainFcBytes,
         dirJ2Bytes: treeBytes(fdDir),
         artifactBytes,
+        parallelArtifactBytes,
         pipelinePlainBytes,
         artifactVsFc: round(artifactBytes / plainFcBytes, 3),
     };
 }
 
 export interface PgRestoreResult {
-    rounds: { plainSeconds: number; pipelineSeconds: number; ratio: number }[];
+    rounds: { plainSeconds: number; pipelineSeconds: number; parallelSeconds: number; ratio: number; parallelRatio: number }[];
     ratio: number;
+    parallelRatio: number;
 }
 
 async function dropDb(s: PgSetup, db: string): Promise<void> {
     await s.pg.sql(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
 }
 
-/** Restore the last plain -Fc dump and the last artifact (from benchPgBackup). */
+/** Restore the last plain -Fc dump and the last artifacts of both formats (from benchPgBackup). */
 export async function benchPgRestore(s: PgSetup, rounds: number): Promise<PgRestoreResult> {
     const fcFile = join(s.plainDir, "bench.dump");
-    if (!existsSync(fcFile) || s.host.manifests("postgresql", BIG_DB).length === 0) throw new Error("run benchPgBackup first");
-    const { path: manifest } = latestManifest(s, BIG_DB);
+    const manifests = { hx: join(s.plainDir, "keep-custom", "artifact.manifest.json"), par: join(s.plainDir, "keep-parallel", "artifact.manifest.json") };
+    if (!existsSync(fcFile) || !existsSync(manifests.hx) || !existsSync(manifests.par)) throw new Error("run benchPgBackup first");
     const out: PgRestoreResult["rounds"] = [];
     for (let i = 0; i < rounds; i++) {
         const t: Record<string, number> = {};
-        for (const item of order(i, ["plain", "hx"] as const)) {
+        for (const item of order(i, ["plain", "hx", "par"] as const)) {
             if (item === "plain") {
                 await dropDb(s, "restore_plain");
                 t.plain = (
@@ -198,15 +235,15 @@ export async function benchPgRestore(s: PgSetup, rounds: number): Promise<PgRest
                 await dropDb(s, "restore_plain");
             } else {
                 await dropDb(s, "restore_hx");
-                t.hx = (await timed(async () => ok("backup-restore.sh", await s.host.runScript("backup-restore.sh", ["--target", "restore_hx", manifest], { timeoutMs: 3_600_000 })))).seconds;
+                t[item] = (await timed(async () => ok("backup-restore.sh", await s.host.runScript("backup-restore.sh", ["--target", "restore_hx", manifests[item]], { timeoutMs: 3_600_000 })))).seconds;
                 await dropDb(s, "restore_hx");
             }
         }
-        const row = { plainSeconds: round(t.plain!), pipelineSeconds: round(t.hx!), ratio: round(t.hx! / t.plain!, 3) };
+        const row = { plainSeconds: round(t.plain!), pipelineSeconds: round(t.hx!), parallelSeconds: round(t.par!), ratio: round(t.hx! / t.plain!, 3), parallelRatio: round(t.par! / t.plain!, 3) };
         out.push(row);
-        log(`  restore round ${i + 1}: pg_restore -j 2 ${row.plainSeconds} s, backup-restore.sh ${row.pipelineSeconds} s (ratio ${row.ratio})`);
+        log(`  restore round ${i + 1}: pg_restore -j 2 ${row.plainSeconds} s, backup-restore.sh ${row.pipelineSeconds} s (ratio ${row.ratio}), parallel format ${row.parallelSeconds} s (ratio ${row.parallelRatio})`);
     }
-    return { rounds: out, ratio: round(median(out.map((r) => r.ratio)), 3) };
+    return { rounds: out, ratio: round(median(out.map((r) => r.ratio)), 3), parallelRatio: round(median(out.map((r) => r.parallelRatio)), 3) };
 }
 
 export interface PgMemoryResult {
@@ -236,7 +273,7 @@ export async function benchPgMemory(s: PgSetup): Promise<PgMemoryResult> {
 
 /** A sampled restore: CPU by process of the script's tree and of the server. */
 export async function profilePgRestore(s: PgSetup): Promise<{ seconds: number; cpuByComm: Record<string, number>; serverCpu: Record<string, number>; peakRssBytes: number }> {
-    const { path: manifest } = latestManifest(s, BIG_DB);
+    const manifest = join(s.plainDir, "keep-custom", "artifact.manifest.json");
     await dropDb(s, "restore_hx");
     const t0 = process.hrtime.bigint();
     const child = s.host.startScript("backup-restore.sh", ["--target", "restore_hx", manifest], { timeoutMs: 3_600_000 });

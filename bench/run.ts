@@ -113,10 +113,13 @@ async function main(): Promise<void> {
             const fc = med(b.rounds.map((r) => r.plainFcSeconds));
             rows.push({ measure: `PG backup, ${mib(b.bytesOnDisk)} DB: pipeline vs pg_dump -Fc`, a: s(fc), b: s(med(b.rounds.map((r) => r.pipelineSeconds))), value: `${b.ratio}×`, goal: "≤ 0.5×", met: b.ratio <= 0.5 });
             rows.push({ measure: "PG backup: artifact size vs pg_dump -Fc", a: mib(b.plainFcBytes), b: mib(b.artifactBytes), value: `${b.artifactVsFc}×`, goal: "≤ 1.0×", met: b.artifactVsFc <= 1 });
+            rows.push({ measure: "PG backup, parallel format (`large: true`) vs pg_dump -Fc", a: s(fc), b: s(med(b.rounds.map((r) => r.parallelSeconds))), value: `${b.parallelRatio}×`, goal: "(report)", met: null });
+            rows.push({ measure: "PG backup: parallel-format artifact size vs pg_dump -Fc", a: mib(b.plainFcBytes), b: mib(b.parallelArtifactBytes), value: `${round(b.parallelArtifactBytes / b.plainFcBytes, 3)}×`, goal: "(report)", met: null });
             rows.push({ measure: "PG backup: pg_dump -Fd -j 2 vs -Fc", a: s(fc), b: s(med(b.rounds.map((r) => r.dirJ2Seconds))), value: `${b.dirRatio}×`, goal: "(report)", met: null });
             const r = await benchPgRestore(pg, ROUNDS);
             results.pgRestore = r;
             rows.push({ measure: "PG restore: backup-restore.sh vs pg_restore -j 2", a: s(med(r.rounds.map((x) => x.plainSeconds))), b: s(med(r.rounds.map((x) => x.pipelineSeconds))), value: `${r.ratio}×`, goal: "≤ 1.10×", met: r.ratio <= 1.1 });
+            rows.push({ measure: "PG restore, parallel format: backup-restore.sh vs pg_restore -j 2", a: s(med(r.rounds.map((x) => x.plainSeconds))), b: s(med(r.rounds.map((x) => x.parallelSeconds))), value: `${r.parallelRatio}×`, goal: "(report)", met: null });
             const m = await benchPgMemory(pg);
             results.pgMemory = m;
             const [small, big] = m.sizes;
