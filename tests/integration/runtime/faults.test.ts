@@ -148,6 +148,29 @@ describe.skipIf(missing.length > 0)("fault handling", { timeout: 240_000 }, () =
         expect(host.metric("backup_last_run_status", "postgresql", "lockdb")).toBe(1);
     });
 
+    it("2b. parallel format: one part's backend dies: no artifact, no part left behind; next run succeeds", async () => {
+        pgConfig(["lockdb"], { format: "parallel" });
+        const before = committed("lockdb");
+        const release = await holdDumpLock(pg);
+        const job = host.startScript("postgresql-backup.sh", ["daily"]);
+        const blocked = `SELECT count(*) FROM pg_stat_activity WHERE datname = 'lockdb' AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'`;
+        await waitFor(async () => (await pg.sql(blocked)) !== "0", 30_000, "a part's pg_dump to block");
+        await pg.sql(blocked.replace("count(*)", "pg_terminate_backend(pid)"));
+        await release();
+        const r = await job.done;
+        expect(r.code).toBe(1);
+        expect(host.log("postgresql-backup")).toMatch(/level=error .*parallel dump failed: schema\.dump\.zst\.enc: pipeline stage 'source' failed.*target="lockdb"/);
+        expect(host.metric("backup_last_run_status", "postgresql", "lockdb")).toBe(0);
+        expect(committed("lockdb")).toEqual(before);
+        expect(partials("lockdb")).toEqual([]);
+        const ok = await backup();
+        expect(ok.code, ok.stderr).toBe(0);
+        expect(committed("lockdb")).toHaveLength(1);
+        const m = host.readManifest("postgresql", "lockdb", committed("lockdb")[0]!) as { content: { format: string } };
+        expect(m.content.format).toBe("parallel");
+        pgConfig(["lockdb"]);
+    });
+
     it("5+6. a second concurrent run exits 3; kill -9 mid-run, then the rerun succeeds", async () => {
         pgConfig(["lockdb"]);
         const before = committed("lockdb");
