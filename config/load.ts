@@ -219,7 +219,9 @@ function readHost(r: Reader, path: string, value: unknown, defaults: { sshUser: 
             port: r.integer(`${p}.port`, pg.port, 5432, ...PORT),
             user: r.string(`${p}.user`, pg.user, defaults.backupUser, names.unixUser, false),
             auth: r.oneOf(`${p}.auth`, pg.auth, "peer", ["peer", "pgpass"] as const),
-            format: r.oneOf(`${p}.format`, pg.format, "custom", ["custom", "parallel"] as const),
+            format: pg.format === "directory"
+                ? (r.problem(`${p}.format`, pg.format, `"parallel" (the directory format wrote plaintext table files to disk; parallel dumps the same way, encrypted on the fly) or "custom"`), "custom")
+                : r.oneOf(`${p}.format`, pg.format, "custom", ["custom", "parallel"] as const),
             vacuumAnalyzeBefore: r.oneOf(`${p}.vacuumAnalyzeBefore`, pg.vacuumAnalyzeBefore, "weekly", MAINTENANCE),
             analyzeAfter: r.oneOf(`${p}.analyzeAfter`, pg.analyzeAfter, "never", MAINTENANCE),
         };

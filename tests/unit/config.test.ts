@@ -225,6 +225,13 @@ describe("each invalid value is reported with key path, value seen and expected 
         expectProblem(err, "hosts[0].postgresql.databases[1]", name, /a database name of letters, digits.*refused because they also name files and connection strings/);
     });
 
+    it("the retired directory format points at parallel", () => {
+        const err = configError({ hosts: [{ name: "h1", address: "x", roles: ["postgresql"], postgresql: { format: "directory" } }] });
+        expectProblem(err, "hosts[0].postgresql.format", "directory", /"parallel" \(the directory format wrote plaintext table files to disk/);
+        const pg = load({ ...baseRaw(), hosts: [{ name: "h1", address: "x", roles: ["postgresql"], postgresql: { format: "parallel" } }] }).hosts[0].postgresql;
+        expect(pg?.format).toBe("parallel");
+    });
+
     it("bad database name in the {name, large} form", () => {
         const err = configError({ hosts: [{ name: "h1", address: "x", roles: ["postgresql"], postgresql: { databases: [{ name: "a b", large: true }] } }] });
         expectProblem(err, "hosts[0].postgresql.databases[0].name", "a b", /a database name of letters/);
