@@ -71,7 +71,7 @@ export function makeHost(opts: { remote?: Partial<HostConfig["remote"]> } = {}):
             locks: join(storage, ".locks"),
         },
         encryption: { cipher: "aes-256-cbc", mac: "hmac-sha256", currentKeyId: "test-v1", keyIds: ["test-v1"] },
-        compression: { method: "auto", level: 3 },
+        compression: { method: "auto", level: 1 },
         retention: { daily: 7, weekly: 4, monthly: 12, yearly: 3 },
         sizeCheck: { history: 7, lowPercent: 50, highPercent: 200 },
         storageQuotaBytes: 0,

@@ -89,7 +89,7 @@ describe.skipIf(missing.length > 0)("redis-backup.sh", { timeout: 120_000 }, () 
         expect(m.artifact).toMatch(/\.rdb\.gz\.enc$/);
         const v = await host.runScript("backup-verify.sh", ["--all", "--restore-test"]);
         expect(v.code, v.stdout + v.stderr).toBe(0);
-        host.config.compression = { method: "auto", level: 3 };
+        host.config.compression = { method: "auto", level: 1 };
         host.writeConfig();
     });
 
