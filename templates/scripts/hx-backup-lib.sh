@@ -506,10 +506,13 @@ hx_artifact_begin() {
 }
 
 # hx_pipe_to FILE WORK HASHMODE -- COMMAND...
-# After hx_artifact_begin. Streams COMMAND's stdout: plaintext -> (content
-# hash and size; for HASHMODE redis or tar also a structure check) ->
-# compress -> encrypt -> (sha256) -> FILE, fsynced. Plaintext never touches
-# the disk. WORK (an empty private directory) receives the results:
+# After hx_artifact_begin. Streams COMMAND's stdout: compress -> encrypt ->
+# FILE (fsynced), while side branches take the sha256 of the stored bytes
+# and decompress the compressed stream again for the plaintext content hash
+# and size (for HASHMODE redis or tar also a structure check). Hashing the
+# decompressed copy proves the compressed stream decodes, and tees the
+# small compressed stream instead of the large plaintext one. Plaintext never
+# touches the disk. WORK (an empty private directory) receives the results:
 # WORK/result is "plain_size stored_size stored_sha256 content_sha256";
 # WORK/check the checker's output. Returns non-zero, with HX_STATUS_CAUSE,
 # on failure (FILE is then removed).
@@ -517,29 +520,29 @@ hx_pipe_to() {
     local file=$1 work=$2 hashmode=$3
     shift 3
     [[ ${1:-} == -- ]] && shift
-    mkfifo -- "$work/plain" "$work/cipher"
+    mkfifo -- "$work/compressed" "$work/cipher"
     local hasher=hx__hash_raw
     [[ $hashmode == pgcustom ]] && hasher=hx__hash_pgcustom
     local p1 p3
     case $hashmode in
-        redis) hx__hash_tee "$work/size" "$work/check" redis-check-rdb /dev/stdin <"$work/plain" >"$work/plain.sha" & ;;
-        tar) hx__hash_tee "$work/size" "$work/check" tar --list --ignore-zeros --file=- <"$work/plain" >"$work/plain.sha" & ;;
-        *) "$hasher" "$work/size" <"$work/plain" >"$work/plain.sha" & ;;
+        redis) { hx_decompress "$HX_OUT_METHOD" <"$work/compressed" | hx__hash_tee "$work/size" "$work/check" redis-check-rdb /dev/stdin >"$work/plain.sha"; } & ;;
+        tar) { hx_decompress "$HX_OUT_METHOD" <"$work/compressed" | hx__hash_tee "$work/size" "$work/check" tar --list --ignore-zeros --file=- >"$work/plain.sha"; } & ;;
+        *) { hx_decompress "$HX_OUT_METHOD" <"$work/compressed" | "$hasher" "$work/size" >"$work/plain.sha"; } & ;;
     esac
     p1=$!
     openssl dgst -sha256 -r <"$work/cipher" >"$work/cipher.sha" &
     p3=$!
     local -a st
     set +e
-    "$@" | tee -- "$work/plain" | hx_compress "$HX_OUT_METHOD" "$HX_OUT_LEVEL" "$HX_OUT_THREADS" | hx_encrypt | tee -- "$work/cipher" >"$file"
+    "$@" | hx_compress "$HX_OUT_METHOD" "$HX_OUT_LEVEL" "$HX_OUT_THREADS" | tee -- "$work/compressed" | hx_encrypt | tee -- "$work/cipher" >"$file"
     st=("${PIPESTATUS[@]}")
     set -e
-    hx__fifo_release "$work/plain"
+    hx__fifo_release "$work/compressed"
     hx__fifo_release "$work/cipher"
     local r1=0 r3=0
     wait "$p1" || r1=$?
     wait "$p3" || r3=$?
-    local names=(source tee compress encrypt write) i
+    local names=(source compress tee encrypt write) i
     for i in "${!st[@]}"; do
         if ((st[i] != 0)); then
             HX_STATUS_CAUSE="pipeline stage '${names[i]}' failed with status ${st[i]}"
@@ -552,7 +555,7 @@ hx_pipe_to() {
         case $hashmode in
             redis) HX_STATUS_CAUSE="redis-check-rdb rejected the RDB stream: $(tail -n 3 "$work/check" 2>/dev/null | tr '\n' ' ')" ;;
             tar) HX_STATUS_CAUSE="the archive stream is not a valid tar: $(tail -n 3 "$work/check" 2>/dev/null | tr '\n' ' ')" ;;
-            *) HX_STATUS_CAUSE="hashing stage failed (plain=$r1 stored=$r3)" ;;
+            *) HX_STATUS_CAUSE="hashing stage failed (decompressed copy=$r1 stored=$r3)" ;;
         esac
         rm -f -- "$file"
         return 1
@@ -612,7 +615,9 @@ hx_pack_parts() {
         rows+=("$(jq --null-input --compact-output --arg n "$name" --argjson p "$plain" --argjson s "$stored" --arg ss "$ssha" --arg cs "$csha" \
             '{name: $n, sizes: {plain: $p, stored: $s}, sha256: {stored: $ss, content: $cs}}')")
     done
-    if ! tar --create --file="$HX_OUT_PARTIAL" --directory="$HX_OUT_WORK/parts" --format=posix --sort=name \
+    # --remove-files: each part leaves the work directory once packed, so
+    # the peak disk use stays near one copy of the artifact.
+    if ! tar --create --file="$HX_OUT_PARTIAL" --directory="$HX_OUT_WORK/parts" --format=posix --sort=name --remove-files \
         --mtime=@0 --owner=0 --group=0 --numeric-owner --pax-option=delete=atime,delete=ctime -- "$@" 2>"$HX_OUT_WORK/tar.err"; then
         HX_STATUS_CAUSE="packing the parts failed: $(head -c 300 "$HX_OUT_WORK/tar.err" | tr '\n' ' ')"
         return 1
