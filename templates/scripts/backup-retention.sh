@@ -36,6 +36,9 @@ done
 
 hx_init "${HX_JOB:-retention}"
 hx_lock "backup-retention"
+# One jq run for the settings read below and by the library (~40 ms per jq start).
+hx_cfg_preload '.retention.daily // 7' '.retention.weekly // 4' '.retention.monthly // 12' '.retention.yearly // 3' \
+    '.retention.orphanMinutes // 60' '.storageQuotaBytes // 0'
 
 declare -A KEEP_N=(
     [daily]=$(hx_cfg '.retention.daily // 7')

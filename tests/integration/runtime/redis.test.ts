@@ -4,10 +4,10 @@
  * restore to a file; password never on argv or in logs.
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isRoot, missingTools, run } from "../../support/env";
+import { isRoot, missingTools, run, waitFor } from "../../support/env";
 import { giveToUser, makeHost, type TestHost } from "../../support/host";
 import { startRedis, type RedisInstance } from "../../support/redis";
 
@@ -112,5 +112,47 @@ describe.skipIf(missing.length > 0)("redis-backup.sh", { timeout: 120_000 }, () 
         const ok = await host.runScript("redis-backup.sh");
         expect(ok.code, ok.stderr).toBe(0);
         expect(host.metric("backup_last_run_status", "redis", target)).toBe(1);
+    });
+
+    it("streams the RDB while BGSAVE is still writing it (live read), and stores exactly the saved file", async () => {
+        const target = `redis-${redis.port}`;
+        // 50k keys at 20 µs each keep the save running for about a second.
+        await redis.cli("EVAL", "for i = 1, 50000 do redis.call('SET', 'live:' .. i, string.rep('v', 40) .. i) end return 1", "0");
+        await redis.cli("CONFIG", "SET", "rdb-key-save-delay", "20");
+        try {
+            const r = await host.runScript("redis-backup.sh");
+            expect(r.code, r.stderr).toBe(0);
+            expect(host.log("redis-backup")).toMatch(/event=backup_ok .*read="live"/);
+            const ms = host.manifests("redis", target);
+            const m = host.readManifest("redis", target, ms[ms.length - 1]!) as any;
+            expect(m.content.keys).toBe(Number(await redis.cli("DBSIZE")));
+            const out = join(host.root, "storage", "live.rdb");
+            const rr = await host.runScript("backup-restore.sh", ["--force", "--target", out, join(host.config.paths.storage, "redis", target, ms[ms.length - 1]!)]);
+            expect(rr.code, rr.stderr).toBe(0);
+            expect(readFileSync(out).equals(readFileSync(redis.rdbPath))).toBe(true);
+        } finally {
+            await redis.cli("CONFIG", "SET", "rdb-key-save-delay", "0");
+        }
+    });
+
+    it("a BGSAVE child killed during the live read fails the run with the cause, keeps earlier backups and leaves no partials", async () => {
+        const target = `redis-${redis.port}`;
+        const before = host.manifests("redis", target);
+        await redis.cli("CONFIG", "SET", "rdb-key-save-delay", "100");
+        try {
+            const job = host.startScript("redis-backup.sh", []);
+            await waitFor(() => readdirSync(redis.dir).some((f) => /^temp-\d+\.rdb$/.test(f)), 20_000, "the BGSAVE temp file");
+            await waitFor(async () => (await run("pkill", ["--signal", "KILL", "--full", `^redis-rdb-bgsave 127\\.0\\.0\\.1:${redis.port}`])).code === 0, 10_000, "the BGSAVE child to be killed");
+            const r = await job.done;
+            expect(r.code).toBe(1);
+            expect(host.log("redis-backup")).toMatch(/level=error .*BGSAVE finished with status 'err'/);
+            expect(host.metric("backup_last_run_status", "redis", target)).toBe(0);
+            expect(host.manifests("redis", target)).toEqual(before);
+            expect(readdirSync(join(host.config.paths.storage, "redis", target)).filter((f) => f.includes("partial"))).toEqual([]);
+        } finally {
+            await redis.cli("CONFIG", "SET", "rdb-key-save-delay", "0");
+        }
+        const ok = await host.runScript("redis-backup.sh");
+        expect(ok.code, ok.stderr).toBe(0);
     });
 });
