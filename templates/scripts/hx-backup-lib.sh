@@ -1207,13 +1207,17 @@ hx_psql() {
     psql --no-psqlrc --quiet --tuples-only --no-align --set=ON_ERROR_STOP=1 "$@"
 }
 
+# The user tables a dump carries data for (c: pg_class, n: pg_namespace):
+# ordinary tables outside the system schemas and not owned by an extension.
+HX_PG_USER_TABLES="FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')"
+
 # Table list + row counts (one line of JSON), as the manifest records them.
 HX_PG_COUNT_SQL="SELECT coalesce(jsonb_agg(jsonb_build_object('table', t.name, 'rows', t.rows) ORDER BY t.name), '[]'::jsonb)::text FROM (
         SELECT format('%I.%I', n.nspname, c.relname) AS name,
                (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text::bigint AS rows
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')) t;"
+        $HX_PG_USER_TABLES) t;"
 
 hx_pg_table_counts() {
     PGDATABASE=$1 hx_psql --command="$HX_PG_COUNT_SQL"

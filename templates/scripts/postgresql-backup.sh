@@ -157,9 +157,7 @@ dump_custom() {
 PARTS_SQL="SELECT coalesce(jsonb_agg(jsonb_build_object('table', format('%I.%I', n.nspname, c.relname),
             'pattern', '\"' || replace(n.nspname, '\"', '\"\"') || '\".\"' || replace(c.relname, '\"', '\"\"') || '\"',
             'bytes', pg_table_size(c.oid)) ORDER BY pg_table_size(c.oid) DESC, n.nspname, c.relname), '[]'::jsonb)::text
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e');"
+        $HX_PG_USER_TABLES;"
 
 # Split the tables into at most JOBS data parts of about equal size: the
 # largest tables that together hold 99 % of the bytes (at most 2,000 of them,
