@@ -1254,10 +1254,11 @@ hx__pg_restore_stream() {
 
 # hx__pg_split_toc MANIFEST ARTIFACT PART DIR JOBS SPLIT_DATA: write
 # pg_restore --use-list files into DIR from the stream's TOC:
-# d.K (TABLE DATA, balanced by the manifest's row counts, kept in archive
-# order, which a stream needs; sequences and large objects in d.0) when
-# SPLIT_DATA is 1; p.K (indexes and primary/unique constraints, round-robin);
-# rest (everything else: foreign keys, triggers, INDEX ATTACH, ...).
+# d.K (TABLE DATA) when SPLIT_DATA is 1: contiguous runs of the archive,
+# balanced by the manifest's row counts, so each stream stops reading where
+# its run ends and only the last reads the whole archive (sequences and large
+# objects go to that last one); p.K (indexes and primary/unique constraints,
+# round-robin); rest (everything else: foreign keys, triggers, INDEX ATTACH).
 hx__pg_split_toc() {
     local m=$1 a=$2 part=$3 dir=$4 jobs=$5 split_data=$6
     (
@@ -1270,20 +1271,33 @@ hx__pg_split_toc() {
         FNR == NR { rows[$1] = $2; next }
         !/^[0-9]/ { next }
         {
-            line = $0
-            if (split_data && line ~ /^[0-9]+; [0-9]+ [0-9]+ TABLE DATA /) {
-                n = split(line, f, " "); key = f[n - 2] "." f[n - 1]
-                weight = (key in rows) ? rows[key] + 1 : 1
-                best = 0
-                for (k = 1; k < jobs; k++) if (load[k] < load[best]) best = k
-                load[best] += weight
-                print line > (dir "/d." best)
-            } else if (split_data && line ~ /^[0-9]+; [0-9]+ [0-9]+ (SEQUENCE SET|BLOBS|BLOB|LARGE OBJECT) /) {
-                print line > (dir "/d.0")
-            } else if (line ~ /^[0-9]+; [0-9]+ [0-9]+ (INDEX|CONSTRAINT) /) {
-                print line > (dir "/p." (np++ % jobs))
-            } else {
-                print line > (dir "/rest")
+            line[++n] = $0
+            kind[n] = "rest"
+            if (split_data && $0 ~ /^[0-9]+; [0-9]+ [0-9]+ TABLE DATA /) {
+                c = split($0, f, " "); key = f[c - 2] "." f[c - 1]
+                weight[n] = (key in rows) ? rows[key] + 1 : 1
+                total += weight[n]
+                kind[n] = "data"
+            } else if (split_data && $0 ~ /^[0-9]+; [0-9]+ [0-9]+ (SEQUENCE SET|BLOBS|BLOB|LARGE OBJECT) /) {
+                kind[n] = "tail"
+            } else if ($0 ~ /^[0-9]+; [0-9]+ [0-9]+ (INDEX|CONSTRAINT) /) {
+                kind[n] = "post"
+            }
+        }
+        END {
+            target = total / jobs
+            s = 0
+            for (i = 1; i <= n; i++) {
+                if (kind[i] != "data") continue
+                if (s < jobs - 1 && load > 0 && load + weight[i] / 2 > target) { s++; load = 0 }
+                load += weight[i]
+                stream[i] = s
+            }
+            for (i = 1; i <= n; i++) {
+                if (kind[i] == "data") print line[i] > (dir "/d." stream[i])
+                else if (kind[i] == "tail") print line[i] > (dir "/d." s)
+                else if (kind[i] == "post") print line[i] > (dir "/p." (np++ % jobs))
+                else print line[i] > (dir "/rest")
             }
         }' "$dir/rows" "$dir/toc"
 }
