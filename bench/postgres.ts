@@ -159,6 +159,7 @@ export async function benchPgBackup(s: PgSetup, rounds: number): Promise<PgBacku
     for (let i = 0; i < rounds; i++) {
         const t: Record<string, number> = {};
         for (const item of order(i, ["fc", "hx", "fd", "par"] as const)) {
+            await settle(s);
             if (item === "fc") {
                 rmSync(fcFile, { force: true });
                 t.fc = (await timed(async () => ok("pg_dump -Fc", await client(s, "pg_dump", ["-Fc", "-f", fcFile, BIG_DB])))).seconds;
@@ -215,6 +216,11 @@ async function dropDb(s: PgSetup, db: string): Promise<void> {
     await s.pg.sql(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
 }
 
+/** Flush the previous run's WAL and dirty pages, so no timed run pays for the one before it. */
+async function settle(s: PgSetup): Promise<void> {
+    await s.pg.sql("CHECKPOINT");
+}
+
 /** Restore the last plain -Fc dump and the last artifacts of both formats (from benchPgBackup). */
 export async function benchPgRestore(s: PgSetup, rounds: number): Promise<PgRestoreResult> {
     const fcFile = join(s.plainDir, "bench.dump");
@@ -226,6 +232,7 @@ export async function benchPgRestore(s: PgSetup, rounds: number): Promise<PgRest
         for (const item of order(i, ["plain", "hx", "par"] as const)) {
             if (item === "plain") {
                 await dropDb(s, "restore_plain");
+                await settle(s);
                 t.plain = (
                     await timed(async () => {
                         ok("createdb", await client(s, "createdb", ["restore_plain"]));
@@ -235,6 +242,7 @@ export async function benchPgRestore(s: PgSetup, rounds: number): Promise<PgRest
                 await dropDb(s, "restore_plain");
             } else {
                 await dropDb(s, "restore_hx");
+                await settle(s);
                 t[item] = (await timed(async () => ok("backup-restore.sh", await s.host.runScript("backup-restore.sh", ["--target", "restore_hx", manifests[item]], { timeoutMs: 3_600_000 })))).seconds;
                 await dropDb(s, "restore_hx");
             }
