@@ -1399,22 +1399,24 @@ hx_pg_restore_test() {
 # plaintext content hash and size with the manifest (end-to-end check of the
 # key). A parallel dump is checked part by part.
 hx_content_check() {
-    local m=$1 a=$2 hasher=hx__hash_raw tmp name want want_size got size index="" total=0
-    if [[ $(jq --raw-output '.type' "$m") == postgresql && $(jq --raw-output '.content.format // ""' "$m") =~ ^(custom|parallel)$ ]]; then
+    local m=$1 a=$2 hasher=hx__hash_raw tmp name want want_size got size index="" total=0 type format
+    read -r type format want want_size < <(jq --raw-output '"\(.type) \(.content.format // "-") \(.sha256.content) \(.sizes.plain)"' "$m")
+    if [[ $type == postgresql && $format =~ ^(custom|parallel)$ ]]; then
         hasher=hx__hash_pgcustom
     fi
     tmp=$(mktemp --directory -- "$HX_STORAGE/.content-check.XXXXXX.partial")
     hx_tmp_register "$tmp"
     local -a parts=("")
-    if [[ $(jq --raw-output '.content.format // ""' "$m") == parallel ]]; then
+    if [[ $format == parallel ]]; then
         mapfile -t parts < <(jq --raw-output '.content.parts[]? | "\(.name) \(.sha256.content)"' "$m")
         ((${#parts[@]} > 0)) || {
             HX_VERIFY_ERROR="manifest lists no parts"
             return 1
         }
     fi
+    local part_want
     for name in "${parts[@]}"; do
-        want=${name#* }
+        part_want=${name#* }
         name=${name%% *}
         got=$(hx__pg_open "$m" "$a" "$name" | "$hasher" "$tmp/size") || {
             HX_VERIFY_ERROR="decryption or decompression failed${name:+ for part $name} (wrong key or corrupt data)"
@@ -1425,7 +1427,7 @@ hx_content_check() {
         size=$(<"$tmp/size")
         total=$((total + size))
         if [[ -n $name ]]; then
-            if [[ $got != "$want" ]]; then
+            if [[ $got != "$part_want" ]]; then
                 HX_VERIFY_ERROR="decrypted content hash of part $name differs from the manifest"
                 rm -rf -- "$tmp"
                 return 1
@@ -1438,8 +1440,6 @@ hx_content_check() {
         got=$(printf '%s' "$index" | openssl dgst -sha256 -r)
         got=${got%% *}
     fi
-    want=$(jq --raw-output '.sha256.content' "$m")
-    want_size=$(jq --raw-output '.sizes.plain' "$m")
     if [[ $got != "$want" ]]; then
         HX_VERIFY_ERROR="decrypted content hash differs from the manifest"
         return 1
