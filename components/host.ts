@@ -1,13 +1,13 @@
-import * as command from "@pulumi/command";
+import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { HostSpec, StackConfig } from "../config/types";
 import type { DeployFacts } from "../render/hostConfig";
 import { planHost, type HostPlan } from "../render/hostPlan";
 import type { Job } from "../render/jobs";
-import { wrapStep } from "../render/remote";
 import { secretStdin, type SecretValues } from "../render/secrets";
 import { unitName } from "../render/systemd";
 import { sshConnection, type SshConnectionArgs } from "./connection";
+import { remoteStep } from "./steps";
 
 export interface BackupHostArgs {
     /** Validated stack configuration. Required. */
@@ -54,39 +54,26 @@ export class BackupHost extends pulumi.ComponentResource {
         const steps = new Map<string, command.remote.Command>();
         shape.steps.forEach((step, index) => {
             const secret = step.secretFiles.length > 0;
-            const create = wrapStep(step.create, conn.sudo ?? false);
             const stepPlan = plan.apply((p) => p.steps[index]);
             const stdin: pulumi.Input<string> | undefined = secret
                 ? pulumi.secret(pulumi.all([stepPlan, args.secrets]).apply(([s, values]) => secretStdin(s.secretFiles, values, host)))
                 : step.stdin !== undefined
                   ? stepPlan.apply((s) => s.stdin ?? "")
                   : undefined;
-            const cmd = new command.remote.Command(
-                `${name}-${step.name}`,
-                {
-                    connection,
-                    create,
-                    // Changed inputs re-run the install in place; a replacement would run the old delete after the new create.
-                    update: create,
-                    ...(step.delete ? { delete: wrapStep(step.delete, conn.sudo ?? false) } : {}),
-                    ...(stdin !== undefined ? { stdin } : {}),
-                    triggers: [stepPlan.apply((s) => s.digest)],
-                    // Step scripts echo nothing secret, but never let a secret step's output reach logs or state.
-                    logging: secret ? "none" : "stdoutAndStderr",
-                    addPreviousOutputInEnv: false,
-                },
-                {
-                    parent: this,
-                    dependsOn: step.dependsOn.map((d) => {
-                        const dep = steps.get(d);
-                        if (!dep) throw new Error(`BackupHost ${host.name}: step ${step.name} depends on unknown step ${d}`);
-                        return dep;
-                    }),
-                    ...(secret ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
-                    deleteBeforeReplace: true,
-                },
-            );
-            steps.set(step.name, cmd);
+            const dependsOn = step.dependsOn.map((d) => {
+                const dep = steps.get(d);
+                if (!dep) throw new Error(`BackupHost ${host.name}: step ${step.name} depends on unknown step ${d}`);
+                return dep;
+            });
+            steps.set(step.name, remoteStep(`${name}-${step.name}`, step, {
+                connection,
+                sudo: conn.sudo ?? false,
+                stdin,
+                digest: stepPlan.apply((s) => s.digest),
+                secret,
+                dependsOn,
+                parent: this,
+            }));
         });
 
         this.hostName = host.name;

@@ -2,7 +2,7 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "../config/types";
 import { alertNames, planMonitoring } from "../render/monitoringPlan";
-import { wrapStep } from "../render/remote";
+import { remoteStep } from "./steps";
 
 export interface MonitoringIntegrationArgs {
     /** Validated stack configuration; `config.monitoring` must be set. Required. */
@@ -42,21 +42,14 @@ export class MonitoringIntegration extends pulumi.ComponentResource {
                       return `${token}\n${step.stdin ?? ""}`;
                   }))
                 : step.stdin;
-            const create = wrapStep(step.create, args.sudo ?? false);
-            steps.set(step.name, new command.remote.Command(`${name}-${step.name}`, {
+            steps.set(step.name, remoteStep(`${name}-${step.name}`, step, {
                 connection: args.connection,
-                create,
-                update: create,
-                ...(step.delete ? { delete: wrapStep(step.delete, args.sudo ?? false) } : {}),
-                ...(stdin !== undefined ? { stdin } : {}),
-                triggers: [step.digest],
-                logging: usesToken ? "none" : "stdoutAndStderr",
-                addPreviousOutputInEnv: false,
-            }, {
-                parent: this,
+                sudo: args.sudo ?? false,
+                stdin,
+                digest: step.digest,
+                secret: usesToken,
                 dependsOn: args.dependsOn ?? [],
-                deleteBeforeReplace: true,
-                ...(usesToken ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
+                parent: this,
             }));
         }
         this.alertNames = alertNames();

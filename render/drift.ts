@@ -4,7 +4,7 @@
  * comparison of what was found with what the stack would install.
  */
 import type { StackConfig } from "../config/types";
-import type { PlannedFile, PlannedSecretFile } from "./hostPlan";
+import type { PlannedFile, PlannedSecretFile } from "./step";
 import { runtimeFiles, watchedLocations } from "./paths";
 import { sha256 } from "./remote";
 

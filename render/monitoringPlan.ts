@@ -4,9 +4,9 @@
  * HTTP API). Same Step shape as a backup host's plan.
  */
 import type { StackConfig } from "../config/types";
-import { withManifestEntry, type Step } from "./hostPlan";
 import { installFileScript, sha256 } from "./remote";
 import { shellQuote } from "./shell";
+import { digestOf, fileStep, withManifestEntry, type Step } from "./step";
 import { readTemplate, renderTemplate } from "./template";
 
 export const RULES_TEMPLATE = "monitoring/backup-alert-rules.yml";
@@ -45,22 +45,12 @@ export function planMonitoring(config: StackConfig): Step[] {
             files: [rulesFile],
             secretFiles: [],
             dependsOn: [],
-            digest: sha256(JSON.stringify({ path: m.rulesPath, content: sha256(rules), check, reload: m.reloadCommand })),
+            digest: digestOf({ path: m.rulesPath, content: sha256(rules), check, reload: m.reloadCommand }),
         },
     ];
     const dashboard = renderDashboardFile(config);
     if (m.grafanaMode === "file") {
-        const file = { path: `${m.grafanaDashboardDir}/${m.dashboardUid}.json`, owner: "root", group: "root", mode: "0644", content: dashboard };
-        steps.push({
-            name: "dashboard",
-            create: installFileScript(file),
-            delete: `rm -f ${shellQuote(file.path)}`,
-            stdin: dashboard,
-            files: [file],
-            secretFiles: [],
-            dependsOn: [],
-            digest: sha256(JSON.stringify({ path: file.path, content: sha256(dashboard) })),
-        });
+        steps.push(fileStep("dashboard", { path: `${m.grafanaDashboardDir}/${m.dashboardUid}.json`, owner: "root", group: "root", mode: "0644", content: dashboard }, []));
     } else if (m.grafanaMode === "api") {
         steps.push({
             name: "dashboard",
@@ -71,7 +61,7 @@ export function planMonitoring(config: StackConfig): Step[] {
             files: [],
             secretFiles: [],
             dependsOn: [],
-            digest: sha256(JSON.stringify({ url: m.grafanaUrl, content: sha256(dashboard) })),
+            digest: digestOf({ url: m.grafanaUrl, content: sha256(dashboard) }),
         });
     }
     return steps.map((s) => withManifestEntry(config, s));

@@ -2,7 +2,7 @@
  * Contents of the secret files a host receives. Called only inside Pulumi
  * `apply` on secret outputs; the results travel to the host on stdin.
  */
-import type { PlannedSecretFile, SecretRef } from "./hostPlan";
+import type { PlannedSecretFile, SecretRef } from "./step";
 import type { HostSpec } from "../config/types";
 
 export interface SecretValues {

@@ -13,7 +13,8 @@ import { loadStackConfig, ConfigValidationError } from "../config/load";
 import { rawFromFiles } from "../config/raw";
 import type { StackConfig } from "../config/types";
 import type { DeployFacts } from "../render/hostConfig";
-import { planHost, type PlannedFile, type PlannedSecretFile } from "../render/hostPlan";
+import { planHost } from "../render/hostPlan";
+import type { PlannedFile, PlannedSecretFile } from "../render/step";
 import { planMonitoring } from "../render/monitoringPlan";
 import { sha256 } from "../render/remote";
 

@@ -3,7 +3,7 @@
  * the same wrapped command line, the same stdin, one session per step, in
  * plan order (which respects every step's dependencies).
  */
-import type { Step } from "../../render/hostPlan";
+import type { Step } from "../../render/step";
 import { wrapStep } from "../../render/remote";
 import { secretStdin, type SecretValues } from "../../render/secrets";
 import type { HostSpec } from "../../config/types";

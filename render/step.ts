@@ -1,0 +1,92 @@
+/**
+ * The shape every remote step has, for backup hosts and the monitoring host
+ * alike, and the pieces steps are built from: a plain file install, the drift
+ * manifest entry and the digest that triggers a re-run.
+ */
+import type { StackConfig } from "../config/types";
+import { manifestDir } from "./paths";
+import { installFileScript, removeFilesScript, sha256, type FileTarget } from "./remote";
+import { shellQuote } from "./shell";
+
+export interface PlannedFile extends FileTarget {
+    readonly content: string;
+}
+
+export type SecretRef =
+    | { readonly kind: "key"; readonly keyId: string }
+    | { readonly kind: "s3Credentials" }
+    | { readonly kind: "redisAuth" }
+    | { readonly kind: "pgpass" };
+
+export interface PlannedSecretFile extends FileTarget {
+    readonly secret: SecretRef;
+}
+
+export interface Step {
+    /** Unique within the host; becomes part of the resource name. */
+    readonly name: string;
+    /** Step script (unwrapped; see wrapStep). Reads `stdin` when there is one. */
+    readonly create: string;
+    /** Undo on removal; omitted where removal must keep data (keys). */
+    readonly delete?: string;
+    /** Plain stdin (file content). Secret stdin is built by the component from `secretFiles`. */
+    readonly stdin?: string;
+    readonly files: readonly PlannedFile[];
+    readonly secretFiles: readonly PlannedSecretFile[];
+    /** Names of steps that must finish first. */
+    readonly dependsOn: readonly string[];
+    /** Non-secret digest of everything the step installs: its trigger. */
+    readonly digest: string;
+}
+
+export const digestOf = (value: unknown): string => sha256(JSON.stringify(value));
+
+/** A step that installs one file from stdin; `check` gates the install, `delete` replaces the plain removal. */
+export function fileStep(name: string, file: PlannedFile, dependsOn: string[], opts: { check?: string; delete?: string } = {}): Step {
+    return {
+        name,
+        create: installFileScript(file, opts.check),
+        delete: opts.delete ?? removeFilesScript([file.path]),
+        stdin: file.content,
+        files: [file],
+        secretFiles: [],
+        dependsOn,
+        digest: digestOf({ path: file.path, mode: file.mode, owner: file.owner, group: file.group, content: sha256(file.content), check: opts.check ?? "" }),
+    };
+}
+
+/** One manifest line per file: path, owner, group, mode, sha256 ("-" for secrets: no hash of a secret leaves Pulumi). */
+export function manifestLines(files: readonly PlannedFile[], secretFiles: readonly PlannedSecretFile[]): string {
+    return [
+        ...files.map((f) => [f.path, f.owner, f.group, f.mode, sha256(f.content)].join("\t")),
+        ...secretFiles.map((f) => [f.path, f.owner, f.group, f.mode, "-"].join("\t")),
+    ].map((l) => `${l}\n`).join("");
+}
+
+/**
+ * Makes a step also write (and on delete remove) its manifest entry,
+ * `<configDir>/manifest.d/<step>.tsv`. The entry is listed among the step's files.
+ */
+export function withManifestEntry(config: StackConfig, step: Step): Step {
+    if (step.files.length === 0 && step.secretFiles.length === 0) return step;
+    const entry: PlannedFile = {
+        path: `${manifestDir(config)}/${step.name}.tsv`,
+        owner: "root",
+        group: "root",
+        mode: "0644",
+        content: manifestLines(step.files, step.secretFiles),
+    };
+    const write = [
+        `install -d -o root -g root -m 0755 ${shellQuote(manifestDir(config))}`,
+        `printf '%s' ${shellQuote(entry.content)} > ${shellQuote(`${entry.path}.tmp`)}`,
+        `chmod 0644 ${shellQuote(`${entry.path}.tmp`)}`,
+        `mv -f ${shellQuote(`${entry.path}.tmp`)} ${shellQuote(entry.path)}`,
+    ].join("\n");
+    return {
+        ...step,
+        create: `${step.create}\n${write}`,
+        // Steps without a delete keep their files (the keyring), and so keep their entry.
+        ...(step.delete ? { delete: `${step.delete}\nrm -f ${shellQuote(entry.path)}` } : {}),
+        files: [...step.files, entry],
+    };
+}
