@@ -15,8 +15,7 @@ import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
 import { renderSudoers } from "./sudoers";
 import { readTemplate, renderTemplate, TEMPLATE_ROOT } from "./template";
 import { installSecretFilesScript, removeFilesScript, sha256 } from "./remote";
-import { shellQuote } from "./shell";
-import { digestOf, fileStep, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
+import { digestOf, fileStep, stepScript, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
 
 export interface HostPlan {
     readonly host: HostSpec;
@@ -32,33 +31,13 @@ export function scriptTemplates(): string[] {
     return readdirSync(path.join(TEMPLATE_ROOT, SCRIPT_TEMPLATE_DIR)).filter((f) => f.endsWith(".sh")).sort();
 }
 
+/** Debian's package names; templates/steps/packages.sh knows the few that dnf calls differently. */
 export function packagesFor(host: HostSpec, remote: boolean): string[] {
     const pkgs = new Set(["jq", "zstd", "gzip", "openssl", "tar", "acl", "attr", "util-linux", "coreutils", "sudo", "logrotate", "iproute2"]);
     if (remote) pkgs.add("awscli");
     if (host.roles.includes("redis")) pkgs.add("redis-tools");
     if (host.roles.includes("postgresql")) pkgs.add("postgresql-client");
     return [...pkgs].sort();
-}
-
-function packagesScript(pkgs: readonly string[]): string {
-    const list = pkgs.map(shellQuote).join(" ");
-    return [
-        `pkgs=${shellQuote(pkgs.join(" "))}`,
-        "if command -v apt-get >/dev/null 2>&1; then",
-        "  missing=''",
-        "  for p in $pkgs; do dpkg-query -W -f='${Status}' \"$p\" 2>/dev/null | grep -q 'install ok installed' || missing=\"$missing $p\"; done",
-        "  if [ -n \"$missing\" ]; then",
-        "    export DEBIAN_FRONTEND=noninteractive",
-        "    apt-get update -qq",
-        // Debian's postgresql-client is a metapackage; on a server host the matching client is already there.
-        "    apt-get install -y -qq --no-install-recommends $missing",
-        "  fi",
-        "elif command -v dnf >/dev/null 2>&1; then",
-        `  dnf install -y ${list.replace("awscli", "awscli2").replace("iproute2", "iproute").replace("redis-tools", "redis").replace("postgresql-client", "postgresql")}`,
-        "else",
-        "  echo 'hx-backup: no apt-get or dnf; install these packages yourself:' \"$pkgs\" >&2; exit 1",
-        "fi",
-    ].join("\n");
 }
 
 interface DirSpec {
@@ -86,78 +65,8 @@ function directories(config: StackConfig): DirSpec[] {
 /** Marker recording that this tool created the user, so destroy never deletes a pre-existing account. */
 const userMarker = (config: StackConfig) => `${config.paths.configDir}/.created-user`;
 
-function accountScript(config: StackConfig): string {
-    const u = shellQuote(config.backupUser);
-    const lines = [
-        `if ! id -u ${u} >/dev/null 2>&1; then`,
-        `  useradd --system --user-group --home-dir ${shellQuote(config.paths.storageDir)} --no-create-home --shell /usr/sbin/nologin --comment 'hx-backup jobs' ${u}`,
-        `  mkdir -p ${shellQuote(config.paths.configDir)} && echo ${u} > ${shellQuote(userMarker(config))}`,
-        "fi",
-        // No login shell, no password, whether we created the account or found it.
-        `usermod --shell /usr/sbin/nologin ${u}`,
-        `passwd --lock ${u} >/dev/null 2>&1 || usermod --lock ${u}`,
-    ];
-    for (const d of directories(config)) {
-        lines.push(`install -d -o ${shellQuote(d.owner)} -g ${shellQuote(d.group)} -m ${d.mode} ${shellQuote(d.path)}`);
-    }
-    // node_exporter reads *.prom from its textfile directory; the jobs write their own files there.
-    const tf = shellQuote(config.paths.textfileDir);
-    lines.push(
-        `install -d -m 0755 ${tf}`,
-        `if command -v setfacl >/dev/null 2>&1 && setfacl -m u:${config.backupUser}:rwx ${tf} 2>/dev/null; then :; else chgrp ${u} ${tf} && chmod 0775 ${tf}; fi`,
-    );
-    return lines.join("\n");
-}
-
-function removeAccountScript(config: StackConfig): string {
-    const u = shellQuote(config.backupUser);
-    const marker = shellQuote(userMarker(config));
-    // Backups, keys and logs stay; only an account this tool created goes.
-    return [
-        `if [ -f ${marker} ] && id -u ${u} >/dev/null 2>&1; then userdel ${u}; fi`,
-        `rm -f ${marker}`,
-        `if command -v setfacl >/dev/null 2>&1; then setfacl -x u:${config.backupUser} ${shellQuote(config.paths.textfileDir)} 2>/dev/null || true; fi`,
-    ].join("\n");
-}
-
-function postgresqlRoleScript(host: HostSpec): string {
-    const pg = host.postgresql!;
-    const role = pg.user;
-    // The SQL reaches psql on stdin; the role name is validated as a plain identifier.
-    return [
-        "runuser -u postgres -- psql --no-psqlrc --quiet --set ON_ERROR_STOP=1 " +
-            `--host=${shellQuote(pg.host)} --port=${pg.port} --dbname=postgres <<'SQL'`,
-        "DO $$",
-        "BEGIN",
-        `  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN`,
-        `    CREATE ROLE "${role}" LOGIN CREATEDB;`,
-        "  END IF;",
-        "END",
-        "$$;",
-        `GRANT pg_read_all_data TO "${role}";`,
-        "SQL",
-    ].join("\n");
-}
-
-function unitsActivationScript(timers: readonly string[], units: readonly string[]): string {
-    return [
-        "if [ ! -d /run/systemd/system ]; then",
-        `  echo "hx-backup: systemd is not running here; units are installed but timers are not enabled. On a systemd host run: systemctl daemon-reload && systemctl enable --now ${timers.join(" ")}"`,
-        "  exit 0",
-        "fi",
-        "systemctl daemon-reload",
-        units.length ? `systemctl reset-failed ${units.map(shellQuote).join(" ")} 2>/dev/null || true` : "true",
-        timers.length ? `systemctl enable --now ${timers.map(shellQuote).join(" ")}` : "true",
-    ].join("\n");
-}
-
-function unitRemovalScript(unitPath: string, unit: string): string {
-    return [
-        `if [ -d /run/systemd/system ]; then systemctl disable --now ${shellQuote(unit)} 2>/dev/null || true; fi`,
-        `rm -f ${shellQuote(unitPath)}`,
-        "if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi",
-    ].join("\n");
-}
+/** What the account's create and delete scripts both need. */
+const accountValues = (config: StackConfig) => ({ user: config.backupUser, user_marker: userMarker(config), textfile_dir: config.paths.textfileDir });
 
 /** A step name safe for a Pulumi resource name. */
 const slug = (text: string) => text.replace(/[^A-Za-z0-9.-]+/g, "-").replace(/^-+|-+$/g, "");
@@ -172,13 +81,17 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
 
     if (config.installPackages) {
         const pkgs = packagesFor(host, hostConfig.remote.enabled);
-        steps.push({ name: "packages", create: packagesScript(pkgs), files: [], secretFiles: [], dependsOn: [], digest: digestOf(pkgs) });
+        steps.push({ name: "packages", create: stepScript("packages", {}, pkgs), files: [], secretFiles: [], dependsOn: [], digest: digestOf(pkgs) });
         base.push("packages");
     }
     steps.push({
         name: "account",
-        create: accountScript(config),
-        delete: removeAccountScript(config),
+        create: stepScript(
+            "account",
+            { ...accountValues(config), home_dir: p.storageDir, config_dir: p.configDir },
+            directories(config).flatMap((d) => [d.path, d.owner, d.group, d.mode]),
+        ),
+        delete: stepScript("account-remove", accountValues(config)),
         files: [],
         secretFiles: [],
         dependsOn: [...base],
@@ -186,8 +99,16 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
     });
     const afterAccount = ["account"];
 
-    if (host.postgresql) {
-        steps.push({ name: "postgresql-role", create: postgresqlRoleScript(host), files: [], secretFiles: [], dependsOn: afterAccount, digest: digestOf({ role: host.postgresql.user, host: host.postgresql.host, port: host.postgresql.port }) });
+    const pg = host.postgresql;
+    if (pg) {
+        steps.push({
+            name: "postgresql-role",
+            create: stepScript("postgresql-role", { role: pg.user, pg_host: pg.host, pg_port: pg.port }),
+            files: [],
+            secretFiles: [],
+            dependsOn: afterAccount,
+            digest: digestOf({ role: pg.user, host: pg.host, port: pg.port }),
+        });
     }
 
     // Keyring: every key id, plus the current key at the configured key file.
@@ -241,14 +162,14 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
     for (const unit of allUnits) {
         const unitPath = `${UNIT_DIR}/${unit.name}`;
         const name = `unit-${slug(unit.name)}`;
-        steps.push(fileStep(name, { path: unitPath, owner: "root", group: "root", mode: "0644", content: unit.content }, [...scriptSteps, "config"], { delete: unitRemovalScript(unitPath, unit.name) }));
+        steps.push(fileStep(name, { path: unitPath, owner: "root", group: "root", mode: "0644", content: unit.content }, [...scriptSteps, "config"], { delete: stepScript("unit-remove", { unit: unit.name, unit_path: unitPath }) }));
         unitSteps.push(name);
     }
     const timers = jobs.map((j) => unitName(j.name, "timer"));
     steps.push({
         name: "timers",
-        create: unitsActivationScript(timers, allUnits.map((x) => x.name)),
-        delete: timers.length ? `if [ -d /run/systemd/system ]; then systemctl disable --now ${timers.map(shellQuote).join(" ")} 2>/dev/null || true; fi` : "true",
+        create: stepScript("units-activate", { units: allUnits.map((x) => x.name).join("\n") }, timers),
+        delete: stepScript("timers-disable", {}, timers),
         files: [],
         secretFiles: [],
         dependsOn: [...unitSteps, "sudoers", "keyring", ...(credentialFiles.length ? ["credentials"] : [])],

@@ -1,12 +1,14 @@
 /**
  * The shape every remote step has, for backup hosts and the monitoring host
  * alike, and the pieces steps are built from: a plain file install, the drift
- * manifest entry and the digest that triggers a re-run.
+ * manifest entry, the digest that triggers a re-run, and step scripts rendered
+ * from their static bodies in templates/steps.
  */
 import type { StackConfig } from "../config/types";
 import { manifestDir } from "./paths";
 import { installFileScript, removeFilesScript, sha256, type FileTarget } from "./remote";
 import { shellQuote } from "./shell";
+import { readTemplate } from "./template";
 
 export interface PlannedFile extends FileTarget {
     readonly content: string;
@@ -53,6 +55,20 @@ export function fileStep(name: string, file: PlannedFile, dependsOn: string[], o
         dependsOn,
         digest: digestOf({ path: file.path, mode: file.mode, owner: file.owner, group: file.group, content: sha256(file.content), check: opts.check ?? "" }),
     };
+}
+
+const STEP_TEMPLATE_DIR = "steps";
+
+/**
+ * A step script from its static POSIX-sh body, templates/steps/<name>.sh. Only
+ * data goes in front of the body: one assignment per value and, for a list, the
+ * positional parameters (`set -- ...`), every value through shellQuote.
+ */
+export function stepScript(name: string, values: Readonly<Record<string, string | number>>, list?: readonly string[]): string {
+    const assignments = Object.entries(values).map(([variable, value]) => `${variable}=${shellQuote(value)}\n`);
+    // An empty list still sets the positional parameters, so the body never sees its caller's.
+    const positional = list ? [`set --${list.map((item) => ` ${shellQuote(item)}`).join("")}\n`] : [];
+    return [...assignments, ...positional, readTemplate(`${STEP_TEMPLATE_DIR}/${name}.sh`)].join("");
 }
 
 /** One manifest line per file: path, owner, group, mode, sha256 ("-" for secrets: no hash of a secret leaves Pulumi). */

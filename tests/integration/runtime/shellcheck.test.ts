@@ -1,15 +1,18 @@
 /**
  * All host scripts pass shellcheck (-x, every severity) with no blanket
- * disables, use strict mode, and source only the shared library.
+ * disables, use strict mode, and source only the shared library. The step
+ * script bodies (templates/steps, run by `sh -c`) pass shellcheck as POSIX sh.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { missingTools, run } from "../../support/env";
 import { SCRIPTS_SRC } from "../../support/host";
 
 const missing = missingTools(["shellcheck"]);
 const scripts = readdirSync(SCRIPTS_SRC).filter((f) => f.endsWith(".sh")).sort();
+const STEPS_SRC = resolve(__dirname, "../../../templates/steps");
+const stepBodies = readdirSync(STEPS_SRC).filter((f) => f.endsWith(".sh")).sort();
 /** The backup runtime (this suite's scope); other files in the directory are only shellchecked. */
 const RUNTIME = [
     "hx-backup-lib.sh", "postgresql-backup.sh", "redis-backup.sh", "application-backup.sh", "configuration-backup.sh",
@@ -17,11 +20,26 @@ const RUNTIME = [
     "backup-health-check.sh", "test-remote-storage.sh", "full-backup-test.sh", "test-restore.sh", "test-monitoring.sh",
 ];
 
+/** Every shellcheck disable names one code, with a reason. */
+function expectNoBlanketDisables(text: string, name: string): void {
+    for (const m of text.matchAll(/# shellcheck disable=([A-Z0-9,]+)(.*)/g)) {
+        expect(m[1], name).toMatch(/^SC\d{4}$/); // one code at a time
+        expect(m[2], name).toMatch(/#\s*\S+/); // with a reason
+    }
+}
+
 describe.skipIf(missing.length > 0)("host scripts: static checks", { timeout: 120_000 }, () => {
     it("shellcheck -x is clean for every script", async () => {
         const r = await run("shellcheck", ["--external-sources", "--severity=style", "--format=gcc", ...scripts], { cwd: SCRIPTS_SRC });
         expect(r.stdout + r.stderr).toBe("");
         expect(r.code).toBe(0);
+    });
+
+    it("shellcheck --shell=sh is clean for every step script body, with no blanket disables", async () => {
+        const r = await run("shellcheck", ["--shell=sh", "--severity=style", "--format=gcc", ...stepBodies], { cwd: STEPS_SRC });
+        expect(r.stdout + r.stderr).toBe("");
+        expect(r.code).toBe(0);
+        for (const name of stepBodies) expectNoBlanketDisables(readFileSync(join(STEPS_SRC, name), "utf8"), name);
     });
 
     it("every runtime script exists", () => {
@@ -31,10 +49,7 @@ describe.skipIf(missing.length > 0)("host scripts: static checks", { timeout: 12
     it.each(RUNTIME)("%s: strict mode, shared library, no blanket disables, executable", (name) => {
         const text = readFileSync(join(SCRIPTS_SRC, name), "utf8");
         expect(text.startsWith("#!/usr/bin/env bash\n")).toBe(true);
-        for (const m of text.matchAll(/# shellcheck disable=([A-Z0-9,]+)(.*)/g)) {
-            expect(m[1]).toMatch(/^SC\d{4}$/); // one code at a time
-            expect(m[2]).toMatch(/#\s*\S+/); // with a reason
-        }
+        expectNoBlanketDisables(text, name);
         if (name !== "hx-backup-lib.sh") {
             expect(text).toContain("set -Eeuo pipefail");
             expect(text).toContain('source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"');
