@@ -2,7 +2,7 @@
  * Regenerates the files derived from code so they cannot drift apart:
  *   - Pulumi.yaml (its `config:` schema comes from config/schema.ts),
  *   - the README's configuration reference,
- *   - templates/monitoring/hx-backup-dashboard.json (from render/dashboard.ts).
+ *   - templates/monitoring/hx-backup-dashboard.json (from scripts/gen/dashboard.ts).
  *
  * npm run gen            write them
  * npm run gen -- --check exit 1 and name the stale files instead
@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { stringify } from "yaml";
 import { CONFIG_KEYS, HOST_FIELDS, type ConfigGroup } from "../config/schema";
-import { renderDashboard } from "../render/dashboard";
+import { renderDashboard } from "./gen/dashboard";
 
 const ROOT = path.resolve(__dirname, "..");
 

@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadStackConfig } from "../../config/load";
-import { dashboardQueries, renderDashboard, substituteVariables } from "../../render/dashboard";
+import { dashboardQueries, renderDashboard, substituteVariables } from "../../scripts/gen/dashboard";
 import { renderRules } from "../../render/monitoringPlan";
 import { isCI, isRoot, missingTools } from "../support/env";
 import { makeHost, postgresqlSection, type TestHost } from "../support/host";

@@ -1,5 +1,5 @@
 /**
- * The Grafana dashboard model (render/dashboard.ts, generated into
+ * The Grafana dashboard model (scripts/gen/dashboard.ts, generated into
  * templates/monitoring/hx-backup-dashboard.json): format, template variables,
  * panel layout, that every query is filtered by the `$host`/`$type` variables,
  * and (with promtool) that every query, variables substituted, is valid PromQL.
@@ -12,7 +12,7 @@ import { stringify } from "yaml";
 import { loadStackConfig } from "../../config/load";
 import {
     DASHBOARD_SCHEMA_VERSION, DATASOURCE_UID, dashboardQueries, PANELS, PER_HOST_METRICS, renderDashboard, serializeDashboard, substituteVariables,
-} from "../../render/dashboard";
+} from "../../scripts/gen/dashboard";
 import { alertNames, DASHBOARD_TEMPLATE, renderDashboardFile } from "../../render/monitoringPlan";
 import { readTemplate } from "../../render/template";
 import { dashboardTemplate } from "../../scripts/gen";

@@ -11,7 +11,7 @@
  *     since a host may export them once per job file;
  *   - the datasource is always the `${datasource}` template variable.
  */
-import { alertNames } from "./monitoringPlan";
+import { alertNames } from "../../render/monitoringPlan";
 
 export const DASHBOARD_SCHEMA_VERSION = 42;
 
