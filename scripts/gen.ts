@@ -10,7 +10,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { stringify } from "yaml";
-import { CONFIG_KEYS, HOST_FIELDS, type ConfigGroup } from "../config/schema";
+import { CONFIG_KEYS, HOST_FIELDS, type ConfigGroup, type HostFieldSpec } from "../config/schema";
 import { renderDashboard } from "./gen/dashboard";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -66,7 +66,10 @@ export function configReference(): string {
         out.push(`#### ${group}`, "", "| Key | Type | Default | Meaning |", "|---|---|---|---|", ...rows, "");
     }
     out.push("#### Host fields", "", "Each `hosts` entry:", "", "| Field | Type | Default | Meaning |", "|---|---|---|---|");
-    for (const [field, spec] of Object.entries(HOST_FIELDS)) out.push(`| \`${field}\` | ${spec.type} | ${mdCell(spec.default)} | ${mdCell(spec.description)} |`);
+    for (const [field, spec] of Object.entries(HOST_FIELDS) as [string, HostFieldSpec][]) {
+        const shown = spec.defaultText ?? `\`${JSON.stringify(spec.default)}\``;
+        out.push(`| \`${field}\` | ${spec.type} | ${mdCell(shown)} | ${mdCell(spec.description)} |`);
+    }
     return out.join("\n");
 }
 

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ConfigValidationError, loadStackConfig } from "../../config/load";
 import * as pulumi from "@pulumi/pulumi";
 import { rawFromFiles, rawFromRuntime } from "../../config/raw";
-import { CONFIG_KEYS } from "../../config/schema";
+import { CONFIG_KEYS, HOST_FIELDS, type ConfigKeySpec, type HostFieldSpec } from "../../config/schema";
 import { loadStackFromFiles } from "../../scripts/render";
 import { baseRaw, configError, expectProblem, load, PROJECT_DIR, removeDir, stack, tempDir } from "./helpers";
 
@@ -373,6 +373,50 @@ describe("each invalid value is reported with key path, value seen and expected 
     it("Object Lock only on an AWS bucket", () => {
         const err = configError({ objectLockMode: "COMPLIANCE", s3Endpoint: "https://s3.example.com" }, { assumeSecretsSet: true });
         expectProblem(err, "objectLockMode", "COMPLIANCE", /only managed on an AWS bucket/);
+    });
+});
+
+describe("the schema is the one home of every bound and allowed value", () => {
+    const keys = Object.entries(CONFIG_KEYS) as [string, ConfigKeySpec][];
+
+    it("every integer key has bounds, and its default is inside them", () => {
+        for (const [key, s] of keys.filter(([, s]) => s.type === "integer")) {
+            expect(s.min, `${key}.min`).toBeTypeOf("number");
+            expect(s.max, `${key}.max`).toBeTypeOf("number");
+            expect(s.default as number, key).toBeGreaterThanOrEqual(s.min!);
+            expect(s.default as number, key).toBeLessThanOrEqual(s.max!);
+        }
+    });
+
+    it("every default passes its key's own allowed values and form", () => {
+        for (const [key, s] of keys) {
+            if (s.allowed) expect(s.allowed, key).toContain(s.default);
+            if (s.check && s.default !== "") expect(s.check(s.default as string), key).toBeNull();
+            if (s.required) expect(s.default, key).not.toBe("");
+        }
+        for (const [field, s] of Object.entries(HOST_FIELDS) as [string, HostFieldSpec][]) {
+            if (s.allowed && s.default !== undefined) for (const v of [s.default].flat()) expect(s.allowed, field).toContain(v);
+            if (s.min !== undefined) expect(s.default as number, field).toBeGreaterThanOrEqual(s.min);
+            if (s.max !== undefined) expect(s.default as number, field).toBeLessThanOrEqual(s.max);
+            expect(s.default !== undefined || s.defaultText !== undefined, `${field} has a default or says why not`).toBe(true);
+        }
+    });
+
+    it("the loader applies the schema's bounds: one past each end is refused, each end is taken", () => {
+        for (const [key, s] of keys.filter(([, s]) => s.type === "integer")) {
+            for (const bad of [s.min! - 1, s.max! + 1]) expectProblem(configError({ [key]: bad }), key, bad, new RegExp(`^a whole number from ${s.min} to ${s.max}`));
+        }
+    });
+
+    it("the host fields' defaults are the loader's", () => {
+        const h = load({ ...baseRaw(), hosts: [{ name: "h1", address: "10.0.0.1", roles: ["postgresql", "redis", "configuration"] }] }).hosts[0];
+        expect(h.port).toBe(HOST_FIELDS.port.default);
+        expect(h.postgresql?.port).toBe(HOST_FIELDS["postgresql.port"].default);
+        expect(h.postgresql?.host).toBe(HOST_FIELDS["postgresql.host"].default);
+        expect(h.postgresql?.vacuumAnalyzeBefore).toBe(HOST_FIELDS["postgresql.vacuumAnalyzeBefore"].default);
+        expect(h.redis?.rdbPath).toBe(HOST_FIELDS["redis.rdbPath"].default);
+        expect(h.configuration?.tlsPaths).toEqual(HOST_FIELDS["configuration.tlsPaths"].default);
+        expect(h.configuration?.paths).toEqual([...HOST_FIELDS["configuration.paths"].default, "/etc/postgresql", "/etc/redis"]);
     });
 });
 
