@@ -13,7 +13,7 @@ const ROOT = path.resolve(__dirname, "..");
 
 interface Evaluation {
     seconds: number;
-    commands: { name: string; create: string; delete?: string; stdin: string; triggers: unknown }[];
+    commands: { name: string; create: string; delete?: string; stdin: string }[];
 }
 
 /** Production's config with `hosts` replaced by n hosts cycling through production's host shapes. */
@@ -42,7 +42,7 @@ export function evaluate(input: ReturnType<typeof configWithHosts>, env: NodeJS.
     }
 }
 
-const key = (c: Evaluation["commands"][number]) => JSON.stringify([c.create, c.delete, c.stdin, c.triggers]);
+const key = (c: Evaluation["commands"][number]) => JSON.stringify([c.create, c.delete, c.stdin]);
 
 /** Names of commands whose inputs differ between two evaluations (added or removed ones included). */
 export function changedCommands(a: Evaluation, b: Evaluation): string[] {

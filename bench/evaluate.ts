@@ -2,7 +2,7 @@
  * One evaluation of the real program under mocks, in its own process (fresh
  * module state), for the deploy benchmarks. Reads the config from the JSON
  * file in argv[2]; prints JSON: evaluation seconds and every remote command's
- * inputs (create, delete, sha256 of stdin, triggers).
+ * inputs (create, delete, sha256 of stdin).
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
                 if (args.type === "aws:kms/key:Key") state.arn = `arn:aws:kms:eu-central-1:1:key/${args.name}`;
                 if (args.type === "command:remote:Command") {
                     const i = unwrap(args.inputs) as Record<string, unknown>;
-                    commands.push({ name: args.name, create: i.create, delete: i.delete, stdin: createHash("sha256").update(String(i.stdin ?? "")).digest("hex"), triggers: i.triggers });
+                    commands.push({ name: args.name, create: i.create, delete: i.delete, stdin: createHash("sha256").update(String(i.stdin ?? "")).digest("hex") });
                 }
                 return { id: `${args.name}-id`, state };
             },

@@ -1,7 +1,7 @@
 /**
  * The shape every remote step has, for backup hosts and the monitoring host
  * alike, and the pieces steps are built from: a plain file install, the drift
- * manifest entry, the digest that triggers a re-run, and step scripts rendered
+ * manifest entry, the digest whose change re-runs a step, and step scripts rendered
  * from their static bodies in templates/steps.
  */
 import type { StackConfig } from "../config/types";
@@ -37,11 +37,14 @@ export interface Step {
     readonly secretFiles: readonly PlannedSecretFile[];
     /** Names of steps that must finish first. */
     readonly dependsOn: readonly string[];
-    /** Non-secret digest of everything the step installs: its trigger. */
+    /** Non-secret digest of everything the step installs; it goes into the command text (withDigest). */
     readonly digest: string;
 }
 
 export const digestOf = (value: unknown): string => sha256(JSON.stringify(value));
+
+/** The step script with its digest as a first comment line, so that a changed digest changes the command. */
+export const withDigest = (script: string, digest: string): string => `# hx-backup step digest ${digest}\n${script}`;
 
 /** A step that installs one file from stdin; `check` gates the install, `delete` replaces the plain removal. */
 export function fileStep(name: string, file: PlannedFile, dependsOn: string[], opts: { check?: string; delete?: string } = {}): Step {

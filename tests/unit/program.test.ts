@@ -3,8 +3,11 @@
  * secrets never in plaintext inputs, argv or outputs, identical inputs on a
  * second evaluation, and config errors before any resource exists.
  */
+import { readFileSync } from "node:fs";
 import { describe, expect, it, beforeAll } from "vitest";
 import { planHost } from "../../render/hostPlan";
+import { wrapStep } from "../../render/remote";
+import { withDigest } from "../../render/step";
 import { loadStackFromFiles, renderFacts } from "../../scripts/render";
 import {
     commands, evaluate, IAM_SECRET, plaintextView, reveal, ROOT, stackConfig, TEST_SECRETS, isSecretWrapped, type Evaluation,
@@ -81,7 +84,13 @@ describe("production stack", () => {
         expect(objects.Resource).toBe("arn:aws:s3:::hx-backups-production-euc1/hx-backup/*");
     });
 
-    it("installs every host with idempotent steps whose triggers equal the plan's digests", () => {
+    it("@pulumi/command replaces a command only for a changed `triggers`, which no step sets", () => {
+        const sdk = readFileSync(require.resolve("@pulumi/command/remote/command.js"), "utf8");
+        expect([...sdk.matchAll(/replaceOnChanges: (\[.*?\]) \}/g)].map((m) => m[1])).toEqual(['["triggers[*]"]']);
+        expect(commands(e).filter((c) => c.inputs.triggers !== undefined).map((c) => c.name)).toEqual([]);
+    });
+
+    it("installs every host with steps whose command carries the plan's digest, and no triggers", () => {
         const config = loadStackFromFiles(ROOT, "production");
         for (const host of config.hosts) {
             const plan = planHost(config, host, renderFacts(config));
@@ -90,11 +99,13 @@ describe("production stack", () => {
             for (const c of cmds) {
                 expect(c.inputs.update, `${c.name} update`).toBe(c.inputs.create);
                 expect(c.inputs.addPreviousOutputInEnv).toBe(false);
-                expect((reveal(c.inputs.triggers) as string[])[0]).toMatch(/^[0-9a-f]{64}$/);
+                // A changed trigger replaces a command (delete first); a changed create updates it in place.
+                expect(c.inputs.triggers, `${c.name} triggers`).toBeUndefined();
+                expect(c.inputs.create as string).toMatch(/^(sudo -n )?sh -c 'set -eu\n# hx-backup step digest [0-9a-f]{64}\n/);
             }
             const unitStep = plan.steps.find((s) => s.name === "unit-hx-backup-configuration-daily.timer")!;
             const cmd = cmds.find((c) => c.name === `${host.name}-unit-hx-backup-configuration-daily.timer`)!;
-            expect((reveal(cmd.inputs.triggers) as string[])[0]).toBe(unitStep.digest);
+            expect(cmd.inputs.create).toBe(wrapStep(withDigest(unitStep.create, unitStep.digest), config.ssh.sudo));
             expect(reveal(cmd.inputs.stdin)).toBe(unitStep.stdin);
         }
     });
@@ -205,11 +216,11 @@ describe("Grafana through the HTTP API", () => {
 });
 
 describe("idempotence", () => {
-    it("two evaluations give identical commands, stdin and triggers", async () => {
+    it("two evaluations give identical commands and stdin", async () => {
         const config = withSecrets("production", PROD_SECRETS);
         const a = await evaluate("production", config, PROD_SECRETS);
         const b = await evaluate("production", config, PROD_SECRETS);
-        const view = (e: Evaluation) => commands(e).map((c) => ({ name: c.name, create: c.inputs.create, delete: c.inputs.delete, stdin: reveal(c.inputs.stdin), triggers: reveal(c.inputs.triggers) }));
+        const view = (e: Evaluation) => commands(e).map((c) => ({ name: c.name, create: c.inputs.create, delete: c.inputs.delete, stdin: reveal(c.inputs.stdin) }));
         expect(view(a).length).toBeGreaterThan(40);
         expect(view(b)).toEqual(view(a));
     });
@@ -220,7 +231,7 @@ describe("idempotence", () => {
         const b = await evaluate("production", { ...base, "hx-backup:encryptionKeyVersion": "2" }, PROD_SECRETS);
         expect(Object.keys(b.randomHex).sort()).toEqual(["keys-production-v1", "keys-production-v2"]);
         expect(b.randomHex["keys-production-v1"]).toBe(a.randomHex["keys-production-v1"]);
-        const digest = (e: Evaluation) => new Map(commands(e).map((c) => [c.name, JSON.stringify(reveal(c.inputs.triggers))]));
+        const digest = (e: Evaluation) => new Map(commands(e).map((c) => [c.name, c.inputs.create as string]));
         const [da, db] = [digest(a), digest(b)];
         const changed = [...da.keys()].filter((k) => da.get(k) !== db.get(k)).map((k) => k.replace(/^[a-z0-9-]+?-(?=keyring|config$)/, "")).sort();
         expect(new Set(changed)).toEqual(new Set(["keyring", "config"]));
