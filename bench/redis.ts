@@ -2,7 +2,7 @@
 import { chmodSync, copyFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { run, sleep } from "../tests/support/env";
-import { makeHost, type TestHost } from "../tests/support/host";
+import { makeHost, renderedSection, type TestHost } from "../tests/support/host";
 import { startRedis, type RedisInstance } from "../tests/support/redis";
 import { fmtMiB, log, median, order, round, timed } from "./common";
 import { TreeSampler } from "./memory";
@@ -39,7 +39,7 @@ export async function setupRedis(keys: number): Promise<RedisSetup> {
     });
     const n = Number(await redis.cli("DBSIZE"));
     log(`  loaded ${n} Redis keys in ${t.seconds.toFixed(0)} s`);
-    host.config.redis = { host: "127.0.0.1", port: redis.port, rdbPath: redis.rdbPath, authFile: "" };
+    host.config.redis = { ...renderedSection("redis"), host: "127.0.0.1", port: redis.port, rdbPath: redis.rdbPath, authFile: "" };
     host.writeConfig();
     return { redis, host, keys: n };
 }

@@ -1,7 +1,7 @@
 import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { HostSpec, StackConfig } from "../config/types";
-import type { DeployFacts } from "../render/hostConfig";
+import { HOST_CONFIG_NAME, type DeployFacts } from "../render/hostConfig";
 import { planHost, type HostPlan } from "../render/hostPlan";
 import type { Job } from "../render/jobs";
 import { secretStdin, type SecretValues } from "../render/secrets";
@@ -80,7 +80,7 @@ export class BackupHost extends pulumi.ComponentResource {
         this.jobs = shape.jobs;
         this.steps = steps;
         this.paths = {
-            config: shape.config.paths.config,
+            config: `${config.paths.configDir}/${HOST_CONFIG_NAME}`,
             scripts: shape.config.paths.scripts,
             storage: shape.config.paths.storage,
             logs: shape.config.paths.logs,

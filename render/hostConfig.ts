@@ -3,10 +3,17 @@
  * Pure data: the scripts parse it with jq and never evaluate it.
  *
  * This interface is the contract between the Pulumi program and the static
- * scripts in `templates/scripts`. Bump `format` on any incompatible change.
+ * scripts in `templates/scripts`: the render writes every field, the scripts
+ * read only these fields and keep no defaults of their own (a missing field
+ * is a config error on the host), and tests/unit/contract.test.ts checks both
+ * directions. Bump `format` (and HX_CONFIG_FORMAT in the library) on any
+ * incompatible change.
  */
 import type { HostSpec, StackConfig } from "../config/types";
 import { hostJobs, type Job } from "./jobs";
+
+/** What the scripts know of a job: the schedule itself lives in the job's timer unit. */
+export type HostJob = Pick<Job, "name" | "type" | "script" | "args" | "description" | "maxIntervalSeconds">;
 
 export const HOST_CONFIG_FORMAT = 1;
 import { HOST_CONFIG_NAME, manifestDir, runtimeFiles, watchedLocations } from "./paths";
@@ -30,9 +37,7 @@ export interface HostConfigFile {
     readonly format: number;
     readonly stack: string;
     readonly host: string;
-    readonly user: string;
     readonly paths: {
-        readonly config: string;
         readonly scripts: string;
         readonly storage: string;
         readonly logs: string;
@@ -45,10 +50,10 @@ export interface HostConfigFile {
         readonly locks: string;
     };
     readonly encryption: { readonly cipher: "aes-256-cbc"; readonly mac: "hmac-sha256"; readonly currentKeyId: string; readonly keyIds: readonly string[] };
-    /** `threads`: zstd workers (scripts default to 2 when absent). */
-    readonly compression: { readonly method: "auto" | "zstd" | "gzip"; readonly level: number; readonly threads?: number };
-    /** GFS counts; artifacts no manifest references are removed after `orphanMinutes` (default 60). */
-    readonly retention: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly yearly: number; readonly orphanMinutes?: number };
+    /** `threads`: zstd workers. */
+    readonly compression: { readonly method: "auto" | "zstd" | "gzip"; readonly level: number; readonly threads: number };
+    /** GFS counts; artifacts no manifest references are removed after `orphanMinutes`. */
+    readonly retention: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly yearly: number; readonly orphanMinutes: number };
     readonly sizeCheck: { readonly history: number; readonly lowPercent: number; readonly highPercent: number };
     /** Local storage quota in bytes, exported as backup_storage_quota_bytes; 0 = none. */
     readonly storageQuotaBytes: number;
@@ -67,11 +72,11 @@ export interface HostConfigFile {
          */
         readonly credentialsFile: string;
         readonly retentionBy: "prefix" | "tag";
-        /** Default STANDARD. */
-        readonly storageClass?: "STANDARD" | "STANDARD_IA" | "INTELLIGENT_TIERING";
+        readonly storageClass: "STANDARD" | "STANDARD_IA" | "INTELLIGENT_TIERING";
+        /** Retries of a failed upload, so up to `retries + 1` attempts. */
         readonly retries: number;
-        /** Base of the exponential backoff between upload attempts (default 2). */
-        readonly retryDelaySeconds?: number;
+        /** Base of the exponential backoff between upload attempts. */
+        readonly retryDelaySeconds: number;
     };
     readonly postgresql: null | {
         readonly databases: readonly { readonly name: string; readonly large: boolean }[];
@@ -84,10 +89,8 @@ export interface HostConfigFile {
         readonly format: "custom" | "parallel";
         readonly parallelDumps: number;
         readonly jobs: number;
-        readonly vacuumAnalyzeBefore: "never" | "weekly" | "always";
-        readonly analyzeAfter: "never" | "weekly" | "always";
-        /** pg_dump --lock-wait-timeout (default 600). */
-        readonly lockWaitTimeoutSeconds?: number;
+        /** pg_dump --lock-wait-timeout. */
+        readonly lockWaitTimeoutSeconds: number;
     };
     readonly redis: null | {
         readonly host: string;
@@ -95,16 +98,16 @@ export interface HostConfigFile {
         readonly rdbPath: string;
         /** File holding the AUTH password (0600), or empty for no AUTH. */
         readonly authFile: string;
-        /** Default 3600. */
-        readonly bgsaveTimeoutSeconds?: number;
+        /** How long to wait for BGSAVE. */
+        readonly bgsaveTimeoutSeconds: number;
     };
     readonly application: null | { readonly paths: readonly string[]; readonly include: readonly string[]; readonly exclude: readonly string[] };
     readonly configuration: null | { readonly paths: readonly string[]; readonly tlsPaths: readonly string[] };
-    /** For test-monitoring.sh (default http://127.0.0.1:9100/metrics). */
-    readonly monitoring?: { readonly nodeExporterUrl: string };
+    /** For test-monitoring.sh. */
+    readonly monitoring: { readonly nodeExporterUrl: string };
     /** For backup-drift-check.sh: the install manifest, and where stray files would be ours. */
     readonly drift: { readonly manifestDir: string; readonly watch: readonly string[]; readonly ignore: readonly string[] };
-    readonly jobs: readonly Job[];
+    readonly jobs: readonly HostJob[];
 }
 
 export function renderHostConfig(config: StackConfig, host: HostSpec, facts: DeployFacts): HostConfigFile {
@@ -115,9 +118,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
         format: HOST_CONFIG_FORMAT,
         stack: config.stack,
         host: host.name,
-        user: config.backupUser,
         paths: {
-            config: file(HOST_CONFIG_NAME),
             scripts: paths.scriptDir,
             storage: paths.storageDir,
             logs: paths.logDir,
@@ -154,8 +155,6 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
                   format: host.postgresql.format,
                   parallelDumps: config.postgresqlParallelDumps,
                   jobs: config.postgresqlJobs,
-                  vacuumAnalyzeBefore: host.postgresql.vacuumAnalyzeBefore,
-                  analyzeAfter: host.postgresql.analyzeAfter,
                   lockWaitTimeoutSeconds: 600,
               }
             : null,
@@ -166,7 +165,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
         configuration: host.configuration ?? null,
         monitoring: { nodeExporterUrl: config.nodeExporterUrl },
         drift: { manifestDir: manifestDir(config), watch: watchedLocations(config), ignore: runtimeFiles(config) },
-        jobs: hostJobs(config, host),
+        jobs: hostJobs(config, host).map(({ name, type, script, args, description, maxIntervalSeconds }) => ({ name, type, script, args, description, maxIntervalSeconds })),
     };
 }
 

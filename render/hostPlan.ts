@@ -10,7 +10,7 @@ import * as path from "node:path";
 import type { HostSpec, StackConfig } from "../config/types";
 import { HOST_CONFIG_NAME, LOGROTATE_PATH, SUDOERS_PATH, UNIT_DIR } from "./paths";
 import { renderHostConfig, serializeHostConfig, PGPASS_NAME, REDIS_AUTH_NAME, S3_CREDENTIALS_NAME, type DeployFacts, type HostConfigFile } from "./hostConfig";
-import type { Job } from "./jobs";
+import { hostJobs, type Job } from "./jobs";
 import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
 import { renderSudoers } from "./sudoers";
 import { readTemplate, renderTemplate, TEMPLATE_ROOT } from "./template";
@@ -73,7 +73,7 @@ const slug = (text: string) => text.replace(/[^A-Za-z0-9.-]+/g, "-").replace(/^-
 
 export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts): HostPlan {
     const hostConfig = renderHostConfig(config, host, facts);
-    const { jobs } = hostConfig;
+    const jobs = hostJobs(config, host);
     const u = config.backupUser;
     const p = config.paths;
     const steps: Step[] = [];

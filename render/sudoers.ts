@@ -9,7 +9,6 @@ export const PRIVILEGED_HELPER = "backup-privileged.sh";
 
 export function privilegedVerbs(host: HostSpec): string[] {
     const verbs: string[] = [];
-    if (host.roles.includes("postgresql")) verbs.push("postgresql-vacuum-analyze", "postgresql-analyze");
     if (host.roles.includes("redis")) verbs.push("redis-copy-rdb");
     if (host.roles.includes("application")) verbs.push("application-archive");
     if (host.roles.includes("configuration")) verbs.push("configuration-archive");

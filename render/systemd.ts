@@ -54,7 +54,6 @@ export function renderJobUnits(config: StackConfig, host: HostSpec, job: Job): R
         wants: [vacuum ? VACUUM_UNIT : "", analyze ? ANALYZE_UNIT : ""].filter(Boolean).map((u) => ` ${u}`).join(""),
         user: config.backupUser,
         configFile: `${config.paths.configDir}/${HOST_CONFIG_NAME}`,
-        maintenanceBySystemd: vacuum || analyze ? 1 : 0,
         execStart: [`${config.paths.scriptDir}/${job.script}`, ...job.args].map(execWord).join(" "),
         capabilities: CAPABILITIES[job.type],
         storageDir: config.paths.storageDir,

@@ -61,7 +61,8 @@ async function readUnit(exec: Exec, name: string): Promise<UnitInfo> {
     return parseUnit(name, r.stdout);
 }
 
-async function runUnit(exec: Exec, unit: UnitInfo): Promise<JobRun> {
+/** Runs one unit's ExecStart lines in order, as systemd would. */
+export async function runUnit(exec: Exec, unit: UnitInfo): Promise<JobRun> {
     const started = Date.now();
     let stdout = "";
     let stderr = "";

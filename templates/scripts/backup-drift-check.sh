@@ -32,15 +32,15 @@ read_manifest() {
 main() {
     hx_init_common drift-check
     local manifest_dir inspect
-    manifest_dir=$(hx_cfg '.drift.manifestDir // empty')
-    [[ -n $manifest_dir && -d $manifest_dir ]] || hx_die "$HX_EXIT_USAGE" "no install manifest at '${manifest_dir:-?}': deploy this host first"
+    hx_cfg_read manifest_dir drift.manifestDir
+    [[ -d $manifest_dir ]] || hx_die "$HX_EXIT_USAGE" "no install manifest at '$manifest_dir': deploy this host first"
     inspect="$HX_SCRIPTS_DIR_SELF/hx-drift-inspect.sh"
 
     local -A ignored=()
     read_manifest "$manifest_dir"
     local -a watch ignore
-    hx_cfg_list '.drift.watch' watch
-    hx_cfg_list '.drift.ignore' ignore
+    hx_cfg_into watch 'drift.watch[]'
+    hx_cfg_into ignore 'drift.ignore[]'
     local p
     for p in "${ignore[@]}"; do ignored[$p]=1; done
 

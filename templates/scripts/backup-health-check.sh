@@ -33,20 +33,29 @@ metric_value() {
 NOW=$(hx_epoch)
 echo "hx-backup health on ${HX_HOST} (stack ${HX_STACK:-?}) at $(hx_now)"
 echo "Config: $HX_CONFIG_FILE"
-if hx_key_load "$HX_KEY_ID"; then
-    ok "encryption key '$HX_KEY_ID' present"
-else
-    problem "encryption key: $HX_KEY_ERROR"
-fi
+# Every key of the keyring: older ones are what restores of older backups need.
+key_ids=()
+hx_cfg_into key_ids 'encryption.keyIds[]'
+for key_id in "${key_ids[@]}"; do
+    if hx_key_load "$key_id"; then
+        ok "encryption key '$key_id' present$([[ $key_id == "$HX_KEY_ID" ]] && echo ' (current)')"
+    else
+        problem "encryption key: $HX_KEY_ERROR"
+    fi
+done
 
-REMOTE=$(hx_cfg '.remote.enabled // false')
-mapfile -t JOBS < <(hx_cfg '.jobs[]? | [.name, .type, (.maxIntervalSeconds // 90000 | tostring)] | join(" ")')
-if ((${#JOBS[@]} == 0)); then
+REMOTE=false
+hx_cfg_true remote.enabled && REMOTE=true
+if ((${#HX_JOB_NAMES[@]} == 0)); then
     problem "no jobs configured"
 fi
-for j in "${JOBS[@]}"; do
-    read -r jname jtype jmax <<<"$j"
-    echo "Job $jname ($jtype, max interval ${jmax}s):"
+schedule=""
+for i in "${!HX_JOB_NAMES[@]}"; do
+    jname=${HX_JOB_NAMES[i]}
+    jtype=${HX_JOB_TYPES[i]}
+    jmax=${HX_JOB_INTERVALS[i]}
+    hx_cfg_read schedule "jobs.$i.description"
+    echo "Job $jname ($jtype, $schedule, max interval ${jmax}s):"
     shopt -s nullglob
     files=("$HX_TEXTFILE"/hx_backup-"$jtype"-*.prom)
     shopt -u nullglob

@@ -11,8 +11,7 @@
 #   configuration-archive      tar of configuration.paths, tlsPaths (mode
 #                              0600/0700 in the archive) and a network /
 #                              firewall snapshot
-#   postgresql-vacuum-analyze  VACUUM ANALYZE, as the postgres OS user
-#   postgresql-analyze         ANALYZE, as the postgres OS user
+# VACUUM/ANALYZE are not verbs: they run only from their systemd units, as postgres.
 # Exit codes: see hx-backup-lib.sh.
 set -Eeuo pipefail
 HX_ARGS="$*"
@@ -20,15 +19,14 @@ HX_TYPE=privileged
 # shellcheck source-path=SCRIPTDIR source=hx-backup-lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
 
-VERBS="redis-copy-rdb application-archive configuration-archive postgresql-vacuum-analyze postgresql-analyze"
+VERBS="redis-copy-rdb application-archive configuration-archive"
 if [[ $# -ne 1 || " $VERBS " != *" $1 "* ]]; then
     echo "usage: $HX_SCRIPT_NAME {${VERBS// /|}}" >&2
     exit "$HX_EXIT_USAGE"
 fi
 VERB=$1
-# Root (through sudo), or a systemd job holding CAP_DAC_READ_SEARCH for the
-# read-only archive verbs; the maintenance verbs switch to postgres and need root.
-if ((EUID != 0)) && { [[ $VERB == postgresql-* ]] || ! hx_has_capability 2; }; then
+# Root (through sudo), or a systemd job holding CAP_DAC_READ_SEARCH: every verb only reads.
+if ((EUID != 0)) && ! hx_has_capability 2; then
     echo "$HX_SCRIPT_NAME $VERB must run as root (through sudo) or with CAP_DAC_READ_SEARCH (its systemd unit)" >&2
     exit "$HX_EXIT_USAGE"
 fi
@@ -109,10 +107,10 @@ tar_list() {
 }
 
 archive_application() {
-    [[ $(hx_cfg '.application | type') == object ]] || hx_die "$HX_EXIT_USAGE" "config: application is not configured"
-    hx_cfg_list '.application.paths' FL_ROOTS
-    hx_cfg_list '.application.include' FL_INCS
-    hx_cfg_list '.application.exclude' FL_EXCS
+    hx_cfg_section application || hx_die "$HX_EXIT_USAGE" "config: application is not configured"
+    hx_cfg_into FL_ROOTS 'application.paths[]'
+    hx_cfg_into FL_INCS 'application.include[]'
+    hx_cfg_into FL_EXCS 'application.exclude[]'
     file_list | tar_list
 }
 
@@ -141,7 +139,7 @@ network_snapshot() {
 }
 
 archive_configuration() {
-    [[ $(hx_cfg '.configuration | type') == object ]] || hx_die "$HX_EXIT_USAGE" "config: configuration is not configured"
+    hx_cfg_section configuration || hx_die "$HX_EXIT_USAGE" "config: configuration is not configured"
     local snap
     snap=$(mktemp --directory -- "${RUNTIME_DIRECTORY:-/run}/hx-backup-snapshot.XXXXXX" 2>/dev/null || mktemp --directory)
     hx_tmp_register "$snap"
@@ -149,9 +147,9 @@ archive_configuration() {
     # Three tar streams, concatenated; restore and listing use --ignore-zeros.
     FL_INCS=()
     FL_EXCS=()
-    hx_cfg_list '.configuration.paths' FL_ROOTS
+    hx_cfg_into FL_ROOTS 'configuration.paths[]'
     file_list | tar_list
-    hx_cfg_list '.configuration.tlsPaths' FL_ROOTS
+    hx_cfg_into FL_ROOTS 'configuration.tlsPaths[]'
     file_list | tar_list --mode=go-rwx
     tar --create --file=- --directory="$snap" --sort=name --format=posix \
         --pax-option='exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime' \
@@ -160,36 +158,14 @@ archive_configuration() {
 
 copy_rdb() {
     local rdb
-    rdb=$(hx_cfg '.redis.rdbPath // ""')
-    [[ -n $rdb && $rdb == /* ]] || hx_die "$HX_EXIT_USAGE" "config: redis.rdbPath is not set"
+    hx_cfg_read rdb redis.rdbPath
+    [[ $rdb == /* ]] || hx_die "$HX_EXIT_USAGE" "config: redis.rdbPath is not an absolute path: $rdb"
     [[ -f $rdb ]] || hx_die "$HX_EXIT_FAIL" "RDB file not found: $rdb"
     cat -- "$rdb"
-}
-
-pg_maintenance() {
-    local what=$1 host port
-    host=$(hx_cfg '.postgresql.host // ""')
-    port=$(hx_cfg '.postgresql.port // 5432')
-    local -a dbs=() opts=(--quiet --no-password)
-    hx_cfg_list '[.postgresql.databases[]?.name]' dbs
-    if [[ $what == vacuum ]]; then opts+=(--analyze); else opts+=(--analyze-only); fi
-    [[ -n $host ]] && export PGHOST=$host
-    export PGPORT=$port
-    unset PGUSER PGPASSFILE PGPASSWORD
-    if ((${#dbs[@]} == 0)); then
-        runuser --user=postgres -- vacuumdb --all "${opts[@]}"
-    else
-        local db
-        for db in "${dbs[@]}"; do
-            PGDATABASE=$db runuser --user=postgres -- vacuumdb "${opts[@]}"
-        done
-    fi
 }
 
 case $VERB in
     redis-copy-rdb) copy_rdb ;;
     application-archive) archive_application ;;
     configuration-archive) archive_configuration ;;
-    postgresql-vacuum-analyze) pg_maintenance vacuum ;;
-    postgresql-analyze) pg_maintenance analyze ;;
 esac

@@ -36,20 +36,13 @@ done
 
 hx_init "${HX_JOB:-retention}"
 hx_lock "backup-retention"
-# One jq run for the settings read below and by the library (~40 ms per jq start).
-hx_cfg_preload '.retention.daily // 7' '.retention.weekly // 4' '.retention.monthly // 12' '.retention.yearly // 3' \
-    '.retention.orphanMinutes // 60' '.storageQuotaBytes // 0'
-
-declare -A KEEP_N=(
-    [daily]=$(hx_cfg '.retention.daily // 7')
-    [weekly]=$(hx_cfg '.retention.weekly // 4')
-    [monthly]=$(hx_cfg '.retention.monthly // 12')
-    [yearly]=$(hx_cfg '.retention.yearly // 3')
-)
 RULES=(daily weekly monthly yearly)
+counts=()
+hx_cfg_into counts retention.daily retention.weekly retention.monthly retention.yearly
+declare -A KEEP_N=([daily]=${counts[0]} [weekly]=${counts[1]} [monthly]=${counts[2]} [yearly]=${counts[3]})
 # Unreferenced artifacts younger than this may belong to a run that is
 # committing right now (artifact renamed, manifest not yet).
-ORPHAN_MINUTES=$(hx_cfg ".retention.orphanMinutes // 60")
+hx_cfg_read ORPHAN_MINUTES retention.orphanMinutes
 if ((KEEP_N[daily] + KEEP_N[weekly] + KEEP_N[monthly] + KEEP_N[yearly] == 0)); then
     hx_warn retention "all retention counts are 0: keeping everything"
     exit 0

@@ -37,7 +37,7 @@ done
 
 hx_init "${HX_JOB:-sync}"
 hx_lock backup-sync
-if [[ $(hx_cfg '.remote.enabled // false') != true ]]; then
+if ! hx_cfg_true remote.enabled; then
     hx_info sync_disabled "remote sync is disabled for this host"
     exit 0
 fi
@@ -55,11 +55,9 @@ if ! hx_remote_env; then
     done
     hx_die "$HX_EXIT_USAGE" "$HX_REMOTE_ERROR"
 fi
-RETRY_DELAY=$(hx_cfg '.remote.retryDelaySeconds // 2')
-
 # hx-style retry: attempt, then wait base*2^n (capped) between attempts.
 with_retries() {
-    local n=0 delay=$RETRY_DELAY
+    local n=0 delay=$HX_S3_RETRY_DELAY
     while :; do
         if "$@"; then
             return 0

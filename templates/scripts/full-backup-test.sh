@@ -16,11 +16,11 @@ hx_init full-backup-test
 RC=0
 declare -A SEEN=()
 echo "Full backup test on $HX_HOST"
-while IFS= read -r -d '' line; do
-    name=${line%%$'\t'*}
-    rest=${line#*$'\t'}
-    script=${rest%%$'\t'*}
-    args=${rest#*$'\t'}
+script=""
+argv=()
+for i in "${!HX_JOB_NAMES[@]}"; do
+    name=${HX_JOB_NAMES[i]}
+    hx_cfg_read script "jobs.$i.script"
     [[ $script =~ ^[A-Za-z0-9._-]+\.sh$ ]] || {
         echo "  skip  $name: invalid script name"
         continue
@@ -29,7 +29,7 @@ while IFS= read -r -d '' line; do
     # daily and weekly PostgreSQL jobs run the same backup: once is enough
     [[ -z ${SEEN[$script]:-} ]] || continue
     SEEN[$script]=1
-    read -r -a argv <<<"$args"
+    hx_cfg_into argv "jobs.$i.args[]"
     t0=$(hx_epoch)
     rc=0
     HX_QUIET=1 "$HX_SCRIPTS_DIR_SELF/$script" "${argv[@]}" >/dev/null 2>&1 || rc=$?
@@ -41,7 +41,7 @@ while IFS= read -r -d '' line; do
             RC=$HX_EXIT_FAIL
         fi
     fi
-done < <(jq --join-output '.jobs[]? | "\(.name)\t\(.script)\t\(.args | join(" "))\u0000"' "$HX_CONFIG_FILE")
+done
 rc=0
 "$HX_SCRIPTS_DIR_SELF/backup-verify.sh" --all --restore-test || rc=$?
 if ((rc != 0)); then

@@ -28,6 +28,8 @@ HX_LIB_LOADED=1
 
 readonly HX_VERSION="1.0.0"
 readonly HX_MANIFEST_FORMAT=1
+# The HostConfigFile format this library reads (HOST_CONFIG_FORMAT in render/hostConfig.ts).
+readonly HX_CONFIG_FORMAT=1
 readonly HX_DEFAULT_CONFIG="/etc/hx-backup/backup.json"
 readonly HX_PBKDF2_ITER=10000
 readonly HX_EXIT_OK=0 HX_EXIT_FAIL=1 HX_EXIT_USAGE=2 HX_EXIT_LOCKED=3 HX_EXIT_VERIFY=4 HX_EXIT_PARTIAL=5
@@ -102,42 +104,115 @@ hx_die() {
 
 # ----------------------------------------------------------------- config ---
 
-# hx_cfg FILTER [jq args...]: print a jq result (raw). A filter loaded by
-# hx_cfg_preload (and no jq args) is answered from the cache.
-hx_cfg() {
-    local filter=$1
+# backup.json is the rendered HostConfigFile (render/hostConfig.ts): the render
+# writes every field the scripts read, so a missing or null field is a config
+# error (exit 2, naming the field), never a silent default. hx_load_config
+# flattens it once (one jq run); every read below is then a table look-up.
+#
+# A PATH is dotted field names, e.g. remote.retries. In hx_cfg_into, `[]`
+# stands for every element of a list: postgresql.databases[].name.
+# HX_CFG maps each path (list indexes are segments: drift.watch.0) to its value
+# (strings raw, numbers and booleans as JSON, lists and objects their length);
+# HX_CFG_TYPE maps it to its jq type.
+declare -gA HX_CFG=() HX_CFG_TYPE=()
+
+# hx__cfg_flatten: fill HX_CFG and HX_CFG_TYPE from $HX_CONFIG_FILE. Fails on
+# unreadable or malformed JSON.
+hx__cfg_flatten() {
+    local -a cells=()
+    mapfile -d '' -t cells < <(jq --join-output 'paths as $p | getpath($p) as $v | ($v | type) as $t
+        | ($p | map(tostring) | join(".")), "\u0000", $t, "\u0000",
+          (if $t == "string" then $v elif $t == "array" or $t == "object" then ($v | length | tostring) else ($v | tojson) end), "\u0000"' \
+        "$HX_CONFIG_FILE" 2>/dev/null && printf 'ok\0' || printf 'failed\0')
+    # The last cell says whether jq read the whole file (errexit would end the substitution before a status).
+    local status=${cells[-1]} i
+    unset 'cells[-1]'
+    [[ $status == ok ]] && ((${#cells[@]} % 3 == 0)) || return 1
+    HX_CFG=() HX_CFG_TYPE=()
+    for ((i = 0; i < ${#cells[@]}; i += 3)); do
+        HX_CFG_TYPE[${cells[i]}]=${cells[i + 1]}
+        HX_CFG[${cells[i]}]=${cells[i + 2]}
+    done
+}
+
+hx__cfg_missing() {
+    HX_CONFIG_BROKEN=1
+    hx_die "$HX_EXIT_USAGE" "config: $HX_CONFIG_FILE has no $1 ($2); re-render it with pulumi up"
+}
+
+# hx__cfg_scalar PATH: fail unless PATH holds a string, number or boolean.
+hx__cfg_scalar() {
+    case ${HX_CFG_TYPE[$1]:-missing} in
+        string | number | boolean) ;;
+        *) hx__cfg_missing "$1" "expected a value, found ${HX_CFG_TYPE[$1]:-nothing}" ;;
+    esac
+}
+
+# hx__cfg_expand ARRAY PATH: the concrete paths of PATH into ARRAY, each `[]`
+# replaced by every index of that list.
+hx__cfg_expand() {
+    local -n hx__cfg_paths=$1
+    local -a todo=("$2")
+    local path list i
+    hx__cfg_paths=()
+    while ((${#todo[@]} > 0)); do
+        path=${todo[0]}
+        todo=("${todo[@]:1}")
+        if [[ $path != *'[]'* ]]; then
+            hx__cfg_paths+=("$path")
+            continue
+        fi
+        list=${path%%'[]'*}
+        [[ ${HX_CFG_TYPE[$list]:-} == array ]] || hx__cfg_missing "$list" "expected a list, found ${HX_CFG_TYPE[$list]:-nothing}"
+        for ((i = 0; i < HX_CFG[$list]; i++)); do
+            todo+=("$list.$i${path#*'[]'}")
+        done
+    done
+}
+
+# hx_cfg_read VAR PATH: the scalar at PATH into VAR.
+hx_cfg_read() {
+    local -n hx__cfg_var=$1
+    hx__cfg_scalar "$2"
+    hx__cfg_var=${HX_CFG[$2]}
+}
+
+# hx_cfg_into ARRAY PATH...: the scalars at every PATH, in order, into ARRAY.
+hx_cfg_into() {
+    local -n hx__cfg_arr=$1
     shift
-    if (($# == 0)) && [[ -n ${HX_CFG_CACHE[$filter]+set} ]]; then
-        printf '%s\n' "${HX_CFG_CACHE[$filter]}"
-        return 0
-    fi
-    jq --raw-output "$@" "$filter" "$HX_CONFIG_FILE"
-}
-
-# hx_cfg_preload FILTER...: evaluate several (scalar) hx_cfg filters in one
-# jq run, since every jq start costs ~40 ms of CPU. When that run fails (a
-# filter errors on this config), nothing is cached and hx_cfg asks jq.
-declare -gA HX_CFG_CACHE=()
-hx_cfg_preload() {
-    local prog="" f i
-    local -a filters=("$@") vals=()
-    for f in "${filters[@]}"; do
-        prog+="([($f)] | map(if type == \"string\" then . else tojson end) | join(\"\\n\")), \"\\u0000\", "
-    done
-    mapfile -d '' -t vals < <(jq --join-output "${prog%, }" "$HX_CONFIG_FILE" 2>/dev/null)
-    ((${#vals[@]} == ${#filters[@]})) || return 0
-    for i in "${!filters[@]}"; do
-        HX_CFG_CACHE[${filters[i]}]=${vals[i]}
+    local -a concrete=()
+    local path leaf
+    hx__cfg_arr=()
+    for path in "$@"; do
+        hx__cfg_expand concrete "$path"
+        for leaf in "${concrete[@]}"; do
+            hx__cfg_scalar "$leaf"
+            hx__cfg_arr+=("${HX_CFG[$leaf]}")
+        done
     done
 }
 
-# hx_cfg_list FILTER ARRAYNAME: read a string array (NUL separated, safe for
-# any byte except NUL) into ARRAYNAME.
-hx_cfg_list() {
-    local filter=$1
-    local -n hx__out=$2
-    hx__out=()
-    mapfile -d '' -t hx__out < <(jq --join-output "($filter) // [] | .[] | tostring | (., \"\\u0000\")" "$HX_CONFIG_FILE")
+# hx_cfg_true PATH: succeed if the boolean at PATH is true.
+hx_cfg_true() {
+    [[ ${HX_CFG_TYPE[$1]:-} == boolean ]] || hx__cfg_missing "$1" "expected true or false, found ${HX_CFG_TYPE[$1]:-nothing}"
+    [[ ${HX_CFG[$1]} == true ]]
+}
+
+# hx_cfg_section NAME: succeed if the data source NAME is configured on this
+# host (an object); fail if it is null (the host does not have that role).
+hx_cfg_section() {
+    case ${HX_CFG_TYPE[$1]:-missing} in
+        object) return 0 ;;
+        null) return 1 ;;
+        *) hx__cfg_missing "$1" "expected an object or null, found ${HX_CFG_TYPE[$1]:-nothing}" ;;
+    esac
+}
+
+# hx_cfg_json PATH: the value at PATH as compact JSON (for a manifest).
+hx_cfg_json() {
+    [[ -n ${HX_CFG_TYPE[$1]:-} && ${HX_CFG_TYPE[$1]} != null ]] || hx__cfg_missing "$1" "expected a value, found ${HX_CFG_TYPE[$1]:-nothing}"
+    jq --compact-output --arg path "$1" 'getpath($path | split(".") | map(tonumber? // .))' "$HX_CONFIG_FILE"
 }
 
 # Fallback locations used only when the config itself cannot be read.
@@ -146,7 +221,7 @@ hx__fallback_dirs() {
     HX_TEXTFILE=${HX_BACKUP_FALLBACK_TEXTFILE:-/var/lib/prometheus/node-exporter}
 }
 
-# hx_load_config: locate, validate and load the config into HX_* variables.
+# hx_load_config: locate, check and load the config into HX_CFG and HX_* variables.
 # When run through sudo, HX_BACKUP_CONFIG is ignored.
 hx_load_config() {
     if [[ -n ${SUDO_USER:-} ]]; then
@@ -154,43 +229,66 @@ hx_load_config() {
     else
         HX_CONFIG_FILE=${HX_BACKUP_CONFIG:-$HX_DEFAULT_CONFIG}
     fi
+    # Where to log and export the failure until the config says otherwise.
+    hx__fallback_dirs
     local problem=""
-    local -a cfgv=()
     if [[ ! -r $HX_CONFIG_FILE ]]; then
         problem="config file not readable: $HX_CONFIG_FILE"
-    else
-        # Checked and read in one jq run (each jq start costs ~40 ms).
-        mapfile -t cfgv < <(jq --raw-output 'if type == "object" and .format == 1 and (.paths | type == "object")
-            and (.paths.storage | type == "string" and length > 0)
-            and (.paths.logs | type == "string" and length > 0)
-            and (.paths.textfile | type == "string" and length > 0)
-            and (.encryption.currentKeyId | type == "string")
-        then "ok", .paths.storage, .paths.logs, .paths.textfile, (.paths.locks // (.paths.storage + "/.locks")),
-            .paths.keyFile // "", .paths.keyring // "", .paths.scripts // "", .encryption.currentKeyId, .host // "", .stack // ""
-        else "bad" end' "$HX_CONFIG_FILE" 2>/dev/null)
-        [[ ${cfgv[0]:-} == ok && ${#cfgv[@]} -eq 11 ]] || problem="config file is corrupt or has an unsupported format: $HX_CONFIG_FILE"
+    elif ! hx__cfg_flatten || [[ ${HX_CFG[format]:-} != "$HX_CONFIG_FORMAT" ]]; then
+        problem="config file is corrupt or has an unsupported format (want format $HX_CONFIG_FORMAT): $HX_CONFIG_FILE"
     fi
     if [[ -n $problem ]]; then
-        hx__fallback_dirs
         hx__open_log
         HX_CONFIG_BROKEN=1
         hx_die "$HX_EXIT_USAGE" "$problem"
     fi
-    HX_STORAGE=${cfgv[1]}
-    HX_LOGS=${cfgv[2]}
-    HX_TEXTFILE=${cfgv[3]}
-    HX_LOCKS=${cfgv[4]}
-    HX_KEYFILE=${cfgv[5]}
-    HX_KEYRING=${cfgv[6]}
-    HX_SCRIPTS=${cfgv[7]}
-    HX_KEY_ID=${cfgv[8]}
-    HX_HOST=${cfgv[9]:-$(hostname)}
-    HX_STACK=${cfgv[10]}
+    # Logs first, so a config error below is logged where the job's log is.
+    [[ ${HX_CFG_TYPE[paths.logs]:-} == string ]] && HX_LOGS=${HX_CFG[paths.logs]}
+    [[ ${HX_CFG_TYPE[paths.textfile]:-} == string ]] && HX_TEXTFILE=${HX_CFG[paths.textfile]}
+    hx__open_log
+    local -a cfgv=()
+    hx_cfg_into cfgv paths.storage paths.logs paths.textfile paths.locks paths.keyFile paths.keyring paths.scripts encryption.currentKeyId host stack
+    HX_STORAGE=${cfgv[0]}
+    HX_LOGS=${cfgv[1]}
+    HX_TEXTFILE=${cfgv[2]}
+    HX_LOCKS=${cfgv[3]}
+    HX_KEYFILE=${cfgv[4]}
+    HX_KEYRING=${cfgv[5]}
+    HX_SCRIPTS=${cfgv[6]}
+    HX_KEY_ID=${cfgv[7]}
+    HX_HOST=${cfgv[8]}
+    HX_STACK=${cfgv[9]}
+    if [[ -z $HX_STORAGE || -z $HX_LOGS || -z $HX_TEXTFILE ]]; then
+        HX_CONFIG_BROKEN=1
+        hx__fallback_dirs
+        hx_die "$HX_EXIT_USAGE" "config: paths.storage, paths.logs and paths.textfile must not be empty"
+    fi
     if [[ ! $HX_KEY_ID =~ ^[A-Za-z0-9._-]+$ ]]; then
-        hx__open_log
         hx_die "$HX_EXIT_USAGE" "config: encryption.currentKeyId is not a valid key id"
     fi
+    local -a scheme=()
+    hx_cfg_into scheme encryption.cipher encryption.mac
+    if [[ ${scheme[0]} != aes-256-cbc || ${scheme[1]} != hmac-sha256 ]]; then
+        hx_die "$HX_EXIT_USAGE" "config: encryption ${scheme[0]} with ${scheme[1]} is not what this library implements (aes-256-cbc with hmac-sha256)"
+    fi
+    # The schedule interval the alert rules compare against, per type: the
+    # shortest maxIntervalSeconds of this host's jobs of that type.
+    hx_cfg_into HX_JOB_NAMES 'jobs[].name'
+    hx_cfg_into HX_JOB_TYPES 'jobs[].type'
+    hx_cfg_into HX_JOB_INTERVALS 'jobs[].maxIntervalSeconds'
+    HX_INTERVAL_OF=()
+    local i type
+    for i in "${!HX_JOB_TYPES[@]}"; do
+        type=${HX_JOB_TYPES[i]}
+        if [[ -z ${HX_INTERVAL_OF[$type]:-} ]] || ((HX_JOB_INTERVALS[i] < HX_INTERVAL_OF[$type])); then
+            HX_INTERVAL_OF[$type]=${HX_JOB_INTERVALS[i]}
+        fi
+    done
 }
+# This host's jobs (name, type, maxIntervalSeconds by index) and the shortest
+# interval per type, loaded by hx_load_config.
+HX_JOB_NAMES=() HX_JOB_TYPES=() HX_JOB_INTERVALS=()
+declare -gA HX_INTERVAL_OF=()
 
 hx__open_log() {
     if mkdir -p -- "$HX_LOGS" 2>/dev/null && [[ -w $HX_LOGS ]]; then
@@ -203,6 +301,8 @@ hx__open_log() {
 # hx_init [JOB]: common start of every job script.
 hx_init() {
     hx_init_common "$@"
+    # Read now: the exit hook that exports it must not fail on the config.
+    hx_cfg_read HX_STORAGE_QUOTA storageQuotaBytes
     HX_HOST_METRICS=1
     mkdir -p -- "$HX_STORAGE" "$HX_LOCKS"
     hx_audit start started
@@ -386,10 +486,9 @@ hx_hmac_hex() {
 
 # ------------------------------------------------------------- pipeline ---
 
+# hx_compression_method SETTING: the method for compression.method (auto: zstd if installed).
 hx_compression_method() {
-    local m
-    m=$(hx_cfg '.compression.method // "auto"')
-    case $m in
+    case $1 in
         zstd) printf zstd ;;
         gzip) printf gzip ;;
         *) if command -v zstd >/dev/null 2>&1; then printf zstd; else printf gzip; fi ;;
@@ -508,9 +607,11 @@ hx_artifact_begin() {
     local type=$1 target=$2 stem=$3 suffix=$4
     HX_OUT_DIR="$HX_STORAGE/$type/$target"
     mkdir -p -- "$HX_OUT_DIR"
-    HX_OUT_METHOD=$(hx_compression_method)
-    HX_OUT_LEVEL=$(hx_cfg '.compression.level // 1')
-    HX_OUT_THREADS=$(hx_cfg '.compression.threads // 2')
+    local -a compression=()
+    hx_cfg_into compression compression.method compression.level compression.threads
+    HX_OUT_METHOD=$(hx_compression_method "${compression[0]}")
+    HX_OUT_LEVEL=${compression[1]}
+    HX_OUT_THREADS=${compression[2]}
     HX_OUT_CEXT=zst
     [[ $HX_OUT_METHOD == gzip ]] && HX_OUT_CEXT=gz
     suffix=${suffix//@CEXT@/$HX_OUT_CEXT}
@@ -892,7 +993,6 @@ hx__label() {
 
 # hx_metrics TYPE TARGET name=value ...: merge into the source's textfile
 # (one file per type/target), written atomically, no timestamps.
-declare -gA HX__INTERVAL_OF=()
 hx_metrics() {
     local type=$1 target=$2
     shift 2
@@ -916,14 +1016,8 @@ hx_metrics() {
     done
     # The schedule interval the alert rules compare against: the shortest
     # maxIntervalSeconds of this host's jobs of this type.
-    local interval
-    if [[ -n ${HX__INTERVAL_OF[$type]+set} ]]; then
-        interval=${HX__INTERVAL_OF[$type]}
-    else
-        interval=$(jq --raw-output --arg t "$type" '[.jobs[]? | select(.type == $t) | .maxIntervalSeconds] | min // empty' "$HX_CONFIG_FILE" 2>/dev/null || true)
-        HX__INTERVAL_OF[$type]=$interval
-    fi
-    [[ $interval =~ ^[0-9]+$ ]] && val[backup_expected_interval_seconds]=$interval
+    local interval=${HX_INTERVAL_OF[$type]:-}
+    [[ -n $interval ]] && val[backup_expected_interval_seconds]=$interval
     local labels tmp
     labels="type=\"$(hx__label "$type")\",target=\"$(hx__label "$target")\""
     tmp=$(mktemp -- "$HX_TEXTFILE/.hx_backup-$type-$target.prom.XXXXXX") || return 0
@@ -944,7 +1038,7 @@ hx_host_metrics() {
     mkdir -p -- "$HX_TEXTFILE" 2>/dev/null || return 0
     local size avail quota tmp
     read -r size avail < <(df --block-size=1 --output=size,avail -- "$HX_STORAGE" 2>/dev/null | tail -n 1) || return 0
-    quota=$(hx_cfg '.storageQuotaBytes // 0' 2>/dev/null || echo 0)
+    quota=$HX_STORAGE_QUOTA
     [[ $size =~ ^[0-9]+$ && $avail =~ ^[0-9]+$ && $quota =~ ^[0-9]+$ ]] || return 0
     tmp=$(mktemp -- "$HX_TEXTFILE/.hx_backup-storage.prom.XXXXXX") || return 0
     printf '# TYPE %s gauge\n%s %s\n' \
@@ -977,9 +1071,9 @@ hx_storage_usage() {
 # 1 inside the band (or not enough history), 0 outside.
 hx_size_check() {
     local dir=$1 size=$2 n low high
-    n=$(hx_cfg '.sizeCheck.history // 7')
-    low=$(hx_cfg '.sizeCheck.lowPercent // 50')
-    high=$(hx_cfg '.sizeCheck.highPercent // 200')
+    hx_cfg_read n sizeCheck.history
+    hx_cfg_read low sizeCheck.lowPercent
+    hx_cfg_read high sizeCheck.highPercent
     local -a sizes=()
     local mf
     shopt -s nullglob
@@ -1055,18 +1149,17 @@ hx_aws_bin() {
 # required unless the endpoint is loopback.
 hx_remote_env() {
     HX_REMOTE_ERROR=""
-    local cfgv
-    mapfile -t cfgv < <(hx_cfg '.remote.bucket // "", .remote.prefix // "", .remote.region // "", .remote.endpoint // "",
-        .remote.credentialsFile // "", .remote.kmsKeyArn // "", .remote.retentionBy // "prefix", .remote.retries // 3,
-        .remote.storageClass // "STANDARD"')
+    local -a cfgv=()
+    hx_cfg_into cfgv remote.bucket remote.prefix remote.region remote.endpoint remote.credentialsFile remote.retentionBy \
+        remote.retries remote.retryDelaySeconds remote.storageClass
     HX_S3_BUCKET=${cfgv[0]}
     HX_S3_PREFIX=${cfgv[1]%/}
     HX_S3_REGION=${cfgv[2]}
     HX_S3_ENDPOINT=${cfgv[3]}
     HX_S3_CREDS=${cfgv[4]}
-    HX_S3_KMS=${cfgv[5]}
-    HX_S3_RETENTION_BY=${cfgv[6]}
-    HX_S3_RETRIES=${cfgv[7]}
+    HX_S3_RETENTION_BY=${cfgv[5]}
+    HX_S3_RETRIES=${cfgv[6]}
+    HX_S3_RETRY_DELAY=${cfgv[7]}
     HX_S3_STORAGE_CLASS=${cfgv[8]}
     HX_AWS=$(hx_aws_bin) || {
         HX_REMOTE_ERROR="aws CLI not found"
@@ -1128,8 +1221,8 @@ hx_s3_download() {
 hx_s3_put() {
     local file=$1 key=$2 sha=$3 class=$4 out size head
     size=$(stat --format=%s -- "$file")
+    # No SSE headers: the bucket's default SSE-KMS key applies (see HostConfigFile.remote.credentialsFile).
     local -a extra=(--storage-class "$HX_S3_STORAGE_CLASS" --metadata "sha256=$sha,retention-class=$class")
-    [[ -n $HX_S3_KMS ]] && extra+=(--sse aws:kms --sse-kms-key-id "$HX_S3_KMS")
     if ! out=$(hx_aws s3 cp --only-show-errors --no-progress "${extra[@]}" "$file" "s3://$HX_S3_BUCKET/$key" 2>&1); then
         HX_REMOTE_ERROR="upload failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
         return 1
@@ -1171,23 +1264,23 @@ hx_s3_key() {
 # argv: peer auth, or the 0600 .pgpass file via PGPASSFILE).
 hx_pg_env() {
     HX_PG_ERROR=""
-    if [[ $(hx_cfg '.postgresql | type') != object ]]; then
+    if ! hx_cfg_section postgresql; then
         HX_PG_ERROR="config: postgresql is not configured on this host"
         return 1
     fi
-    PGHOST=$(hx_cfg '.postgresql.host // ""')
-    PGPORT=$(hx_cfg '.postgresql.port // 5432')
-    PGUSER=$(hx_cfg '.postgresql.user // "backup"')
+    local -a pg=()
+    hx_cfg_into pg postgresql.host postgresql.port postgresql.user postgresql.auth postgresql.pgpassFile
+    PGHOST=${pg[0]}
+    PGPORT=${pg[1]}
+    PGUSER=${pg[2]}
     PGDATABASE=postgres
     PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-15}
     PGAPPNAME=hx-backup
     export PGHOST PGPORT PGUSER PGDATABASE PGCONNECT_TIMEOUT PGAPPNAME
     [[ -n $PGHOST ]] || unset PGHOST
     unset PGPASSWORD PGSERVICE PGSERVICEFILE
-    local auth
-    auth=$(hx_cfg '.postgresql.auth // "peer"')
-    if [[ $auth == pgpass ]]; then
-        PGPASSFILE=$(hx_cfg '.postgresql.pgpassFile // ""')
+    if [[ ${pg[3]} == pgpass ]]; then
+        PGPASSFILE=${pg[4]}
         if [[ -z $PGPASSFILE || ! -r $PGPASSFILE ]]; then
             HX_PG_ERROR="config: pgpass file missing or unreadable: $PGPASSFILE"
             return 1
@@ -1324,8 +1417,7 @@ hx__pg_run_lists() {
 hx_pg_restore_into() {
     local m=$1 a=$2 db=$3 errf=$4 fmt jobs dir schema="" part
     fmt=$(jq --raw-output '.content.format // "custom"' "$m")
-    jobs=$(hx_cfg '.postgresql.jobs // 2')
-    [[ $jobs =~ ^[1-9][0-9]*$ ]] || jobs=2
+    hx_cfg_read jobs postgresql.jobs
     dir=$(mktemp --directory -- "$HX_STORAGE/.restore-lists.XXXXXX.partial")
     hx_tmp_register "$dir"
     case $fmt in
@@ -1527,7 +1619,7 @@ hx_restore_test() {
 # never into a failure, and never touches local backups.
 hx_finish_job() {
     local type=$1 rc=$2
-    if [[ -x $HX_SCRIPTS_DIR_SELF/backup-sync.sh && $(hx_cfg '.remote.enabled // false') == true ]]; then
+    if [[ -x $HX_SCRIPTS_DIR_SELF/backup-sync.sh ]] && hx_cfg_true remote.enabled; then
         if ! HX_JOB=$HX_JOB HX_QUIET=1 "$HX_SCRIPTS_DIR_SELF/backup-sync.sh" --type "$type" >/dev/null; then
             hx_warn sync "remote sync failed; the local backup is complete and kept" "type=$type"
             if ((rc == 0)); then
@@ -1558,7 +1650,7 @@ hx_archive_script() {
     HX_ARCHIVE_TARGET=$target
     hx_init "$job"
     hx_lock "$type-backup"
-    [[ $(hx_cfg ".$type | type") == object ]] || hx_die "$HX_EXIT_USAGE" "config: $type is not configured on this host"
+    hx_cfg_section "$type" || hx_die "$HX_EXIT_USAGE" "config: $type is not configured on this host"
     hx_archive_job "$type" "$target" "$type-archive"
     local rc=0
     hx_finish_job "$type" "$rc" || rc=$?
@@ -1582,7 +1674,9 @@ hx_archive_job() {
     hx_store "$type" "$target" "$target" tar tar -- hx__archive_source "$verb" "$errf"
     local content
     content=$(jq --null-input --compact-output --argjson n "${HX_OUT_TAR_ENTRIES:-0}" '{format: "tar", entries: $n}')
-    hx_commit_artifact "$type" "$target" "$(hx_cfg ".$type")" "$content"
+    local source_json
+    source_json=$(hx_cfg_json "$type")
+    hx_commit_artifact "$type" "$target" "$source_json" "$content"
     now=$(hx_epoch)
     local size_status
     size_status=$(hx_size_check "$HX_OUT_DIR" "$HX_OUT_PLAIN_SIZE")

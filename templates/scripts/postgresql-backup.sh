@@ -41,23 +41,24 @@ HX_ON_EXIT=pg_on_exit
 hx_init "postgresql-$MODE"
 hx_lock postgresql-backup
 
-[[ $(hx_cfg '.postgresql | type') == object ]] || hx_die "$HX_EXIT_USAGE" "config: postgresql is not configured on this host"
+hx_cfg_section postgresql || hx_die "$HX_EXIT_USAGE" "config: postgresql is not configured on this host"
 
 # ------------------------------------------------------------ connection ---
 hx_pg_env || hx_die "$HX_EXIT_USAGE" "$HX_PG_ERROR"
-PARALLEL=$(hx_cfg '.postgresql.parallelDumps // 2')
-JOBS=$(hx_cfg '.postgresql.jobs // 2')
-FORMAT=$(hx_cfg '.postgresql.format // "custom"')
-# pg_dump gives up instead of waiting forever behind an exclusive table lock.
-LOCK_WAIT=$(hx_cfg '.postgresql.lockWaitTimeoutSeconds // 600')
-[[ $LOCK_WAIT =~ ^[0-9]+$ ]] || LOCK_WAIT=600
+# LOCK_WAIT: pg_dump gives up instead of waiting forever behind an exclusive table lock.
+settings=()
+hx_cfg_into settings postgresql.parallelDumps postgresql.jobs postgresql.format postgresql.lockWaitTimeoutSeconds
+PARALLEL=${settings[0]}
+JOBS=${settings[1]}
+FORMAT=${settings[2]}
+LOCK_WAIT=${settings[3]}
 
 # Configured databases (name + large flag) before contacting the server, so
 # that a failure to connect is reported for each of them.
 DB_NAMES=()
 DB_LARGE=()
-hx_cfg_list '[.postgresql.databases[]?.name]' DB_NAMES
-mapfile -t DB_LARGE < <(hx_cfg '.postgresql.databases[]?.large // false')
+hx_cfg_into DB_NAMES 'postgresql.databases[].name'
+hx_cfg_into DB_LARGE 'postgresql.databases[].large'
 for n in "${DB_NAMES[@]}"; do HX_PENDING_TARGETS+=("$(hx_slug "$n")"); done
 HX_PENDING_TARGETS+=(_globals)
 
@@ -78,16 +79,6 @@ if ((${#DB_NAMES[@]} == 0)); then
         HX_PENDING_TARGETS+=("$(hx_slug "$n")")
     done
 fi
-
-is_maintenance_due() {
-    # Under systemd the job's unit pulls in the maintenance units (run as postgres) instead.
-    [[ ${HX_MAINTENANCE_BY_SYSTEMD:-0} == 1 ]] && return 1
-    case $1 in
-        always) return 0 ;;
-        weekly) [[ $MODE == weekly ]] ;;
-        *) return 1 ;;
-    esac
-}
 
 HX_EXTRA_TOOLS_JSON=$(jq --null-input --compact-output --arg d "$(pg_dump --version)" --arg s "$SERVER_VERSION" '{pg_dump: $d, server: $s}')
 
@@ -362,14 +353,6 @@ RUNDIR="$HX_STORAGE/.run.$$.partial"
 mkdir -m 0700 -- "$RUNDIR"
 hx_tmp_register "$RUNDIR"
 
-if is_maintenance_due "$(hx_cfg '.postgresql.vacuumAnalyzeBefore // "never"')" && [[ $MODE != test ]]; then
-    if hx_privileged postgresql-vacuum-analyze >/dev/null; then
-        hx_info maintenance "VACUUM ANALYZE done before the dump"
-    else
-        hx_warn maintenance "VACUUM ANALYZE failed; continuing with the dump"
-    fi
-fi
-
 declare -A PID_TARGET=()
 FAILED=()
 VERIFY_FAILED=0
@@ -395,7 +378,7 @@ backup_globals &
 PID_TARGET[$!]=_globals
 for i in "${!DB_NAMES[@]}"; do
     run_limited
-    backup_database "${DB_NAMES[i]}" "${DB_LARGE[i]:-false}" &
+    backup_database "${DB_NAMES[i]}" "${DB_LARGE[i]}" &
     PID_TARGET[$!]=$(hx_slug "${DB_NAMES[i]}")
 done
 while ((${#PID_TARGET[@]} > 0)); do
@@ -405,14 +388,6 @@ while ((${#PID_TARGET[@]} > 0)); do
     collect "$done_pid" "$rc"
 done
 HX_PENDING_TARGETS=()
-
-if is_maintenance_due "$(hx_cfg '.postgresql.analyzeAfter // "never"')" && [[ $MODE != test ]]; then
-    if hx_privileged postgresql-analyze >/dev/null; then
-        hx_info maintenance "ANALYZE done after the dump"
-    else
-        hx_warn maintenance "ANALYZE failed"
-    fi
-fi
 
 if [[ $MODE == test ]]; then
     echo "PostgreSQL backup self-test (server $SERVER_VERSION, user $PGUSER)"

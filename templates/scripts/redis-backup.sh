@@ -39,21 +39,14 @@ redis_on_exit() {
 HX_ON_EXIT=redis_on_exit
 hx_init "redis-daily"
 hx_lock redis-backup
-# One jq run for every setting this job and the library functions it calls
-# read (each jq start costs ~40 ms); hx_cfg answers from that cache.
-hx_cfg_preload '.redis | type' '.redis.host // "127.0.0.1"' '.redis.port // 6379' '.redis.rdbPath // ""' \
-    '.redis.authFile // ""' '.redis.bgsaveTimeoutSeconds // 3600' \
-    '.compression.method // "auto"' '.compression.level // 1' '.compression.threads // 2' \
-    '.sizeCheck.history // 7' '.sizeCheck.lowPercent // 50' '.sizeCheck.highPercent // 200' \
-    '.remote.enabled // false' '.storageQuotaBytes // 0'
-[[ $(hx_cfg '.redis | type') == object ]] || hx_die "$HX_EXIT_USAGE" "config: redis is not configured on this host"
-
-R_HOST=$(hx_cfg '.redis.host // "127.0.0.1"')
-R_PORT=$(hx_cfg '.redis.port // 6379')
-RDB=$(hx_cfg '.redis.rdbPath // ""')
-AUTH_FILE=$(hx_cfg '.redis.authFile // ""')
-TIMEOUT=$(hx_cfg '.redis.bgsaveTimeoutSeconds // 3600')
-[[ $TIMEOUT =~ ^[0-9]+$ ]] || hx_die "$HX_EXIT_USAGE" "config: redis.bgsaveTimeoutSeconds is not a number"
+hx_cfg_section redis || hx_die "$HX_EXIT_USAGE" "config: redis is not configured on this host"
+settings=()
+hx_cfg_into settings redis.host redis.port redis.rdbPath redis.authFile redis.bgsaveTimeoutSeconds
+R_HOST=${settings[0]}
+R_PORT=${settings[1]}
+RDB=${settings[2]}
+AUTH_FILE=${settings[3]}
+TIMEOUT=${settings[4]}
 TARGET=$(hx_slug "redis-$R_PORT")
 HX_ARCHIVE_TARGET=$TARGET
 START=$(hx_epoch)

@@ -16,7 +16,9 @@ HX_QUIET=1
 source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
 
 hx_init_common test-monitoring
-URL=${1:-$(hx_cfg '.monitoring.nodeExporterUrl // "http://127.0.0.1:9100/metrics"')}
+URL=""
+hx_cfg_read URL monitoring.nodeExporterUrl
+URL=${1:-$URL}
 PROBLEMS=0
 problem() {
     PROBLEMS=$((PROBLEMS + 1))
@@ -36,10 +38,11 @@ value() {
     awk -v n="$1" -v ty="type=\"$2\"" -v ta="target=\"$3\"" '
         index($0, n "{") == 1 && index($0, ty) && index($0, ta) { v = $NF } END { if (v != "") print v }' <<<"$BODY"
 }
-mapfile -t JOBS < <(hx_cfg '.jobs[]? | [.name, .type, (.maxIntervalSeconds // 90000 | tostring)] | join(" ")')
 STALE=()
-for j in "${JOBS[@]}"; do
-    read -r jname jtype jmax <<<"$j"
+for i in "${!HX_JOB_NAMES[@]}"; do
+    jname=${HX_JOB_NAMES[i]}
+    jtype=${HX_JOB_TYPES[i]}
+    jmax=${HX_JOB_INTERVALS[i]}
     mapfile -t targets < <(grep --only-matching "^backup_last_attempt_timestamp{[^}]*type=\"$jtype\"[^}]*}" <<<"$BODY" | sed -n 's/.*target="\([^"]*\)".*/\1/p' | sort -u)
     if ((${#targets[@]} == 0)); then
         problem "$jname: no backup metrics served for type $jtype"

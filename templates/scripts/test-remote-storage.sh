@@ -13,7 +13,7 @@ HX_QUIET=1
 source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
 
 hx_init test-remote-storage
-[[ $(hx_cfg '.remote.enabled // false') == true ]] || hx_die "$HX_EXIT_USAGE" "remote sync is disabled for this host"
+hx_cfg_true remote.enabled || hx_die "$HX_EXIT_USAGE" "remote sync is disabled for this host"
 hx_remote_env || hx_die "$HX_EXIT_USAGE" "$HX_REMOTE_ERROR"
 echo "Bucket:   $HX_S3_BUCKET"
 echo "Endpoint: ${HX_S3_ENDPOINT:-AWS S3 (region ${HX_S3_REGION:-default})}"

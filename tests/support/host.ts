@@ -7,7 +7,8 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { HostConfigFile } from "../../render/hostConfig";
+import { loadStackConfig } from "../../config/load";
+import { renderHostConfig, type HostConfigFile } from "../../render/hostConfig";
 import { chown, chownR, ensureTestUser, isRoot, run, start, tempDir, removeDir, type OsUser, type RunOptions, type RunResult } from "./env";
 
 export const SCRIPTS_SRC = resolve(__dirname, "../../templates/scripts");
@@ -55,37 +56,9 @@ export function makeHost(opts: { remote?: Partial<HostConfig["remote"]> } = {}):
     }
     chmodSync(scriptsDir, 0o755);
     const configPath = join(etc, "backup.json");
+    // The render's own output for this layout: every field the scripts read, with the stack defaults.
     const config: HostConfig = {
-        format: 1,
-        stack: "test",
-        host: "testhost",
-        user: user?.name ?? "backup",
-        paths: {
-            config: configPath,
-            scripts: scriptsDir,
-            storage,
-            logs,
-            textfile,
-            keyFile: join(etc, "encryption.key"),
-            keyring,
-            locks: join(storage, ".locks"),
-        },
-        encryption: { cipher: "aes-256-cbc", mac: "hmac-sha256", currentKeyId: "test-v1", keyIds: ["test-v1"] },
-        compression: { method: "auto", level: 1 },
-        retention: { daily: 7, weekly: 4, monthly: 12, yearly: 3 },
-        sizeCheck: { history: 7, lowPercent: 50, highPercent: 200 },
-        storageQuotaBytes: 0,
-        remote: {
-            enabled: false,
-            bucket: "",
-            prefix: "backups",
-            region: "us-east-1",
-            endpoint: "",
-            credentialsFile: "",
-            retentionBy: "prefix",
-            retries: 2,
-            ...(opts.remote ?? {}),
-        },
+        ...renderedConfig({ configDir: etc, scriptDir: scriptsDir, storageDir: storage, logDir: logs, textfileDir: textfile, encryptionKeyFile: join(etc, "encryption.key"), backupUser: user?.name ?? "backup" }),
         postgresql: null,
         redis: null,
         application: null,
@@ -93,6 +66,7 @@ export function makeHost(opts: { remote?: Partial<HostConfig["remote"]> } = {}):
         drift: { manifestDir: "", watch: [], ignore: [] },
         jobs: [],
     };
+    config.remote = { ...config.remote, prefix: "backups", region: "us-east-1", retries: 2, ...(opts.remote ?? {}) };
     const host: TestHost = {
         root,
         user,
@@ -174,20 +148,31 @@ export async function shell(cmd: string, opts: RunOptions = {}): Promise<RunResu
     return run("bash", ["-c", cmd], opts);
 }
 
-/** The postgresql section for a throwaway cluster: peer auth as `role` over the cluster's socket, custom format, no maintenance. */
+/**
+ * backup.json as the render writes it for a host with every data source and
+ * the given stack settings (paths, user), in stack "test" with key test-v1.
+ */
+export function renderedConfig(settings: Record<string, unknown> = {}): HostConfig {
+    const stack = loadStackConfig("test", {
+        hosts: [{ name: "testhost", address: "127.0.0.1", remoteSync: false, roles: ["postgresql", "redis", "application", "configuration"], application: { paths: ["/srv"] } }],
+        ...settings,
+    });
+    return structuredClone(renderHostConfig(stack, stack.hosts[0], { currentKeyId: "test-v1", keyIds: ["test-v1"], keyFingerprints: {} })) as HostConfig;
+}
+
+/** A data-source section as rendered with the stack defaults, to override for a test. */
+export function renderedSection<K extends "postgresql" | "redis">(name: K): NonNullable<HostConfig[K]> {
+    return renderedConfig()[name]!;
+}
+
+/** The postgresql section for a throwaway cluster: peer auth as `role` over the cluster's socket, custom format. */
 export function postgresqlSection(pg: { socketDir: string; port: number }, role: string, databases: readonly string[], extra: Partial<NonNullable<HostConfig["postgresql"]>> = {}): NonNullable<HostConfig["postgresql"]> {
     return {
+        ...renderedSection("postgresql"),
         databases: databases.map((name) => ({ name, large: false })),
         host: pg.socketDir,
         port: pg.port,
         user: role,
-        auth: "peer",
-        pgpassFile: "",
-        format: "custom",
-        parallelDumps: 2,
-        jobs: 2,
-        vacuumAnalyzeBefore: "never",
-        analyzeAfter: "never",
         ...extra,
     };
 }

@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { BackupType } from "../../../render/jobs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { missingTools, sleep, which } from "../../support/env";
 import { giveToUser, makeHost, postgresqlSection, type TestHost } from "../../support/host";
@@ -15,9 +16,7 @@ import { startS3, type S3Instance } from "../../support/s3";
 const AWS = which("/usr/bin/aws") ?? "aws";
 const missing = missingTools([...PG_TOOLS, AWS, NODE_EXPORTER, "curl", "zstd", "jq", "openssl"]);
 
-const job = (name: string, type: string, script: string, args: string[], maxIntervalSeconds: number) => ({
-    name, type, script, args, scheduleKey: "databaseDaily", onCalendar: "*-*-* 02:00:00", description: name, maxIntervalSeconds,
-});
+const job = (name: string, type: BackupType, script: string, args: string[], maxIntervalSeconds: number) => ({ name, type, script, args, description: name, maxIntervalSeconds });
 
 describe.skipIf(missing.length > 0)("operator scripts", { timeout: 180_000 }, () => {
     let pg: PostgresInstance;
@@ -37,12 +36,12 @@ describe.skipIf(missing.length > 0)("operator scripts", { timeout: 180_000 }, ()
         giveToUser(host, credFile);
         host.config.postgresql = postgresqlSection(pg, role, ["appdb"]);
         host.config.remote = { ...host.config.remote, enabled: true, bucket: "hx-backups", endpoint: s3.endpoint, credentialsFile: credFile, retries: 0 };
-        (host.config as any).monitoring = { nodeExporterUrl: ne.url };
+        host.config.monitoring = { nodeExporterUrl: ne.url };
         host.config.jobs = [
             job("postgresql-daily", "postgresql", "postgresql-backup.sh", ["daily"], 90000),
             job("postgresql-weekly", "postgresql", "postgresql-backup.sh", ["weekly"], 700000),
             job("verification-weekly", "verification", "backup-verify.sh", ["--all", "--restore-test"], 700000),
-        ] as any;
+        ];
         host.writeConfig();
     });
 

@@ -9,6 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isRoot, missingTools, run, waitFor } from "../../support/env";
 import { makeHost, postgresqlSection, type TestHost } from "../../support/host";
 import { PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
+import { loadStackConfig } from "../../../config/load";
+import { hostJobs } from "../../../render/jobs";
+import { ANALYZE_UNIT, renderMaintenanceUnits, VACUUM_UNIT } from "../../../render/systemd";
+import { parseUnit, runUnit } from "../../../scripts/sandbox/jobs";
 
 const missing = missingTools([...PG_TOOLS, "zstd", "jq", "openssl", "flock"]);
 const HOSTILE_DB = `we"ird $(touch /tmp/hx-pwned) ; db *\nline2`;
@@ -281,13 +285,29 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         }
     });
 
-    it.skipIf(!isRoot)("privileged maintenance verbs run VACUUM ANALYZE and ANALYZE as the postgres OS user", async () => {
-        let r = await host.runScript("backup-privileged.sh", ["postgresql-vacuum-analyze"], { asRoot: true });
-        expect(r.code, r.stderr).toBe(0);
-        await waitFor(async () => (await pg.sql("SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'items' AND last_vacuum IS NOT NULL", "appdb")) === "1", 10_000, "vacuum stats");
-        r = await host.runScript("backup-privileged.sh", ["postgresql-analyze"], { asRoot: true });
-        expect(r.code, r.stderr).toBe(0);
-        expect(host.log("backup-privileged")).toMatch(/level=audit job=privileged-postgresql-analyze event=finish .*result="ok"/);
+    it.skipIf(!isRoot)("VACUUM ANALYZE and ANALYZE run from their rendered units, as the postgres OS user, and from nowhere else", async () => {
+        const config = loadStackConfig("test", {
+            hosts: [{ name: "db", address: "127.0.0.1", remoteSync: false, roles: ["postgresql"], postgresql: { host: pg.socketDir, port: pg.port, databases: ["appdb"], vacuumAnalyzeBefore: "always", analyzeAfter: "always" } }],
+        });
+        const dbHost = config.hosts[0]!;
+        const units = renderMaintenanceUnits(config, dbHost, hostJobs(config, dbHost)).map((u) => parseUnit(u.name, u.content));
+        expect(units.map((u) => [u.name, u.user])).toEqual([[VACUUM_UNIT, "postgres"], [ANALYZE_UNIT, "postgres"]]);
+        const exec = async (command: string) => {
+            const r = await run("bash", ["-c", command]);
+            return { ...r, code: r.code ?? 1 };
+        };
+        const vacuumed = "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'items' AND last_vacuum IS NOT NULL";
+        const lastAnalyze = "SELECT coalesce(extract(epoch FROM last_analyze), 0) FROM pg_stat_user_tables WHERE relname = 'items'";
+        // A backup job by hand runs no maintenance: the units are the one path.
+        expect((await host.runScript("postgresql-backup.sh", ["weekly"])).code).toBe(0);
+        expect(await pg.sql(vacuumed, "appdb")).toBe("0");
+        const vacuum = await runUnit(exec, units[0]!);
+        expect(vacuum.code, vacuum.stderr).toBe(0);
+        await waitFor(async () => (await pg.sql(vacuumed, "appdb")) === "1", 10_000, "vacuum stats");
+        const analyzedByVacuum = Number(await pg.sql(lastAnalyze, "appdb"));
+        const analyze = await runUnit(exec, units[1]!);
+        expect(analyze.code, analyze.stderr).toBe(0);
+        await waitFor(async () => Number(await pg.sql(lastAnalyze, "appdb")) > analyzedByVacuum, 10_000, "analyze stats");
     });
 
     it("with no databases configured, backs up every non-template database (names NUL-separated)", async () => {

@@ -8,7 +8,7 @@ import { chmodSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isRoot, missingTools, run, waitFor } from "../../support/env";
-import { giveToUser, makeHost, type TestHost } from "../../support/host";
+import { giveToUser, makeHost, renderedSection, type TestHost } from "../../support/host";
 import { startRedis, type RedisInstance } from "../../support/redis";
 
 const missing = missingTools(["redis-server", "redis-cli", "redis-check-rdb", "zstd", "jq", "openssl"]);
@@ -27,7 +27,7 @@ describe.skipIf(missing.length > 0)("redis-backup.sh", { timeout: 120_000 }, () 
         writeFileSync(authFile, `${PASSWORD}\n`, { mode: 0o600 });
         giveToUser(host, authFile);
         chmodSync(redis.dir, 0o755);
-        host.config.redis = { host: "127.0.0.1", port: redis.port, rdbPath: redis.rdbPath, authFile };
+        host.config.redis = { ...renderedSection("redis"), host: "127.0.0.1", port: redis.port, rdbPath: redis.rdbPath, authFile };
         host.writeConfig();
     });
 
@@ -77,7 +77,7 @@ describe.skipIf(missing.length > 0)("redis-backup.sh", { timeout: 120_000 }, () 
     it("rotates keys (old artifacts verify with their key id) and falls back to gzip when configured", async () => {
         const target = `redis-${redis.port}`;
         host.addKey("test-v2", true);
-        host.config.compression = { method: "gzip", level: 6 };
+        host.config.compression = { ...host.config.compression, method: "gzip", level: 6 };
         host.writeConfig();
         await redis.cli("SET", "rotated", "1");
         const r = await host.runScript("redis-backup.sh");
@@ -89,7 +89,7 @@ describe.skipIf(missing.length > 0)("redis-backup.sh", { timeout: 120_000 }, () 
         expect(m.artifact).toMatch(/\.rdb\.gz\.enc$/);
         const v = await host.runScript("backup-verify.sh", ["--all", "--restore-test"]);
         expect(v.code, v.stdout + v.stderr).toBe(0);
-        host.config.compression = { method: "auto", level: 1 };
+        host.config.compression = { ...host.config.compression, method: "auto", level: 1 };
         host.writeConfig();
     });
 

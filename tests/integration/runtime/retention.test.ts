@@ -50,7 +50,7 @@ describe.skipIf(missing.length > 0)("backup-retention.sh", { timeout: 60_000 }, 
     let host: TestHost;
     beforeEach(() => {
         host = makeHost();
-        host.config.retention = { daily: 3, weekly: 2, monthly: 2, yearly: 1 };
+        host.config.retention = { ...host.config.retention, daily: 3, weekly: 2, monthly: 2, yearly: 1 };
         host.writeConfig();
     });
     afterEach(() => host.cleanup());
@@ -76,7 +76,7 @@ describe.skipIf(missing.length > 0)("backup-retention.sh", { timeout: 60_000 }, 
     });
 
     it("never deletes the newest verified backup", async () => {
-        host.config.retention = { daily: 0, weekly: 0, monthly: 0, yearly: 1 };
+        host.config.retention = { ...host.config.retention, daily: 0, weekly: 0, monthly: 0, yearly: 1 };
         host.writeConfig();
         const dir = await fabricate(host);
         // the newest artifact is corrupt: the newest verified one is 03-09

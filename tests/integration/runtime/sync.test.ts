@@ -49,8 +49,8 @@ describe.skipIf(missing.length > 0 || !isRoot)("backup-sync.sh", { timeout: 180_
             endpoint: s3.endpoint,
             credentialsFile: credFile,
             retries: 1,
+            retryDelaySeconds: 1,
         };
-        (host.config.remote as Record<string, unknown>).retryDelaySeconds = 1;
         host.writeConfig();
     });
 
