@@ -5,15 +5,13 @@
  * `command.remote.Command`s; `npm run render` writes the files to a folder;
  * drift detection compares a host against the same plan.
  */
-import { readdirSync } from "node:fs";
-import * as path from "node:path";
 import type { HostSpec, StackConfig } from "../config/types";
 import { HOST_CONFIG_NAME, LOGROTATE_PATH, SUDOERS_PATH, UNIT_DIR } from "./paths";
 import { renderHostConfig, serializeHostConfig, PGPASS_NAME, REDIS_AUTH_NAME, S3_CREDENTIALS_NAME, type DeployFacts, type HostConfigFile } from "./hostConfig";
 import { hostJobs, type Job } from "./jobs";
 import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
 import { renderSudoers } from "./sudoers";
-import { readTemplate, renderTemplate, TEMPLATE_ROOT } from "./template";
+import { isLibrary, readTemplate, renderTemplate, SCRIPT_TEMPLATE_DIR, scriptTemplates } from "./template";
 import { installSecretFilesScript, removeFilesScript, sha256 } from "./remote";
 import { digestOf, fileStep, stepScript, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
 
@@ -24,12 +22,7 @@ export interface HostPlan {
     readonly steps: readonly Step[];
 }
 
-export const SCRIPT_TEMPLATE_DIR = "scripts";
-
-/** Scripts shipped to every host: every file in templates/scripts. The library is sourced, not run. */
-export function scriptTemplates(): string[] {
-    return readdirSync(path.join(TEMPLATE_ROOT, SCRIPT_TEMPLATE_DIR)).filter((f) => f.endsWith(".sh")).sort();
-}
+export { SCRIPT_TEMPLATE_DIR, scriptTemplates };
 
 /** Debian's package names; templates/steps/packages.sh knows the few that dnf calls differently. */
 export function packagesFor(host: HostSpec, remote: boolean): string[] {
@@ -148,8 +141,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
     const scriptSteps: string[] = [];
     for (const script of scriptTemplates()) {
         const name = `script-${slug(script.replace(/\.sh$/, ""))}`;
-        const library = script.endsWith("-lib.sh");
-        steps.push(fileStep(name, { path: `${p.scriptDir}/${script}`, owner: "root", group: "root", mode: library ? "0644" : "0755", content: readTemplate(`${SCRIPT_TEMPLATE_DIR}/${script}`) }, afterAccount));
+        steps.push(fileStep(name, { path: `${p.scriptDir}/${script}`, owner: "root", group: "root", mode: isLibrary(script) ? "0644" : "0755", content: readTemplate(`${SCRIPT_TEMPLATE_DIR}/${script}`) }, afterAccount));
         scriptSteps.push(name);
     }
 

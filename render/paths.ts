@@ -1,5 +1,7 @@
 /** Fixed install locations on a host, shared by the plan, the host config and drift detection. */
+import * as path from "node:path";
 import type { StackConfig } from "../config/types";
+import { scriptTemplates } from "./template";
 
 export const UNIT_DIR = "/etc/systemd/system";
 export const SUDOERS_PATH = "/etc/sudoers.d/hx-backup";
@@ -12,7 +14,9 @@ export const manifestDir = (config: StackConfig) => `${config.paths.configDir}/m
 /** Locations where every file is ours: anything there the stack does not install is drift ("extra"). */
 export function watchedLocations(config: StackConfig): string[] {
     const p = config.paths;
-    return [p.scriptDir, p.keyringDir, manifestDir(config), `${p.configDir}/*`, `${UNIT_DIR}/hx-backup-*`, `${SUDOERS_PATH}*`, `${LOGROTATE_PATH}*`];
+    // Each folder the scripts ship into (the script folder, the library's lib/ and lib/source/).
+    const scriptDirs = [...new Set(scriptTemplates().map((s) => path.posix.dirname(s)))].map((d) => (d === "." ? p.scriptDir : `${p.scriptDir}/${d}`));
+    return [...scriptDirs, p.keyringDir, manifestDir(config), `${p.configDir}/*`, `${UNIT_DIR}/hx-backup-*`, `${SUDOERS_PATH}*`, `${LOGROTATE_PATH}*`];
 }
 
 /** Files in watched locations that the running system writes, not a deploy. */

@@ -4,13 +4,31 @@
  * fails loudly instead of shipping a literal `{{hx.name}}` to a host.
  * Values are checked by the caller for the file's syntax (unit, sudoers, ...).
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 
 /** `HX_TEMPLATES_DIR` renders from another copy of templates/ (to review or benchmark a change). */
 export const TEMPLATE_ROOT = process.env.HX_TEMPLATES_DIR ? path.resolve(process.env.HX_TEMPLATES_DIR) : path.resolve(__dirname, "..", "templates");
 
 const cache = new Map<string, string>();
+
+/** Every file under a folder of templates/, as paths relative to that folder, sorted. */
+export function templateFiles(relativeDir: string): string[] {
+    return readdirSync(path.join(TEMPLATE_ROOT, relativeDir), { recursive: true, withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => path.relative(path.join(TEMPLATE_ROOT, relativeDir), path.join(e.parentPath, e.name)))
+        .sort();
+}
+
+export const SCRIPT_TEMPLATE_DIR = "scripts";
+
+/** Scripts shipped to every host: every .sh under templates/scripts, the library's lib/ included. */
+export function scriptTemplates(): string[] {
+    return templateFiles(SCRIPT_TEMPLATE_DIR).filter((f) => f.endsWith(".sh"));
+}
+
+/** Sourced, not run: the loader and everything under lib/. */
+export const isLibrary = (script: string): boolean => script.endsWith("-lib.sh") || script.startsWith("lib/");
 
 export function readTemplate(relative: string): string {
     let text = cache.get(relative);

@@ -21,8 +21,7 @@ DRY=0
 while (($# > 0)); do
     case $1 in
         --type)
-            [[ $# -ge 2 ]] || exit "$HX_EXIT_USAGE"
-            ONLY_TYPE=$2
+            ONLY_TYPE=$(hx_type_option "$@")
             shift
             ;;
         --dry-run) DRY=1 ;;
@@ -65,17 +64,14 @@ clean_partials() {
     done < <(find "$dir" -mindepth 1 -maxdepth 1 -name '.*partial' -print0)
 }
 
-shopt -s nullglob
-SOURCES=("$HX_STORAGE"/*/*/)
-shopt -u nullglob
+SOURCES=()
+hx_source_dirs SOURCES "$ONLY_TYPE"
 DELETED=0
 for dir in "${SOURCES[@]}"; do
-    dir=${dir%/}
     target=$(basename -- "$dir")
     type=$(basename -- "$(dirname -- "$dir")")
-    [[ -z $ONLY_TYPE || $type == "$ONLY_TYPE" ]] || continue
     clean_partials "$dir"
-    mapfile -d '' -t ms < <(find "$dir" -mindepth 1 -maxdepth 1 -type f -name '*.manifest.json' ! -name '.*' -print0 | sort --zero-terminated --reverse)
+    mapfile -d '' -t ms < <(hx_manifests "$dir" --reverse)
     ((${#ms[@]} > 0)) || continue
     declare -A last=() left=() why=()
     for r in "${RULES[@]}"; do
@@ -96,7 +92,7 @@ for dir in "${SOURCES[@]}"; do
         created=${created_of[$m]:-}
         reasons=""
         if [[ $created =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$ ]]; then
-            read -r day week month year < <(date -u -d "$created" '+%Y-%m-%d %G-W%V %Y-%m %Y')
+            read -r day week month year < <(hx_period_keys "$created")
             declare -A bucket=([daily]=$day [weekly]=$week [monthly]=$month [yearly]=$year)
             for r in "${RULES[@]}"; do
                 if ((left[$r] > 0)) && [[ ${bucket[$r]} != "${last[$r]}" ]]; then

@@ -23,8 +23,7 @@ ONLY_TYPE=""
 while (($# > 0)); do
     case $1 in
         --type)
-            [[ $# -ge 2 ]] || exit "$HX_EXIT_USAGE"
-            ONLY_TYPE=$2
+            ONLY_TYPE=$(hx_type_option "$@")
             shift
             ;;
         *)
@@ -42,16 +41,12 @@ if ! hx_cfg_true remote.enabled; then
     exit 0
 fi
 
-shopt -s nullglob
-SOURCES=("$HX_STORAGE"/*/*/)
-shopt -u nullglob
+SOURCES=()
+hx_source_dirs SOURCES "$ONLY_TYPE"
 
 if ! hx_remote_env; then
     for dir in "${SOURCES[@]}"; do
-        dir=${dir%/}
-        t=$(basename -- "$(dirname -- "$dir")")
-        [[ -z $ONLY_TYPE || $t == "$ONLY_TYPE" ]] || continue
-        hx_metrics "$t" "$(basename -- "$dir")" backup_remote_sync_status=0
+        hx_metrics "$(basename -- "$(dirname -- "$dir")")" "$(basename -- "$dir")" backup_remote_sync_status=0
     done
     hx_die "$HX_EXIT_USAGE" "$HX_REMOTE_ERROR"
 fi
@@ -75,16 +70,14 @@ with_retries() {
 # retention_class STATEFILE CREATED_AT
 retention_class() {
     local state=$1 created=$2 year month week
-    year=${created:0:4}
-    month=${created:0:7}
-    week=$(date -u -d "$created" +%G-W%V)
-    local have_y=0 have_m=0 have_w=0 c cls name cw
+    read -r _ week month year < <(hx_period_keys "$created")
+    local have_y=0 have_m=0 have_w=0 c cls name cw cm cy
     if [[ -f $state ]]; then
         while read -r c cls name; do
             [[ -n $c ]] || continue
-            [[ ${c:0:4} == "$year" ]] && have_y=1
-            [[ ${c:0:7} == "$month" ]] && have_m=1
-            cw=$(date -u -d "$c" +%G-W%V)
+            read -r _ cw cm cy < <(hx_period_keys "$c")
+            [[ $cy == "$year" ]] && have_y=1
+            [[ $cm == "$month" ]] && have_m=1
             [[ $cw == "$week" ]] && have_w=1
             : "$cls" "$name"
         done <"$state"
@@ -120,13 +113,11 @@ s3_copy() {
 FAILED=0
 UPLOADED=0
 for dir in "${SOURCES[@]}"; do
-    dir=${dir%/}
     target=$(basename -- "$dir")
     type=$(basename -- "$(dirname -- "$dir")")
-    [[ -z $ONLY_TYPE || $type == "$ONLY_TYPE" ]] || continue
     state="$dir/.remote-classes"
     ok=1
-    mapfile -d '' -t ms < <(find "$dir" -mindepth 1 -maxdepth 1 -type f -name '*.manifest.json' ! -name '.*' -print0 | sort --zero-terminated)
+    mapfile -d '' -t ms < <(hx_manifests "$dir")
     for m in "${ms[@]}"; do
         name=$(basename -- "$m")
         marker="$dir/.$name.synced"

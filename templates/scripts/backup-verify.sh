@@ -30,8 +30,7 @@ while (($# > 0)); do
         --all) ALL=1 ;;
         --restore-test) RESTORE=1 ;;
         --type)
-            [[ $# -ge 2 ]] || usage
-            ONLY_TYPE=$2
+            ONLY_TYPE=$(hx_type_option "$@")
             shift
             ;;
         --help | -h) usage ;;
@@ -59,11 +58,6 @@ verify_one() {
     hx_verify_artifact "$m" "$a"
 }
 
-# Manifests of one source directory, oldest first.
-source_manifests() {
-    find "$1" -mindepth 1 -maxdepth 1 -type f -name '*.manifest.json' ! -name '.*' -print0 | sort --zero-terminated
-}
-
 FAILURES=0
 CHECKED=0
 if [[ -n $TARGET_PATH ]]; then
@@ -73,7 +67,7 @@ if [[ -n $TARGET_PATH ]]; then
         m=""
         d=$(dirname -- "$TARGET_PATH")
         b=$(basename -- "$TARGET_PATH")
-        mapfile -d '' -t cands < <(source_manifests "$d")
+        mapfile -d '' -t cands < <(hx_manifests "$d")
         for c in "${cands[@]}"; do
             if [[ $(jq --raw-output --arg b "$b" 'select(.artifact == $b and .dedup == null) | "yes"' "$c" 2>/dev/null) == yes ]]; then
                 m=$c
@@ -102,15 +96,12 @@ if [[ -n $TARGET_PATH ]]; then
     exit 0
 fi
 
-shopt -s nullglob
-SOURCES=("$HX_STORAGE"/*/*/)
-shopt -u nullglob
+SOURCES=()
+hx_source_dirs SOURCES "$ONLY_TYPE"
 for dir in "${SOURCES[@]}"; do
-    dir=${dir%/}
     target=$(basename -- "$dir")
     type=$(basename -- "$(dirname -- "$dir")")
-    [[ -z $ONLY_TYPE || $type == "$ONLY_TYPE" ]] || continue
-    mapfile -d '' -t ms < <(source_manifests "$dir")
+    mapfile -d '' -t ms < <(hx_manifests "$dir")
     ((${#ms[@]} > 0)) || continue
     ok=1
     newest_ok=""
@@ -147,7 +138,7 @@ done
 while IFS= read -r -d '' orphan; do
     d=$(dirname -- "$orphan")
     b=$(basename -- "$orphan")
-    mapfile -d '' -t ms < <(source_manifests "$d")
+    mapfile -d '' -t ms < <(hx_manifests "$d")
     used=0
     for m in "${ms[@]}"; do
         [[ $(jq --raw-output '.artifact' "$m" 2>/dev/null) == "$b" ]] && used=1 && break

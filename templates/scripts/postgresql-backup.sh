@@ -217,7 +217,7 @@ dump_parallel() {
         names+=("$name")
         mkdir -- "$HX_OUT_WORK/$name.d"
         (
-            hx_pipe_to "$HX_OUT_WORK/parts/$name" "$HX_OUT_WORK/$name.d" pgcustom -- dump_part "$db" "$errf" "$i" \
+            hx_pipe_to "$HX_OUT_WORK/parts/$name" "$HX_OUT_WORK/$name.d" hx_postgresql_check_dump -- dump_part "$db" "$errf" "$i" \
                 || { printf '%s\n' "$HX_STATUS_CAUSE" >"$HX_OUT_WORK/$name.d/cause"; exit 1; }
         ) &
         pids+=($!)
@@ -268,7 +268,7 @@ backup_database() {
     local fmt=custom header_ok=0 toc data_entries ntables parts_json=null
     [[ $large == true || $FORMAT == parallel ]] && fmt=parallel
     if [[ $fmt == custom ]]; then
-        hx_store postgresql "$target" "$target" dump pgcustom -- dump_custom "$db" "$errf"
+        hx_store postgresql "$target" "$target" dump hx_postgresql_check_dump -- dump_custom "$db" "$errf"
         snapshot_counts "$errf"
         snapshot_close
         # Structure: the TOC must list the expected objects.
@@ -327,7 +327,7 @@ backup_globals() {
     hx_tmp_register "$errf"
     : >"$errf"
     HX_SOURCE_ERROR_FILE=$errf
-    hx_store postgresql _globals globals sql raw -- dump_globals "$errf"
+    hx_store postgresql _globals globals sql hx_check_raw -- dump_globals "$errf"
     hx_commit_artifact postgresql _globals '{"globals":true}' '{"format":"sql"}'
     local now
     now=$(hx_epoch)

@@ -214,7 +214,7 @@ if ((LIVE == 1)); then
         fi
     ) >"$POLLF" 2>>"$ERRF" &
     POLL_PID=$!
-    hx_store redis "$TARGET" "$TARGET" rdb redis -- rdb_live_source
+    hx_store redis "$TARGET" "$TARGET" rdb hx_redis_check_rdb -- rdb_live_source
     wait "$POLL_PID" || true
     POLL_PID=""
     read -r poll_result poll_cause <"$POLLF" || true
@@ -243,7 +243,7 @@ if ((LIVE == 0)) && [[ -r $RDB ]]; then
     RDB_ID=$(stat --dereference --format='%d %i %s %y' -- "/dev/fd/$RDB_FD")
     redis-check-rdb "/dev/fd/$RDB_FD" >"$CHECKF" 2>&1 &
     CHECK_PID=$!
-    hx_store redis "$TARGET" "$TARGET" rdb raw -- rdb_fd_source
+    hx_store redis "$TARGET" "$TARGET" rdb hx_check_raw -- rdb_fd_source
     check_rc=0
     wait "$CHECK_PID" || check_rc=$?
     CHECK_PID=""
@@ -256,19 +256,22 @@ if ((LIVE == 0)) && [[ -r $RDB ]]; then
     read -r _ _ RDB_SIZE _ <<<"$RDB_ID"
     exec {RDB_FD}<&-
     [[ $RDB_SIZE == "$HX_OUT_PLAIN_SIZE" ]] || hx_die "$HX_EXIT_FAIL" "read $HX_OUT_PLAIN_SIZE bytes of an RDB file of $RDB_SIZE bytes"
-    HX_OUT_REDIS_KEYS=$(sed -n 's/^\[info\] \([0-9]*\) keys read.*/\1/p' "$CHECKF" | head -n 1)
-elif ((LIVE == 0)); then
-    # Through the privileged helper: checked in the pipeline (hx_store's tee).
-    READ_MODE=privileged
-    hx_store redis "$TARGET" "$TARGET" rdb redis -- rdb_source
+    REDIS_KEYS=$(hx_redis_keys_read <"$CHECKF")
+else
+    if ((LIVE == 0)); then
+        # Through the privileged helper: checked in the pipeline (hx_store's tee).
+        READ_MODE=privileged
+        hx_store redis "$TARGET" "$TARGET" rdb hx_redis_check_rdb -- rdb_source
+    fi
+    REDIS_KEYS=$(hx_redis_keys_read <"$HX_OUT_WORK/check")
 fi
-[[ $HX_OUT_REDIS_KEYS =~ ^(0|[1-9][0-9]*)$ ]] || hx_die "$HX_EXIT_VERIFY" "redis-check-rdb did not report a key count"
-CONTENT_JSON="{\"format\":\"rdb\",\"keys\":$HX_OUT_REDIS_KEYS}"
+[[ $REDIS_KEYS =~ ^(0|[1-9][0-9]*)$ ]] || hx_die "$HX_EXIT_VERIFY" "redis-check-rdb did not report a key count"
+CONTENT_JSON="{\"format\":\"rdb\",\"keys\":$REDIS_KEYS}"
 hx_commit_artifact redis "$TARGET" "$SOURCE_JSON" "$CONTENT_JSON"
 NOW=$(hx_epoch)
 SIZE_STATUS=$(hx_size_check "$HX_OUT_DIR" "$HX_OUT_PLAIN_SIZE")
 [[ $SIZE_STATUS == 1 ]] || hx_warn size_check "backup size $HX_OUT_PLAIN_SIZE is outside the configured band around the median ${HX_SIZE_MEDIAN:-?}" "type=redis" "target=$TARGET"
-hx_info backup_ok "RDB backed up and verified" "type=redis" "target=$TARGET" "manifest=$HX_OUT_MANIFEST" "keys=$HX_OUT_REDIS_KEYS" \
+hx_info backup_ok "RDB backed up and verified" "type=redis" "target=$TARGET" "manifest=$HX_OUT_MANIFEST" "keys=$REDIS_KEYS" \
     "plain_bytes=$HX_OUT_PLAIN_SIZE" "stored_bytes=$HX_OUT_STORED_SIZE" "read=$READ_MODE"
 hx_metrics redis "$TARGET" backup_last_run_status=1 "backup_last_success_timestamp=$NOW" \
     "backup_duration_seconds=$((NOW - START))" "backup_size_bytes=$HX_OUT_STORED_SIZE" \

@@ -16,16 +16,13 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
 
 ONLY=${1:-}
 hx_init test-restore
-shopt -s nullglob
-SOURCES=("$HX_STORAGE"/*/*/)
-shopt -u nullglob
+SOURCES=()
+hx_source_dirs SOURCES "$ONLY"
 FAILED=0
 TESTED=0
 for dir in "${SOURCES[@]}"; do
-    dir=${dir%/}
     target=$(basename -- "$dir")
     type=$(basename -- "$(dirname -- "$dir")")
-    [[ -z $ONLY || $type == "$ONLY" ]] || continue
     newest=$(hx_previous_manifest "$dir")
     [[ -n $newest ]] || continue
     TESTED=$((TESTED + 1))

@@ -6,9 +6,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { loadStackConfig } from "../../config/load";
 import { renderHostConfig, type HostConfigFile } from "../../render/hostConfig";
+import { isLibrary, scriptTemplates } from "../../render/template";
 import { chown, chownR, ensureTestUser, isRoot, run, start, tempDir, removeDir, type OsUser, type RunOptions, type RunResult } from "./env";
 
 export const SCRIPTS_SRC = resolve(__dirname, "../../templates/scripts");
@@ -49,10 +50,11 @@ export function makeHost(opts: { remote?: Partial<HostConfig["remote"]> } = {}):
     const logs = join(root, "logs");
     const textfile = join(root, "textfile");
     for (const d of [etc, keyring, scriptsDir, storage, logs, textfile]) mkdirSync(d, { recursive: true });
-    for (const f of readdirSync(SCRIPTS_SRC)) {
-        if (!f.endsWith(".sh")) continue;
+    // As the host plan ships them: the scripts and the library's lib/, each folder 0755.
+    for (const f of scriptTemplates()) {
+        mkdirSync(dirname(join(scriptsDir, f)), { recursive: true, mode: 0o755 });
         copyFileSync(join(SCRIPTS_SRC, f), join(scriptsDir, f));
-        chmodSync(join(scriptsDir, f), 0o755);
+        chmodSync(join(scriptsDir, f), isLibrary(f) ? 0o644 : 0o755);
     }
     chmodSync(scriptsDir, 0o755);
     const configPath = join(etc, "backup.json");

@@ -8,9 +8,11 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { missingTools, run } from "../../support/env";
 import { SCRIPTS_SRC } from "../../support/host";
+import { scriptTemplates } from "../../../render/template";
 
 const missing = missingTools(["shellcheck"]);
-const scripts = readdirSync(SCRIPTS_SRC).filter((f) => f.endsWith(".sh")).sort();
+/** Every shipped script, the library's lib/ included. */
+const scripts = scriptTemplates();
 const STEPS_SRC = resolve(__dirname, "../../../templates/steps");
 const stepBodies = readdirSync(STEPS_SRC).filter((f) => f.endsWith(".sh")).sort();
 /** The backup runtime (this suite's scope); other files in the directory are only shellchecked. */
@@ -44,6 +46,23 @@ describe.skipIf(missing.length > 0)("host scripts: static checks", { timeout: 12
 
     it("every runtime script exists", () => {
         for (const n of RUNTIME) expect(scripts).toContain(n);
+    });
+
+    it("the library is a short loader over lib/: no file over 300 lines, one module per data source", () => {
+        const lines = (f: string) => readFileSync(join(SCRIPTS_SRC, f), "utf8").split("\n").length;
+        expect(lines("hx-backup-lib.sh")).toBeLessThan(100);
+        const lib = scripts.filter((f) => f.startsWith("lib/"));
+        expect(lib.filter((f) => lines(f) > 300)).toEqual([]);
+        expect(lib.filter((f) => f.startsWith("lib/source/"))).toEqual(["lib/source/archive.sh", "lib/source/postgresql.sh", "lib/source/redis.sh"]);
+        for (const f of lib) {
+            const text = readFileSync(join(SCRIPTS_SRC, f), "utf8");
+            expectNoBlanketDisables(text, f);
+            expect(readFileSync(join(SCRIPTS_SRC, "hx-backup-lib.sh"), "utf8"), `the loader sources ${f}`).toContain(`source "$HX_SCRIPTS_DIR_SELF/${f}"`);
+        }
+        // The core picks a module by type; only the modules name their types.
+        for (const f of lib.filter((f) => !f.startsWith("lib/source/"))) {
+            expect(readFileSync(join(SCRIPTS_SRC, f), "utf8"), f).not.toMatch(/(==|\bcase\b.*|\)\s*) *(postgresql|redis|application|configuration)\b(?!-)/);
+        }
     });
 
     it.each(RUNTIME)("%s: strict mode, shared library, no blanket disables, executable", (name) => {

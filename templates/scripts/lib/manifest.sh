@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# hx-backup library: manifests: sign, find the previous one, commit an artifact
+# Sourced by hx-backup-lib.sh; never run.
+# shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
+
+# ------------------------------------------------------------- manifests ---
+
+# hx_manifest_sign FILE_IN FILE_OUT: add .mac to a manifest body.
+hx_manifest_sign() {
+    local in=$1 out=$2 mac
+    mac=$(jq --compact-output --sort-keys 'del(.mac)' "$in" | hx_hmac_hex "$HX_KEY_MAC")
+    jq --sort-keys --arg mac "$mac" --arg kid "$HX_KEY_LOADED_ID" '.mac = {alg: "hmac-sha256", keyId: $kid, value: $mac}' "$in" >"$out"
+}
+
+# hx_previous_manifest DIR: newest committed manifest in DIR (or nothing).
+hx_previous_manifest() {
+    local dir=$1
+    local -a mlist=()
+    shopt -s nullglob
+    mlist=("$dir"/*.manifest.json)
+    shopt -u nullglob
+    ((${#mlist[@]} > 0)) || return 0
+    printf '%s\n' "${mlist[@]}" | sort | tail -n 1
+}
+
+# hx_manifests DIR [--reverse]: the committed manifests of one source
+# directory, NUL-separated, oldest first (newest first with --reverse).
+hx_manifests() {
+    find "$1" -mindepth 1 -maxdepth 1 -type f -name '*.manifest.json' ! -name '.*' -print0 | sort --zero-terminated ${2:+"$2"}
+}
+
+# hx_source_dirs ARRAY [TYPE]: every source directory (STORAGE/TYPE/TARGET),
+# or those of one type, into ARRAY.
+hx_source_dirs() {
+    local -n hx__dirs=$1
+    local only=${2:-} dir
+    local -a all=()
+    shopt -s nullglob
+    all=("$HX_STORAGE"/*/*/)
+    shopt -u nullglob
+    hx__dirs=()
+    for dir in "${all[@]}"; do
+        dir=${dir%/}
+        [[ -z $only || $(basename -- "$(dirname -- "$dir")") == "$only" ]] && hx__dirs+=("$dir")
+    done
+    return 0
+}
+
+# hx_period_keys CREATED_AT: the day, ISO week, month and year a backup
+# belongs to for retention (and for its upload's retention class), in UTC.
+hx_period_keys() {
+    date -u -d "$1" '+%Y-%m-%d %G-W%V %Y-%m %Y'
+}
+
+# hx_commit_artifact TYPE TARGET SOURCE_JSON CONTENT_JSON
+# After hx_store: dedup against the previous artifact, write + sign the
+# manifest, verify, then rename artifact and manifest into place.
+# Sets HX_OUT_MANIFEST, HX_OUT_DEDUP_SAVED.
+hx_commit_artifact() {
+    local type=$1 target=$2 source_json=$3 content_json=$4
+    local dir=$HX_OUT_DIR base=$HX_OUT_BASE
+    local prev ref_artifact="" ref_manifest="" artifact=$HX_OUT_ARTIFACT stored_sha=$HX_OUT_STORED_SHA stored_size=$HX_OUT_STORED_SIZE
+    HX_OUT_DEDUP_SAVED=0
+    prev=$(hx_previous_manifest "$dir")
+    if [[ -n $prev ]] && hx_verify_manifest_mac "$prev" >/dev/null 2>&1; then
+        # Only reuse an artifact made with the current key and compression,
+        # since the new manifest describes how to open it.
+        local pc pa ps psha pk pm
+        read -r pc pa ps psha pk pm < <(jq --raw-output '"\(.sha256.content // "-") \(.artifact // "-") \(.sizes.stored // "-") \(.sha256.stored // "-") \(.encryption.keyId // "-") \(.compression.method // "-")"' "$prev")
+        if [[ $pc == "$HX_OUT_CONTENT_SHA" && -n $pa && $pa != */* && -f $dir/$pa && $pk == "$HX_KEY_ID" && $pm == "$HX_OUT_METHOD" ]] \
+            && [[ $(stat --format=%s -- "$dir/$pa") == "$ps" ]] && hx_check_stored "$prev" "$dir/$pa"; then
+            ref_artifact=$pa
+            ref_manifest=$(basename -- "$prev")
+            artifact=$pa
+            stored_sha=$psha
+            stored_size=$ps
+            HX_OUT_DEDUP_SAVED=$HX_OUT_STORED_SIZE
+            rm -f -- "$HX_OUT_PARTIAL"
+            hx_info dedup "content unchanged since $ref_manifest; not storing a new copy" "type=$type" "target=$target" "saved_bytes=$HX_OUT_DEDUP_SAVED"
+        fi
+    fi
+    # Verifying the previous manifest may have loaded an older key: sign
+    # with the current one.
+    if [[ ${HX_KEY_LOADED_ID:-} != "$HX_KEY_ID" ]]; then
+        hx_key_load "$HX_KEY_ID" || {
+            HX_STATUS_CAUSE="encryption key: $HX_KEY_ERROR"
+            return "$HX_EXIT_USAGE"
+        }
+    fi
+    local now mpart="$dir/.$base.manifest.json.$$.partial"
+    hx_tmp_register "$mpart"
+    hx_tmp_register "$mpart.body"
+    now=$(hx_now)
+    jq --null-input --sort-keys \
+        --argjson format "$HX_MANIFEST_FORMAT" --arg type "$type" --arg target "$target" \
+        --argjson source "$source_json" --argjson content "$content_json" \
+        --arg host "$HX_HOST" --arg stack "$HX_STACK" --arg job "$HX_JOB" \
+        --arg artifact "$artifact" --arg refArtifact "$ref_artifact" --arg refManifest "$ref_manifest" \
+        --arg started "$(date -u -d "@$HX_START_EPOCH" +%Y-%m-%dT%H:%M:%SZ)" --arg created "$now" \
+        --arg keyId "$HX_KEY_LOADED_ID" --argjson iter "$HX_PBKDF2_ITER" \
+        --arg method "$HX_OUT_METHOD" --argjson level "$HX_OUT_LEVEL" \
+        --argjson plainSize "$HX_OUT_PLAIN_SIZE" --argjson storedSize "$stored_size" \
+        --arg storedSha "$stored_sha" --arg contentSha "$HX_OUT_CONTENT_SHA" \
+        --arg vOpenssl "$(hx_tool_version openssl)" --arg vComp "$(hx_tool_version "$HX_OUT_METHOD")" \
+        --arg vHx "$HX_VERSION" --argjson tools "${HX_EXTRA_TOOLS_JSON:-{\}}" \
+        '{format: $format, type: $type, target: $target, source: $source, content: $content,
+          host: $host, stack: $stack, job: $job, artifact: $artifact,
+          dedup: (if $refArtifact == "" then null else {artifact: $refArtifact, manifest: $refManifest} end),
+          startedAt: $started, createdAt: $created,
+          encryption: {cipher: "aes-256-cbc", kdf: "pbkdf2", digest: "sha256", iter: $iter, keyId: $keyId},
+          compression: {method: $method, level: $level},
+          sizes: {plain: $plainSize, stored: $storedSize},
+          sha256: {stored: $storedSha, content: $contentSha},
+          tools: ({"hx-backup": $vHx, openssl: $vOpenssl, ($method): $vComp} + $tools)}' >"$mpart.body"
+    hx_manifest_sign "$mpart.body" "$mpart"
+    rm -f -- "$mpart.body"
+    # Check what was written before giving it its final name.
+    local check_file="$dir/$artifact"
+    [[ -z $ref_artifact ]] && check_file=$HX_OUT_PARTIAL
+    if ! hx_verify_manifest_mac "$mpart" >/dev/null; then
+        HX_STATUS_CAUSE="manifest MAC self-check failed"
+        return "$HX_EXIT_VERIFY"
+    fi
+    if ! hx_check_stored "$mpart" "$check_file"; then
+        HX_STATUS_CAUSE="artifact checksum self-check failed"
+        return "$HX_EXIT_VERIFY"
+    fi
+    sync --data -- "$mpart"
+    if [[ -z $ref_artifact ]]; then
+        mv -f -- "$HX_OUT_PARTIAL" "$dir/$artifact"
+    fi
+    mv -f -- "$mpart" "$dir/$base.manifest.json"
+    sync -- "$dir" 2>/dev/null || true
+    HX_OUT_MANIFEST="$dir/$base.manifest.json"
+    HX_OUT_ARTIFACT_PATH="$dir/$artifact"
+    HX_OUT_STORED_SIZE_NEW=$stored_size
+    ((HX_OUT_DEDUP_SAVED > 0)) && HX_OUT_STORED_SIZE_NEW=0
+    return 0
+}

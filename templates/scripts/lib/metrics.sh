@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# hx-backup library: textfile metrics and the size check
+# Sourced by hx-backup-lib.sh; never run.
+# shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
+
+# ---------------------------------------------------------------- metrics ---
+
+hx__label() {
+    local v=$1
+    v=${v//\\/\\\\}
+    v=${v//\"/\\\"}
+    v=${v//$'\n'/\\n}
+    printf '%s' "$v"
+}
+
+# hx_metrics TYPE TARGET name=value ...: merge into the source's textfile
+# (one file per type/target), written atomically, no timestamps.
+hx_metrics() {
+    local type=$1 target=$2
+    shift 2
+    [[ -n ${HX_TEXTFILE:-} ]] || return 0
+    if ! mkdir -p -- "$HX_TEXTFILE" 2>/dev/null || [[ ! -w $HX_TEXTFILE ]]; then
+        hx_warn metrics "textfile directory $HX_TEXTFILE is not writable; metrics not updated"
+        return 0
+    fi
+    local file="$HX_TEXTFILE/hx_backup-$type-$target.prom"
+    local -A val=()
+    local line name kv
+    if [[ -r $file ]]; then
+        while IFS= read -r line; do
+            [[ $line == backup_* ]] || continue
+            name=${line%%\{*}
+            val[$name]=${line##* }
+        done <"$file"
+    fi
+    for kv in "$@"; do
+        val[${kv%%=*}]=${kv#*=}
+    done
+    # The schedule interval the alert rules compare against: the shortest
+    # maxIntervalSeconds of this host's jobs of this type.
+    local interval=${HX_INTERVAL_OF[$type]:-}
+    [[ -n $interval ]] && val[backup_expected_interval_seconds]=$interval
+    local labels tmp
+    labels="type=\"$(hx__label "$type")\",target=\"$(hx__label "$target")\""
+    tmp=$(mktemp -- "$HX_TEXTFILE/.hx_backup-$type-$target.prom.XXXXXX") || return 0
+    {
+        for name in $(printf '%s\n' "${!val[@]}" | sort); do
+            printf '# TYPE %s gauge\n' "$name"
+            printf '%s{%s} %s\n' "$name" "$labels" "${val[$name]}"
+        done
+    } >"$tmp"
+    chmod 0644 -- "$tmp"
+    mv -f -- "$tmp" "$file"
+}
+
+# Per-host storage metrics (no type/target labels): filesystem size and free
+# space of the storage directory, and the configured quota (0 = none).
+hx_host_metrics() {
+    [[ -n ${HX_TEXTFILE:-} && -d ${HX_STORAGE:-} ]] || return 0
+    mkdir -p -- "$HX_TEXTFILE" 2>/dev/null || return 0
+    local size avail quota tmp
+    read -r size avail < <(df --block-size=1 --output=size,avail -- "$HX_STORAGE" 2>/dev/null | tail -n 1) || return 0
+    quota=$HX_STORAGE_QUOTA
+    [[ $size =~ ^[0-9]+$ && $avail =~ ^[0-9]+$ && $quota =~ ^[0-9]+$ ]] || return 0
+    tmp=$(mktemp -- "$HX_TEXTFILE/.hx_backup-storage.prom.XXXXXX") || return 0
+    printf '# TYPE %s gauge\n%s %s\n' \
+        backup_storage_filesystem_size_bytes backup_storage_filesystem_size_bytes "$size" \
+        backup_storage_filesystem_avail_bytes backup_storage_filesystem_avail_bytes "$avail" \
+        backup_storage_quota_bytes backup_storage_quota_bytes "$quota" >"$tmp"
+    chmod 0644 -- "$tmp"
+    mv -f -- "$tmp" "$HX_TEXTFILE/hx_backup-storage.prom"
+}
+
+hx__config_failure_metric() {
+    local type=${HX_TYPE:-unknown}
+    hx_metrics "$type" "_config" "backup_last_run_status=0" "backup_last_attempt_timestamp=$(hx_epoch)" 2>/dev/null || true
+}
+
+# Bytes used by committed artifacts of one source directory.
+hx_storage_usage() {
+    local dir=$1
+    [[ -d $dir ]] || {
+        echo 0
+        return
+    }
+    find "$dir" -maxdepth 1 -type f ! -name '.*' -printf '%s\n' | awk '{s += $1} END {printf "%d\n", s}'
+}
+
+# ------------------------------------------------------------- size check ---
+
+# hx_size_check DIR NEWSIZE: compare with the median plain size of the last
+# N manifests (excluding the newest, which is the new one). Prints status:
+# 1 inside the band (or not enough history), 0 outside.
+hx_size_check() {
+    local dir=$1 size=$2 n low high
+    hx_cfg_read n sizeCheck.history
+    hx_cfg_read low sizeCheck.lowPercent
+    hx_cfg_read high sizeCheck.highPercent
+    local -a sizes=()
+    local mf
+    shopt -s nullglob
+    local -a all=("$dir"/*.manifest.json)
+    shopt -u nullglob
+    local count=${#all[@]}
+    if ((count < 2)); then
+        echo 1
+        return
+    fi
+    mapfile -t sizes < <(printf '%s\n' "${all[@]}" | sort | head -n $((count - 1)) | tail -n "$n" | while IFS= read -r mf; do jq --raw-output '.sizes.plain' "$mf"; done | sort -n)
+    local k=${#sizes[@]} median
+    if ((k % 2 == 1)); then
+        median=${sizes[k / 2]}
+    else
+        median=$(((sizes[k / 2 - 1] + sizes[k / 2]) / 2))
+    fi
+    HX_SIZE_MEDIAN=$median
+    if ((median == 0)); then
+        echo 1
+        return
+    fi
+    if ((size * 100 < median * low || size * 100 > median * high)); then
+        echo 0
+    else
+        echo 1
+    fi
+}

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# hx-backup library: the artifact pipeline: compress, encrypt and hash on the fly, store, pack parts
+# Sourced by hx-backup-lib.sh; never run.
+# shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
+
+# ------------------------------------------------------------- pipeline ---
+
+# hx_compression_method SETTING: the method for compression.method (auto: zstd if installed).
+hx_compression_method() {
+    case $1 in
+        zstd) printf zstd ;;
+        gzip) printf gzip ;;
+        *) if command -v zstd >/dev/null 2>&1; then printf zstd; else printf gzip; fi ;;
+    esac
+}
+
+hx_compress() {
+    local method=$1 level=$2 threads=$3
+    case $method in
+        zstd) zstd --quiet --stdout "--threads=$threads" "-$level" ;;
+        gzip)
+            ((level > 9)) && level=9
+            gzip --stdout "-$level"
+            ;;
+    esac
+}
+
+hx_decompress() {
+    case $1 in
+        zstd) zstd --quiet --decompress --stdout ;;
+        gzip) gzip --decompress --stdout ;;
+        *) return 1 ;;
+    esac
+}
+
+hx_tool_version() {
+    case $1 in
+        zstd) zstd --version 2>/dev/null | head -n 1 ;;
+        gzip) gzip --version 2>/dev/null | head -n 1 ;;
+        openssl) openssl version 2>/dev/null ;;
+        tar) tar --version 2>/dev/null | head -n 1 ;;
+        *) "$1" --version 2>/dev/null | head -n 1 ;;
+    esac
+}
+
+# hx__count_to FILE: copy stdin to stdout, writing the byte count to FILE.
+hx__count_to() {
+    local out=$1 stats
+    { stats=$(LC_ALL=C dd bs=128K 2>&1 1>&3 3>&-); } 3>&1 || return 1
+    stats=${stats##*$'\n'}
+    [[ $stats =~ ^([0-9]+)\ bytes ]] || return 1
+    printf '%s\n' "${BASH_REMATCH[1]}" >"$out"
+}
+
+# Content hash of a pg_dump custom-format stream, ignoring the dump timestamp
+# in its header, so two dumps of an unchanged database hash alike.
+# hx__hash_pgcustom SIZEFILE < stream: prints the hash, writes the size.
+hx__hash_pgcustom() {
+    local sizef=$1
+    local -a hdr
+    read -r -a hdr < <(dd bs=1 count=11 status=none | od -An -v -tu1)
+    local prefix="" x
+    for x in "${hdr[@]}"; do printf -v prefix '%s\\x%02x' "$prefix" "$x"; done
+    if [[ ${#hdr[@]} -ne 11 || ${hdr[0]} != 80 || ${hdr[1]} != 71 || ${hdr[2]} != 68 || ${hdr[3]} != 77 || ${hdr[4]} != 80 ]]; then
+        { printf '%b' "$prefix"; hx__count_to "$sizef.rest"; } | openssl dgst -sha256 -r
+        printf '%s\n' "$(($(<"$sizef.rest") + ${#hdr[@]}))" >"$sizef"
+        return
+    fi
+    local vmaj=${hdr[5]} vmin=${hdr[6]} isz=${hdr[8]} complen tslen
+    if ((vmaj > 1 || vmin >= 15)); then complen=1; else complen=$((1 + isz)); fi
+    tslen=$((7 * (1 + isz)))
+    {
+        printf '%b' "$prefix"
+        dd bs=1 count="$complen" status=none
+        dd bs=1 count="$tslen" status=none of=/dev/null
+        hx__count_to "$sizef.rest"
+    } | openssl dgst -sha256 -r
+    printf '%s\n' "$(($(<"$sizef.rest") + 11 + complen + tslen))" >"$sizef"
+}
+
+# hx__hash_raw SIZEFILE < stream: prints the sha256, writes the size.
+hx__hash_raw() { hx__count_to "$1" | openssl dgst -sha256 -r; }
+
+# hx_check_raw SIZEFILE CHECKFILE < stream: the plain checker (bytes only).
+hx_check_raw() { hx__hash_raw "$1"; }
+
+# hx__hash_tee SIZEFILE CHECKOUT CONSUMER...: sha256 and size of stdin while
+# CONSUMER (a structure checker) reads the same bytes; its output goes to
+# CHECKOUT.
+hx__hash_tee() {
+    local sizef=$1 checkout=$2 p rc=0
+    shift 2
+    mkfifo -- "$checkout.fifo"
+    hx__hash_raw "$sizef" <"$checkout.fifo" &
+    p=$!
+    local -a st
+    set +e
+    tee -- "$checkout.fifo" | "$@" >"$checkout" 2>&1
+    st=("${PIPESTATUS[@]}")
+    set -e
+    hx__fifo_release "$checkout.fifo"
+    wait "$p" || rc=$?
+    ((st[0] == 0 && st[1] == 0 && rc == 0))
+}
+
+# Unblock a FIFO reader that may never have seen a writer, then let it see EOF.
+hx__fifo_release() {
+    local f=$1 fd
+    if [[ -p $f ]]; then
+        exec {fd}<>"$f"
+        exec {fd}>&-
+    fi
+}
+
+# hx_artifact_begin TYPE TARGET STEM SUFFIX: choose the artifact's name
+# (<STEM>-<UTC stamp>.<SUFFIX>) and create its private work directory.
+# Sets HX_OUT_DIR, HX_OUT_BASE, HX_OUT_ARTIFACT, HX_OUT_PARTIAL, HX_OUT_WORK,
+# HX_OUT_METHOD, HX_OUT_LEVEL, HX_OUT_THREADS, HX_OUT_CEXT.
+hx_artifact_begin() {
+    local type=$1 target=$2 stem=$3 suffix=$4
+    HX_OUT_DIR="$HX_STORAGE/$type/$target"
+    mkdir -p -- "$HX_OUT_DIR"
+    local -a compression=()
+    hx_cfg_into compression compression.method compression.level compression.threads
+    HX_OUT_METHOD=$(hx_compression_method "${compression[0]}")
+    HX_OUT_LEVEL=${compression[1]}
+    HX_OUT_THREADS=${compression[2]}
+    HX_OUT_CEXT=zst
+    [[ $HX_OUT_METHOD == gzip ]] && HX_OUT_CEXT=gz
+    suffix=${suffix//@CEXT@/$HX_OUT_CEXT}
+    # Names sort by time; two runs within one second wait for the next one.
+    local stamp
+    while :; do
+        stamp=$(date -u +%Y%m%dT%H%M%SZ)
+        HX_OUT_BASE="$stem-$stamp"
+        [[ -e $HX_OUT_DIR/$HX_OUT_BASE.manifest.json || -e $HX_OUT_DIR/$HX_OUT_BASE.$suffix ]] || break
+        sleep 0.3
+    done
+    HX_OUT_ARTIFACT="$HX_OUT_BASE.$suffix"
+    HX_OUT_WORK="$HX_OUT_DIR/.$HX_OUT_BASE.$$.work.partial"
+    mkdir -m 0700 -- "$HX_OUT_WORK"
+    hx_tmp_register "$HX_OUT_WORK"
+    HX_OUT_PARTIAL="$HX_OUT_DIR/.$HX_OUT_ARTIFACT.$$.partial"
+    hx_tmp_register "$HX_OUT_PARTIAL"
+}
+
+# hx_pipe_to FILE WORK CHECKER -- COMMAND...
+# After hx_artifact_begin. Streams COMMAND's stdout: compress -> encrypt ->
+# FILE (fsynced), while side branches take the sha256 of the stored bytes
+# and decompress the compressed stream again for the plaintext content hash
+# and size. CHECKER SIZEFILE CHECKFILE reads that plaintext and prints its
+# hash (hx_check_raw, or a data source's own, which may also check the
+# structure and write what it found to CHECKFILE). Hashing the
+# decompressed copy proves the compressed stream decodes, and tees the
+# small compressed stream instead of the large plaintext one. Plaintext never
+# touches the disk. WORK (an empty private directory) receives the results:
+# WORK/result is "plain_size stored_size stored_sha256 content_sha256";
+# WORK/check the checker's output. Returns non-zero, with HX_STATUS_CAUSE,
+# on failure (FILE is then removed).
+hx_pipe_to() {
+    local file=$1 work=$2 checker=$3
+    shift 3
+    [[ ${1:-} == -- ]] && shift
+    mkfifo -- "$work/compressed" "$work/cipher"
+    local p1 p3
+    { hx_decompress "$HX_OUT_METHOD" <"$work/compressed" | "$checker" "$work/size" "$work/check" >"$work/plain.sha"; } &
+    p1=$!
+    openssl dgst -sha256 -r <"$work/cipher" >"$work/cipher.sha" &
+    p3=$!
+    local -a st
+    set +e
+    "$@" | hx_compress "$HX_OUT_METHOD" "$HX_OUT_LEVEL" "$HX_OUT_THREADS" | tee -- "$work/compressed" | hx_encrypt | tee -- "$work/cipher" >"$file"
+    st=("${PIPESTATUS[@]}")
+    set -e
+    hx__fifo_release "$work/compressed"
+    hx__fifo_release "$work/cipher"
+    local r1=0 r3=0
+    wait "$p1" || r1=$?
+    wait "$p3" || r3=$?
+    local names=(source compress tee encrypt write) i
+    for i in "${!st[@]}"; do
+        if ((st[i] != 0)); then
+            HX_STATUS_CAUSE="pipeline stage '${names[i]}' failed with status ${st[i]}"
+            [[ -n ${HX_SOURCE_ERROR_FILE:-} && -s $HX_SOURCE_ERROR_FILE ]] && HX_STATUS_CAUSE+=": $(tail -c 400 "$HX_SOURCE_ERROR_FILE" | tr '\n' ' ')"
+            rm -f -- "$file"
+            return 1
+        fi
+    done
+    if ((r1 != 0 || r3 != 0)); then
+        HX_STATUS_CAUSE="hashing stage failed (decompressed copy=$r1 stored=$r3)"
+        [[ -s $work/check ]] && HX_STATUS_CAUSE="$checker rejected the stream: $(tail -n 3 "$work/check" | tr '\n' ' ')"
+        rm -f -- "$file"
+        return 1
+    fi
+    sync --data -- "$file" || {
+        HX_STATUS_CAUSE="fsync of $file failed"
+        rm -f -- "$file"
+        return 1
+    }
+    local plain_size stored_size stored_sha content_sha
+    plain_size=$(<"$work/size")
+    stored_size=$(stat --format=%s -- "$file")
+    stored_sha=$(<"$work/cipher.sha")
+    content_sha=$(<"$work/plain.sha")
+    stored_sha=${stored_sha%% *}
+    content_sha=${content_sha%% *}
+    [[ $plain_size =~ ^[0-9]+$ && $stored_sha =~ ^[0-9a-f]{64}$ && $content_sha =~ ^[0-9a-f]{64}$ ]] || {
+        HX_STATUS_CAUSE="could not read pipeline hashes"
+        rm -f -- "$file"
+        return 1
+    }
+    printf '%s %s %s %s\n' "$plain_size" "$stored_size" "$stored_sha" "$content_sha" >"$work/result"
+}
+
+# hx_store TYPE TARGET STEM EXT CHECKER -- COMMAND...
+# One artifact from one stream (hx_artifact_begin + hx_pipe_to). Sets the
+# HX_OUT_* variables hx_commit_artifact reads. Returns non-zero (with
+# HX_STATUS_CAUSE) on failure.
+hx_store() {
+    local type=$1 target=$2 stem=$3 ext=$4 checker=$5
+    shift 5
+    [[ ${1:-} == -- ]] && shift
+    hx_artifact_begin "$type" "$target" "$stem" "$ext.@CEXT@.enc"
+    hx_pipe_to "$HX_OUT_PARTIAL" "$HX_OUT_WORK" "$checker" -- "$@" || return 1
+    read -r HX_OUT_PLAIN_SIZE HX_OUT_STORED_SIZE HX_OUT_STORED_SHA HX_OUT_CONTENT_SHA <"$HX_OUT_WORK/result"
+}
+
+# hx_pack_parts PART...: after hx_artifact_begin and one hx_pipe_to per part
+# (FILE $HX_OUT_WORK/parts/PART, results in $HX_OUT_WORK/PART.d), pack the
+# encrypted parts into one uncompressed tar as the artifact. The content hash
+# covers every part's name and content hash, so dedup still works. Sets the
+# HX_OUT_* variables hx_commit_artifact reads, and HX_OUT_PARTS_JSON.
+hx_pack_parts() {
+    local name plain stored ssha csha total=0 index=""
+    local -a rows=()
+    for name in "$@"; do
+        read -r plain stored ssha csha <"$HX_OUT_WORK/$name.d/result"
+        total=$((total + plain))
+        index+="$name $csha"$'\n'
+        rows+=("$(jq --null-input --compact-output --arg n "$name" --argjson p "$plain" --argjson s "$stored" --arg ss "$ssha" --arg cs "$csha" \
+            '{name: $n, sizes: {plain: $p, stored: $s}, sha256: {stored: $ss, content: $cs}}')")
+    done
+    # --remove-files: each part leaves the work directory once packed, so
+    # the peak disk use stays near one copy of the artifact.
+    if ! tar --create --file="$HX_OUT_PARTIAL" --directory="$HX_OUT_WORK/parts" --format=posix --sort=name --remove-files \
+        --mtime=@0 --owner=0 --group=0 --numeric-owner --pax-option=delete=atime,delete=ctime -- "$@" 2>"$HX_OUT_WORK/tar.err"; then
+        HX_STATUS_CAUSE="packing the parts failed: $(head -c 300 "$HX_OUT_WORK/tar.err" | tr '\n' ' ')"
+        return 1
+    fi
+    sync --data -- "$HX_OUT_PARTIAL" || {
+        HX_STATUS_CAUSE="fsync of $HX_OUT_PARTIAL failed"
+        return 1
+    }
+    local s
+    s=$(openssl dgst -sha256 -r <"$HX_OUT_PARTIAL")
+    HX_OUT_STORED_SHA=${s%% *}
+    s=$(printf '%s' "$index" | openssl dgst -sha256 -r)
+    HX_OUT_CONTENT_SHA=${s%% *}
+    HX_OUT_STORED_SIZE=$(stat --format=%s -- "$HX_OUT_PARTIAL")
+    HX_OUT_PLAIN_SIZE=$total
+    HX_OUT_PARTS_JSON=$(printf '%s\n' "${rows[@]}" | jq --slurp --compact-output .)
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# hx-backup library: the archive data sources (application data, configuration):
+# the archive job, restore test and restore.
+# Sourced by hx-backup-lib.sh; never run.
+# shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
+declare -gA HX_SOURCE_MODULE # defined in core.sh; this module adds its types
+
+# hx_archive_restore_test MANIFEST ARTIFACT: list, extract to a temp dir
+# inside the storage directory, compare with the archive, remove.
+hx_archive_restore_test() {
+    local m=$1 a=$2 tmp listed extracted diffout
+    listed=$(hx_open_artifact "$m" "$a" | tar --list --ignore-zeros --file=- | grep --count .) || {
+        HX_VERIFY_ERROR="archive cannot be listed"
+        return 1
+    }
+    local want
+    want=$(jq --raw-output '.content.entries // empty' "$m")
+    if [[ -n $want && $listed != "$want" ]]; then
+        HX_VERIFY_ERROR="archive lists $listed entries, manifest recorded $want"
+        return 1
+    fi
+    tmp=$(mktemp --directory -- "$HX_STORAGE/.restore-test.XXXXXX.partial")
+    hx_tmp_register "$tmp"
+    local -a owner_opts=(--no-same-owner)
+    ((EUID == 0)) && owner_opts=(--same-owner --numeric-owner --xattrs --xattrs-include='*' --acls)
+    if ! hx_open_artifact "$m" "$a" | tar --extract --ignore-zeros --file=- --directory="$tmp" --preserve-permissions "${owner_opts[@]}" 2>"$tmp.err"; then
+        HX_VERIFY_ERROR="archive extraction failed: $(head -c 300 "$tmp.err" | tr '\n' ' ')"
+        chmod -R u+rwX -- "$tmp" 2>/dev/null || true
+        rm -rf -- "$tmp" "$tmp.err"
+        return 1
+    fi
+    extracted=$(cd -- "$tmp" && find . -mindepth 1 | grep --count .)
+    diffout=$(hx_open_artifact "$m" "$a" | tar --diff --ignore-zeros --file=- --directory="$tmp" "${owner_opts[@]}" 2>&1 | grep --invert-match --extended-regexp 'Uid differs|Gid differs|Mod time differs' || true)
+    # Read-only directories from the archive must not block the cleanup.
+    chmod -R u+rwX -- "$tmp" 2>/dev/null || true
+    rm -rf -- "$tmp" "$tmp.err"
+    if [[ -n $diffout ]]; then
+        HX_VERIFY_ERROR="extracted files differ from the archive: $(head -c 300 <<<"$diffout" | tr '\n' ' ')"
+        return 1
+    fi
+    ((extracted > 0 || listed == 0)) || {
+        HX_VERIFY_ERROR="nothing was extracted"
+        return 1
+    }
+}
+
+# ----------------------------------------------------------- archive jobs ---
+
+# hx_archive_script TYPE TARGET JOB [ARGS...]: the whole of application-backup.sh
+# and configuration-backup.sh: one archive of TYPE, made by the privileged
+# helper's TYPE-archive verb, stored as TARGET.
+hx_archive_script() {
+    local type=$1 target=$2 job=$3
+    shift 3
+    if (($# != 0)); then
+        echo "usage: $HX_SCRIPT_NAME" >&2
+        exit "$HX_EXIT_USAGE"
+    fi
+    HX_ON_EXIT=hx_single_target_on_exit
+    HX_ARCHIVE_TARGET=$target
+    hx_init "$job"
+    hx_lock "$type-backup"
+    hx_cfg_section "$type" || hx_die "$HX_EXIT_USAGE" "config: $type is not configured on this host"
+    hx_archive_job "$type" "$target" "$type-archive"
+    local rc=0
+    hx_finish_job "$type" "$rc" || rc=$?
+    exit "$rc"
+}
+
+# hx_archive_job TYPE TARGET VERB: application/configuration backup through
+# the privileged archive helper.
+hx_archive_job() {
+    local type=$1 target=$2 verb=$3 errf start now
+    start=$(hx_epoch)
+    hx_metrics "$type" "$target" "backup_last_attempt_timestamp=$start"
+    HX_ARCHIVE_TARGET=$target
+    hx_key_load "$HX_KEY_ID" || hx_die "$HX_EXIT_USAGE" "encryption key: $HX_KEY_ERROR"
+    mkdir -p -- "$HX_STORAGE/$type/$target"
+    errf="$HX_STORAGE/$type/$target/.stderr.$$.partial"
+    hx_tmp_register "$errf"
+    : >"$errf"
+    HX_SOURCE_ERROR_FILE=$errf
+    HX_EXTRA_TOOLS_JSON=$(jq --null-input --compact-output --arg t "$(hx_tool_version tar)" '{tar: $t}')
+    hx_store "$type" "$target" "$target" tar hx_archive_check_tar -- hx__archive_source "$verb" "$errf"
+    local content entries
+    entries=$(grep --count . "$HX_OUT_WORK/check" || true)
+    content=$(jq --null-input --compact-output --argjson n "$entries" '{format: "tar", entries: $n}')
+    local source_json
+    source_json=$(hx_cfg_json "$type")
+    hx_commit_artifact "$type" "$target" "$source_json" "$content"
+    now=$(hx_epoch)
+    local size_status
+    size_status=$(hx_size_check "$HX_OUT_DIR" "$HX_OUT_PLAIN_SIZE")
+    [[ $size_status == 1 ]] || hx_warn size_check "backup size $HX_OUT_PLAIN_SIZE is outside the configured band around the median ${HX_SIZE_MEDIAN:-?}" "type=$type" "target=$target"
+    hx_info backup_ok "archive backed up and verified" "type=$type" "target=$target" "manifest=$HX_OUT_MANIFEST" \
+        "entries=$entries" "plain_bytes=$HX_OUT_PLAIN_SIZE" "stored_bytes=$HX_OUT_STORED_SIZE" "dedup_saved_bytes=$HX_OUT_DEDUP_SAVED"
+    hx_metrics "$type" "$target" backup_last_run_status=1 "backup_last_success_timestamp=$now" \
+        "backup_duration_seconds=$((now - start))" "backup_size_bytes=$HX_OUT_STORED_SIZE" \
+        backup_verification_status=1 "backup_dedup_saved_bytes=$HX_OUT_DEDUP_SAVED" \
+        "backup_size_check_status=$size_status" "backup_storage_usage_bytes=$(hx_storage_usage "$HX_OUT_DIR")"
+}
+
+# shellcheck disable=SC2317  # invoked through hx_store
+hx__archive_source() {
+    hx_privileged "$1" 2>>"$2"
+}
+
+# Exit hook for single-target jobs: record the failure in the metrics.
+# shellcheck disable=SC2317  # invoked through HX_ON_EXIT
+hx_single_target_on_exit() {
+    local rc=$1
+    if ((rc != 0 && rc != HX_EXIT_LOCKED && rc != HX_EXIT_PARTIAL)) && [[ -n ${HX_ARCHIVE_TARGET:-} ]]; then
+        hx_error backup_failed "backup failed: ${HX_STATUS_CAUSE:-unknown cause}" "type=$HX_TYPE" "target=$HX_ARCHIVE_TARGET" "exit_code=$rc"
+        hx_metrics "$HX_TYPE" "$HX_ARCHIVE_TARGET" backup_last_run_status=0 "backup_last_attempt_timestamp=$(hx_epoch)" \
+            "backup_verification_status=$([[ $rc == "$HX_EXIT_VERIFY" ]] && echo 0 || echo 1)"
+    fi
+}
+
+hx_archive_content_hasher() { echo hx__hash_raw; }
+
+# hx_archive_check_tar SIZEFILE CHECKFILE < tar: hash and size while tar
+# lists the same bytes (one entry per line in CHECKFILE).
+hx_archive_check_tar() { hx__hash_tee "$1" "$2" tar --list --ignore-zeros --file=-; }
+
+# hx_archive_restore MANIFEST ARTIFACT DIR FORCE: extract into DIR, which must
+# be empty unless FORCE is 1; as root with owners, ACLs and xattrs. Prints DIR.
+hx_archive_restore() {
+    local m=$1 a=$2 target=$3 force=$4
+    [[ -n $target ]] || hx_die "$HX_EXIT_USAGE" "--target DIR is required for archive artifacts"
+    if [[ -e $target && ! -d $target ]]; then hx_restore_refuse "$target (not a directory)"; fi
+    if [[ -d $target ]] && [[ -n $(find "$target" -mindepth 1 -maxdepth 1 -print -quit) ]] && ((force != 1)); then
+        hx_restore_refuse "non-empty directory $target"
+    fi
+    mkdir -p -- "$target"
+    local -a opts=(--preserve-permissions --ignore-zeros)
+    if ((EUID == 0)); then
+        opts+=(--same-owner --numeric-owner --xattrs --xattrs-include='*' --acls)
+    else
+        opts+=(--no-same-owner)
+        hx_warn restore "not running as root: owners, ACLs and xattrs are not restored"
+    fi
+    hx_open_artifact "$m" "$a" | tar --extract --file=- --directory="$target" "${opts[@]}" ||
+        hx_die "$HX_EXIT_FAIL" "extraction failed"
+    printf '%s\n' "$target"
+}
+
+HX_SOURCE_MODULE[application]=archive
+HX_SOURCE_MODULE[configuration]=archive

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# hx-backup library: verification: stored hashes, manifest MAC, content checks and restore tests, each source's part done by its module (lib/source)
+# Sourced by hx-backup-lib.sh; never run.
+# shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
+
+# ----------------------------------------------------------- verification ---
+
+# hx_manifest_load MANIFEST: read everything verification needs in one jq
+# pass into HX_MF_* (each field JSON-encoded on its own line, the canonical
+# body last: keys sorted recursively, compact; identical to `jq -cS`).
+hx_manifest_load() {
+    local m=$1
+    local -a mf=()
+    HX_MF_PATH=""
+    mapfile -t mf < <(jq --raw-output 'def sortk: if type == "object" then to_entries | sort_by(.key) | map(.value |= sortk) | from_entries
+            elif type == "array" then map(sortk) else . end;
+        if type == "object" and .format == 1 and (.mac.value | type == "string")
+        then "ok", (.mac.keyId | tojson), (.encryption.keyId | tojson), (.mac.value | tojson), (.sizes.stored | tojson),
+             (.sha256.stored | tojson), (.artifact | tojson), (del(.mac) | sortk | tojson)
+        else "bad" end' "$m" 2>/dev/null)
+    if [[ ${mf[0]:-} != ok || ${#mf[@]} -ne 8 ]]; then
+        HX_VERIFY_ERROR="manifest unreadable or malformed"
+        return 1
+    fi
+    local k
+    for k in 1 2 3 5 6; do
+        mf[k]=${mf[k]#\"}
+        mf[k]=${mf[k]%\"}
+    done
+    HX_MF_KID=${mf[1]}
+    HX_MF_EKID=${mf[2]}
+    HX_MF_MAC=${mf[3]}
+    HX_MF_SIZE=${mf[4]}
+    HX_MF_SHA=${mf[5]}
+    HX_MF_ARTIFACT=${mf[6]}
+    HX_MF_BODY=${mf[7]}
+    if [[ ! $HX_MF_KID =~ ^[A-Za-z0-9._-]+$ || ! $HX_MF_MAC =~ ^[0-9a-f]{64}$ || ! $HX_MF_SIZE =~ ^[0-9]+$ || ! $HX_MF_SHA =~ ^[0-9a-f]{64}$ ]] \
+        || [[ ! $HX_MF_ARTIFACT =~ ^[A-Za-z0-9._-]+$ || $HX_MF_ARTIFACT == . || $HX_MF_ARTIFACT == .. ]]; then
+        HX_VERIFY_ERROR="manifest fields are malformed"
+        return 1
+    fi
+    HX_MF_PATH=$m
+}
+
+# hx_verify_manifest_mac MANIFEST: check structure + HMAC (loads the key).
+hx_verify_manifest_mac() {
+    local m=$1 got
+    hx_manifest_load "$m" || return 1
+    if [[ $HX_MF_KID != "$HX_MF_EKID" ]]; then
+        HX_VERIFY_ERROR="manifest key ids disagree"
+        return 1
+    fi
+    if [[ ${HX_KEY_LOADED_ID:-} != "$HX_MF_KID" ]]; then
+        hx_key_load "$HX_MF_KID" || {
+            HX_VERIFY_ERROR="cannot load key: $HX_KEY_ERROR"
+            return 1
+        }
+    fi
+    got=$(printf '%s\n' "$HX_MF_BODY" | hx_hmac_hex "$HX_KEY_MAC")
+    if [[ $got != "$HX_MF_MAC" ]]; then
+        HX_VERIFY_ERROR="manifest MAC mismatch (manifest tampered with, or wrong key)"
+        return 1
+    fi
+}
+
+# hx_check_stored MANIFEST FILE: size and sha256 of the stored bytes.
+hx_check_stored() {
+    local m=$1 f=$2 got
+    if [[ ${HX_MF_PATH:-} != "$m" ]]; then
+        hx_manifest_load "$m" || return 1
+    fi
+    [[ -f $f ]] || {
+        HX_VERIFY_ERROR="artifact missing: $f"
+        return 1
+    }
+    if [[ $(stat --format=%s -- "$f") != "$HX_MF_SIZE" ]]; then
+        HX_VERIFY_ERROR="artifact size differs from manifest"
+        return 1
+    fi
+    got=$(openssl dgst -sha256 -r <"$f")
+    if [[ ${got%% *} != "$HX_MF_SHA" ]]; then
+        HX_VERIFY_ERROR="artifact sha256 differs from manifest (tampered or corrupt)"
+        return 1
+    fi
+}
+
+# hx_manifest_artifact MANIFEST: path of the artifact a manifest describes.
+hx_manifest_artifact() {
+    local m=$1
+    if [[ ${HX_MF_PATH:-} != "$m" ]]; then
+        hx_manifest_load "$m" || return 1
+    fi
+    printf '%s/%s' "$(dirname -- "$m")" "$HX_MF_ARTIFACT"
+}
+
+# hx_verify_artifact MANIFEST [ARTIFACT]: MAC then checksum; no decryption.
+hx_verify_artifact() {
+    local m=$1 a=${2:-}
+    HX_VERIFY_ERROR=""
+    hx_verify_manifest_mac "$m" || return 1
+    if [[ -z $a ]]; then
+        a="$(dirname -- "$m")/$HX_MF_ARTIFACT"
+    fi
+    hx_check_stored "$m" "$a"
+}
+
+# hx_open_artifact MANIFEST ARTIFACT: decrypt + decompress to stdout.
+# Only call after hx_verify_artifact succeeded.
+hx_open_artifact() {
+    local m=$1 a=$2 iter method
+    iter=$(jq --raw-output '.encryption.iter' "$m")
+    method=$(jq --raw-output '.compression.method' "$m")
+    [[ $iter =~ ^[0-9]{1,7}$ ]] || return 1
+    hx_decrypt "$iter" <"$a" | hx_decompress "$method"
+}
+
+# hx_open_part MANIFEST ARTIFACT [PART]: the plaintext stream of a verified
+# artifact, or of one part of a packed artifact (tar member, see hx_pack_parts).
+hx_open_part() {
+    local m=$1 a=$2 part=${3:-} iter method
+    if [[ -z $part ]]; then
+        hx_open_artifact "$m" "$a"
+        return
+    fi
+    [[ $part =~ ^[a-z0-9][a-z0-9.-]*$ ]] || return 1
+    iter=$(jq --raw-output '.encryption.iter' "$m")
+    method=$(jq --raw-output '.compression.method' "$m")
+    [[ $iter =~ ^[0-9]{1,7}$ ]] || return 1
+    tar --extract --to-stdout --no-wildcards --file="$a" -- "$part" | hx_decrypt "$iter" | hx_decompress "$method"
+}
+
+# --------------------------------------------------------- restore tests ---
+
+# hx_content_check MANIFEST ARTIFACT: decrypt + decompress and compare the
+# plaintext content hash and size with the manifest (end-to-end check of the
+# key). A parallel dump is checked part by part.
+hx_content_check() {
+    local m=$1 a=$2 hasher tmp name want want_size got size index="" total=0 type format
+    read -r type format want want_size < <(jq --raw-output '"\(.type) \(.content.format // "-") \(.sha256.content) \(.sizes.plain)"' "$m")
+    hasher=$(hx_source "$type" content_hasher "$format") || return 1
+    tmp=$(mktemp --directory -- "$HX_STORAGE/.content-check.XXXXXX.partial")
+    hx_tmp_register "$tmp"
+    local -a parts=("")
+    if [[ $format == parallel ]]; then
+        mapfile -t parts < <(jq --raw-output '.content.parts[]? | "\(.name) \(.sha256.content)"' "$m")
+        ((${#parts[@]} > 0)) || {
+            HX_VERIFY_ERROR="manifest lists no parts"
+            return 1
+        }
+    fi
+    local part_want
+    for name in "${parts[@]}"; do
+        part_want=${name#* }
+        name=${name%% *}
+        got=$(hx_open_part "$m" "$a" "$name" | "$hasher" "$tmp/size") || {
+            HX_VERIFY_ERROR="decryption or decompression failed${name:+ for part $name} (wrong key or corrupt data)"
+            rm -rf -- "$tmp"
+            return 1
+        }
+        got=${got%% *}
+        size=$(<"$tmp/size")
+        total=$((total + size))
+        if [[ -n $name ]]; then
+            if [[ $got != "$part_want" ]]; then
+                HX_VERIFY_ERROR="decrypted content hash of part $name differs from the manifest"
+                rm -rf -- "$tmp"
+                return 1
+            fi
+            index+="$name $got"$'\n'
+        fi
+    done
+    rm -rf -- "$tmp"
+    if [[ -n $index ]]; then
+        got=$(printf '%s' "$index" | openssl dgst -sha256 -r)
+        got=${got%% *}
+    fi
+    if [[ $got != "$want" ]]; then
+        HX_VERIFY_ERROR="decrypted content hash differs from the manifest"
+        return 1
+    fi
+    if [[ $total != "$want_size" ]]; then
+        HX_VERIFY_ERROR="decrypted size $total differs from the manifest's $want_size"
+        return 1
+    fi
+}
+
+# hx_restore_test MANIFEST [ARTIFACT]: full restore test of one artifact.
+hx_restore_test() {
+    local m=$1 a=${2:-}
+    [[ -n $a ]] || a=$(hx_manifest_artifact "$m")
+    hx_verify_artifact "$m" "$a" || return 1
+    hx_content_check "$m" "$a" || return 1
+    hx_source "$(jq --raw-output '.type' "$m")" restore_test "$m" "$a"
+}
+
+# ---------------------------------------------------------------- restore ---
+
+# hx_restore_refuse WHAT: a restore that would overwrite WHAT without --force.
+hx_restore_refuse() {
+    HX_STATUS_CAUSE="refusing to overwrite $1 without --force"
+    hx_error refused "$HX_STATUS_CAUSE"
+    echo "$HX_STATUS_CAUSE" >&2
+    exit "$HX_EXIT_USAGE"
+}
+
+# hx_restore_to_file MANIFEST ARTIFACT FILE FORCE: the decrypted stream to a
+# .partial next to FILE, then renamed onto it.
+hx_restore_to_file() {
+    local m=$1 a=$2 out=$3 force=$4 part
+    [[ -n $out ]] || hx_die "$HX_EXIT_USAGE" "--target FILE is required for this artifact"
+    if [[ -e $out && $force -ne 1 ]]; then hx_restore_refuse "$out"; fi
+    part="$out.$$.partial"
+    hx_tmp_register "$part"
+    (umask 077 && hx_open_artifact "$m" "$a" >"$part") || hx_die "$HX_EXIT_FAIL" "decryption failed"
+    sync --data -- "$part"
+    mv -f -- "$part" "$out"
+}
