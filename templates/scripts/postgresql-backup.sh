@@ -194,7 +194,7 @@ dump_part() {
 # "<header ok 0/1> <entries> <table data entries>".
 toc_check() {
     local listing header_ok=0
-    listing=$(set +o pipefail; hx_decrypt "$HX_PBKDF2_ITER" <"$1" | hx_decompress "$HX_OUT_METHOD" 2>/dev/null | pg_restore --list 2>>"$2" || true)
+    listing=$(set +o pipefail; hx_decrypt "$HX_PBKDF2_ITER" <"$1" | hx_decompress "${HX_OUT[method]}" 2>/dev/null | pg_restore --list 2>>"$2" || true)
     grep --quiet --extended-regexp '^;[[:space:]]+Format: CUSTOM' <<<"$listing" && header_ok=1
     listing=$(grep --invert-match '^;' <<<"$listing" || true)
     printf '%s %s %s\n' "$header_ok" "$(grep --count . <<<"$listing" || true)" "$(grep --count ' TABLE DATA ' <<<"$listing" || true)"
@@ -208,23 +208,23 @@ dump_parallel() {
     local db=$1 target=$2 errf=$3
     plan_parts "$errf" || return 1
     hx_artifact_begin postgresql "$target" "$target" "dump.@CEXT@.enc.tar"
-    mkdir -- "$HX_OUT_WORK/parts"
+    mkdir -- "${HX_OUT[work]}/parts"
     local nparts i name
     local -a names=() pids=()
     nparts=$(jq 'length' <<<"$PARTS_PLAN")
     for ((i = -1; i < nparts; i++)); do
-        if ((i < 0)); then name="schema.dump.$HX_OUT_CEXT.enc"; else name="data-$((i + 1)).dump.$HX_OUT_CEXT.enc"; fi
+        if ((i < 0)); then name="schema.dump.${HX_OUT[cext]}.enc"; else name="data-$((i + 1)).dump.${HX_OUT[cext]}.enc"; fi
         names+=("$name")
-        mkdir -- "$HX_OUT_WORK/$name.d"
+        mkdir -- "${HX_OUT[work]}/$name.d"
         (
-            hx_pipe_to "$HX_OUT_WORK/parts/$name" "$HX_OUT_WORK/$name.d" hx_postgresql_check_dump -- dump_part "$db" "$errf" "$i" \
-                || { printf '%s\n' "$HX_STATUS_CAUSE" >"$HX_OUT_WORK/$name.d/cause"; exit 1; }
+            hx_pipe_to "${HX_OUT[work]}/parts/$name" "${HX_OUT[work]}/$name.d" hx_postgresql_check_dump -- dump_part "$db" "$errf" "$i" \
+                || { printf '%s\n' "$HX_STATUS_CAUSE" >"${HX_OUT[work]}/$name.d/cause"; exit 1; }
         ) &
         pids+=($!)
     done
     local failed=""
     for i in "${!pids[@]}"; do
-        wait "${pids[i]}" || failed+="${names[i]}: $(cat "$HX_OUT_WORK/${names[i]}.d/cause" 2>/dev/null || echo failed); "
+        wait "${pids[i]}" || failed+="${names[i]}: $(cat "${HX_OUT[work]}/${names[i]}.d/cause" 2>/dev/null || echo failed); "
     done
     if [[ -n $failed ]]; then
         HX_STATUS_CAUSE="parallel dump failed: $failed"
@@ -236,7 +236,7 @@ dump_parallel() {
     DATA_ENTRIES=0
     HEADER_OK=1
     for i in "${!names[@]}"; do
-        read -r header entries data < <(toc_check "$HX_OUT_WORK/parts/${names[i]}" "$errf")
+        read -r header entries data < <(toc_check "${HX_OUT[work]}/parts/${names[i]}" "$errf")
         want=0
         ((i == 0)) || want=$(jq --argjson i "$((i - 1))" '.[$i].tables | length' <<<"$PARTS_PLAN")
         if ((header == 0)) || ((data < want)); then HEADER_OK=0; fi
@@ -244,7 +244,7 @@ dump_parallel() {
         DATA_ENTRIES=$((DATA_ENTRIES + data))
     done
     hx_pack_parts "${names[@]}" || return 1
-    PARTS_CONTENT_JSON=$(jq --null-input --compact-output --argjson plan "$PARTS_PLAN" --argjson parts "$HX_OUT_PARTS_JSON" '
+    PARTS_CONTENT_JSON=$(jq --null-input --compact-output --argjson plan "$PARTS_PLAN" --argjson parts "${HX_OUT[parts_json]}" '
         $parts | to_entries | map(.value + (if .key == 0 then {role: "schema", tables: []}
             else {role: "data", tables: ($plan[.key - 1].tables | map(.table))} end))')
 }
@@ -272,7 +272,7 @@ backup_database() {
         snapshot_counts "$errf"
         snapshot_close
         # Structure: the TOC must list the expected objects.
-        read -r header_ok toc data_entries < <(toc_check "$HX_OUT_PARTIAL" "$errf")
+        read -r header_ok toc data_entries < <(toc_check "${HX_OUT[partial]}" "$errf")
     else
         snapshot_counts "$errf"
         dump_parallel "$db" "$target" "$errf"
@@ -295,18 +295,18 @@ backup_database() {
     hx_commit_artifact postgresql "$target" "$source_json" "$content_json"
     local now size_status
     now=$(hx_epoch)
-    size_status=$(hx_size_check "$HX_OUT_DIR" "$HX_OUT_PLAIN_SIZE")
+    size_status=$(hx_size_check "${HX_OUT[dir]}" "${HX_OUT[plain_size]}")
     if [[ $size_status == 0 ]]; then
-        hx_warn size_check "backup size $HX_OUT_PLAIN_SIZE is outside the configured band around the median ${HX_SIZE_MEDIAN:-?}" "type=postgresql" "target=$target"
+        hx_warn size_check "backup size ${HX_OUT[plain_size]} is outside the configured band around the median ${HX_SIZE_MEDIAN:-?}" "type=postgresql" "target=$target"
     fi
-    hx_info backup_ok "database backed up and verified" "type=postgresql" "target=$target" "manifest=$HX_OUT_MANIFEST" \
-        "plain_bytes=$HX_OUT_PLAIN_SIZE" "stored_bytes=$HX_OUT_STORED_SIZE" "dedup_saved_bytes=$HX_OUT_DEDUP_SAVED" "seconds=$((now - DB_START))"
-    printf '%s\n' "$HX_OUT_MANIFEST" >"$RUNDIR/$target.manifest"
+    hx_info backup_ok "database backed up and verified" "type=postgresql" "target=$target" "manifest=${HX_OUT[manifest]}" \
+        "plain_bytes=${HX_OUT[plain_size]}" "stored_bytes=${HX_OUT[stored_size]}" "dedup_saved_bytes=${HX_OUT[dedup_saved]}" "seconds=$((now - DB_START))"
+    printf '%s\n' "${HX_OUT[manifest]}" >"$RUNDIR/$target.manifest"
     if [[ $MODE != test ]]; then
         hx_metrics postgresql "$target" backup_last_run_status=1 "backup_last_success_timestamp=$now" \
-            "backup_duration_seconds=$((now - DB_START))" "backup_size_bytes=$HX_OUT_STORED_SIZE" \
-            backup_verification_status=1 "backup_dedup_saved_bytes=$HX_OUT_DEDUP_SAVED" \
-            "backup_size_check_status=$size_status" "backup_storage_usage_bytes=$(hx_storage_usage "$HX_OUT_DIR")"
+            "backup_duration_seconds=$((now - DB_START))" "backup_size_bytes=${HX_OUT[stored_size]}" \
+            backup_verification_status=1 "backup_dedup_saved_bytes=${HX_OUT[dedup_saved]}" \
+            "backup_size_check_status=$size_status" "backup_storage_usage_bytes=$(hx_storage_usage "${HX_OUT[dir]}")"
     fi
 }
 
@@ -331,12 +331,12 @@ backup_globals() {
     hx_commit_artifact postgresql _globals '{"globals":true}' '{"format":"sql"}'
     local now
     now=$(hx_epoch)
-    printf '%s\n' "$HX_OUT_MANIFEST" >"$RUNDIR/_globals.manifest"
+    printf '%s\n' "${HX_OUT[manifest]}" >"$RUNDIR/_globals.manifest"
     if [[ $MODE != test ]]; then
         hx_metrics postgresql _globals backup_last_run_status=1 "backup_last_success_timestamp=$now" \
-            "backup_duration_seconds=$((now - DB_START))" "backup_size_bytes=$HX_OUT_STORED_SIZE" \
-            backup_verification_status=1 "backup_dedup_saved_bytes=$HX_OUT_DEDUP_SAVED" \
-            "backup_storage_usage_bytes=$(hx_storage_usage "$HX_OUT_DIR")"
+            "backup_duration_seconds=$((now - DB_START))" "backup_size_bytes=${HX_OUT[stored_size]}" \
+            backup_verification_status=1 "backup_dedup_saved_bytes=${HX_OUT[dedup_saved]}" \
+            "backup_storage_usage_bytes=$(hx_storage_usage "${HX_OUT[dir]}")"
     fi
 }
 

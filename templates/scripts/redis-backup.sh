@@ -223,9 +223,9 @@ if ((LIVE == 1)); then
     live_id=$(stat --dereference --format='%d %i %s' -- "/dev/fd/$LIVE_FD")
     rdb_id=$(stat --dereference --format='%d %i %s' -- "$RDB" 2>/dev/null || true)
     exec {LIVE_FD}<&-
-    if [[ $live_id != "$rdb_id" || ${live_id##* } != "$HX_OUT_PLAIN_SIZE" ]]; then
+    if [[ $live_id != "$rdb_id" || ${live_id##* } != "${HX_OUT[plain_size]}" ]]; then
         hx_warn live_read "the RDB read during BGSAVE is not the saved file; reading the saved file" "type=redis" "target=$TARGET"
-        rm -rf -- "$HX_OUT_PARTIAL" "$HX_OUT_WORK"
+        rm -rf -- "${HX_OUT[partial]}" "${HX_OUT[work]}"
         LIVE=0
         READ_MODE="file"
     fi
@@ -255,7 +255,7 @@ if ((LIVE == 0)) && [[ -r $RDB ]]; then
         || hx_die "$HX_EXIT_FAIL" "the RDB file changed while it was being backed up"
     read -r _ _ RDB_SIZE _ <<<"$RDB_ID"
     exec {RDB_FD}<&-
-    [[ $RDB_SIZE == "$HX_OUT_PLAIN_SIZE" ]] || hx_die "$HX_EXIT_FAIL" "read $HX_OUT_PLAIN_SIZE bytes of an RDB file of $RDB_SIZE bytes"
+    [[ $RDB_SIZE == "${HX_OUT[plain_size]}" ]] || hx_die "$HX_EXIT_FAIL" "read ${HX_OUT[plain_size]} bytes of an RDB file of $RDB_SIZE bytes"
     REDIS_KEYS=$(hx_redis_keys_read <"$CHECKF")
 else
     if ((LIVE == 0)); then
@@ -263,20 +263,20 @@ else
         READ_MODE=privileged
         hx_store redis "$TARGET" "$TARGET" rdb hx_redis_check_rdb -- rdb_source
     fi
-    REDIS_KEYS=$(hx_redis_keys_read <"$HX_OUT_WORK/check")
+    REDIS_KEYS=$(hx_redis_keys_read <"${HX_OUT[work]}/check")
 fi
 [[ $REDIS_KEYS =~ ^(0|[1-9][0-9]*)$ ]] || hx_die "$HX_EXIT_VERIFY" "redis-check-rdb did not report a key count"
 CONTENT_JSON="{\"format\":\"rdb\",\"keys\":$REDIS_KEYS}"
 hx_commit_artifact redis "$TARGET" "$SOURCE_JSON" "$CONTENT_JSON"
 NOW=$(hx_epoch)
-SIZE_STATUS=$(hx_size_check "$HX_OUT_DIR" "$HX_OUT_PLAIN_SIZE")
-[[ $SIZE_STATUS == 1 ]] || hx_warn size_check "backup size $HX_OUT_PLAIN_SIZE is outside the configured band around the median ${HX_SIZE_MEDIAN:-?}" "type=redis" "target=$TARGET"
-hx_info backup_ok "RDB backed up and verified" "type=redis" "target=$TARGET" "manifest=$HX_OUT_MANIFEST" "keys=$REDIS_KEYS" \
-    "plain_bytes=$HX_OUT_PLAIN_SIZE" "stored_bytes=$HX_OUT_STORED_SIZE" "read=$READ_MODE"
+SIZE_STATUS=$(hx_size_check "${HX_OUT[dir]}" "${HX_OUT[plain_size]}")
+[[ $SIZE_STATUS == 1 ]] || hx_warn size_check "backup size ${HX_OUT[plain_size]} is outside the configured band around the median ${HX_SIZE_MEDIAN:-?}" "type=redis" "target=$TARGET"
+hx_info backup_ok "RDB backed up and verified" "type=redis" "target=$TARGET" "manifest=${HX_OUT[manifest]}" "keys=$REDIS_KEYS" \
+    "plain_bytes=${HX_OUT[plain_size]}" "stored_bytes=${HX_OUT[stored_size]}" "read=$READ_MODE"
 hx_metrics redis "$TARGET" backup_last_run_status=1 "backup_last_success_timestamp=$NOW" \
-    "backup_duration_seconds=$((NOW - START))" "backup_size_bytes=$HX_OUT_STORED_SIZE" \
-    backup_verification_status=1 "backup_dedup_saved_bytes=$HX_OUT_DEDUP_SAVED" \
-    "backup_size_check_status=$SIZE_STATUS" "backup_storage_usage_bytes=$(hx_storage_usage "$HX_OUT_DIR")"
+    "backup_duration_seconds=$((NOW - START))" "backup_size_bytes=${HX_OUT[stored_size]}" \
+    backup_verification_status=1 "backup_dedup_saved_bytes=${HX_OUT[dedup_saved]}" \
+    "backup_size_check_status=$SIZE_STATUS" "backup_storage_usage_bytes=$(hx_storage_usage "${HX_OUT[dir]}")"
 RC=0
 hx_finish_job redis "$RC" || RC=$?
 exit "$RC"

@@ -2,6 +2,7 @@
 # hx-backup library: manifests: sign, find the previous one, commit an artifact
 # Sourced by hx-backup-lib.sh; never run.
 # shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
+declare -gA HX_OUT # the artifact record, see lib/pipeline.sh
 
 # ------------------------------------------------------------- manifests ---
 
@@ -55,28 +56,28 @@ hx_period_keys() {
 # hx_commit_artifact TYPE TARGET SOURCE_JSON CONTENT_JSON
 # After hx_store: dedup against the previous artifact, write + sign the
 # manifest, verify, then rename artifact and manifest into place.
-# Sets HX_OUT_MANIFEST, HX_OUT_DEDUP_SAVED.
+# Sets HX_OUT[manifest], HX_OUT[dedup_saved].
 hx_commit_artifact() {
     local type=$1 target=$2 source_json=$3 content_json=$4
-    local dir=$HX_OUT_DIR base=$HX_OUT_BASE
-    local prev ref_artifact="" ref_manifest="" artifact=$HX_OUT_ARTIFACT stored_sha=$HX_OUT_STORED_SHA stored_size=$HX_OUT_STORED_SIZE
-    HX_OUT_DEDUP_SAVED=0
+    local dir=${HX_OUT[dir]} base=${HX_OUT[base]}
+    local prev ref_artifact="" ref_manifest="" artifact=${HX_OUT[artifact]} stored_sha=${HX_OUT[stored_sha]} stored_size=${HX_OUT[stored_size]}
+    HX_OUT[dedup_saved]=0
     prev=$(hx_previous_manifest "$dir")
     if [[ -n $prev ]] && hx_verify_manifest_mac "$prev" >/dev/null 2>&1; then
         # Only reuse an artifact made with the current key and compression,
         # since the new manifest describes how to open it.
         local pc pa ps psha pk pm
         read -r pc pa ps psha pk pm < <(jq --raw-output '"\(.sha256.content // "-") \(.artifact // "-") \(.sizes.stored // "-") \(.sha256.stored // "-") \(.encryption.keyId // "-") \(.compression.method // "-")"' "$prev")
-        if [[ $pc == "$HX_OUT_CONTENT_SHA" && -n $pa && $pa != */* && -f $dir/$pa && $pk == "$HX_KEY_ID" && $pm == "$HX_OUT_METHOD" ]] \
+        if [[ $pc == "${HX_OUT[content_sha]}" && -n $pa && $pa != */* && -f $dir/$pa && $pk == "$HX_KEY_ID" && $pm == "${HX_OUT[method]}" ]] \
             && [[ $(stat --format=%s -- "$dir/$pa") == "$ps" ]] && hx_check_stored "$prev" "$dir/$pa"; then
             ref_artifact=$pa
             ref_manifest=$(basename -- "$prev")
             artifact=$pa
             stored_sha=$psha
             stored_size=$ps
-            HX_OUT_DEDUP_SAVED=$HX_OUT_STORED_SIZE
-            rm -f -- "$HX_OUT_PARTIAL"
-            hx_info dedup "content unchanged since $ref_manifest; not storing a new copy" "type=$type" "target=$target" "saved_bytes=$HX_OUT_DEDUP_SAVED"
+            HX_OUT[dedup_saved]=${HX_OUT[stored_size]}
+            rm -f -- "${HX_OUT[partial]}"
+            hx_info dedup "content unchanged since $ref_manifest; not storing a new copy" "type=$type" "target=$target" "saved_bytes=${HX_OUT[dedup_saved]}"
         fi
     fi
     # Verifying the previous manifest may have loaded an older key: sign
@@ -98,10 +99,10 @@ hx_commit_artifact() {
         --arg artifact "$artifact" --arg refArtifact "$ref_artifact" --arg refManifest "$ref_manifest" \
         --arg started "$(date -u -d "@$HX_START_EPOCH" +%Y-%m-%dT%H:%M:%SZ)" --arg created "$now" \
         --arg keyId "$HX_KEY_LOADED_ID" --argjson iter "$HX_PBKDF2_ITER" \
-        --arg method "$HX_OUT_METHOD" --argjson level "$HX_OUT_LEVEL" \
-        --argjson plainSize "$HX_OUT_PLAIN_SIZE" --argjson storedSize "$stored_size" \
-        --arg storedSha "$stored_sha" --arg contentSha "$HX_OUT_CONTENT_SHA" \
-        --arg vOpenssl "$(hx_tool_version openssl)" --arg vComp "$(hx_tool_version "$HX_OUT_METHOD")" \
+        --arg method "${HX_OUT[method]}" --argjson level "${HX_OUT[level]}" \
+        --argjson plainSize "${HX_OUT[plain_size]}" --argjson storedSize "$stored_size" \
+        --arg storedSha "$stored_sha" --arg contentSha "${HX_OUT[content_sha]}" \
+        --arg vOpenssl "$(hx_tool_version openssl)" --arg vComp "$(hx_tool_version "${HX_OUT[method]}")" \
         --arg vHx "$HX_VERSION" --argjson tools "${HX_EXTRA_TOOLS_JSON:-{\}}" \
         '{format: $format, type: $type, target: $target, source: $source, content: $content,
           host: $host, stack: $stack, job: $job, artifact: $artifact,
@@ -116,7 +117,7 @@ hx_commit_artifact() {
     rm -f -- "$mpart.body"
     # Check what was written before giving it its final name.
     local check_file="$dir/$artifact"
-    [[ -z $ref_artifact ]] && check_file=$HX_OUT_PARTIAL
+    [[ -z $ref_artifact ]] && check_file=${HX_OUT[partial]}
     if ! hx_verify_manifest_mac "$mpart" >/dev/null; then
         HX_STATUS_CAUSE="manifest MAC self-check failed"
         return "$HX_EXIT_VERIFY"
@@ -127,13 +128,13 @@ hx_commit_artifact() {
     fi
     sync --data -- "$mpart"
     if [[ -z $ref_artifact ]]; then
-        mv -f -- "$HX_OUT_PARTIAL" "$dir/$artifact"
+        mv -f -- "${HX_OUT[partial]}" "$dir/$artifact"
     fi
     mv -f -- "$mpart" "$dir/$base.manifest.json"
     sync -- "$dir" 2>/dev/null || true
-    HX_OUT_MANIFEST="$dir/$base.manifest.json"
-    HX_OUT_ARTIFACT_PATH="$dir/$artifact"
-    HX_OUT_STORED_SIZE_NEW=$stored_size
-    ((HX_OUT_DEDUP_SAVED > 0)) && HX_OUT_STORED_SIZE_NEW=0
+    HX_OUT[manifest]="$dir/$base.manifest.json"
+    HX_OUT[artifact_path]="$dir/$artifact"
+    HX_OUT[stored_size_new]=$stored_size
+    ((HX_OUT[dedup_saved] > 0)) && HX_OUT[stored_size_new]=0
     return 0
 }

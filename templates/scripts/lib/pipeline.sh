@@ -112,36 +112,44 @@ hx__fifo_release() {
     fi
 }
 
+# The artifact being written, one record (reset by hx_artifact_begin): where
+# it goes (dir, base, artifact, partial, work), how (method, level, threads,
+# cext), and after hx_store or hx_pack_parts what it came to (plain_size,
+# stored_size, stored_sha, content_sha, parts_json); hx_commit_artifact adds
+# manifest, artifact_path, dedup_saved and stored_size_new.
+declare -gA HX_OUT=()
+
 # hx_artifact_begin TYPE TARGET STEM SUFFIX: choose the artifact's name
 # (<STEM>-<UTC stamp>.<SUFFIX>) and create its private work directory.
-# Sets HX_OUT_DIR, HX_OUT_BASE, HX_OUT_ARTIFACT, HX_OUT_PARTIAL, HX_OUT_WORK,
-# HX_OUT_METHOD, HX_OUT_LEVEL, HX_OUT_THREADS, HX_OUT_CEXT.
+# Starts a new HX_OUT record with dir, base, artifact, partial, work, method,
+# level, threads and cext.
 hx_artifact_begin() {
+    HX_OUT=()
     local type=$1 target=$2 stem=$3 suffix=$4
-    HX_OUT_DIR="$HX_STORAGE/$type/$target"
-    mkdir -p -- "$HX_OUT_DIR"
+    HX_OUT[dir]="$HX_STORAGE/$type/$target"
+    mkdir -p -- "${HX_OUT[dir]}"
     local -a compression=()
     hx_cfg_into compression compression.method compression.level compression.threads
-    HX_OUT_METHOD=$(hx_compression_method "${compression[0]}")
-    HX_OUT_LEVEL=${compression[1]}
-    HX_OUT_THREADS=${compression[2]}
-    HX_OUT_CEXT=zst
-    [[ $HX_OUT_METHOD == gzip ]] && HX_OUT_CEXT=gz
-    suffix=${suffix//@CEXT@/$HX_OUT_CEXT}
+    HX_OUT[method]=$(hx_compression_method "${compression[0]}")
+    HX_OUT[level]=${compression[1]}
+    HX_OUT[threads]=${compression[2]}
+    HX_OUT[cext]=zst
+    [[ ${HX_OUT[method]} == gzip ]] && HX_OUT[cext]=gz
+    suffix=${suffix//@CEXT@/${HX_OUT[cext]}}
     # Names sort by time; two runs within one second wait for the next one.
     local stamp
     while :; do
         stamp=$(date -u +%Y%m%dT%H%M%SZ)
-        HX_OUT_BASE="$stem-$stamp"
-        [[ -e $HX_OUT_DIR/$HX_OUT_BASE.manifest.json || -e $HX_OUT_DIR/$HX_OUT_BASE.$suffix ]] || break
+        HX_OUT[base]="$stem-$stamp"
+        [[ -e ${HX_OUT[dir]}/${HX_OUT[base]}.manifest.json || -e ${HX_OUT[dir]}/${HX_OUT[base]}.$suffix ]] || break
         sleep 0.3
     done
-    HX_OUT_ARTIFACT="$HX_OUT_BASE.$suffix"
-    HX_OUT_WORK="$HX_OUT_DIR/.$HX_OUT_BASE.$$.work.partial"
-    mkdir -m 0700 -- "$HX_OUT_WORK"
-    hx_tmp_register "$HX_OUT_WORK"
-    HX_OUT_PARTIAL="$HX_OUT_DIR/.$HX_OUT_ARTIFACT.$$.partial"
-    hx_tmp_register "$HX_OUT_PARTIAL"
+    HX_OUT[artifact]="${HX_OUT[base]}.$suffix"
+    HX_OUT[work]="${HX_OUT[dir]}/.${HX_OUT[base]}.$$.work.partial"
+    mkdir -m 0700 -- "${HX_OUT[work]}"
+    hx_tmp_register "${HX_OUT[work]}"
+    HX_OUT[partial]="${HX_OUT[dir]}/.${HX_OUT[artifact]}.$$.partial"
+    hx_tmp_register "${HX_OUT[partial]}"
 }
 
 # hx_pipe_to FILE WORK CHECKER -- COMMAND...
@@ -163,13 +171,13 @@ hx_pipe_to() {
     [[ ${1:-} == -- ]] && shift
     mkfifo -- "$work/compressed" "$work/cipher"
     local p1 p3
-    { hx_decompress "$HX_OUT_METHOD" <"$work/compressed" | "$checker" "$work/size" "$work/check" >"$work/plain.sha"; } &
+    { hx_decompress "${HX_OUT[method]}" <"$work/compressed" | "$checker" "$work/size" "$work/check" >"$work/plain.sha"; } &
     p1=$!
     openssl dgst -sha256 -r <"$work/cipher" >"$work/cipher.sha" &
     p3=$!
     local -a st
     set +e
-    "$@" | hx_compress "$HX_OUT_METHOD" "$HX_OUT_LEVEL" "$HX_OUT_THREADS" | tee -- "$work/compressed" | hx_encrypt | tee -- "$work/cipher" >"$file"
+    "$@" | hx_compress "${HX_OUT[method]}" "${HX_OUT[level]}" "${HX_OUT[threads]}" | tee -- "$work/compressed" | hx_encrypt | tee -- "$work/cipher" >"$file"
     st=("${PIPESTATUS[@]}")
     set -e
     hx__fifo_release "$work/compressed"
@@ -214,27 +222,27 @@ hx_pipe_to() {
 
 # hx_store TYPE TARGET STEM EXT CHECKER -- COMMAND...
 # One artifact from one stream (hx_artifact_begin + hx_pipe_to). Sets the
-# HX_OUT_* variables hx_commit_artifact reads. Returns non-zero (with
+# HX_OUT fields hx_commit_artifact reads. Returns non-zero (with
 # HX_STATUS_CAUSE) on failure.
 hx_store() {
     local type=$1 target=$2 stem=$3 ext=$4 checker=$5
     shift 5
     [[ ${1:-} == -- ]] && shift
     hx_artifact_begin "$type" "$target" "$stem" "$ext.@CEXT@.enc"
-    hx_pipe_to "$HX_OUT_PARTIAL" "$HX_OUT_WORK" "$checker" -- "$@" || return 1
-    read -r HX_OUT_PLAIN_SIZE HX_OUT_STORED_SIZE HX_OUT_STORED_SHA HX_OUT_CONTENT_SHA <"$HX_OUT_WORK/result"
+    hx_pipe_to "${HX_OUT[partial]}" "${HX_OUT[work]}" "$checker" -- "$@" || return 1
+    read -r 'HX_OUT[plain_size]' 'HX_OUT[stored_size]' 'HX_OUT[stored_sha]' 'HX_OUT[content_sha]' <"${HX_OUT[work]}/result"
 }
 
 # hx_pack_parts PART...: after hx_artifact_begin and one hx_pipe_to per part
-# (FILE $HX_OUT_WORK/parts/PART, results in $HX_OUT_WORK/PART.d), pack the
+# (FILE ${HX_OUT[work]}/parts/PART, results in ${HX_OUT[work]}/PART.d), pack the
 # encrypted parts into one uncompressed tar as the artifact. The content hash
 # covers every part's name and content hash, so dedup still works. Sets the
-# HX_OUT_* variables hx_commit_artifact reads, and HX_OUT_PARTS_JSON.
+# HX_OUT fields hx_commit_artifact reads, and parts_json.
 hx_pack_parts() {
     local name plain stored ssha csha total=0 index=""
     local -a rows=()
     for name in "$@"; do
-        read -r plain stored ssha csha <"$HX_OUT_WORK/$name.d/result"
+        read -r plain stored ssha csha <"${HX_OUT[work]}/$name.d/result"
         total=$((total + plain))
         index+="$name $csha"$'\n'
         rows+=("$(jq --null-input --compact-output --arg n "$name" --argjson p "$plain" --argjson s "$stored" --arg ss "$ssha" --arg cs "$csha" \
@@ -242,21 +250,21 @@ hx_pack_parts() {
     done
     # --remove-files: each part leaves the work directory once packed, so
     # the peak disk use stays near one copy of the artifact.
-    if ! tar --create --file="$HX_OUT_PARTIAL" --directory="$HX_OUT_WORK/parts" --format=posix --sort=name --remove-files \
-        --mtime=@0 --owner=0 --group=0 --numeric-owner --pax-option=delete=atime,delete=ctime -- "$@" 2>"$HX_OUT_WORK/tar.err"; then
-        HX_STATUS_CAUSE="packing the parts failed: $(head -c 300 "$HX_OUT_WORK/tar.err" | tr '\n' ' ')"
+    if ! tar --create --file="${HX_OUT[partial]}" --directory="${HX_OUT[work]}/parts" --format=posix --sort=name --remove-files \
+        --mtime=@0 --owner=0 --group=0 --numeric-owner --pax-option=delete=atime,delete=ctime -- "$@" 2>"${HX_OUT[work]}/tar.err"; then
+        HX_STATUS_CAUSE="packing the parts failed: $(head -c 300 "${HX_OUT[work]}/tar.err" | tr '\n' ' ')"
         return 1
     fi
-    sync --data -- "$HX_OUT_PARTIAL" || {
-        HX_STATUS_CAUSE="fsync of $HX_OUT_PARTIAL failed"
+    sync --data -- "${HX_OUT[partial]}" || {
+        HX_STATUS_CAUSE="fsync of ${HX_OUT[partial]} failed"
         return 1
     }
     local s
-    s=$(openssl dgst -sha256 -r <"$HX_OUT_PARTIAL")
-    HX_OUT_STORED_SHA=${s%% *}
+    s=$(openssl dgst -sha256 -r <"${HX_OUT[partial]}")
+    HX_OUT[stored_sha]=${s%% *}
     s=$(printf '%s' "$index" | openssl dgst -sha256 -r)
-    HX_OUT_CONTENT_SHA=${s%% *}
-    HX_OUT_STORED_SIZE=$(stat --format=%s -- "$HX_OUT_PARTIAL")
-    HX_OUT_PLAIN_SIZE=$total
-    HX_OUT_PARTS_JSON=$(printf '%s\n' "${rows[@]}" | jq --slurp --compact-output .)
+    HX_OUT[content_sha]=${s%% *}
+    HX_OUT[stored_size]=$(stat --format=%s -- "${HX_OUT[partial]}")
+    HX_OUT[plain_size]=$total
+    HX_OUT[parts_json]=$(printf '%s\n' "${rows[@]}" | jq --slurp --compact-output .)
 }

@@ -83,21 +83,21 @@ hx_archive_job() {
     HX_EXTRA_TOOLS_JSON=$(jq --null-input --compact-output --arg t "$(hx_tool_version tar)" '{tar: $t}')
     hx_store "$type" "$target" "$target" tar hx_archive_check_tar -- hx__archive_source "$verb" "$errf"
     local content entries
-    entries=$(grep --count . "$HX_OUT_WORK/check" || true)
+    entries=$(grep --count . "${HX_OUT[work]}/check" || true)
     content=$(jq --null-input --compact-output --argjson n "$entries" '{format: "tar", entries: $n}')
     local source_json
     source_json=$(hx_cfg_json "$type")
     hx_commit_artifact "$type" "$target" "$source_json" "$content"
     now=$(hx_epoch)
     local size_status
-    size_status=$(hx_size_check "$HX_OUT_DIR" "$HX_OUT_PLAIN_SIZE")
-    [[ $size_status == 1 ]] || hx_warn size_check "backup size $HX_OUT_PLAIN_SIZE is outside the configured band around the median ${HX_SIZE_MEDIAN:-?}" "type=$type" "target=$target"
-    hx_info backup_ok "archive backed up and verified" "type=$type" "target=$target" "manifest=$HX_OUT_MANIFEST" \
-        "entries=$entries" "plain_bytes=$HX_OUT_PLAIN_SIZE" "stored_bytes=$HX_OUT_STORED_SIZE" "dedup_saved_bytes=$HX_OUT_DEDUP_SAVED"
+    size_status=$(hx_size_check "${HX_OUT[dir]}" "${HX_OUT[plain_size]}")
+    [[ $size_status == 1 ]] || hx_warn size_check "backup size ${HX_OUT[plain_size]} is outside the configured band around the median ${HX_SIZE_MEDIAN:-?}" "type=$type" "target=$target"
+    hx_info backup_ok "archive backed up and verified" "type=$type" "target=$target" "manifest=${HX_OUT[manifest]}" \
+        "entries=$entries" "plain_bytes=${HX_OUT[plain_size]}" "stored_bytes=${HX_OUT[stored_size]}" "dedup_saved_bytes=${HX_OUT[dedup_saved]}"
     hx_metrics "$type" "$target" backup_last_run_status=1 "backup_last_success_timestamp=$now" \
-        "backup_duration_seconds=$((now - start))" "backup_size_bytes=$HX_OUT_STORED_SIZE" \
-        backup_verification_status=1 "backup_dedup_saved_bytes=$HX_OUT_DEDUP_SAVED" \
-        "backup_size_check_status=$size_status" "backup_storage_usage_bytes=$(hx_storage_usage "$HX_OUT_DIR")"
+        "backup_duration_seconds=$((now - start))" "backup_size_bytes=${HX_OUT[stored_size]}" \
+        backup_verification_status=1 "backup_dedup_saved_bytes=${HX_OUT[dedup_saved]}" \
+        "backup_size_check_status=$size_status" "backup_storage_usage_bytes=$(hx_storage_usage "${HX_OUT[dir]}")"
 }
 
 # shellcheck disable=SC2317  # invoked through hx_store
