@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # hx-backup shared library. Sourced by every hx-backup script from its own
 # directory; never executed directly. It loads lib/: one file per concern,
-# and one module per data source under lib/source, each registering the
-# types it handles (HX_SOURCE_MODULE) and providing the same verbs.
+# and one module per data source under lib/source (MODULE.sh, with its parts
+# in MODULE-PART.sh), each registering the types it handles
+# (HX_SOURCE_MODULE) and providing the same verbs: dump, content_hasher,
+# restore_test and restore.
 #
 # Exit codes (all scripts):
 #   0  success
@@ -47,7 +49,13 @@ source "$HX_SCRIPTS_DIR_SELF/lib/metrics.sh"
 source "$HX_SCRIPTS_DIR_SELF/lib/remote.sh"
 # shellcheck source=lib/source/postgresql.sh
 source "$HX_SCRIPTS_DIR_SELF/lib/source/postgresql.sh"
+# shellcheck source=lib/source/postgresql-dump.sh
+source "$HX_SCRIPTS_DIR_SELF/lib/source/postgresql-dump.sh"
+# shellcheck source=lib/source/postgresql-restore.sh
+source "$HX_SCRIPTS_DIR_SELF/lib/source/postgresql-restore.sh"
 # shellcheck source=lib/source/redis.sh
 source "$HX_SCRIPTS_DIR_SELF/lib/source/redis.sh"
+# shellcheck source=lib/source/redis-bgsave.sh
+source "$HX_SCRIPTS_DIR_SELF/lib/source/redis-bgsave.sh"
 # shellcheck source=lib/source/archive.sh
 source "$HX_SCRIPTS_DIR_SELF/lib/source/archive.sh"

@@ -169,7 +169,7 @@ describe("the backup.json contract", () => {
 
     it("finds the reads of every script and library file", () => {
         const files = new Set(reads.map((r) => r.file));
-        for (const f of ["templates/scripts/lib/config.sh", "templates/scripts/lib/remote.sh", "templates/scripts/lib/source/archive.sh", "templates/scripts/backup-sync.sh", "templates/scripts/redis-backup.sh", "templates/scripts/postgresql-backup.sh"]) {
+        for (const f of ["templates/scripts/lib/config.sh", "templates/scripts/lib/remote.sh", "templates/scripts/lib/source/archive.sh", "templates/scripts/lib/source/redis.sh", "templates/scripts/lib/source/postgresql.sh", "templates/scripts/backup-sync.sh", "templates/scripts/postgresql-backup.sh"]) {
             expect(files, f).toContain(f);
         }
         expect(reads.length).toBeGreaterThan(40);

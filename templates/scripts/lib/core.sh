@@ -226,7 +226,7 @@ hx_type_option() {
 }
 
 # hx_source TYPE VERB ARGS...: run the data-source module's VERB for TYPE
-# (hx_<module>_<verb>): content_hasher, restore_test or restore.
+# (hx_<module>_<verb>): dump, content_hasher, restore_test or restore.
 hx_source() {
     local type=$1 verb=$2
     shift 2

@@ -89,24 +89,24 @@ hx_storage_usage() {
 # ------------------------------------------------------------- size check ---
 
 # hx_size_check DIR NEWSIZE: compare with the median plain size of the last
-# N manifests (excluding the newest, which is the new one). Prints status:
-# 1 inside the band (or not enough history), 0 outside.
+# N manifests (excluding the newest, which is the new one). Sets
+# HX_SIZE_STATUS (1 inside the band or not enough history, 0 outside) and
+# HX_SIZE_MEDIAN (empty without history). Not for $(...): it sets globals.
 hx_size_check() {
     local dir=$1 size=$2 n low high
     hx_cfg_read n sizeCheck.history
     hx_cfg_read low sizeCheck.lowPercent
     hx_cfg_read high sizeCheck.highPercent
-    local -a sizes=()
-    local mf
+    HX_SIZE_STATUS=1
+    HX_SIZE_MEDIAN=""
     shopt -s nullglob
     local -a all=("$dir"/*.manifest.json)
     shopt -u nullglob
     local count=${#all[@]}
-    if ((count < 2)); then
-        echo 1
-        return
-    fi
-    mapfile -t sizes < <(printf '%s\n' "${all[@]}" | sort | head -n $((count - 1)) | tail -n "$n" | while IFS= read -r mf; do jq --raw-output '.sizes.plain' "$mf"; done | sort -n)
+    ((count >= 2)) || return 0
+    local -a previous=() sizes=()
+    mapfile -t previous < <(printf '%s\n' "${all[@]}" | sort | head -n $((count - 1)) | tail -n "$n")
+    mapfile -t sizes < <(jq --raw-output '.sizes.plain' -- "${previous[@]}" | sort -n)
     local k=${#sizes[@]} median
     if ((k % 2 == 1)); then
         median=${sizes[k / 2]}
@@ -114,13 +114,49 @@ hx_size_check() {
         median=$(((sizes[k / 2 - 1] + sizes[k / 2]) / 2))
     fi
     HX_SIZE_MEDIAN=$median
-    if ((median == 0)); then
-        echo 1
-        return
+    if ((median > 0 && (size * 100 < median * low || size * 100 > median * high))); then
+        HX_SIZE_STATUS=0
     fi
-    if ((size * 100 < median * low || size * 100 > median * high)); then
-        echo 0
-    else
-        echo 1
+}
+
+# ------------------------------------------------------ a target's outcome ---
+
+# hx_backup_succeeded TYPE TARGET START MESSAGE [FIELD=VALUE...]: after
+# hx_commit_artifact, for the artifact in HX_OUT: the size check, the
+# backup_ok log line (with the extra fields) and the success metrics.
+hx_backup_succeeded() {
+    local type=$1 target=$2 start=$3 message=$4 now
+    shift 4
+    now=$(hx_epoch)
+    hx_size_check "${HX_OUT[dir]}" "${HX_OUT[plain_size]}"
+    if ((HX_SIZE_STATUS == 0)); then
+        hx_warn size_check "backup size ${HX_OUT[plain_size]} is outside the configured band around the median $HX_SIZE_MEDIAN" "type=$type" "target=$target"
+    fi
+    hx_info backup_ok "$message" "type=$type" "target=$target" "manifest=${HX_OUT[manifest]}" "$@" \
+        "plain_bytes=${HX_OUT[plain_size]}" "stored_bytes=${HX_OUT[stored_size]}" "dedup_saved_bytes=${HX_OUT[dedup_saved]}" "seconds=$((now - start))"
+    hx_metrics "$type" "$target" backup_last_run_status=1 "backup_last_success_timestamp=$now" \
+        "backup_duration_seconds=$((now - start))" "backup_size_bytes=${HX_OUT[stored_size]}" \
+        backup_verification_status=1 "backup_dedup_saved_bytes=${HX_OUT[dedup_saved]}" \
+        "backup_size_check_status=$HX_SIZE_STATUS" "backup_storage_usage_bytes=$(hx_storage_usage "${HX_OUT[dir]}")"
+}
+
+# hx_backup_failed TYPE TARGET RC: a target's failed run, logged with its
+# cause. Verification status drops to 0 only when verification failed (exit
+# 4); any other failure leaves it as the last check set it.
+hx_backup_failed() {
+    local type=$1 target=$2 rc=$3
+    local -a verification=()
+    ((rc != HX_EXIT_VERIFY)) || verification=(backup_verification_status=0)
+    hx_error backup_failed "backup of $target failed: ${HX_STATUS_CAUSE:-unknown cause}" "type=$type" "target=$target" "exit_code=$rc"
+    hx_metrics "$type" "$target" backup_last_run_status=0 "backup_last_attempt_timestamp=$(hx_epoch)" "${verification[@]}"
+}
+
+# Exit hook (HX_ON_EXIT) for single-target jobs: the failure of
+# HX_SINGLE_TARGET, once it is known.
+# shellcheck disable=SC2317  # invoked through HX_ON_EXIT
+hx_single_target_on_exit() {
+    local rc=$1
+    if ((rc != 0 && rc != HX_EXIT_LOCKED && rc != HX_EXIT_PARTIAL)) && [[ -n ${HX_SINGLE_TARGET:-} ]]; then
+        hx_backup_failed "$HX_TYPE" "$HX_SINGLE_TARGET" "$rc"
     fi
 }

@@ -53,7 +53,19 @@ describe.skipIf(missing.length > 0)("host scripts: static checks", { timeout: 12
         expect(lines("hx-backup-lib.sh")).toBeLessThan(100);
         const lib = scripts.filter((f) => f.startsWith("lib/"));
         expect(lib.filter((f) => lines(f) > 300)).toEqual([]);
-        expect(lib.filter((f) => f.startsWith("lib/source/"))).toEqual(["lib/source/archive.sh", "lib/source/postgresql.sh", "lib/source/redis.sh"]);
+        // One module per data source (MODULE.sh registers its types), its parts in MODULE-PART.sh.
+        const sources = lib.filter((f) => f.startsWith("lib/source/"));
+        const modules = sources.filter((f) => !f.includes("-"));
+        expect(modules).toEqual(["lib/source/archive.sh", "lib/source/postgresql.sh", "lib/source/redis.sh"]);
+        for (const part of sources.filter((f) => f.includes("-"))) expect(modules, part).toContain(part.replace(/-[a-z]+\.sh$/, ".sh"));
+        const sourceText = (module: string) => sources.filter((f) => f === module || f.startsWith(module.replace(/\.sh$/, "-"))).map((f) => readFileSync(join(SCRIPTS_SRC, f), "utf8")).join("\n");
+        for (const module of modules) {
+            const name = module.replace(/^lib\/source\/|\.sh$/g, "");
+            expect(readFileSync(join(SCRIPTS_SRC, module), "utf8"), module).toMatch(new RegExp(`^HX_SOURCE_MODULE\\[[a-z]+\\]=${name}$`, "m"));
+            for (const verb of ["dump", "content_hasher", "restore_test", "restore"]) {
+                expect(sourceText(module), `${module} defines hx_${name}_${verb}`).toMatch(new RegExp(`^hx_${name}_${verb}\\(\\)`, "m"));
+            }
+        }
         for (const f of lib) {
             const text = readFileSync(join(SCRIPTS_SRC, f), "utf8");
             expectNoBlanketDisables(text, f);

@@ -57,23 +57,23 @@ hx_archive_script() {
         exit "$HX_EXIT_USAGE"
     fi
     HX_ON_EXIT=hx_single_target_on_exit
-    HX_ARCHIVE_TARGET=$target
+    HX_SINGLE_TARGET=$target
     hx_init "$job"
     hx_lock "$type-backup"
     hx_cfg_section "$type" || hx_die "$HX_EXIT_USAGE" "config: $type is not configured on this host"
-    hx_archive_job "$type" "$target" "$type-archive"
+    hx_archive_dump "$type" "$target" "$type-archive"
     local rc=0
     hx_finish_job "$type" "$rc" || rc=$?
     exit "$rc"
 }
 
-# hx_archive_job TYPE TARGET VERB: application/configuration backup through
-# the privileged archive helper.
-hx_archive_job() {
-    local type=$1 target=$2 verb=$3 errf start now
+# hx_archive_dump TYPE TARGET VERB: the dump verb. An application or
+# configuration archive, read through the privileged helper's VERB.
+hx_archive_dump() {
+    local type=$1 target=$2 verb=$3 errf start
     start=$(hx_epoch)
     hx_metrics "$type" "$target" "backup_last_attempt_timestamp=$start"
-    HX_ARCHIVE_TARGET=$target
+    HX_SINGLE_TARGET=$target
     hx_key_load "$HX_KEY_ID" || hx_die "$HX_EXIT_USAGE" "encryption key: $HX_KEY_ERROR"
     mkdir -p -- "$HX_STORAGE/$type/$target"
     errf="$HX_STORAGE/$type/$target/.stderr.$$.partial"
@@ -88,32 +88,12 @@ hx_archive_job() {
     local source_json
     source_json=$(hx_cfg_json "$type")
     hx_commit_artifact "$type" "$target" "$source_json" "$content"
-    now=$(hx_epoch)
-    local size_status
-    size_status=$(hx_size_check "${HX_OUT[dir]}" "${HX_OUT[plain_size]}")
-    [[ $size_status == 1 ]] || hx_warn size_check "backup size ${HX_OUT[plain_size]} is outside the configured band around the median ${HX_SIZE_MEDIAN:-?}" "type=$type" "target=$target"
-    hx_info backup_ok "archive backed up and verified" "type=$type" "target=$target" "manifest=${HX_OUT[manifest]}" \
-        "entries=$entries" "plain_bytes=${HX_OUT[plain_size]}" "stored_bytes=${HX_OUT[stored_size]}" "dedup_saved_bytes=${HX_OUT[dedup_saved]}"
-    hx_metrics "$type" "$target" backup_last_run_status=1 "backup_last_success_timestamp=$now" \
-        "backup_duration_seconds=$((now - start))" "backup_size_bytes=${HX_OUT[stored_size]}" \
-        backup_verification_status=1 "backup_dedup_saved_bytes=${HX_OUT[dedup_saved]}" \
-        "backup_size_check_status=$size_status" "backup_storage_usage_bytes=$(hx_storage_usage "${HX_OUT[dir]}")"
+    hx_backup_succeeded "$type" "$target" "$start" "archive backed up and verified" "entries=$entries"
 }
 
 # shellcheck disable=SC2317  # invoked through hx_store
 hx__archive_source() {
     hx_privileged "$1" 2>>"$2"
-}
-
-# Exit hook for single-target jobs: record the failure in the metrics.
-# shellcheck disable=SC2317  # invoked through HX_ON_EXIT
-hx_single_target_on_exit() {
-    local rc=$1
-    if ((rc != 0 && rc != HX_EXIT_LOCKED && rc != HX_EXIT_PARTIAL)) && [[ -n ${HX_ARCHIVE_TARGET:-} ]]; then
-        hx_error backup_failed "backup failed: ${HX_STATUS_CAUSE:-unknown cause}" "type=$HX_TYPE" "target=$HX_ARCHIVE_TARGET" "exit_code=$rc"
-        hx_metrics "$HX_TYPE" "$HX_ARCHIVE_TARGET" backup_last_run_status=0 "backup_last_attempt_timestamp=$(hx_epoch)" \
-            "backup_verification_status=$([[ $rc == "$HX_EXIT_VERIFY" ]] && echo 0 || echo 1)"
-    fi
 }
 
 hx_archive_content_hasher() { echo hx__hash_raw; }

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# hx-backup library: the PostgreSQL data source: libpq environment, parallel stream restore, restore test and restore
+# hx-backup library: the PostgreSQL data source: libpq environment, the
+# verbs (dump, restore test, restore) and the dump checker. Its parts:
+# postgresql-dump.sh (one database or the globals) and postgresql-restore.sh
+# (the parallel stream restore).
 # Sourced by hx-backup-lib.sh; never run.
 # shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
 declare -gA HX_SOURCE_MODULE # defined in core.sh; this module adds its types
@@ -62,123 +65,76 @@ hx_pg_table_counts() {
     PGDATABASE=$1 hx_psql --command="$HX_PG_COUNT_SQL"
 }
 
-# hx__pg_restore_stream MANIFEST ARTIFACT PART DB ERRF PG_RESTORE_ARGS...:
-# pg_restore from one decrypted stream. Ignorable errors (e.g. ownership of
-# extensions) are logged; the row-count check that follows decides. A pass
-# that needs no data ends after the TOC and closes the stream early.
-hx__pg_restore_stream() {
-    local m=$1 a=$2 part=$3 db=$4 errf=$5
-    shift 5
-    (
-        set +o pipefail
-        hx_open_part "$m" "$a" "$part" 2>/dev/null |
-            PGDATABASE=$db pg_restore --no-owner --no-privileges --no-password --dbname="$db" "$@" 2>>"$errf"
-    ) || true
-}
+# HX_PG_DUMP: the run's settings (jobs, format, lock_wait, server_version,
+# rundir). HX_PG_RUNNING: PID -> target of the running subshells.
+declare -gA HX_PG_DUMP=()
+declare -gA HX_PG_RUNNING=()
 
-# hx__pg_split_toc MANIFEST ARTIFACT PART DIR JOBS SPLIT_DATA: write
-# pg_restore --use-list files into DIR from the stream's TOC:
-# d.K (TABLE DATA) when SPLIT_DATA is 1: contiguous runs of the archive,
-# balanced by the manifest's row counts, so each stream stops reading where
-# its run ends and only the last reads the whole archive (sequences and large
-# objects go to that last one); p.K (indexes and primary/unique constraints,
-# round-robin); rest (everything else: foreign keys, triggers, INDEX ATTACH).
-hx__pg_split_toc() {
-    local m=$1 a=$2 part=$3 dir=$4 jobs=$5 split_data=$6
-    (
-        set +o pipefail
-        hx_open_part "$m" "$a" "$part" 2>/dev/null | pg_restore --list >"$dir/toc" 2>/dev/null
-    ) || true
-    grep --quiet '^[0-9]' "$dir/toc" || return 1
-    jq --raw-output '.content.tables[]? | "\(.table)\t\(.rows)"' "$m" >"$dir/rows"
-    awk -v jobs="$jobs" -v dir="$dir" -v split_data="$split_data" -F'\t' '
-        FNR == NR { rows[$1] = $2; next }
-        !/^[0-9]/ { next }
-        {
-            line[++n] = $0
-            kind[n] = "rest"
-            if (split_data && $0 ~ /^[0-9]+; [0-9]+ [0-9]+ TABLE DATA /) {
-                c = split($0, f, " "); key = f[c - 2] "." f[c - 1]
-                weight[n] = (key in rows) ? rows[key] + 1 : 1
-                total += weight[n]
-                kind[n] = "data"
-            } else if (split_data && $0 ~ /^[0-9]+; [0-9]+ [0-9]+ (SEQUENCE SET|BLOBS|BLOB|LARGE OBJECT) /) {
-                kind[n] = "tail"
-            } else if ($0 ~ /^[0-9]+; [0-9]+ [0-9]+ (INDEX|CONSTRAINT) /) {
-                kind[n] = "post"
-            }
-        }
-        END {
-            target = total / jobs
-            s = 0
-            for (i = 1; i <= n; i++) {
-                if (kind[i] != "data") continue
-                if (s < jobs - 1 && load > 0 && load + weight[i] / 2 > target) { s++; load = 0 }
-                load += weight[i]
-                stream[i] = s
-            }
-            for (i = 1; i <= n; i++) {
-                if (kind[i] == "data") print line[i] > (dir "/d." stream[i])
-                else if (kind[i] == "tail") print line[i] > (dir "/d." s)
-                else if (kind[i] == "post") print line[i] > (dir "/p." (np++ % jobs))
-                else print line[i] > (dir "/rest")
-            }
-        }' "$dir/rows" "$dir/toc"
-}
+# hx_postgresql_dump: the dump verb. Every configured database (or every
+# non-template one) and the globals, at most postgresql.parallelDumps at a
+# time, each in its own subshell; a run folder (HX_PG_DUMP[rundir]) gets each
+# success's manifest path. Sets HX_PG_FAILED (the targets that failed) and
+# HX_PG_VERIFY_FAILED (1 when one failed verification). Until the loop has
+# run, HX_PG_PENDING lists the targets a failure must be recorded for.
+hx_postgresql_dump() {
+    hx_pg_env || hx_die "$HX_EXIT_USAGE" "$HX_PG_ERROR"
+    local -a settings=() names=() large=()
+    hx_cfg_into settings postgresql.parallelDumps postgresql.jobs postgresql.format postgresql.lockWaitTimeoutSeconds
+    local parallel=${settings[0]} n i
+    HX_PG_DUMP=([jobs]=${settings[1]} [format]=${settings[2]} [lock_wait]=${settings[3]})
+    # The configured databases before contacting the server, so that a
+    # failure to connect is recorded for each of them.
+    hx_cfg_into names 'postgresql.databases[].name'
+    hx_cfg_into large 'postgresql.databases[].large'
+    HX_PG_PENDING=(_globals)
+    for n in "${names[@]}"; do HX_PG_PENDING+=("$(hx_slug "$n")"); done
+    hx_key_load "$HX_KEY_ID" || hx_die "$HX_EXIT_USAGE" "encryption key: $HX_KEY_ERROR"
 
-# hx__pg_run_lists MANIFEST ARTIFACT PART DB ERRF DIR PREFIX JOBS: restore the
-# DIR/PREFIX.K lists concurrently, one stream each.
-hx__pg_run_lists() {
-    local m=$1 a=$2 part=$3 db=$4 errf=$5 dir=$6 prefix=$7 jobs=$8 k
-    local -a pids=()
-    for ((k = 0; k < jobs; k++)); do
-        [[ -s $dir/$prefix.$k ]] || continue
-        hx__pg_restore_stream "$m" "$a" "$part" "$db" "$errf" --use-list="$dir/$prefix.$k" &
-        pids+=($!)
-    done
-    for k in "${pids[@]}"; do wait "$k" || true; done
-}
-
-# hx_pg_restore_into MANIFEST ARTIFACT DBNAME ERRFILE: restore a verified
-# PostgreSQL artifact into an existing (empty) database, in parallel and
-# without plaintext on disk. pg_restore -j refuses a stream, so the work is
-# split by TOC entry: pre-data once; then the table data in JOBS concurrent
-# streams (one per part for a parallel dump); then indexes and key
-# constraints in JOBS streams; then the rest of post-data.
-hx_pg_restore_into() {
-    local m=$1 a=$2 db=$3 errf=$4 fmt jobs dir schema="" part
-    fmt=$(jq --raw-output '.content.format // "custom"' "$m")
-    hx_cfg_read jobs postgresql.jobs
-    dir=$(mktemp --directory -- "$HX_STORAGE/.restore-lists.XXXXXX.partial")
-    hx_tmp_register "$dir"
-    case $fmt in
-        custom)
-            hx__pg_split_toc "$m" "$a" "" "$dir" "$jobs" 1 || return 1
-            hx__pg_restore_stream "$m" "$a" "" "$db" "$errf" --section=pre-data
-            hx__pg_run_lists "$m" "$a" "" "$db" "$errf" "$dir" d "$jobs"
-            ;;
-        parallel)
-            schema=$(jq --raw-output '.content.parts[]? | select(.role == "schema") | .name' "$m")
-            [[ -n $schema ]] || return 1
-            hx__pg_split_toc "$m" "$a" "$schema" "$dir" "$jobs" 0 || return 1
-            hx__pg_restore_stream "$m" "$a" "$schema" "$db" "$errf" --section=pre-data
-            local -a pids=()
-            hx__pg_restore_stream "$m" "$a" "$schema" "$db" "$errf" --section=data &
-            pids+=($!)
-            while IFS= read -r part; do
-                while (($(jobs -rp | wc -l) >= jobs + 1)); do wait -n || true; done
-                hx__pg_restore_stream "$m" "$a" "$part" "$db" "$errf" --data-only &
-                pids+=($!)
-            done < <(jq --raw-output '.content.parts[]? | select(.role == "data") | .name' "$m")
-            for part in "${pids[@]}"; do wait "$part" || true; done
-            ;;
-        *) return 1 ;;
-    esac
-    hx__pg_run_lists "$m" "$a" "$schema" "$db" "$errf" "$dir" p "$jobs"
-    if [[ -s $dir/rest ]]; then
-        hx__pg_restore_stream "$m" "$a" "$schema" "$db" "$errf" --section=post-data --use-list="$dir/rest"
+    local errf="$HX_STORAGE/.postgresql-connect.$$.partial" version
+    hx_tmp_register "$errf"
+    version=$(hx_psql --command='SHOW server_version' 2>"$errf") \
+        || hx_die "$HX_EXIT_FAIL" "cannot connect to PostgreSQL as '$PGUSER': $(tr '\n' ' ' <"$errf" | cut -c 1-300)"
+    HX_PG_DUMP[server_version]=$version
+    hx_info connected "connected to PostgreSQL $version" "server_version=$version"
+    if ((${#names[@]} == 0)); then
+        mapfile -d '' -t names < <(hx_psql --record-separator-zero --command='SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname')
+        large=()
+        for n in "${names[@]}"; do
+            large+=(false)
+            HX_PG_PENDING+=("$(hx_slug "$n")")
+        done
     fi
-    rm -rf -- "$dir"
+    HX_PG_DATABASES=("${names[@]}")
+    HX_EXTRA_TOOLS_JSON=$(jq --null-input --compact-output --arg d "$(pg_dump --version)" --arg s "$version" '{pg_dump: $d, server: $s}')
+    HX_PG_DUMP[rundir]="$HX_STORAGE/.run.$$.partial"
+    mkdir -m 0700 -- "${HX_PG_DUMP[rundir]}"
+    hx_tmp_register "${HX_PG_DUMP[rundir]}"
+
+    HX_PG_FAILED=()
+    HX_PG_VERIFY_FAILED=0
+    HX_PG_RUNNING=()
+    hx__pg_backup_globals &
+    HX_PG_RUNNING[$!]=_globals
+    for i in "${!names[@]}"; do
+        while ((${#HX_PG_RUNNING[@]} >= parallel)); do hx__pg_collect; done
+        hx__pg_backup_database "${names[i]}" "${large[i]}" &
+        HX_PG_RUNNING[$!]=$(hx_slug "${names[i]}")
+    done
+    while ((${#HX_PG_RUNNING[@]} > 0)); do hx__pg_collect; done
+    HX_PG_PENDING=()
+}
+
+
+# hx__pg_collect: wait for one of HX_PG_RUNNING and record its outcome.
+hx__pg_collect() {
+    local done_pid="" rc=0
+    wait -n -p done_pid || rc=$?
+    [[ -n $done_pid && -n ${HX_PG_RUNNING[$done_pid]:-} ]] || return 0
+    if ((rc != 0)); then
+        HX_PG_FAILED+=("${HX_PG_RUNNING[$done_pid]}")
+        ((rc != HX_EXIT_VERIFY)) || HX_PG_VERIFY_FAILED=1
+    fi
+    unset "HX_PG_RUNNING[$done_pid]"
 }
 
 # hx_postgresql_restore_test MANIFEST ARTIFACT: restore into a scratch database,
