@@ -1,7 +1,8 @@
 /**
  * Runs a job on the sandbox host the way systemd would start its timer's
  * service: the unit's ExecStart as its User and Group, with its Environment,
- * UMask, NoNewPrivileges and ambient capabilities (through setpriv), after
+ * UMask, NoNewPrivileges, ambient capabilities (through setpriv) and SIGPIPE
+ * ignored unless IgnoreSIGPIPE=no (systemd's default), after
  * the maintenance units it Wants and orders itself after, and before the
  * ones ordered after it.
  */
@@ -17,6 +18,7 @@ export interface UnitInfo {
     readonly wants: string[];
     readonly after: string[];
     readonly umask: string;
+    readonly ignoreSigpipe: boolean;
 }
 
 /** Parses the directives this runner honours. Values are ours, so words split on spaces and `$$` means `$`. */
@@ -32,6 +34,7 @@ export function parseUnit(name: string, text: string): UnitInfo {
         wants: get("Wants").flatMap(words),
         after: get("After").flatMap(words),
         umask: get("UMask")[0] ?? "0022",
+        ignoreSigpipe: !/^(no|false|off|0)$/.test(get("IgnoreSIGPIPE")[0] ?? "yes"),
     };
 }
 
@@ -48,7 +51,7 @@ function commandFor(unit: UnitInfo, argv: string[]): string {
     const setpriv = [
         "setpriv", `--reuid=${unit.user}`, `--regid=${unit.user}`, "--init-groups", "--no-new-privs",
         ...(caps ? [`--inh-caps=${caps}`, `--ambient-caps=${caps}`] : []),
-        "--", "env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
+        "--", "env", "-i", ...(unit.ignoreSigpipe ? ["--ignore-signal=PIPE"] : []), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
         ...Object.entries(unit.environment).map(([k, v]) => `${k}=${v}`),
         ...argv,
     ];

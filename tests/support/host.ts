@@ -94,7 +94,9 @@ export function makeHost(opts: { remote?: Partial<HostConfig["remote"]> } = {}):
         startScript(name, args = [], o = {}) {
             // Where a script logs when it cannot read its config: this host's dirs, never the machine's.
             const env = { HX_BACKUP_CONFIG: configPath, HX_BACKUP_FALLBACK_LOGS: logs, HX_BACKUP_FALLBACK_TEXTFILE: textfile, ...(o.env ?? {}) };
-            return start(join(scriptsDir, name), args, { ...o, env, user: o.asRoot ? undefined : (o.user ?? user), timeoutMs: o.timeoutMs ?? 300_000 });
+            // SIGPIPE ignored, as systemd starts every service (IgnoreSIGPIPE=yes): a reader that
+            // stops early then shows as EPIPE errors on the writer's stderr, as it would on a host.
+            return start("env", ["--ignore-signal=PIPE", join(scriptsDir, name), ...args], { ...o, env, user: o.asRoot ? undefined : (o.user ?? user), timeoutMs: o.timeoutMs ?? 300_000 });
         },
         runScript(name, args = [], o = {}) {
             return host.startScript(name, args, o).done;
@@ -142,6 +144,14 @@ export function makeHost(opts: { remote?: Partial<HostConfig["remote"]> } = {}):
 }
 
 /** Give a path (and its contents) to the test user. */
+/**
+ * The lines of a job's stderr or log that an operator grepping for trouble
+ * would stop at: any "error" or "warning" word, and log lines above info.
+ */
+export function alarmingLines(text: string): string[] {
+    return text.split("\n").filter((l) => /\b(error|errors|warn|warning|fatal|failed)\b/i.test(l) || /\blevel=(warning|error)\b/.test(l));
+}
+
 export function giveToUser(host: TestHost, path: string): void {
     if (host.user) chownR(path, host.user);
 }

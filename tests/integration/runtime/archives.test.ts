@@ -9,7 +9,7 @@ import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync,
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isRoot, missingTools, run } from "../../support/env";
-import { makeHost, type TestHost } from "../../support/host";
+import { alarmingLines, makeHost, type TestHost } from "../../support/host";
 
 const missing = missingTools(["tar", "zstd", "jq", "openssl", "setfacl", "getfacl", "setfattr", "getfattr"]);
 const HOSTILE = `we"ird $(touch /tmp/hx-pwned-archive) ; *dir`;
@@ -64,6 +64,9 @@ describe.skipIf(missing.length > 0 || !isRoot)("application and configuration ba
         expect(m.content.entries).toBeGreaterThan(5);
         expect(host.metric("backup_last_run_status", "application", "data")).toBe(1);
         expect(host.log("backup-privileged")).toMatch(/path does not exist; skipped/);
+        // Only that real condition is a warning: the job's own stderr and log are clean.
+        expect(alarmingLines(r.stderr)).toEqual([]);
+        expect(alarmingLines(host.log("application-backup"))).toEqual([]);
     });
 
     it("restores owners, modes, ACLs and xattrs exactly, and refuses to overwrite without --force", async () => {
@@ -132,6 +135,8 @@ describe.skipIf(missing.length > 0 || !isRoot)("application and configuration ba
     it("archives configuration with TLS keys at 0600 and a network snapshot", async () => {
         const r = await host.runScript("configuration-backup.sh", [], { asRoot: true });
         expect(r.code, r.stderr).toBe(0);
+        expect(alarmingLines(r.stderr)).toEqual([]);
+        expect(alarmingLines(host.log("configuration-backup"))).toEqual([]);
         const [mname] = host.manifests("configuration", "system");
         const manifest = join(host.config.paths.storage, "configuration", "system", mname!);
         const out = join(host.root, "restore-conf");

@@ -3,11 +3,11 @@
  * unprivileged OS user with peer auth over the socket: artifacts, manifests,
  * MAC, metrics, dedup, verification, restore test and restore.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isRoot, missingTools, run, waitFor } from "../../support/env";
-import { makeHost, postgresqlSection, type TestHost } from "../../support/host";
+import { alarmingLines, makeHost, postgresqlSection, type TestHost } from "../../support/host";
 import { PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
 import { loadStackConfig } from "../../../config/load";
 import { hostJobs } from "../../../render/jobs";
@@ -85,6 +85,9 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         const log = host.log("postgresql-backup");
         expect(log).toMatch(/ts=\S+ level=audit job=postgresql-daily event=start/);
         expect(log).toMatch(/event=backup_ok .*target="appdb"/);
+        // A good run says nothing alarming: an operator who greps for "error" finds only real ones.
+        expect(alarmingLines(r.stderr)).toEqual([]);
+        expect(alarmingLines(log)).toEqual([]);
     });
 
     it("deduplicates an unchanged database", async () => {
@@ -331,6 +334,32 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
     it("rejects a bad mode with exit code 2", async () => {
         const r = await host.runScript("postgresql-backup.sh", ["hourly"]);
         expect(r.code).toBe(2);
+    });
+
+    it("a multi-megabyte dump, custom and parallel, succeeds with nothing alarming on stderr or in the log (SIGPIPE ignored, as under systemd)", async () => {
+        // Several MB of incompressible rows: far more than the pipes between decrypt, decompress
+        // and pg_restore --list hold, so a structure check that stops reading early would make
+        // the writers report EPIPE ("error writing output file").
+        await pg.sql("CREATE DATABASE bulkdb");
+        await pg.sql("CREATE TABLE blobs (id int PRIMARY KEY, data bytea); INSERT INTO blobs SELECT g, decode(string_agg(md5(g::text || ':' || s::text), ''), 'hex') FROM generate_series(1, 4000) g, generate_series(1, 64) s GROUP BY g;", "bulkdb");
+        const saved = host.config.postgresql;
+        try {
+            for (const large of [false, true]) {
+                host.config.postgresql = postgresqlSection(pg, role, ["bulkdb"], { databases: [{ name: "bulkdb", large }] });
+                host.writeConfig();
+                const logBefore = host.log("postgresql-backup").length;
+                const r = await host.runScript("postgresql-backup.sh", ["daily"]);
+                expect(r.code, r.stderr).toBe(0);
+                const m = host.readManifest("postgresql", "bulkdb", host.manifests("postgresql", "bulkdb").slice(-1)[0]!) as any;
+                expect(m.sizes.plain).toBeGreaterThan(4_000_000);
+                expect(m.content.format).toBe(large ? "parallel" : "custom");
+                expect(alarmingLines(r.stderr), `large=${large}`).toEqual([]);
+                expect(alarmingLines(host.log("postgresql-backup").slice(logBefore)), `large=${large}`).toEqual([]);
+            }
+        } finally {
+            host.config.postgresql = saved;
+            host.writeConfig();
+        }
     });
 
     it("keeps the key out of argv: no key hex in the manifest or log", async () => {

@@ -8,7 +8,7 @@ import { chmodSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isRoot, missingTools, run, waitFor } from "../../support/env";
-import { giveToUser, makeHost, renderedSection, type TestHost } from "../../support/host";
+import { alarmingLines, giveToUser, makeHost, renderedSection, type TestHost } from "../../support/host";
 import { startRedis, type RedisInstance } from "../../support/redis";
 
 const missing = missingTools(["redis-server", "redis-cli", "redis-check-rdb", "zstd", "jq", "openssl"]);
@@ -46,6 +46,8 @@ describe.skipIf(missing.length > 0)("redis-backup.sh", { timeout: 120_000 }, () 
         expect(m.content.keys).toBe(201);
         expect(host.metric("backup_last_run_status", "redis", target)).toBe(1);
         expect(host.log("redis-backup")).not.toContain(PASSWORD);
+        expect(alarmingLines(r.stderr)).toEqual([]);
+        expect(alarmingLines(host.log("redis-backup"))).toEqual([]);
     });
 
     it("restore-tests the RDB and restores it to a file", async () => {

@@ -127,10 +127,14 @@ hx__pg_dump_part() {
 }
 
 # hx__pg_toc_check PART_FILE: decrypt one part and read its TOC; prints
-# "<header ok 0/1> <entries> <table data entries>".
+# "<header ok 0/1> <entries> <table data entries>". pg_restore --list stops
+# reading after the TOC, so the decrypt and decompress before it end on a
+# closed pipe (EPIPE where SIGPIPE is ignored, as systemd starts services):
+# their stderr is dropped. A stream that cannot be decrypted or decompressed
+# shows as a listing without a header, which fails the check.
 hx__pg_toc_check() {
     local listing header_ok=0
-    listing=$(set +o pipefail; hx_decrypt "$HX_PBKDF2_ITER" <"$1" | hx_decompress "${HX_OUT[method]}" 2>/dev/null | pg_restore --list 2>>"${HX_PG_DB[errf]}" || true)
+    listing=$(set +o pipefail; { hx_decrypt "$HX_PBKDF2_ITER" <"$1" | hx_decompress "${HX_OUT[method]}"; } 2>/dev/null | pg_restore --list 2>>"${HX_PG_DB[errf]}" || true)
     grep --quiet --extended-regexp '^;[[:space:]]+Format: CUSTOM' <<<"$listing" && header_ok=1
     listing=$(grep --invert-match '^;' <<<"$listing" || true)
     printf '%s %s %s\n' "$header_ok" "$(grep --count . <<<"$listing" || true)" "$(grep --count ' TABLE DATA ' <<<"$listing" || true)"
