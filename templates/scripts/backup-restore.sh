@@ -51,7 +51,7 @@ hx_init "restore"
 # --------------------------------------------------------- locate source ---
 MANIFEST=""
 if [[ $SRC == s3://* ]]; then
-    DL=$(mktemp --directory -- "$HX_STORAGE/.restore-download.XXXXXX.partial")
+    DL=$(mktemp --directory -- "$HX_STORAGE/.restore-download.$$.tmpXXXXXX.partial")
     hx_tmp_register "$DL"
     hx_remote_env || hx_die "$HX_EXIT_USAGE" "$HX_REMOTE_ERROR"
     rest=${SRC#s3://}

@@ -33,6 +33,7 @@ while (($# > 0)); do
     shift
 done
 
+HX_DRY_RUN=$DRY # hx_init's cleanup of dead runs' temp paths only lists them
 hx_init "${HX_JOB:-retention}"
 hx_lock "backup-retention"
 RULES=(daily weekly monthly yearly)
@@ -47,30 +48,12 @@ if ((KEEP_N[daily] + KEEP_N[weekly] + KEEP_N[monthly] + KEEP_N[yearly] == 0)); t
     exit 0
 fi
 
-# Remove temp files of dead runs: *.partial whose embedded pid is gone.
-clean_partials() {
-    local dir=$1 f pid
-    while IFS= read -r -d '' f; do
-        pid=$(sed -n 's/.*\.\([0-9][0-9]*\)\.\(work\.\)\{0,1\}partial$/\1/p' <<<"$(basename -- "$f")")
-        [[ -n $pid ]] || continue
-        if [[ ! -d /proc/$pid ]]; then
-            if ((DRY == 1)); then
-                echo "would remove stale temp file $f"
-            else
-                rm -rf -- "$f"
-                hx_info stale_partial "removed temp file of a dead run" "path=$f"
-            fi
-        fi
-    done < <(find "$dir" -mindepth 1 -maxdepth 1 -name '.*partial' -print0)
-}
-
 SOURCES=()
 hx_source_dirs SOURCES "$ONLY_TYPE"
 DELETED=0
 for dir in "${SOURCES[@]}"; do
     target=$(basename -- "$dir")
     type=$(basename -- "$(dirname -- "$dir")")
-    clean_partials "$dir"
     mapfile -d '' -t ms < <(hx_manifests "$dir" --reverse)
     ((${#ms[@]} > 0)) || continue
     declare -A last=() left=() why=()

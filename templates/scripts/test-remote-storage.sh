@@ -19,7 +19,7 @@ echo "Bucket:   $HX_S3_BUCKET"
 echo "Endpoint: ${HX_S3_ENDPOINT:-AWS S3 (region ${HX_S3_REGION:-default})}"
 echo "Layout:   retention by $HX_S3_RETENTION_BY, prefix '${HX_S3_PREFIX}'"
 
-TMP=$(mktemp --directory -- "$HX_STORAGE/.remote-test.XXXXXX.partial")
+TMP=$(mktemp --directory -- "$HX_STORAGE/.remote-test.$$.tmpXXXXXX.partial")
 hx_tmp_register "$TMP"
 openssl rand -out "$TMP/probe" 4096
 SHA=$(openssl dgst -sha256 -r <"$TMP/probe")

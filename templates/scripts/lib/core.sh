@@ -89,6 +89,29 @@ hx_init() {
     HX_HOST_METRICS=1
     mkdir -p -- "$HX_STORAGE" "$HX_LOCKS"
     hx_audit start started
+    hx_clean_dead_temps
+}
+
+# hx_clean_dead_temps: remove the temp paths of runs that are gone, wherever
+# jobs make them (the storage root, each source folder, the textfile
+# directory). A temp path is named .NAME.PID.partial, .NAME.PID.work.partial
+# or .NAME.PID.tmpXXXXXX.partial; its PID is the run that owns it. With
+# HX_DRY_RUN=1 it only lists them. Paths it may not remove are left alone.
+hx_clean_dead_temps() {
+    local path name pid
+    local -a roots=("$HX_STORAGE")
+    [[ -n ${HX_TEXTFILE:-} && -d $HX_TEXTFILE ]] && roots+=("$HX_TEXTFILE")
+    while IFS= read -r -d '' path; do
+        name=${path##*/}
+        [[ $name =~ \.([0-9]+)(\.work|\.tmp[A-Za-z0-9]{6})?\.partial$ ]] || continue
+        pid=${BASH_REMATCH[1]}
+        [[ ! -d /proc/$pid ]] || continue
+        if [[ ${HX_DRY_RUN:-0} == 1 ]]; then
+            echo "would remove stale temp path $path"
+        elif rm -rf -- "$path" 2>/dev/null; then
+            hx_info stale_temp "removed a temp path of a dead run" "path=$path" "pid=$pid"
+        fi
+    done < <(find "${roots[@]}" -mindepth 1 -maxdepth 3 -name '.*.partial' -prune -print0 2>/dev/null)
 }
 
 # hx_init_common [JOB]: traps, config, log; creates nothing in storage.

@@ -62,7 +62,7 @@ hx_host_metrics() {
     read -r size avail < <(df --block-size=1 --output=size,avail -- "$HX_STORAGE" 2>/dev/null | tail -n 1) || return 0
     quota=$HX_STORAGE_QUOTA
     [[ $size =~ ^[0-9]+$ && $avail =~ ^[0-9]+$ && $quota =~ ^[0-9]+$ ]] || return 0
-    tmp=$(mktemp -- "$HX_TEXTFILE/.hx_backup-storage.prom.XXXXXX") || return 0
+    tmp=$(mktemp -- "$HX_TEXTFILE/.hx_backup-storage.prom.$$.tmpXXXXXX.partial") || return 0
     printf '# TYPE %s gauge\n%s %s\n' \
         backup_storage_filesystem_size_bytes backup_storage_filesystem_size_bytes "$size" \
         backup_storage_filesystem_avail_bytes backup_storage_filesystem_avail_bytes "$avail" \

@@ -138,7 +138,7 @@ hx_content_check() {
     local m=$1 a=$2 hasher tmp name want want_size got size index="" total=0 type format
     read -r type format want want_size < <(jq --raw-output '"\(.type) \(.content.format // "-") \(.sha256.content) \(.sizes.plain)"' "$m")
     hasher=$(hx_source "$type" content_hasher "$format") || return 1
-    tmp=$(mktemp --directory -- "$HX_STORAGE/.content-check.XXXXXX.partial")
+    tmp=$(mktemp --directory -- "$HX_STORAGE/.content-check.$$.tmpXXXXXX.partial")
     hx_tmp_register "$tmp"
     local -a parts=("")
     if [[ $format == parallel ]]; then

@@ -68,6 +68,25 @@ describe.skipIf(missing.length > 0)("fault handling", { timeout: 240_000 }, () =
         const d = join(host.config.paths.storage, "postgresql", t);
         return existsSync(d) ? readdirSync(d).filter((f) => f.includes("partial")) : [];
     };
+    /** Every temp path anywhere a job writes: storage (root and source folders) and the textfile directory. */
+    const anyPartials = () =>
+        [host.config.paths.storage, host.config.paths.textfile]
+            .filter((d) => existsSync(d))
+            .flatMap((d) => (readdirSync(d, { recursive: true }) as string[]).filter((f) => f.includes("partial")).map((f) => join(d, f)));
+    /** SIGKILL a run and every process under it, as systemd does to a service's cgroup. */
+    const killTree = async (job: ReturnType<TestHost["startScript"]>) => {
+        const tree = descendants(job.pid);
+        job.kill("SIGKILL");
+        for (const p of tree) {
+            try {
+                process.kill(p, "SIGKILL");
+            } catch {
+                /* already gone */
+            }
+        }
+        await job.exited;
+        await waitFor(() => tree.every((p) => !existsSync(`/proc/${p}`)), 10_000, "the killed run's processes to exit");
+    };
 
     beforeAll(async () => {
         pg = await startPostgres();
@@ -198,8 +217,35 @@ describe.skipIf(missing.length > 0)("fault handling", { timeout: 240_000 }, () =
         expect(host.log("postgresql-backup")).toMatch(/event=stale_lock .*breaking stale lock left by dead pid/);
         expect(committed("lockdb").length).toBeGreaterThanOrEqual(1);
         for (const m of before) expect(existsSync(join(host.config.paths.storage, "postgresql", "lockdb", m)) || committed("lockdb").length > 0).toBe(true);
-        // the killed run's temp files are removed by the next run's retention
+        // the killed run's temp paths are removed by the next run, at the storage root too
         expect(partials("lockdb")).toEqual([]);
+        expect(anyPartials()).toEqual([]);
+        pgConfig(["appdb"]);
+    });
+
+    it("4. kill -9 of daily and of test mid-dump: the next normal run leaves nothing of theirs behind", async () => {
+        pgConfig(["lockdb"]);
+        const blockedDumps = `FROM pg_stat_activity WHERE datname = 'lockdb' AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'`;
+        const waiting = () => pg.sql(`SELECT count(*) ${blockedDumps}`);
+        const killWhenBlocked = async (job: ReturnType<TestHost["startScript"]>) => {
+            await waitFor(async () => (await waiting()) !== "0", 30_000, "pg_dump to block");
+            await killTree(job);
+            // A backend waiting for a lock notices its client is gone only once it gets the lock.
+            await pg.sql(`SELECT pg_terminate_backend(pid) ${blockedDumps}`);
+            await waitFor(async () => (await waiting()) === "0", 30_000, "the killed pg_dump's backend to go");
+        };
+        const release = await holdDumpLock(pg);
+        await killWhenBlocked(host.startScript("postgresql-backup.sh", ["daily"]));
+        await killWhenBlocked(host.startScript("postgresql-backup.sh", ["test"]));
+        await release();
+        // What the killed runs left: the run folder, the self-test's whole throwaway storage, dump temps.
+        const left = anyPartials();
+        expect(left.some((p) => /\/\.run\.\d+\.partial$/.test(p)), left.join("\n")).toBe(true);
+        expect(left.some((p) => /\/\.selftest\.\d+\.partial$/.test(p)), left.join("\n")).toBe(true);
+        const rerun = await backup();
+        expect(rerun.code, rerun.stderr).toBe(0);
+        expect(anyPartials()).toEqual([]);
+        expect(host.log("postgresql-backup")).toMatch(/event=stale_temp .*selftest/);
         pgConfig(["appdb"]);
     });
 

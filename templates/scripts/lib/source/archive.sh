@@ -19,7 +19,7 @@ hx_archive_restore_test() {
         HX_VERIFY_ERROR="archive lists $listed entries, manifest recorded $want"
         return 1
     fi
-    tmp=$(mktemp --directory -- "$HX_STORAGE/.restore-test.XXXXXX.partial")
+    tmp=$(mktemp --directory -- "$HX_STORAGE/.restore-test.$$.tmpXXXXXX.partial")
     hx_tmp_register "$tmp"
     local -a owner_opts=(--no-same-owner)
     ((EUID == 0)) && owner_opts=(--same-owner --numeric-owner --xattrs --xattrs-include='*' --acls)

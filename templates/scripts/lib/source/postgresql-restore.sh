@@ -90,7 +90,7 @@ hx_pg_restore_into() {
     local m=$1 a=$2 db=$3 errf=$4 fmt jobs dir schema="" part
     fmt=$(jq --raw-output '.content.format // "custom"' "$m")
     hx_cfg_read jobs postgresql.jobs
-    dir=$(mktemp --directory -- "$HX_STORAGE/.restore-lists.XXXXXX.partial")
+    dir=$(mktemp --directory -- "$HX_STORAGE/.restore-lists.$$.tmpXXXXXX.partial")
     hx_tmp_register "$dir"
     case $fmt in
         custom)

@@ -156,7 +156,7 @@ hx_postgresql_restore_test() {
         return 1
     }
     scratch="hx_restore_test_$(openssl rand -hex 6)"
-    errf=$(mktemp -- "$HX_STORAGE/.restore-test.XXXXXX.partial")
+    errf=$(mktemp -- "$HX_STORAGE/.restore-test.$$.tmpXXXXXX.partial")
     hx_tmp_register "$errf"
     if ! hx_psql --command="CREATE DATABASE $scratch" 2>>"$errf"; then
         HX_VERIFY_ERROR="cannot create scratch database: $(tr '\n' ' ' <"$errf" | cut -c 1-300)"
@@ -192,7 +192,7 @@ hx_postgresql_restore() {
     fi
     hx_pg_env || hx_die "$HX_EXIT_USAGE" "$HX_PG_ERROR"
     [[ -n $target ]] || target=$(jq --raw-output '.source.database' "$m")
-    errf=$(mktemp -- "$HX_STORAGE/.restore-err.XXXXXX.partial")
+    errf=$(mktemp -- "$HX_STORAGE/.restore-err.$$.tmpXXXXXX.partial")
     hx_tmp_register "$errf"
     exists=$(printf '%s\n' "SELECT count(*) FROM pg_database WHERE datname = :'d';" | hx_psql --set=d="$target" 2>>"$errf") ||
         hx_die "$HX_EXIT_FAIL" "cannot query PostgreSQL: $(tr '\n' ' ' <"$errf" | cut -c 1-300)"
