@@ -4,7 +4,10 @@
 # Usage: backup-restore.sh [--force] [--target TARGET] SOURCE
 #   SOURCE  a local manifest (.manifest.json) or artifact (.enc), or an S3 URL
 #           s3://bucket/key of either (both objects are downloaded into the
-#           storage directory and verified first)
+#           storage directory and verified first); a local artifact is
+#           restored with the newest valid manifest that describes it (its
+#           own or a deduplicated one). A failed verification of a local
+#           source sets its backup_verification_status to 0.
 #   TARGET  postgresql: database name (default: the original database)
 #           postgresql globals: output SQL file (required)
 #           redis: output RDB file (required)
@@ -74,20 +77,21 @@ if [[ $SRC == s3://* ]]; then
 elif [[ $SRC == *.manifest.json ]]; then
     MANIFEST=$SRC
 else
-    d=$(dirname -- "$SRC")
-    b=$(basename -- "$SRC")
-    while IFS= read -r -d '' c; do
-        if [[ $(jq --raw-output --arg b "$b" 'select(.artifact == $b and .dedup == null) | "yes"' "$c" 2>/dev/null) == yes ]]; then
-            MANIFEST=$c
-        fi
-    done < <(hx_manifests "$d")
-    [[ -n $MANIFEST ]] || hx_die "$HX_EXIT_VERIFY" "no manifest found for $SRC"
+    hx_manifest_for_artifact "$SRC" || {
+        hx_record_verification "$SRC" 0
+        hx_die "$HX_EXIT_VERIFY" "$HX_VERIFY_ERROR"
+    }
+    MANIFEST=$HX_MANIFEST_FOUND
 fi
 [[ -f $MANIFEST ]] || hx_die "$HX_EXIT_USAGE" "no such manifest: $MANIFEST"
 
 # ----------------------------------------------------------------- verify ---
 ARTIFACT=$(hx_manifest_artifact "$MANIFEST") || hx_die "$HX_EXIT_VERIFY" "manifest names an invalid artifact"
-hx_verify_artifact "$MANIFEST" "$ARTIFACT" || hx_die "$HX_EXIT_VERIFY" "verification failed, nothing restored: $HX_VERIFY_ERROR"
+if ! hx_verify_artifact "$MANIFEST" "$ARTIFACT"; then
+    hx_record_verification "$MANIFEST" 0
+    hx_die "$HX_EXIT_VERIFY" "verification failed, nothing restored: $HX_VERIFY_ERROR"
+fi
+hx_record_verification "$MANIFEST" 1
 TYPE=$(jq --raw-output '.type' "$MANIFEST")
 hx_info restore_start "artifact verified; restoring" "manifest=$MANIFEST" "type=$TYPE" "target=$TARGET"
 TARGET=$(hx_source "$TYPE" restore "$MANIFEST" "$ARTIFACT" "$TARGET" "$FORCE") || exit

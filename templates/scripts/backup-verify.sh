@@ -7,7 +7,11 @@
 #       every committed manifest; --restore-test also restore-tests the
 #       newest artifact of each source
 #   backup-verify.sh [--restore-test] PATH
-#       one artifact (.enc) or manifest (.manifest.json)
+#       one artifact (.enc) or manifest (.manifest.json); an artifact is
+#       checked against the newest valid manifest that describes it (its own
+#       or a deduplicated one). Either way the source's
+#       backup_verification_status (and, with --restore-test,
+#       backup_restore_test_status) records the outcome.
 # Exit codes: 0 all verified, 4 any verification or restore test failed,
 # 2 usage/config, 3 locked (see hx-backup-lib.sh).
 set -Eeuo pipefail
@@ -63,32 +67,30 @@ CHECKED=0
 if [[ -n $TARGET_PATH ]]; then
     m=$TARGET_PATH
     if [[ $m != *.manifest.json ]]; then
-        # An artifact: find the manifest that owns it (not a dedup reference).
-        m=""
-        d=$(dirname -- "$TARGET_PATH")
-        b=$(basename -- "$TARGET_PATH")
-        mapfile -d '' -t cands < <(hx_manifests "$d")
-        for c in "${cands[@]}"; do
-            if [[ $(jq --raw-output --arg b "$b" 'select(.artifact == $b and .dedup == null) | "yes"' "$c" 2>/dev/null) == yes ]]; then
-                m=$c
-            fi
-        done
-        [[ -n $m ]] || hx_die "$HX_EXIT_VERIFY" "no manifest found for $TARGET_PATH"
+        hx_manifest_for_artifact "$TARGET_PATH" || {
+            hx_record_verification "$TARGET_PATH" 0
+            hx_die "$HX_EXIT_VERIFY" "$HX_VERIFY_ERROR"
+        }
+        m=$HX_MANIFEST_FOUND
     fi
     [[ -f $m ]] || hx_die "$HX_EXIT_USAGE" "no such manifest: $m"
     if verify_one "$m"; then
+        hx_record_verification "$m" 1
         hx_info verified "artifact verified" "manifest=$m"
         echo "OK   $m"
     else
+        hx_record_verification "$m" 0
         hx_error verify_failed "verification failed: $HX_VERIFY_ERROR" "manifest=$m"
         echo "FAIL $m: $HX_VERIFY_ERROR"
         hx_die "$HX_EXIT_VERIFY" "verification failed for $m: $HX_VERIFY_ERROR"
     fi
     if ((RESTORE == 1)); then
         if hx_restore_test "$m"; then
+            hx_record_verification "$m" 1 backup_restore_test_status
             hx_info restore_test_ok "restore test passed" "manifest=$m"
             echo "OK   restore test"
         else
+            hx_record_verification "$m" 0 backup_restore_test_status
             echo "FAIL restore test: $HX_VERIFY_ERROR"
             hx_die "$HX_EXIT_VERIFY" "restore test failed for $m: $HX_VERIFY_ERROR"
         fi

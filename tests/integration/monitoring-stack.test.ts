@@ -4,8 +4,11 @@
  * Alertmanager delivers to a webhook sink. Every dashboard query parses and
  * the core panels return the job's series; a failed backup raises
  * BackupFailed at the sink with the right labels, and the next good run
- * resolves it.
+ * resolves it; a tampered artifact checked by its path raises
+ * VerificationFailed.
  */
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadStackConfig } from "../../config/load";
 import { dashboardQueries, renderDashboard, substituteVariables } from "../../scripts/gen/dashboard";
@@ -107,5 +110,27 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
             120_000,
         );
         expect(resolved.labels.type).toBe("postgresql");
+    });
+
+    it("a tampered artifact verified by its path sets its verification status to 0 and raises VerificationFailed; an intact check sets 1", async () => {
+        const [name] = host.manifests("postgresql", "shop").slice(-1);
+        const manifest = host.readManifest("postgresql", "shop", name!) as { artifact: string };
+        const artifact = join(host.config.paths.storage, "postgresql", "shop", manifest.artifact);
+        const intact = readFileSync(artifact);
+        const tampered = Buffer.from(intact);
+        tampered[tampered.length - 1]! ^= 0xff;
+        writeFileSync(artifact, tampered);
+        try {
+            const bad = await host.runScript("backup-verify.sh", [artifact]);
+            expect(bad.code, bad.stderr).toBe(4);
+            expect(host.metric("backup_verification_status", "postgresql", "shop")).toBe(0);
+            const firing = await stack.waitFor("VerificationFailed at the webhook sink", () => stack.received.find((a) => a.labels.alertname === "VerificationFailed" && a.status === "firing"), 90_000);
+            expect(firing.labels).toMatchObject({ severity: "warning", type: "postgresql", target: "shop", instance: INSTANCE });
+        } finally {
+            writeFileSync(artifact, intact);
+        }
+        const good = await host.runScript("backup-verify.sh", [artifact]);
+        expect(good.code, good.stderr).toBe(0);
+        expect(host.metric("backup_verification_status", "postgresql", "shop")).toBe(1);
     });
 });

@@ -30,6 +30,33 @@ hx_manifests() {
     find "$1" -mindepth 1 -maxdepth 1 -type f -name '*.manifest.json' ! -name '.*' -print0 | sort --zero-terminated ${2:+"$2"}
 }
 
+# hx_manifest_for_artifact ARTIFACT: the manifest that describes ARTIFACT,
+# its own or a deduplicated one that refers to it; when several do, the
+# newest whose MAC verifies (logged with how many there were). Sets
+# HX_MANIFEST_FOUND, or HX_VERIFY_ERROR and returns 1.
+hx_manifest_for_artifact() {
+    local path=$1 name=${1##*/} m
+    local -a newest_first=() refs=()
+    HX_MANIFEST_FOUND=""
+    mapfile -d '' -t newest_first < <(hx_manifests "$(dirname -- "$path")" --reverse)
+    for m in "${newest_first[@]}"; do
+        [[ $(jq --raw-output '.artifact' -- "$m" 2>/dev/null) == "$name" ]] && refs+=("$m")
+    done
+    if ((${#refs[@]} == 0)); then
+        HX_VERIFY_ERROR="no manifest found for $path"
+        return 1
+    fi
+    for m in "${refs[@]}"; do
+        if hx_verify_manifest_mac "$m"; then
+            HX_MANIFEST_FOUND=$m
+            hx_info manifest_found "using the newest valid of ${#refs[@]} manifest(s) that describe the artifact" "artifact=$path" "manifest=$m"
+            return 0
+        fi
+    done
+    HX_VERIFY_ERROR="none of the ${#refs[@]} manifest(s) that describe $path verifies: $HX_VERIFY_ERROR"
+    return 1
+}
+
 # hx_source_dirs ARRAY [TYPE]: every source directory (STORAGE/TYPE/TARGET),
 # or those of one type, into ARRAY.
 hx_source_dirs() {

@@ -2,6 +2,7 @@
 # hx-backup library: textfile metrics and the size check
 # Sourced by hx-backup-lib.sh; never run.
 # shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
+declare -gA HX_SOURCE_MODULE # defined in core.sh
 
 # ---------------------------------------------------------------- metrics ---
 
@@ -159,4 +160,19 @@ hx_single_target_on_exit() {
     if ((rc != 0 && rc != HX_EXIT_LOCKED && rc != HX_EXIT_PARTIAL)) && [[ -n ${HX_SINGLE_TARGET:-} ]]; then
         hx_backup_failed "$HX_TYPE" "$HX_SINGLE_TARGET" "$rc"
     fi
+}
+
+# hx_record_verification MANIFEST OK [METRIC]: the outcome of any check of a
+# manifest of a local source (STORAGE/TYPE/TARGET/), as METRIC (default
+# backup_verification_status) 1 or 0 of that source. A copy elsewhere (an S3
+# download) belongs to no local source and records nothing.
+hx_record_verification() {
+    local m=$1 ok=$2 metric=${3:-backup_verification_status} dir storage
+    dir=$(cd -- "$(dirname -- "$m")" 2>/dev/null && pwd -P) || return 0
+    storage=$(cd -- "$HX_STORAGE" 2>/dev/null && pwd -P) || return 0
+    [[ ${dir%/*/*} == "$storage" && ${dir##*/} != .* ]] || return 0
+    local type=${dir%/*}
+    type=${type##*/}
+    [[ -n ${HX_SOURCE_MODULE[$type]:-} ]] || return 0
+    hx_metrics "$type" "${dir##*/}" "$metric=$ok"
 }

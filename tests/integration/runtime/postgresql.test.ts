@@ -106,6 +106,35 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         expect(files).toHaveLength(1);
     });
 
+    it("verifies and restores by artifact path after a same-day daily and weekly run, through the newest valid manifest that describes it", async () => {
+        const dir = join(host.config.paths.storage, "postgresql", "appdb");
+        const w = await host.runScript("postgresql-backup.sh", ["weekly"]);
+        expect(w.code, w.stderr).toBe(0);
+        // Retention kept only the newest manifest of the day: a dedup reference to an artifact
+        // whose own manifest is gone.
+        const ms = host.manifests("postgresql", "appdb");
+        expect(ms).toHaveLength(1);
+        const newest = host.readManifest("postgresql", "appdb", ms[0]!) as any;
+        expect(newest.dedup).not.toBeNull();
+        expect(ms.some((m) => m.startsWith(newest.artifact.replace(/\.dump\..*$/, "")))).toBe(false);
+        const art = join(dir, newest.artifact);
+        const v = await host.runScript("backup-verify.sh", [art]);
+        expect(v.code, v.stderr + v.stdout).toBe(0);
+        expect(v.stdout).toContain(`OK   ${join(dir, ms[0]!)}`);
+        expect(host.log("backup-verify")).toMatch(new RegExp(`event=manifest_found .*manifest="?${join(dir, ms[0]!).replace(/[.]/g, "\\.")}`));
+        const rr = await host.runScript("backup-restore.sh", ["--target", "hx_by_artifact", art]);
+        expect(rr.code, rr.stderr).toBe(0);
+        expect(await pg.sql("SELECT count(*) FROM items", "hx_by_artifact")).toBe("5000");
+        await pg.sql("DROP DATABASE hx_by_artifact");
+        // An artifact no manifest describes is still refused, naming it.
+        const stray = join(dir, "stray-20250101T000000Z.dump.zst.enc");
+        writeFileSync(stray, "x");
+        const none = await host.runScript("backup-verify.sh", [stray]);
+        expect(none.code).toBe(4);
+        expect(none.stderr).toContain(`no manifest found for ${stray}`);
+        rmSync(stray);
+    });
+
     it("test mode checks connectivity, dumps, verifies and leaves nothing behind", async () => {
         const before = readdirSync(join(host.config.paths.storage, "postgresql", "appdb")).sort();
         const r = await host.runScript("postgresql-backup.sh", ["test"]);
@@ -142,6 +171,23 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(0);
         expect(host.metric("backup_last_run_status", "verification", "all")).toBe(0);
         expect(host.log("backup-verify")).toMatch(/level=error .*event=verify_failed/);
+        // Every check records its outcome: a good --all, then the tampered artifact by path
+        // (0), then a restore refused for it (0), then the intact artifact by path (1).
+        writeFileSync(art, orig);
+        expect((await host.runScript("backup-verify.sh", ["--all"])).code).toBe(0);
+        expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(1);
+        writeFileSync(art, bad);
+        r = await host.runScript("backup-verify.sh", [art]);
+        expect(r.code).toBe(4);
+        expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(0);
+        writeFileSync(art, orig);
+        expect((await host.runScript("backup-verify.sh", [art])).code).toBe(0);
+        expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(1);
+        writeFileSync(art, bad);
+        r = await host.runScript("backup-restore.sh", ["--target", "hx_never_restored", art]);
+        expect(r.code).toBe(4);
+        expect(r.stderr).toMatch(/verification failed, nothing restored/);
+        expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(0);
         writeFileSync(art, orig);
         // manifest: change one digit of a size
         const mp = join(dir, m0!);
