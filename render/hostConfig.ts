@@ -13,7 +13,7 @@ import type { HostSpec, StackConfig } from "../config/types";
 import { hostJobs, type Job } from "./jobs";
 
 /** What the scripts know of a job: the schedule itself lives in the job's timer unit. */
-export type HostJob = Pick<Job, "name" | "type" | "script" | "args" | "description" | "maxIntervalSeconds">;
+export type HostJob = Pick<Job, "name" | "type" | "script" | "args" | "description" | "maxIntervalSeconds" | "jitterSeconds">;
 
 export const HOST_CONFIG_FORMAT = 1;
 import { HOST_CONFIG_NAME, manifestDir, runtimeFiles, watchedLocations } from "./paths";
@@ -165,7 +165,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
         configuration: host.configuration ?? null,
         monitoring: { nodeExporterUrl: config.nodeExporterUrl },
         drift: { manifestDir: manifestDir(config), watch: watchedLocations(config), ignore: runtimeFiles(config) },
-        jobs: hostJobs(config, host).map(({ name, type, script, args, description, maxIntervalSeconds }) => ({ name, type, script, args, description, maxIntervalSeconds })),
+        jobs: hostJobs(config, host).map(({ name, type, script, args, description, maxIntervalSeconds, jitterSeconds }) => ({ name, type, script, args, description, maxIntervalSeconds, jitterSeconds })),
     };
 }
 

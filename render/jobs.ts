@@ -18,6 +18,8 @@ export interface Job {
     readonly onCalendar: string;
     readonly description: string;
     readonly maxIntervalSeconds: number;
+    /** The timer's RandomizedDelaySec: how late after its scheduled time a run may start. */
+    readonly jitterSeconds: number;
 }
 
 interface JobTemplate {
@@ -51,6 +53,7 @@ export function hostJobs(config: StackConfig, host: HostSpec): Job[] {
             onCalendar: schedule.onCalendar,
             description: schedule.description,
             maxIntervalSeconds: schedule.maxIntervalSeconds,
+            jitterSeconds: config.randomizedDelaySec,
         };
     });
 }

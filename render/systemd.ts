@@ -63,7 +63,7 @@ export function renderJobUnits(config: StackConfig, host: HostSpec, job: Job): R
     const timer = renderTemplate("systemd/hx-backup-job.timer", {
         ...common,
         onCalendar: job.onCalendar,
-        randomizedDelaySec: config.randomizedDelaySec,
+        randomizedDelaySec: job.jitterSeconds,
     });
     return [
         { name: unitName(job.name, "service"), content: service },

@@ -113,7 +113,7 @@ export function panelSpecs(): PanelSpec[] {
         },
         {
             title: "Time since last success per job", kind: "table", unit: "s", width: 12, height: 8,
-            description: "Per job: how long ago its last successful run finished, its schedule's interval, and the ratio (BackupDelayed fires above 150%).",
+            description: "Per job: how long ago its last successful run finished, its schedule's interval, and the ratio. BackupDelayed fires a little above 100%: once the next run should have finished (interval, start delay, last duration and 30 minutes' grace).",
             queries: [
                 { expr: `time() - backup_last_success_timestamp{${JOB}}`, legend: "since last success", column: "Since last success" },
                 // `max without ()` only drops the metric name, so the three results merge into one row per job.
@@ -121,7 +121,7 @@ export function panelSpecs(): PanelSpec[] {
                 {
                     expr: `(time() - backup_last_success_timestamp{${JOB}}) / backup_expected_interval_seconds{${JOB}}`,
                     legend: "share of interval", column: "Share of interval", unit: "percentunit",
-                    thresholds: [{ color: "green", value: null }, { color: "orange", value: 1 }, { color: "red", value: 1.5 }],
+                    thresholds: [{ color: "green", value: null }, { color: "orange", value: 1 }, { color: "red", value: 1.1 }],
                 },
             ],
         },

@@ -172,24 +172,31 @@ hx_load_config() {
     if [[ ${scheme[0]} != aes-256-cbc || ${scheme[1]} != hmac-sha256 ]]; then
         hx_die "$HX_EXIT_USAGE" "config: encryption ${scheme[0]} with ${scheme[1]} is not what this library implements (aes-256-cbc with hmac-sha256)"
     fi
-    # The schedule interval the alert rules compare against, per type: the
-    # shortest maxIntervalSeconds of this host's jobs of that type.
+    # The schedule facts the alert rules compare against, per type: the
+    # shortest maxIntervalSeconds of this host's jobs of that type, and the
+    # longest start delay (RandomizedDelaySec) of those jobs.
     hx_cfg_into HX_JOB_NAMES 'jobs[].name'
     hx_cfg_into HX_JOB_TYPES 'jobs[].type'
     hx_cfg_into HX_JOB_INTERVALS 'jobs[].maxIntervalSeconds'
+    hx_cfg_into HX_JOB_JITTERS 'jobs[].jitterSeconds'
     HX_INTERVAL_OF=()
+    HX_JITTER_OF=()
     local i type
     for i in "${!HX_JOB_TYPES[@]}"; do
         type=${HX_JOB_TYPES[i]}
         if [[ -z ${HX_INTERVAL_OF[$type]:-} ]] || ((HX_JOB_INTERVALS[i] < HX_INTERVAL_OF[$type])); then
             HX_INTERVAL_OF[$type]=${HX_JOB_INTERVALS[i]}
         fi
+        if [[ -z ${HX_JITTER_OF[$type]:-} ]] || ((HX_JOB_JITTERS[i] > HX_JITTER_OF[$type])); then
+            HX_JITTER_OF[$type]=${HX_JOB_JITTERS[i]}
+        fi
     done
 }
-# This host's jobs (name, type, maxIntervalSeconds by index) and the shortest
-# interval per type, loaded by hx_load_config.
-HX_JOB_NAMES=() HX_JOB_TYPES=() HX_JOB_INTERVALS=()
-declare -gA HX_INTERVAL_OF=()
+# This host's jobs (name, type, maxIntervalSeconds, jitterSeconds by index),
+# and per type the shortest interval and the longest jitter, loaded by
+# hx_load_config.
+HX_JOB_NAMES=() HX_JOB_TYPES=() HX_JOB_INTERVALS=() HX_JOB_JITTERS=()
+declare -gA HX_INTERVAL_OF=() HX_JITTER_OF=()
 
 hx__open_log() {
     if mkdir -p -- "$HX_LOGS" 2>/dev/null && [[ -w $HX_LOGS ]]; then

@@ -37,13 +37,14 @@ hx_metrics() {
     for kv in "$@"; do
         val[${kv%%=*}]=${kv#*=}
     done
-    # The schedule interval the alert rules compare against: the shortest
-    # maxIntervalSeconds of this host's jobs of this type.
+    # The schedule facts the alert rules compare against (see hx_load_config).
     local interval=${HX_INTERVAL_OF[$type]:-}
     [[ -n $interval ]] && val[backup_expected_interval_seconds]=$interval
+    local jitter=${HX_JITTER_OF[$type]:-}
+    [[ -n $jitter ]] && val[backup_schedule_jitter_seconds]=$jitter
     local labels tmp
     labels="type=\"$(hx__label "$type")\",target=\"$(hx__label "$target")\""
-    tmp=$(mktemp -- "$HX_TEXTFILE/.hx_backup-$type-$target.prom.XXXXXX") || return 0
+    tmp=$(mktemp -- "$HX_TEXTFILE/.hx_backup-$type-$target.prom.$$.tmpXXXXXX.partial") || return 0
     {
         for name in $(printf '%s\n' "${!val[@]}" | sort); do
             printf '# TYPE %s gauge\n' "$name"

@@ -16,7 +16,7 @@ import { startS3, type S3Instance } from "../../support/s3";
 const AWS = which("/usr/bin/aws") ?? "aws";
 const missing = missingTools([...PG_TOOLS, AWS, NODE_EXPORTER, "curl", "zstd", "jq", "openssl"]);
 
-const job = (name: string, type: BackupType, script: string, args: string[], maxIntervalSeconds: number) => ({ name, type, script, args, description: name, maxIntervalSeconds });
+const job = (name: string, type: BackupType, script: string, args: string[], maxIntervalSeconds: number) => ({ name, type, script, args, description: name, maxIntervalSeconds, jitterSeconds: 300 });
 
 describe.skipIf(missing.length > 0)("operator scripts", { timeout: 180_000 }, () => {
     let pg: PostgresInstance;
@@ -110,7 +110,7 @@ describe.skipIf(missing.length > 0)("operator scripts", { timeout: 180_000 }, ()
         const res = await fetch(ne.url);
         const body = await res.text();
         const names = new Set([...body.matchAll(/^(backup_[a-z_]+)\{/gm)].map((m) => m[1]));
-        for (const n of ["backup_last_success_timestamp", "backup_duration_seconds", "backup_size_bytes", "backup_verification_status", "backup_storage_usage_bytes", "backup_last_run_status", "backup_last_attempt_timestamp", "backup_restore_test_status", "backup_remote_sync_status", "backup_remote_sync_last_success_timestamp", "backup_dedup_saved_bytes", "backup_size_check_status"]) {
+        for (const n of ["backup_last_success_timestamp", "backup_duration_seconds", "backup_size_bytes", "backup_verification_status", "backup_storage_usage_bytes", "backup_last_run_status", "backup_last_attempt_timestamp", "backup_restore_test_status", "backup_remote_sync_status", "backup_remote_sync_last_success_timestamp", "backup_dedup_saved_bytes", "backup_size_check_status", "backup_schedule_jitter_seconds"]) {
             expect(names.has(n), n).toBe(true);
         }
         expect(names.has("backup_expected_interval_seconds")).toBe(true);
