@@ -207,6 +207,7 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
         schedules,
         randomizedDelaySec: flat.timerRandomizedDelaySec,
         retention,
+        retentionTimeZone: flat.retentionTimeZone,
         encryption: { algorithm: flat.encryptionAlgorithm, keyVersion: flat.encryptionKeyVersion },
         paths,
         backupUser,

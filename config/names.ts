@@ -13,6 +13,19 @@ export const hostName: Check = (v) =>
 export const address: Check = (v) =>
     /^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$/.test(v) ? null : "an IP address or DNS name (letters, digits, '.', ':', '-')";
 
+/** `local` (the host's zone) or a zone this machine's ICU knows (IANA names such as `Europe/Berlin`, or `UTC`). */
+export const timeZone: Check = (v) => {
+    const hint = "`local`, `UTC` or an IANA time zone name such as `Europe/Berlin`";
+    if (v === "local") return null;
+    if (!/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+){0,2}$/.test(v)) return hint;
+    try {
+        new Intl.DateTimeFormat("en", { timeZone: v });
+        return null;
+    } catch {
+        return `${hint} ('${v}' is not a known zone)`;
+    }
+};
+
 export const unixUser: Check = (v) =>
     /^[a-z_][a-z0-9_-]{0,31}$/.test(v) ? null : "a Unix user name: lowercase letter or '_' first, then lowercase letters, digits, '_' or '-', at most 32 characters";
 

@@ -257,6 +257,10 @@ export const CONFIG_KEYS = {
         type: "integer", default: 3, min: 0, max: 100, group: "Retention",
         description: "Newest backups kept, one per year.",
     }),
+    retentionTimeZone: spec({
+        type: "string", default: "local", check: names.timeZone, required: true, group: "Retention",
+        description: "Zone in which retention counts days, ISO weeks, months and years (and marks uploads' retention class): `local` (the host's zone, as restic and borg do), `UTC`, or an IANA name such as `Europe/Berlin`.",
+    }),
 
     // --- Encryption --------------------------------------------------------
     encryptionAlgorithm: spec({

@@ -100,6 +100,8 @@ export interface StackConfig {
     readonly schedules: Readonly<Record<ScheduleKey, Schedule>>;
     readonly randomizedDelaySec: number;
     readonly retention: Readonly<Record<RetentionClass, number>>;
+    /** Zone of retention's periods: `local` (the host's) or a zone name. */
+    readonly retentionTimeZone: string;
     readonly encryption: { readonly algorithm: "AES-256-CBC"; readonly keyVersion: number };
     readonly paths: PathSettings;
     readonly backupUser: string;

@@ -53,7 +53,7 @@ export interface HostConfigFile {
     /** `threads`: zstd workers. */
     readonly compression: { readonly method: "auto" | "zstd" | "gzip"; readonly level: number; readonly threads: number };
     /** GFS counts; artifacts no manifest references are removed after `orphanMinutes`. */
-    readonly retention: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly yearly: number; readonly orphanMinutes: number };
+    readonly retention: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly yearly: number; readonly orphanMinutes: number; readonly timeZone: string };
     readonly sizeCheck: { readonly history: number; readonly lowPercent: number; readonly highPercent: number };
     /** Local storage quota in bytes, exported as backup_storage_quota_bytes; 0 = none. */
     readonly storageQuotaBytes: number;
@@ -129,7 +129,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
         },
         encryption: { cipher: "aes-256-cbc", mac: "hmac-sha256", currentKeyId: facts.currentKeyId, keyIds: facts.keyIds },
         compression: config.compression,
-        retention: { ...config.retention, orphanMinutes: 60 },
+        retention: { ...config.retention, orphanMinutes: 60, timeZone: config.retentionTimeZone },
         sizeCheck: config.sizeCheck,
         storageQuotaBytes: config.storageQuotaBytes,
         remote: {

@@ -5,7 +5,8 @@
 # rule, until the rule's count is used up. Periods without a backup do not
 # count; one backup may satisfy several rules. The newest verified backup of
 # each source is never deleted. Artifacts still referenced by a kept
-# (deduplicated) manifest are kept.
+# (deduplicated) manifest are kept. Periods are counted in
+# retention.timeZone (local: the host's zone, as restic does).
 #
 # Usage: backup-retention.sh [--type TYPE] [--dry-run]
 #   --dry-run  list what would be deleted and why; change nothing

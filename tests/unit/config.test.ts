@@ -86,6 +86,14 @@ describe("each invalid value is reported with key path, value seen and expected 
         expectProblem(err, "retentionDialy", 3, /did you mean "retentionDaily"\?/);
     });
 
+    it("retentionTimeZone: an unknown zone or a shell-looking value names the key and the forms accepted", () => {
+        expectProblem(configError({ retentionTimeZone: "Mars/Olympus_Mons" }), "retentionTimeZone", "Mars/Olympus_Mons", /`local`, `UTC` or an IANA time zone name .*not a known zone/);
+        expectProblem(configError({ retentionTimeZone: "UTC; reboot" }), "retentionTimeZone", "UTC; reboot", /`local`, `UTC` or an IANA time zone name such as `Europe\/Berlin`/);
+        for (const ok of ["local", "UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires"]) {
+            expect(loadStackConfig("unit", { "hx-backup:retentionTimeZone": ok }, {}).retentionTimeZone).toBe(ok);
+        }
+    });
+
     it("unknown key far from any known key lists the known keys", () => {
         const err = configError({ zzzzzzzzzz: true });
         expectProblem(err, "zzzzzzzzzz", true, /one of the known keys: hosts, sshUser/);

@@ -75,9 +75,16 @@ hx_source_dirs() {
 }
 
 # hx_period_keys CREATED_AT: the day, ISO week, month and year a backup
-# belongs to for retention (and for its upload's retention class), in UTC.
+# belongs to for retention (and for its upload's retention class), in the
+# zone retention.timeZone names (local: the host's).
 hx_period_keys() {
-    date -u -d "$1" '+%Y-%m-%d %G-W%V %Y-%m %Y'
+    local zone
+    hx_cfg_read zone retention.timeZone
+    if [[ $zone == local ]]; then
+        date -d "$1" '+%Y-%m-%d %G-W%V %Y-%m %Y'
+    else
+        TZ=$zone date -d "$1" '+%Y-%m-%d %G-W%V %Y-%m %Y'
+    fi
 }
 
 # hx_commit_artifact TYPE TARGET SOURCE_JSON CONTENT_JSON

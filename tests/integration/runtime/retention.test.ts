@@ -15,11 +15,11 @@ const missing = missingTools(["jq", "openssl"]);
 const STAMPS = ["2026-01-10T02:00:00Z", "2026-02-20T02:00:00Z", "2026-03-05T02:00:00Z", "2026-03-06T10:00:00Z", "2026-03-06T12:00:00Z", "2026-03-09T02:00:00Z", "2026-03-10T02:00:00Z"];
 const name = (iso: string) => `db-${iso.replace(/[-:]/g, "")}`;
 
-async function fabricate(host: TestHost, dedup: Record<string, string> = {}): Promise<string> {
+async function fabricate(host: TestHost, dedup: Record<string, string> = {}, stamps: readonly string[] = STAMPS): Promise<string> {
     const dir = join(host.config.paths.storage, "postgresql", "db");
     mkdirSync(dir, { recursive: true });
     const old = new Date(Date.now() - 3 * 3600_000);
-    for (const iso of STAMPS) {
+    for (const iso of stamps) {
         const base = name(iso);
         const refIso = dedup[iso];
         const artifact = refIso ? `${name(refIso)}.dump.zst.enc` : `${base}.dump.zst.enc`;
@@ -73,6 +73,49 @@ describe.skipIf(missing.length > 0)("backup-retention.sh", { timeout: 60_000 }, 
         expect(existsSync(join(dir, `${name("2026-01-10T02:00:00Z")}.dump.zst.enc`))).toBe(false);
         expect(existsSync(join(dir, `${name("2026-03-06T10:00:00Z")}.dump.zst.enc`))).toBe(false);
         expect(host.log("backup-retention")).toMatch(/event=pruned .*manifest="db-20260110T020000Z.manifest.json"/);
+    });
+
+    describe("counts days, weeks, months and years in retention.timeZone", () => {
+        // Berlin: A is 2025-12-31 23:30 CET, B 2026-01-01 00:30 CET (a new day and year), C
+        // 2026-03-29 23:30 CEST (the day clocks went forward), D 2026-03-30 00:30 CEST. In UTC, A
+        // and B share 2025-12-31 and C and D share 2026-03-29.
+        const [A, B, C, D] = ["2025-12-31T22:30:00Z", "2025-12-31T23:30:00Z", "2026-03-29T21:30:00Z", "2026-03-29T22:30:00Z"];
+        const setup = async (timeZone: string) => {
+            host.config.retention = { ...host.config.retention, daily: 3, weekly: 0, monthly: 0, yearly: 2, timeZone };
+            host.writeConfig();
+            await fabricate(host, {}, [A!, B!, C!, D!]);
+        };
+        const line = (verb: "keep  " | "delete", iso: string, why: string) => `${verb} postgresql/db/${name(iso)}.manifest.json (${why})`;
+        const berlin = (out: string) => {
+            expect(out).toContain(line("keep  ", D!, "daily 2026-03-30, yearly 2026, newest verified"));
+            expect(out).toContain(line("keep  ", C!, "daily 2026-03-29"));
+            expect(out).toContain(line("keep  ", B!, "daily 2026-01-01"));
+            expect(out).toContain(line("keep  ", A!, "yearly 2025"));
+        };
+
+        it("Europe/Berlin: the local day across a DST change and a year boundary", async () => {
+            await setup("Europe/Berlin");
+            const dry = await host.runScript("backup-retention.sh", ["--dry-run"]);
+            expect(dry.code, dry.stderr).toBe(0);
+            berlin(dry.stdout);
+        });
+
+        it("local is the host's zone (here TZ=Europe/Berlin), the default", async () => {
+            await setup("local");
+            const dry = await host.runScript("backup-retention.sh", ["--dry-run"], { env: { TZ: "Europe/Berlin" } });
+            expect(dry.code, dry.stderr).toBe(0);
+            berlin(dry.stdout);
+        });
+
+        it("UTC: the same backups fall into fewer days", async () => {
+            await setup("UTC");
+            const dry = await host.runScript("backup-retention.sh", ["--dry-run"], { env: { TZ: "Europe/Berlin" } });
+            expect(dry.code, dry.stderr).toBe(0);
+            expect(dry.stdout).toContain(line("keep  ", D!, "daily 2026-03-29, yearly 2026, newest verified"));
+            expect(dry.stdout).toContain(line("keep  ", B!, "daily 2025-12-31, yearly 2025"));
+            expect(dry.stdout).toMatch(new RegExp(`delete postgresql/db/${name(C!)}\\.manifest\\.json`));
+            expect(dry.stdout).toMatch(new RegExp(`delete postgresql/db/${name(A!)}\\.manifest\\.json`));
+        });
     });
 
     it("never deletes the newest verified backup", async () => {
