@@ -275,6 +275,10 @@ export const CONFIG_KEYS = {
         type: "integer", default: 1, min: 1, max: 1000, group: "Encryption",
         description: "Current key version. Bump it to rotate: a new key is generated, older ones stay installed for restores.",
     }),
+    keyRotationDays: spec({
+        type: "integer", default: 90, min: 1, max: 3650, group: "Encryption",
+        description: "Rotation policy: the current key's age, in days, past which EncryptionKeyRotationDue fires (quarterly by default).",
+    }),
 
     // --- Paths -------------------------------------------------------------
     configDir: spec({

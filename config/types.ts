@@ -102,7 +102,7 @@ export interface StackConfig {
     readonly retention: Readonly<Record<RetentionClass, number>>;
     /** Zone of retention's periods: `local` (the host's) or a zone name. */
     readonly retentionTimeZone: string;
-    readonly encryption: { readonly algorithm: "AES-256-CBC"; readonly keyVersion: number };
+    readonly encryption: { readonly algorithm: "AES-256-CBC"; readonly keyVersion: number; readonly rotationDays: number };
     readonly paths: PathSettings;
     readonly backupUser: string;
     readonly compression: { readonly method: "auto" | "zstd" | "gzip"; readonly level: number; readonly threads: number };

@@ -32,8 +32,8 @@ describe("defaults reproduce the seed document", () => {
         expect(c.schedules.applicationDaily.description).toBe("every day at 01:00");
     });
 
-    it("AES-256-CBC with the key file /etc/hx-backup/encryption.key and a keyring beside it", () => {
-        expect(c.encryption).toEqual({ algorithm: "AES-256-CBC", keyVersion: 1 });
+    it("AES-256-CBC with the key file /etc/hx-backup/encryption.key and a keyring beside it, rotated quarterly", () => {
+        expect(c.encryption).toEqual({ algorithm: "AES-256-CBC", keyVersion: 1, rotationDays: 90 });
         expect(c.paths.keyFile).toBe("/etc/hx-backup/encryption.key");
         expect(c.paths.keyringDir).toBe("/etc/hx-backup/keys");
     });
