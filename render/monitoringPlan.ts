@@ -18,7 +18,13 @@ export function alertNames(): string[] {
 }
 
 export function renderRules(config: StackConfig): string {
-    return renderTemplate(RULES_TEMPLATE, { stack: config.stack, runbookBaseUrl: config.monitoring?.runbookBaseUrl ?? "" });
+    const rotationDays = config.encryption.rotationDays;
+    return renderTemplate(RULES_TEMPLATE, {
+        stack: config.stack,
+        runbookBaseUrl: config.monitoring?.runbookBaseUrl ?? "",
+        keyRotationDays: String(rotationDays),
+        keyRotationSeconds: String(rotationDays * 86400),
+    });
 }
 
 export function renderDashboardFile(config: StackConfig): string {

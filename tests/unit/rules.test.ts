@@ -22,6 +22,7 @@ const TEST_DIR = path.join(PROJECT_DIR, "tests", "rules");
 const ALERTS = [
     "BackupFailed", "BackupDelayed", "StorageFull", "VerificationFailed", "RestoreTestFailed",
     "RemoteSyncFailing", "RemoteSyncStale", "BackupMetricsMissing", "TextfileScrapeError", "ConfigDrift",
+    "EncryptionKeyRotationDue",
 ];
 
 interface AlertRule {
@@ -64,7 +65,7 @@ function anchor(heading: string): string {
 }
 
 describe("the alert rules, rendered", () => {
-    it("are exactly the ten alerts, each once, with no {{hx.*}} placeholder left", () => {
+    it("are exactly the eleven alerts, each once, with no {{hx.*}} placeholder left", () => {
         expect(rendered).not.toContain("{{hx.");
         expect(rules.map((r) => r.alert)).toEqual(ALERTS);
         expect(alertNames()).toEqual(ALERTS);

@@ -55,20 +55,27 @@ hx_metrics() {
     mv -f -- "$tmp" "$file"
 }
 
-# Per-host storage metrics (no type/target labels): filesystem size and free
-# space of the storage directory, and the configured quota (0 = none).
+# Per-host metrics (no type/target labels): filesystem size and free space
+# of the storage directory, the configured quota (0 = none), and the current
+# key's age: since this host's keyring file for it was written (the keyring
+# step rewrites the files only when the set of keys changes).
 hx_host_metrics() {
     [[ -n ${HX_TEXTFILE:-} && -d ${HX_STORAGE:-} ]] || return 0
     mkdir -p -- "$HX_TEXTFILE" 2>/dev/null || return 0
-    local size avail quota tmp
+    local size avail quota tmp key_file key_mtime
     read -r size avail < <(df --block-size=1 --output=size,avail -- "$HX_STORAGE" 2>/dev/null | tail -n 1) || return 0
     quota=$HX_STORAGE_QUOTA
     [[ $size =~ ^[0-9]+$ && $avail =~ ^[0-9]+$ && $quota =~ ^[0-9]+$ ]] || return 0
+    local -a lines=(backup_storage_filesystem_size_bytes "$size" backup_storage_filesystem_avail_bytes "$avail" backup_storage_quota_bytes "$quota")
+    key_file="$HX_KEYRING/$HX_KEY_ID.key"
+    [[ -e $key_file || -z $HX_KEYFILE ]] || key_file=$HX_KEYFILE
+    key_mtime=$(stat --format=%Y -- "$key_file" 2>/dev/null || true)
+    [[ $key_mtime =~ ^[0-9]+$ ]] && lines+=(backup_encryption_key_age_seconds "$(($(hx_epoch) - key_mtime))")
     tmp=$(mktemp -- "$HX_TEXTFILE/.hx_backup-storage.prom.$$.tmpXXXXXX.partial") || return 0
-    printf '# TYPE %s gauge\n%s %s\n' \
-        backup_storage_filesystem_size_bytes backup_storage_filesystem_size_bytes "$size" \
-        backup_storage_filesystem_avail_bytes backup_storage_filesystem_avail_bytes "$avail" \
-        backup_storage_quota_bytes backup_storage_quota_bytes "$quota" >"$tmp"
+    local i
+    for ((i = 0; i < ${#lines[@]}; i += 2)); do
+        printf '# TYPE %s gauge\n%s %s\n' "${lines[i]}" "${lines[i]}" "${lines[i + 1]}"
+    done >"$tmp"
     chmod 0644 -- "$tmp"
     mv -f -- "$tmp" "$HX_TEXTFILE/hx_backup-storage.prom"
 }

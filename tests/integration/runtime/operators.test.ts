@@ -114,12 +114,16 @@ describe.skipIf(missing.length > 0)("operator scripts", { timeout: 180_000 }, ()
             expect(names.has(n), n).toBe(true);
         }
         expect(names.has("backup_expected_interval_seconds")).toBe(true);
-        const hostLevel = ["backup_storage_filesystem_size_bytes", "backup_storage_filesystem_avail_bytes", "backup_storage_quota_bytes"];
+        const hostLevel = ["backup_storage_filesystem_size_bytes", "backup_storage_filesystem_avail_bytes", "backup_storage_quota_bytes", "backup_encryption_key_age_seconds"];
         for (const line of body.split("\n").filter((l) => l.startsWith("backup_"))) {
             if (hostLevel.some((n) => line.startsWith(`${n} `))) continue;
             expect(line).toMatch(/^backup_[a-z_]+\{target="[^"]*",type="[^"]*"\} [0-9.e+-]+$/);
         }
         for (const n of hostLevel) expect(body).toMatch(new RegExp(`^${n} [0-9.e+-]+$`, "m"));
+        // The key's age counts from its keyring file, written when the key was installed.
+        const age = Number(/^backup_encryption_key_age_seconds (\S+)$/m.exec(body)?.[1]);
+        expect(age).toBeGreaterThanOrEqual(0);
+        expect(age).toBeLessThan(3600);
         expect(body).toMatch(/^node_textfile_scrape_error 0$/m);
     });
 });
