@@ -208,6 +208,7 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
         randomizedDelaySec: flat.timerRandomizedDelaySec,
         retention,
         retentionTimeZone: flat.retentionTimeZone,
+        logFormat: flat.logFormat,
         encryption: { algorithm: flat.encryptionAlgorithm, keyVersion: flat.encryptionKeyVersion, rotationDays: flat.keyRotationDays },
         paths,
         backupUser,

@@ -307,6 +307,10 @@ export const CONFIG_KEYS = {
     }),
 
     // --- Backup behaviour --------------------------------------------------
+    logFormat: spec({
+        type: "string", default: "keyvalue", allowed: ["keyvalue", "json"], group: "Backup behaviour",
+        description: "Job log lines (log files, stderr, syslog): `keyvalue` (`ts=… level=… event=…`) or `json` (one JSON object per line with ECS field names, for Filebeat/Elasticsearch).",
+    }),
     compression: spec({
         type: "string", default: "auto", allowed: ["auto", "zstd", "gzip"], group: "Backup behaviour",
         description: "`auto` (zstd if present, else gzip), `zstd` or `gzip`.",

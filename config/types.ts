@@ -113,6 +113,8 @@ export interface StackConfig {
     readonly sizeCheck: { readonly history: number; readonly lowPercent: number; readonly highPercent: number };
     /** 0 = no quota. */
     readonly storageQuotaBytes: number;
+    /** Job log line format. */
+    readonly logFormat: "keyvalue" | "json";
     readonly monitoring?: {
         readonly host: string;
         readonly rulesPath: string;

@@ -55,6 +55,8 @@ export interface HostConfigFile {
     /** GFS counts; artifacts no manifest references are removed after `orphanMinutes`. */
     readonly retention: { readonly daily: number; readonly weekly: number; readonly monthly: number; readonly yearly: number; readonly orphanMinutes: number; readonly timeZone: string };
     readonly sizeCheck: { readonly history: number; readonly lowPercent: number; readonly highPercent: number };
+    /** `format`: `keyvalue` or `json` (ECS field names). */
+    readonly logging: { readonly format: "keyvalue" | "json" };
     /** Local storage quota in bytes, exported as backup_storage_quota_bytes; 0 = none. */
     readonly storageQuotaBytes: number;
     readonly remote: {
@@ -131,6 +133,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
         compression: config.compression,
         retention: { ...config.retention, orphanMinutes: 60, timeZone: config.retentionTimeZone },
         sizeCheck: config.sizeCheck,
+        logging: { format: config.logFormat },
         storageQuotaBytes: config.storageQuotaBytes,
         remote: {
             enabled: remoteEnabled,

@@ -146,6 +146,7 @@ hx_load_config() {
     # Logs first, so a config error below is logged where the job's log is.
     [[ ${HX_CFG_TYPE[paths.logs]:-} == string ]] && HX_LOGS=${HX_CFG[paths.logs]}
     [[ ${HX_CFG_TYPE[paths.textfile]:-} == string ]] && HX_TEXTFILE=${HX_CFG[paths.textfile]}
+    [[ ${HX_CFG[logging.format]:-} == json ]] && HX_LOG_FORMAT=json
     hx__open_log
     local -a cfgv=()
     hx_cfg_into cfgv paths.storage paths.logs paths.textfile paths.locks paths.keyFile paths.keyring paths.scripts encryption.currentKeyId host stack
@@ -159,6 +160,7 @@ hx_load_config() {
     HX_KEY_ID=${cfgv[7]}
     HX_HOST=${cfgv[8]}
     HX_STACK=${cfgv[9]}
+    hx_cfg_read HX_LOG_FORMAT logging.format
     if [[ -z $HX_STORAGE || -z $HX_LOGS || -z $HX_TEXTFILE ]]; then
         HX_CONFIG_BROKEN=1
         hx__fallback_dirs

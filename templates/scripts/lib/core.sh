@@ -44,15 +44,38 @@ hx__logval() {
     printf '"%s"' "$v"
 }
 
-# hx_log LEVEL EVENT MESSAGE [key=value ...]
+# hx__log_json LEVEL EVENT MESSAGE [key=value ...]: one JSON line with ECS
+# field names (@timestamp, log.level, event.action, event.outcome, host.name,
+# service.name, message) and ours under hx.* (job, user and every key=value).
+# jq builds it, so any value (quotes, newlines, invalid UTF-8) stays data.
+hx__log_json() {
+    local level=$1 event=$2 msg=$3
+    shift 3
+    jq --null-input --compact-output \
+        --arg ts "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" --arg level "$level" --arg event "$event" --arg msg "$msg" \
+        --arg host "${HX_HOST:-$(hostname)}" --arg job "${HX_JOB:-}" --arg user "${HX_RUN_USER:-}" \
+        '($ARGS.positional | map(index("=") as $i | if $i == null then {(.): ""} else {(.[:$i]): .[$i + 1:]} end) | add // {}) as $kv
+        | {"@timestamp": $ts, log: {level: $level}, message: $msg,
+           event: {action: $event, outcome: (if $level == "error" or $kv.result == "failed" then "failure"
+                elif ($kv.result // "") == "ok" or ($event | test("(^|_)ok$")) then "success" else "unknown" end)},
+           host: {name: $host}, service: {name: "hx-backup"},
+           hx: ({job: $job, user: $user} + $kv)}' --args "$@" 2>/dev/null
+}
+
+# hx_log LEVEL EVENT MESSAGE [key=value ...]: one line in logging.format
+# (key=value, or JSON lines), to the job's log, stderr and syslog.
 hx_log() {
     local level=$1 event=$2 msg=$3
     shift 3
     local line kv
-    line="ts=$(hx_now) level=$level job=$HX_JOB event=$event user=$HX_RUN_USER msg=$(hx__logval "$msg")"
-    for kv in "$@"; do
-        line+=" ${kv%%=*}=$(hx__logval "${kv#*=}")"
-    done
+    if [[ ${HX_LOG_FORMAT:-keyvalue} == json ]] && line=$(hx__log_json "$level" "$event" "$msg" "$@"); then
+        :
+    else
+        line="ts=$(hx_now) level=$level job=$HX_JOB event=$event user=$HX_RUN_USER msg=$(hx__logval "$msg")"
+        for kv in "$@"; do
+            line+=" ${kv%%=*}=$(hx__logval "${kv#*=}")"
+        done
+    fi
     if [[ -n $HX_LOG_FILE ]]; then
         printf '%s\n' "$line" >>"$HX_LOG_FILE" 2>/dev/null || true
     fi

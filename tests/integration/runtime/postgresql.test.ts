@@ -408,6 +408,58 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         }
     });
 
+    it("logging.format json: every line a job writes is one ECS JSON object, hostile values included", async () => {
+        const logFile = join(host.config.paths.logs, "postgresql-backup.log");
+        const verifyLog = join(host.config.paths.logs, "backup-verify.log");
+        const before = { pg: host.log("postgresql-backup").length, verify: host.log("backup-verify").length };
+        host.config.logging = { format: "json" };
+        host.writeConfig();
+        try {
+            const ok = await host.runScript("postgresql-backup.sh", ["daily"]);
+            expect(ok.code, ok.stderr).toBe(0);
+            const bad = await host.runScript("backup-verify.sh", [join(host.root, "no-such.manifest.json")]);
+            expect(bad.code).toBe(2);
+            // A value that is not valid UTF-8 still gives valid JSON.
+            const lib = join(host.scriptsDir, "hx-backup-lib.sh");
+            const probe = await run("bash", ["-c", 'source "$1"; hx_load_config; hx__open_log; hx_warn probe "odd bytes" "raw=$(printf "a\\xff\\xfeb")" "quote=$QUOTE" "newline=$NEWLINE"', "_", lib], {
+                env: { HX_BACKUP_CONFIG: host.configPath, HX_JOB: "probe", QUOTE: '"x" \\ $(id)', NEWLINE: "l1\nl2" },
+                user: host.user,
+            });
+            expect(probe.code, probe.stderr).toBe(0);
+            const lines = [
+                ...readFileSync(logFile, "utf8").slice(before.pg).split("\n"),
+                ...readFileSync(verifyLog, "utf8").slice(before.verify).split("\n"),
+                ...ok.stderr.split("\n"),
+                ...bad.stderr.split("\n"),
+                ...probe.stderr.split("\n"),
+            ].filter(Boolean);
+            expect(lines.length).toBeGreaterThan(10);
+            const events = lines.map((l) => {
+                const e = JSON.parse(l);
+                expect(e["@timestamp"], l).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+                expect(["info", "warning", "error", "audit"], l).toContain(e.log.level);
+                expect(e.event.action, l).toMatch(/^[a-z_]+$/);
+                expect(["success", "failure", "unknown"], l).toContain(e.event.outcome);
+                expect(e.host.name, l).toBe(host.config.host);
+                expect(e.service.name, l).toBe("hx-backup");
+                expect(typeof e.message, l).toBe("string");
+                expect(typeof e.hx.job, l).toBe("string");
+                return e;
+            });
+            expect(events.find((e) => e.hx.database === HOSTILE_DB)?.event.action).toBe("dump_start");
+            expect(events.some((e) => e.event.action === "backup_ok" && e.event.outcome === "success")).toBe(true);
+            expect(events.find((e) => e.hx.job === "verification" && e.log.level === "error")?.event.outcome).toBe("failure");
+            const odd = events.find((e) => e.event.action === "probe")!;
+            expect(odd.hx.quote).toBe('"x" \\ $(id)');
+            expect(odd.hx.newline).toBe("l1\nl2");
+            expect(odd.hx.raw).toMatch(/^a.*b$/);
+            expect(existsSync("/tmp/hx-pwned")).toBe(false);
+        } finally {
+            host.config.logging = { format: "keyvalue" };
+            host.writeConfig();
+        }
+    });
+
     it("keeps the key out of argv: no key hex in the manifest or log", async () => {
         const key = readFileSync(host.config.paths.keyFile, "utf8").trim();
         const log = host.log("postgresql-backup");
