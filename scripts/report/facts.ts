@@ -1,0 +1,457 @@
+/**
+ * Facts from a bucket listing and its manifests, measured against the stack's
+ * policy: a pure function of its inputs (no clock, no I/O), so every rule of
+ * the report is tested without S3.
+ */
+import { RETENTION_CLASSES, type RetentionClass } from "../../config/lifecycle";
+import { dayFromNumber, dayNumber, dayOf, periodKey, periodsBetween, runsOnDay } from "./calendar";
+import { hasLoneSurrogate, macMatches, type Json } from "./canonical";
+import {
+    REPORT_FORMAT,
+    type ArtifactStatus,
+    type BackupFact,
+    type BucketObject,
+    type BucketSnapshot,
+    type ClassCoverage,
+    type ExpectedSource,
+    type KeyFact,
+    type MacKeyring,
+    type MacStatus,
+    type Problem,
+    type Report,
+    type ReportPolicy,
+    type SourceReport,
+    type TimelineDay,
+} from "./model";
+
+/** The same grace BackupDelayed adds (README "BackupDelayed"). */
+export const RPO_GRACE_SECONDS = 1800;
+const DAY_SECONDS = 86_400;
+
+export interface ParsedKey {
+    readonly retentionClass: RetentionClass | null;
+    readonly host: string;
+    readonly type: string;
+    readonly target: string;
+    readonly file: string;
+    /** The key up to and including the last `/`: where the manifest's artifact must be (backup-restore.sh). */
+    readonly dir: string;
+}
+
+/**
+ * Where an object sits in the layout lib/remote.sh hx_s3_key writes:
+ * `<prefix>/<class>/<host>/<type>/<target>/<file>` (prefix mode) or
+ * `<prefix>/<host>/<type>/<target>/<file>` with the retention-class tag (tag mode).
+ */
+export function parseObjectKey(key: string, bucket: ReportPolicy["bucket"], retentionTag?: string): ParsedKey | null {
+    const prefix = bucket.prefix.replace(/\/+$/, "");
+    const root = prefix ? `${prefix}/` : "";
+    if (!key.startsWith(root)) return null;
+    const parts = key.slice(root.length).split("/");
+    const isClass = (c: string | undefined): c is RetentionClass => RETENTION_CLASSES.includes(c as RetentionClass);
+    let retentionClass: RetentionClass | null;
+    let rest: string[];
+    if (bucket.retentionBy === "prefix") {
+        if (parts.length !== 5 || !isClass(parts[0])) return null;
+        retentionClass = parts[0];
+        rest = parts.slice(1);
+    } else {
+        if (parts.length !== 4) return null;
+        retentionClass = isClass(retentionTag) ? retentionTag : null;
+        rest = parts;
+    }
+    const [host, type, target, file] = rest;
+    if (!host || !type || !target || !file || host.startsWith("_")) return null;
+    return { retentionClass, host, type, target, file, dir: key.slice(0, key.length - file.length) };
+}
+
+const SAFE_NAME = /^[A-Za-z0-9._-]+$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+
+type JsonObject = { [key: string]: Json };
+const isObject = (v: Json | undefined): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
+const str = (v: Json | undefined): string | null => (typeof v === "string" ? v : null);
+
+/** The checks lib/verify.sh hx_manifest_load and hx_verify_manifest_mac make before the MAC; null when the manifest passes them. */
+export function manifestShapeProblem(m: Json): string | null {
+    if (!isObject(m)) return "not a JSON object";
+    if (m.format !== 1) return "format is not 1";
+    const mac = m.mac;
+    if (!isObject(mac) || typeof mac.value !== "string") return "no mac.value";
+    if (!SAFE_NAME.test(str(mac.keyId) ?? "")) return "mac.keyId malformed";
+    if (!HEX64.test(mac.value)) return "mac.value is not 64 hex characters";
+    const sizes = m.sizes;
+    if (!isObject(sizes) || !Number.isSafeInteger(sizes.stored) || (sizes.stored as number) < 0) return "sizes.stored is not a whole number";
+    if (!isObject(m.sha256) || !HEX64.test(str(m.sha256.stored) ?? "")) return "sha256.stored is not 64 hex characters";
+    const artifact = str(m.artifact) ?? "";
+    if (!SAFE_NAME.test(artifact) || artifact === "." || artifact === "..") return "artifact name malformed";
+    if (!isObject(m.encryption) || m.encryption.keyId !== mac.keyId) return "mac.keyId and encryption.keyId disagree";
+    if (str(m.createdAt) === null || Number.isNaN(Date.parse(str(m.createdAt)!))) return "createdAt is not a time";
+    if (hasLoneSurrogate(m)) return "holds a lone UTF-16 surrogate, which jq cannot read";
+    return null;
+}
+
+/** A problem of one manifest, before it is placed in its source. */
+interface Issue {
+    readonly kind: "manifest-malformed" | "mac-mismatch" | "key-missing" | "artifact-missing" | "artifact-size";
+    readonly message: string;
+}
+
+interface SourceKey {
+    host: string;
+    type: string;
+    target: string;
+}
+const sourceId = (s: SourceKey): string => `${s.host}\u0000${s.type}\u0000${s.target}`;
+
+interface Grouped {
+    readonly source: SourceKey;
+    readonly manifests: { object: BucketObject; parsed: ParsedKey }[];
+    readonly artifacts: { object: BucketObject; parsed: ParsedKey }[];
+}
+
+function groupObjects(objects: readonly BucketObject[], bucket: ReportPolicy["bucket"]): { groups: Map<string, Grouped>; unrecognized: string[] } {
+    const groups = new Map<string, Grouped>();
+    const unrecognized: string[] = [];
+    for (const object of objects) {
+        const parsed = parseObjectKey(object.key, bucket, object.retentionTag);
+        if (!parsed) {
+            unrecognized.push(object.key);
+            continue;
+        }
+        const source = { host: parsed.host, type: parsed.type, target: parsed.target };
+        const id = sourceId(source);
+        let g = groups.get(id);
+        if (!g) groups.set(id, (g = { source, manifests: [], artifacts: [] }));
+        (parsed.file.endsWith(".manifest.json") ? g.manifests : g.artifacts).push({ object, parsed });
+    }
+    return { groups, unrecognized: unrecognized.sort() };
+}
+
+function examineManifest(
+    entry: { object: BucketObject; parsed: ParsedKey },
+    body: string | undefined,
+    objectsByKey: ReadonlyMap<string, BucketObject>,
+    keyring: MacKeyring | undefined,
+    zone: string,
+): { fact: BackupFact; manifest: JsonObject | null; issues: Issue[] } {
+    const issues: Issue[] = [];
+    const problem = (kind: Issue["kind"], message: string) => issues.push({ kind, message });
+    let manifest: JsonObject | null = null;
+    let mac: MacStatus;
+    let shape: string | null;
+    if (body === undefined) {
+        shape = "could not be read from the bucket";
+    } else {
+        try {
+            const parsed = JSON.parse(body) as Json;
+            shape = manifestShapeProblem(parsed);
+            if (shape === null) manifest = parsed as JsonObject;
+        } catch {
+            shape = "is not valid JSON";
+        }
+    }
+    if (!manifest) {
+        problem("manifest-malformed", `manifest ${shape}`);
+        return {
+            manifest: null,
+            issues,
+            fact: {
+                manifestKey: entry.object.key,
+                artifactKey: null,
+                retentionClass: entry.parsed.retentionClass,
+                createdAt: null,
+                startedAt: null,
+                day: null,
+                keyId: null,
+                cipher: null,
+                dedup: null,
+                mac: "malformed",
+                artifact: "unknown",
+                restorable: false,
+                problems: issues.map((i) => i.message),
+            },
+        };
+    }
+    const macField = manifest.mac as JsonObject;
+    const keyId = macField.keyId as string;
+    if (!keyring) mac = "not-checked";
+    else {
+        const key = keyring.get(keyId);
+        if (key === undefined) {
+            mac = "key-missing";
+            problem("key-missing", `key ${keyId} is not in the keyring given with --keys: MAC not checked`);
+        } else if (macMatches(manifest, key, macField.value as string)) mac = "verified";
+        else {
+            mac = "mismatch";
+            problem("mac-mismatch", "MAC does not verify (manifest tampered with, or signed with another key)");
+        }
+    }
+    const artifactName = manifest.artifact as string;
+    const artifactKey = `${entry.parsed.dir}${artifactName}`;
+    const storedSize = (manifest.sizes as JsonObject).stored as number;
+    const object = objectsByKey.get(artifactKey);
+    const dedupField = manifest.dedup;
+    const dedup = isObject(dedupField) && typeof dedupField.artifact === "string" && typeof dedupField.manifest === "string" ? { artifact: dedupField.artifact, manifest: dedupField.manifest } : null;
+    let artifact: ArtifactStatus;
+    if (!object) {
+        artifact = "missing";
+        problem("artifact-missing", `artifact ${artifactKey} is missing${dedup ? ` (deduplicated: the artifact first stored by ${dedup.manifest})` : ""}`);
+    } else if (object.size !== storedSize) {
+        artifact = "size-differs";
+        problem("artifact-size", `artifact ${artifactKey} has ${object.size} bytes, the manifest signs ${storedSize}`);
+    } else artifact = "present";
+    const createdAt = manifest.createdAt as string;
+    const encryption = manifest.encryption as JsonObject;
+    return {
+        manifest,
+        issues,
+        fact: {
+            manifestKey: entry.object.key,
+            artifactKey,
+            retentionClass: entry.parsed.retentionClass,
+            createdAt,
+            startedAt: str(manifest.startedAt),
+            day: dayOf(new Date(createdAt), zone),
+            keyId,
+            cipher: str(encryption.cipher),
+            dedup,
+            mac,
+            artifact,
+            restorable: (mac === "verified" || mac === "not-checked" || mac === "key-missing") && artifact === "present",
+            problems: issues.map((i) => i.message),
+        },
+    };
+}
+
+const byCreated = (a: BackupFact, b: BackupFact): number => (a.createdAt ?? "").localeCompare(b.createdAt ?? "") || a.manifestKey.localeCompare(b.manifestKey);
+
+function rpoThreshold(jobs: ExpectedSource["jobs"], durationSeconds: number): number {
+    return Math.min(...jobs.map((j) => j.maxIntervalSeconds + j.jitterSeconds)) + durationSeconds + RPO_GRACE_SECONDS;
+}
+
+function coverage(restorable: readonly BackupFact[], objects: readonly BackupFact[], policy: ReportPolicy, today: string): ClassCoverage[] {
+    const days = restorable.map((b) => b.day!).sort();
+    const first = days[0];
+    // Today's run may still be ahead: until it lands, the newest period the policy can ask for is yesterday's.
+    const lastDue = days.includes(today) ? today : dayFromNumber(dayNumber(today) - 1);
+    return RETENTION_CLASSES.map((c) => {
+        const keep = policy.retention[c];
+        const periods = new Set(days.map((d) => periodKey(d, c)));
+        const covered = Math.min(keep, periods.size);
+        const required = first === undefined ? 0 : Math.min(keep, Math.max(0, periodsBetween(first, lastDue, c)));
+        return {
+            retentionClass: c,
+            objects: objects.filter((b) => b.retentionClass === c).length,
+            policy: keep,
+            covered,
+            required,
+            expirationDays: policy.expirationDays[c],
+            met: covered >= required,
+        };
+    });
+}
+
+/** Days shown per source: what the bucket's daily and weekly classes can still hold, at least two weeks. */
+export function timelineDays(policy: ReportPolicy): number {
+    return Math.max(14, policy.retention.daily, 7 * policy.retention.weekly);
+}
+
+function timeline(backups: readonly BackupFact[], expected: ExpectedSource | undefined, policy: ReportPolicy, today: string): TimelineDay[] {
+    const todayN = dayNumber(today);
+    const firstN = Math.min(...backups.filter((b) => b.day).map((b) => dayNumber(b.day!)));
+    const out: TimelineDay[] = [];
+    for (let n = todayN - timelineDays(policy) + 1; n <= todayN; n++) {
+        const date = dayFromNumber(n);
+        const indexes = backups.flatMap((b, i) => (b.day === date ? [i] : []));
+        const scheduled = expected ? expected.jobs.some((j) => runsOnDay(j.onCalendar, date)) : false;
+        let state: TimelineDay["state"];
+        if (indexes.length) state = indexes.every((i) => backups[i].restorable) ? "ok" : "broken";
+        else if (n === todayN) state = "today";
+        else if (!scheduled) state = "not-scheduled";
+        else if (n < firstN) state = "before-first";
+        else if (n < todayN - policy.retention.daily) state = "beyond-daily-retention";
+        else state = "missed";
+        out.push({ date, scheduled, state, backups: indexes });
+    }
+    return out;
+}
+
+const problemOrder = (a: Problem, b: Problem): number =>
+    (a.severity === b.severity ? 0 : a.severity === "error" ? -1 : 1) ||
+    (a.host ?? "").localeCompare(b.host ?? "") ||
+    (a.type ?? "").localeCompare(b.type ?? "") ||
+    (a.target ?? "").localeCompare(b.target ?? "") ||
+    (a.key ?? "").localeCompare(b.key ?? "") ||
+    a.kind.localeCompare(b.kind);
+
+const duration = (seconds: number): string => {
+    const d = Math.floor(seconds / DAY_SECONDS);
+    const h = Math.floor((seconds % DAY_SECONDS) / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : `${m}m`;
+};
+export { duration as formatDuration };
+
+export const RESTORE_TEST_NOTE =
+    "Restore tests run on the hosts (backup-verify.sh --restore-test, weekly; test-restore.sh) and record backup_restore_test_status in node_exporter's textfile metrics and the job log. Nothing of them is uploaded, so the bucket cannot say when the last one ran or whether it passed: read the RestoreTestFailed alert or the Grafana dashboard.";
+
+export interface BuildOptions {
+    /** The MAC halves of the keys given with --keys; undefined: MACs are not checked. */
+    readonly keyring?: MacKeyring;
+    readonly now: Date;
+}
+
+export function buildReport(policy: ReportPolicy, snapshot: BucketSnapshot, options: BuildOptions): Report {
+    const { keyring, now } = options;
+    const zone = policy.timeZone;
+    const today = dayOf(now, zone);
+    const { groups, unrecognized } = groupObjects(snapshot.objects, policy.bucket);
+    const objectsByKey = new Map(snapshot.objects.map((o) => [o.key, o]));
+    const problems: Problem[] = [];
+    const keyUse = new Map<string, { first: string; count: number }>();
+    const sources: SourceReport[] = [];
+
+    const expectedFor = (host: string, type: string): ExpectedSource | undefined =>
+        policy.hosts.find((h) => h.name === host && h.remoteSync)?.sources.find((s) => s.type === type);
+
+    for (const group of [...groups.values()].sort((a, b) => sourceId(a.source).localeCompare(sourceId(b.source)))) {
+        const { host, type, target } = group.source;
+        const at = { host, type, target };
+        const examined = group.manifests.map((entry) => examineManifest(entry, snapshot.manifestBodies.get(entry.object.key), objectsByKey, keyring, zone));
+        const backups = examined.map((e) => e.fact).sort(byCreated);
+        for (const e of examined) {
+            for (const { kind, message } of e.issues) problems.push({ kind, severity: kind === "key-missing" ? "warning" : "error", ...at, key: e.fact.manifestKey, message });
+        }
+        for (const b of backups) {
+            // A key's age counts only manifests whose dates can be trusted: verified ones when a keyring is given.
+            if (b.keyId && b.createdAt && (b.mac === "verified" || b.mac === "not-checked")) {
+                const use = keyUse.get(b.keyId) ?? { first: b.createdAt, count: 0 };
+                keyUse.set(b.keyId, { first: b.createdAt < use.first ? b.createdAt : use.first, count: use.count + 1 });
+            }
+        }
+        const named = new Set(backups.map((b) => b.artifactKey));
+        for (const a of group.artifacts) {
+            if (!named.has(a.object.key)) {
+                problems.push({ kind: "orphan-artifact", severity: "warning", ...at, key: a.object.key, message: `artifact ${a.object.key} has no manifest beside it: it cannot be verified or restored with the scripts` });
+            }
+        }
+        const expected = expectedFor(host, type);
+        if (!expected) {
+            problems.push({ kind: "unexpected-source", severity: "warning", ...at, key: null, message: `the stack expects no ${type} backups from ${host} in the bucket (host removed, remoteSync off, or role removed): only the lifecycle governs these ${backups.length} backup(s)` });
+        }
+        const restorable = backups.filter((b) => b.restorable);
+        const newestOk = restorable[restorable.length - 1];
+        const newestManifest = newestOk ? examined.find((e) => e.fact === newestOk)?.manifest : undefined;
+        let newest: SourceReport["newest"] = null;
+        let schedule: SourceReport["schedule"] = null;
+        if (expected) {
+            const durationSeconds = newestOk?.startedAt ? Math.max(0, (Date.parse(newestOk.createdAt!) - Date.parse(newestOk.startedAt)) / 1000) : 0;
+            const threshold = rpoThreshold(expected.jobs, durationSeconds);
+            schedule = {
+                jobs: expected.jobs,
+                thresholdSeconds: threshold,
+                rule: `the shortest longest gap between runs of ${expected.jobs.map((j) => j.name).join(", ")}, plus the timer's start delay, the newest backup's own duration and ${RPO_GRACE_SECONDS / 60} minutes (the BackupDelayed rule): ${duration(threshold)}`,
+            };
+        }
+        if (newestOk) {
+            const ageSeconds = Math.max(0, Math.round((now.getTime() - Date.parse(newestOk.createdAt!)) / 1000));
+            const rpoMet = schedule ? ageSeconds <= schedule.thresholdSeconds! : null;
+            newest = { createdAt: newestOk.createdAt!, ageSeconds, rpoMet };
+            if (rpoMet === false) problems.push({ kind: "rpo-missed", severity: "error", ...at, key: newestOk.manifestKey, message: `newest restorable backup is ${duration(ageSeconds)} old, past the schedule's ${duration(schedule!.thresholdSeconds!)}` });
+        } else if (expected) {
+            problems.push({ kind: "rpo-missed", severity: "error", ...at, key: null, message: "no restorable backup in the bucket" });
+        }
+        const days = timeline(backups, expected, policy, today);
+        for (const d of days.filter((x) => x.state === "missed")) {
+            problems.push({ kind: "missed-day", severity: "warning", ...at, key: null, message: `${d.date}: scheduled, no backup in the bucket` });
+        }
+        const classCoverage = coverage(restorable, backups, policy, today);
+        for (const c of classCoverage.filter((x) => !x.met)) {
+            problems.push({ kind: "retention-short", severity: "warning", ...at, key: null, message: `${c.retentionClass}: restorable backups cover ${c.covered} of the ${c.required} ${c.retentionClass} period(s) the policy keeps by now` });
+        }
+        const enc = newestManifest?.encryption as JsonObject | undefined;
+        const firstDay = timelineDays(policy);
+        sources.push({
+            ...at,
+            expected: expected !== undefined,
+            schedule,
+            newest,
+            oldestRestorable: restorable[0]?.createdAt ?? null,
+            encryption: enc
+                ? { cipher: str(enc.cipher) ?? "?", kdf: str(enc.kdf) ?? "?", digest: str(enc.digest) ?? "?", iter: typeof enc.iter === "number" ? enc.iter : null, keyId: str(enc.keyId) ?? "?" }
+                : null,
+            coverage: classCoverage,
+            lastRestoreTest: { known: false, note: RESTORE_TEST_NOTE },
+            backups,
+            olderThanTimeline: backups.filter((b) => b.day !== null && dayNumber(b.day) <= dayNumber(today) - firstDay).length,
+            timeline: days,
+            undated: backups.flatMap((b, i) => (b.day === null ? [i] : [])),
+        });
+    }
+
+    const missingSources: Report["missingSources"][number][] = [];
+    for (const h of policy.hosts.filter((x) => x.remoteSync)) {
+        for (const s of h.sources) {
+            const present = sources.filter((x) => x.host === h.name && x.type === s.type);
+            const missing = s.targets.length ? s.targets.filter((t) => !present.some((x) => x.target === t)) : present.length ? [] : [null];
+            for (const target of missing) {
+                missingSources.push({ host: h.name, type: s.type, target });
+                problems.push({
+                    kind: "missing-source",
+                    severity: "error",
+                    host: h.name,
+                    type: s.type,
+                    target,
+                    key: null,
+                    message: `the stack expects ${s.type} backups${target ? ` of ${target}` : ""} from ${h.name} (roles), and the bucket holds none`,
+                });
+            }
+        }
+    }
+
+    const keyIds = [...new Set([...policy.encryption.keyIds, ...keyUse.keys()])].sort();
+    const keys: KeyFact[] = keyIds.map((keyId) => {
+        const use = keyUse.get(keyId);
+        const current = keyId === policy.encryption.currentKeyId;
+        const ageDays = use ? Math.floor((now.getTime() - Date.parse(use.first)) / 1000 / DAY_SECONDS) : null;
+        const status: KeyFact["status"] = !use ? "unused" : !current ? "retired" : ageDays! > policy.encryption.rotationDays ? "rotation-due" : "ok";
+        if (status === "rotation-due") {
+            problems.push({ kind: "key-rotation-due", severity: "warning", host: null, type: null, target: null, key: null, message: `current key ${keyId} signed backups since ${use!.first} (${ageDays} days), past the ${policy.encryption.rotationDays}-day rotation policy (keyRotationDays): bump encryptionKeyVersion` });
+        }
+        return { keyId, current, firstUsedAt: use?.first ?? null, ageDays, rotationDays: policy.encryption.rotationDays, status, manifests: use?.count ?? 0, inKeyring: keyring ? keyring.has(keyId) : null };
+    });
+
+    const all = sources.flatMap((s) => s.backups);
+    return {
+        format: REPORT_FORMAT,
+        generatedAt: now.toISOString(),
+        stack: policy.stack,
+        bucket: policy.bucket,
+        timeZone: zone,
+        timeZoneNote: policy.timeZoneNote,
+        macCheck: keyring ? "keyring" : "not-checked",
+        retention: policy.retention,
+        objectLock: policy.objectLock,
+        lifecycleRules: policy.lifecycleRules,
+        keys,
+        sources,
+        missingSources,
+        problems: problems.sort(problemOrder),
+        unrecognizedObjects: unrecognized,
+        totals: { objects: snapshot.objects.length, manifests: all.length, restorable: all.filter((b) => b.restorable).length, broken: all.filter((b) => !b.restorable).length },
+        cannotKnow: cannotKnow(keyring !== undefined),
+    };
+}
+
+function cannotKnow(keysGiven: boolean): string[] {
+    return [
+        RESTORE_TEST_NOTE,
+        "Artifacts are listed, not downloaded: the report checks that each artifact a manifest names exists beside it with the size the manifest signs, not its sha256 or that it decrypts. backup-restore.sh s3://... verifies one fully.",
+        keysGiven
+            ? "A key's age is the age of the oldest verified manifest that names it: the key may be older than its first backup, and manifests the lifecycle expired no longer count."
+            : "MACs were not checked (no --keys): a tampered manifest looks like a good one here. A key's age is the age of the oldest manifest that names it: the key may be older, and manifests the lifecycle expired no longer count.",
+        "Backups that never reached the bucket (hosts with remoteSync off, uploads still pending after a failed sync) are not seen; a day without a backup may be a job that did not run, a run that failed, or a sync that has not caught up, and the bucket does not say which.",
+        "Object Lock and lifecycle are shown as the stack configures them; the report does not read the bucket's own configuration (pulumi refresh and the drift workflow compare that).",
+    ];
+}

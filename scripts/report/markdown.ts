@@ -1,0 +1,52 @@
+/** report.md: the short summary for a ticket or a mail; the page has the detail. */
+import { formatDuration } from "./facts";
+import type { Report } from "./model";
+
+/** Table cells carry untrusted text: pipes and newlines would break the table, backticks the code spans. */
+const cell = (value: unknown): string => String(value ?? "").replace(/\\/g, "\\\\").replace(/\|/g, "\\|").replace(/`/g, "'").replace(/\r?\n/g, " ");
+
+export function renderMarkdown(report: Report): string {
+    const errors = report.problems.filter((p) => p.severity === "error");
+    const warnings = report.problems.filter((p) => p.severity === "warning");
+    const lines = [
+        `# Backup compliance report: stack ${cell(report.stack)}`,
+        "",
+        `Bucket \`${cell(report.bucket.name)}\`, prefix \`${cell(report.bucket.prefix)}\`, read at ${report.generatedAt}. ${report.timeZoneNote}.`,
+        `MACs ${report.macCheck === "keyring" ? "checked with the keyring given" : "**not checked** (no --keys)"}.`,
+        "",
+        `**${report.sources.length} sources, ${report.missingSources.length} missing; ${report.totals.manifests} backups, ${report.totals.broken} broken; ${errors.length} errors, ${warnings.length} warnings.**`,
+        "",
+        "## Problems",
+        "",
+        ...(report.problems.length
+            ? report.problems.map((p) => `- **${p.severity}** ${p.kind} ${p.host ? `${cell(p.host)}/${cell(p.type)}${p.target ? `/${cell(p.target)}` : ""}` : "stack"}: ${cell(p.message)}${p.key ? ` (\`${cell(p.key)}\`)` : ""}`)
+            : ["None found in what the bucket can show."]),
+        "",
+        "## Sources",
+        "",
+        "| Host | Type | Target | Newest restorable | Age / allowed | RPO | Restorable / backups | Oldest restorable | Key |",
+        "|---|---|---|---|---|---|---|---|---|",
+        ...report.missingSources.map((m) => `| ${cell(m.host)} | ${cell(m.type)} | ${cell(m.target ?? "")} | **missing** | | missed | 0 / 0 | | |`),
+        ...report.sources.map((s) => {
+            const ok = s.backups.filter((b) => b.restorable).length;
+            const age = s.newest ? `${formatDuration(s.newest.ageSeconds)} / ${s.schedule?.thresholdSeconds ? formatDuration(s.schedule.thresholdSeconds) : "–"}` : "";
+            const rpo = s.newest?.rpoMet === true ? "met" : s.newest?.rpoMet === false || (s.expected && !s.newest) ? "**missed**" : "–";
+            return `| ${cell(s.host)} | ${cell(s.type)} | ${cell(s.target)} | ${cell(s.newest?.createdAt ?? "none")} | ${age} | ${rpo} | ${ok} / ${s.backups.length} | ${cell(s.oldestRestorable ?? "")} | ${cell(s.encryption?.keyId ?? "")} |`;
+        }),
+        "",
+        "## Keys",
+        "",
+        ...report.keys.map((k) => `- \`${cell(k.keyId)}\`${k.current ? " (current)" : ""}: ${k.status}, first used ${k.firstUsedAt ?? "never"}${k.ageDays !== null ? ` (${k.ageDays} days; policy ${k.rotationDays})` : ""}`),
+        "",
+        "## Storage",
+        "",
+        `- Object Lock: ${report.objectLock ? `${report.objectLock.mode}, ${report.objectLock.days} days` : "off"}`,
+        `- Retention: daily ${report.retention.daily}, weekly ${report.retention.weekly}, monthly ${report.retention.monthly}, yearly ${report.retention.yearly}; lifecycle rules: ${report.lifecycleRules.map((r) => r.id).join(", ")}`,
+        "",
+        "## What this report cannot know",
+        "",
+        ...report.cannotKnow.map((c) => `- ${c}`),
+        "",
+    ];
+    return lines.join("\n");
+}

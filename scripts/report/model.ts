@@ -1,0 +1,192 @@
+/**
+ * The report model: every fact the report states, in one JSON-able shape.
+ * report.json is this object; report.html and report.md are views of it, so
+ * the three never disagree.
+ */
+import type { RetentionClass } from "../../config/lifecycle";
+import type { LifecycleRule } from "../../render/storagePolicy";
+
+export const REPORT_FORMAT = 1;
+
+/** What the stack says the bucket should hold and how it is governed (config/ and render/ derived). */
+export interface ReportPolicy {
+    readonly stack: string;
+    readonly bucket: { readonly name: string; readonly prefix: string; readonly region: string; readonly endpoint?: string; readonly retentionBy: "prefix" | "tag" };
+    readonly retention: Readonly<Record<RetentionClass, number>>;
+    /**
+     * Zone the report counts days, weeks, months and years in. `local` in the
+     * stack means each host's own zone, which the bucket does not record: UTC then.
+     */
+    readonly timeZone: string;
+    readonly timeZoneNote: string;
+    readonly encryption: { readonly algorithm: string; readonly currentKeyId: string; readonly keyIds: readonly string[]; readonly rotationDays: number };
+    readonly objectLock: { readonly mode: "GOVERNANCE" | "COMPLIANCE"; readonly days: number } | null;
+    /** The lifecycle rules the stack applies to the bucket (render/storagePolicy.ts). */
+    readonly lifecycleRules: readonly LifecycleRule[];
+    readonly expirationDays: Readonly<Record<RetentionClass, number>>;
+    readonly hosts: readonly ExpectedHost[];
+}
+
+export interface ExpectedHost {
+    readonly name: string;
+    /** false: the host keeps its backups local, and nothing of it is expected in the bucket. */
+    readonly remoteSync: boolean;
+    readonly sources: readonly ExpectedSource[];
+}
+
+/** One backup type a host's roles call for, with the jobs that write it. */
+export interface ExpectedSource {
+    readonly type: string;
+    /** Targets the stack names (PostgreSQL databases); empty when the host decides (every database, the one Redis, ...). */
+    readonly targets: readonly string[];
+    readonly jobs: readonly ExpectedJob[];
+}
+
+export interface ExpectedJob {
+    readonly name: string;
+    readonly onCalendar: string;
+    readonly description: string;
+    readonly maxIntervalSeconds: number;
+    readonly jitterSeconds: number;
+}
+
+/** One object of the bucket listing, with the retention-class tag in tag mode. */
+export interface BucketObject {
+    readonly key: string;
+    readonly size: number;
+    readonly lastModified: string;
+    readonly retentionTag?: string;
+}
+
+/** What was read from the bucket: the listing and each manifest's body (undefined: it could not be read). */
+export interface BucketSnapshot {
+    readonly objects: readonly BucketObject[];
+    readonly manifestBodies: ReadonlyMap<string, string | undefined>;
+}
+
+/** keyId -> MAC half of the key, hex. */
+export type MacKeyring = ReadonlyMap<string, string>;
+
+export type MacStatus = "verified" | "mismatch" | "malformed" | "key-missing" | "not-checked";
+export type ArtifactStatus = "present" | "missing" | "size-differs" | "unknown";
+
+export interface BackupFact {
+    readonly manifestKey: string;
+    readonly artifactKey: string | null;
+    readonly retentionClass: RetentionClass | null;
+    readonly createdAt: string | null;
+    readonly startedAt: string | null;
+    readonly day: string | null;
+    readonly keyId: string | null;
+    readonly cipher: string | null;
+    /** A deduplicated backup: its artifact is the one an earlier manifest uploaded. */
+    readonly dedup: { readonly artifact: string; readonly manifest: string } | null;
+    readonly mac: MacStatus;
+    readonly artifact: ArtifactStatus;
+    /** Every check that could run passed (an unchecked MAC does not count against it). */
+    readonly restorable: boolean;
+    readonly problems: readonly string[];
+}
+
+export type DayState = "ok" | "broken" | "missed" | "not-scheduled" | "before-first" | "beyond-daily-retention" | "today";
+
+export interface TimelineDay {
+    readonly date: string;
+    readonly scheduled: boolean;
+    readonly state: DayState;
+    /** Indexes into the source's `backups`. */
+    readonly backups: readonly number[];
+}
+
+export interface ClassCoverage {
+    readonly retentionClass: RetentionClass;
+    /** Manifests uploaded under this class. */
+    readonly objects: number;
+    /** The policy's count (retentionDaily, ...). */
+    readonly policy: number;
+    /** Distinct days / ISO weeks / months / years with a restorable backup, newest `policy` of them. */
+    readonly covered: number;
+    /** What the policy can ask for given how long the source has existed in the bucket. */
+    readonly required: number;
+    readonly expirationDays: number;
+    readonly met: boolean;
+}
+
+export interface SourceReport {
+    readonly host: string;
+    readonly type: string;
+    readonly target: string;
+    /** false: found in the bucket, but the stack no longer expects it (a removed role, database or host). */
+    readonly expected: boolean;
+    readonly schedule: { readonly jobs: readonly ExpectedJob[]; readonly thresholdSeconds: number | null; readonly rule: string } | null;
+    readonly newest: { readonly createdAt: string; readonly ageSeconds: number; readonly rpoMet: boolean | null } | null;
+    readonly oldestRestorable: string | null;
+    readonly encryption: { readonly cipher: string; readonly kdf: string; readonly digest: string; readonly iter: number | null; readonly keyId: string } | null;
+    readonly coverage: readonly ClassCoverage[];
+    readonly lastRestoreTest: { readonly known: false; readonly note: string };
+    readonly backups: readonly BackupFact[];
+    /** Backups older than the timeline's first day (monthly and yearly copies). */
+    readonly olderThanTimeline: number;
+    readonly timeline: readonly TimelineDay[];
+    /** Backups whose manifest gives no usable date: shown beside the timeline, never dropped. */
+    readonly undated: readonly number[];
+}
+
+export interface KeyFact {
+    readonly keyId: string;
+    readonly current: boolean;
+    readonly firstUsedAt: string | null;
+    readonly ageDays: number | null;
+    readonly rotationDays: number;
+    readonly status: "ok" | "rotation-due" | "retired" | "unused";
+    readonly manifests: number;
+    /** Whether --keys held it; null without --keys. */
+    readonly inKeyring: boolean | null;
+}
+
+export type ProblemKind =
+    | "missing-source"
+    | "artifact-missing"
+    | "artifact-size"
+    | "mac-mismatch"
+    | "manifest-malformed"
+    | "key-missing"
+    | "rpo-missed"
+    | "missed-day"
+    | "retention-short"
+    | "key-rotation-due"
+    | "orphan-artifact"
+    | "unexpected-source";
+
+export interface Problem {
+    readonly kind: ProblemKind;
+    readonly severity: "error" | "warning";
+    /** null for stack-wide problems (a key due for rotation). */
+    readonly host: string | null;
+    readonly type: string | null;
+    readonly target: string | null;
+    /** The object the problem is about, when there is one. */
+    readonly key: string | null;
+    readonly message: string;
+}
+
+export interface Report {
+    readonly format: typeof REPORT_FORMAT;
+    readonly generatedAt: string;
+    readonly stack: string;
+    readonly bucket: ReportPolicy["bucket"];
+    readonly timeZone: string;
+    readonly timeZoneNote: string;
+    readonly macCheck: "keyring" | "not-checked";
+    readonly retention: ReportPolicy["retention"];
+    readonly objectLock: ReportPolicy["objectLock"];
+    readonly lifecycleRules: ReportPolicy["lifecycleRules"];
+    readonly keys: readonly KeyFact[];
+    readonly sources: readonly SourceReport[];
+    readonly missingSources: readonly { readonly host: string; readonly type: string; readonly target: string | null }[];
+    readonly problems: readonly Problem[];
+    readonly unrecognizedObjects: readonly string[];
+    readonly totals: { readonly objects: number; readonly manifests: number; readonly restorable: number; readonly broken: number };
+    /** What the bucket cannot tell, said plainly. */
+    readonly cannotKnow: readonly string[];
+}

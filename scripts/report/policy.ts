@@ -1,0 +1,74 @@
+/**
+ * What the stack promises about its bucket, taken from the same functions the
+ * deploy uses (hostJobs for schedules, renderLifecycleRules for the
+ * lifecycle), so the report measures the bucket against the deployed policy
+ * and not a copy of it.
+ */
+import { RETENTION_CLASSES, type RetentionClass } from "../../config/lifecycle";
+import type { StackConfig } from "../../config/types";
+import { hostJobs } from "../../render/jobs";
+import { renderLifecycleRules } from "../../render/storagePolicy";
+import { renderFacts } from "../render";
+import type { ExpectedHost, ExpectedSource, ReportPolicy } from "./model";
+
+/** Job types that write backups into the bucket (verification and drift write none). */
+export const BACKUP_TYPES = ["postgresql", "redis", "application", "configuration"] as const;
+
+export function reportZone(retentionTimeZone: string): { zone: string; note: string } {
+    if (retentionTimeZone === "local") {
+        return {
+            zone: "UTC",
+            note: "retentionTimeZone is local (each host's own zone), which the bucket does not record: days, weeks, months and years are counted in UTC here, so a backup near midnight may fall on a neighbouring day",
+        };
+    }
+    return { zone: retentionTimeZone, note: `days, weeks, months and years are counted in ${retentionTimeZone} (retentionTimeZone), as retention and sync count them` };
+}
+
+function expectedSources(config: StackConfig, host: StackConfig["hosts"][number]): ExpectedSource[] {
+    const jobs = hostJobs(config, host);
+    return BACKUP_TYPES.flatMap((type) => {
+        const typeJobs = jobs.filter((j) => j.type === type);
+        if (typeJobs.length === 0) return [];
+        const targets = type === "postgresql" ? (host.postgresql?.databases ?? []).map((d) => d.name) : [];
+        return [
+            {
+                type,
+                targets,
+                jobs: typeJobs.map((j) => ({ name: j.name, onCalendar: j.onCalendar, description: j.description, maxIntervalSeconds: j.maxIntervalSeconds, jitterSeconds: j.jitterSeconds })),
+            },
+        ];
+    });
+}
+
+export function policyFromStack(config: StackConfig): ReportPolicy {
+    const { zone, note } = reportZone(config.retentionTimeZone);
+    const facts = renderFacts(config);
+    const expirationDays = Object.fromEntries(
+        RETENTION_CLASSES.map((c) => [c, config.storage.lifecycle.find((l) => l.retentionClass === c)?.expirationDays ?? 0]),
+    ) as Record<RetentionClass, number>;
+    const hosts: ExpectedHost[] = config.hosts.map((h) => ({ name: h.name, remoteSync: h.remoteSync, sources: expectedSources(config, h) }));
+    return {
+        stack: config.stack,
+        bucket: {
+            name: config.storage.bucketName,
+            prefix: config.storage.prefix,
+            region: config.storage.region,
+            ...(config.storage.endpoint ? { endpoint: config.storage.endpoint } : {}),
+            retentionBy: config.storage.retentionBy,
+        },
+        retention: config.retention,
+        timeZone: zone,
+        timeZoneNote: note,
+        encryption: { algorithm: config.encryption.algorithm, currentKeyId: facts.currentKeyId, keyIds: facts.keyIds, rotationDays: config.encryption.rotationDays },
+        objectLock: config.storage.objectLock ?? null,
+        lifecycleRules: renderLifecycleRules({
+            prefix: config.storage.prefix,
+            lifecycle: config.storage.lifecycle,
+            retentionBy: config.storage.retentionBy,
+            noncurrentVersionExpireDays: config.storage.noncurrentVersionExpireDays,
+            abortMultipartDays: config.storage.abortMultipartDays,
+        }),
+        expirationDays,
+        hosts,
+    };
+}
