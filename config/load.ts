@@ -9,10 +9,11 @@
  */
 import { classLifecycle, derivedExpirationDays, RETENTION_CLASSES, validateLifecycleRule, validateTiers, type TierSettings } from "./lifecycle";
 import { readHosts } from "./hosts";
-import { ConfigValidationError, NAMESPACE, Reader, suggest } from "./reader";
+import * as names from "./names";
+import { ConfigValidationError, NAMESPACE, Reader, SECRET_PLACEHOLDER, suggest } from "./reader";
 import { parseSchedule, type Schedule } from "./schedule";
 import { CONFIG_KEYS, type ConfigKey, type ConfigKeySpec } from "./schema";
-import type { ScheduleKey, StackConfig } from "./types";
+import type { HostSpec, NotificationRoute, Notifications, ScheduleKey, StackConfig } from "./types";
 
 export { ConfigValidationError, NAMESPACE, SECRET_PLACEHOLDER, type ConfigProblem } from "./reader";
 
@@ -160,6 +161,8 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
     }
     if (monitoringHost && grafanaMode === "api" && !secretsSet.has("grafanaApiToken")) r.problem("grafanaApiToken", undefined, "a secret token (pulumi config set --secret grafanaApiToken ...), required with grafanaMode: api");
 
+    const notifications = readNotifications(r, raw, flat, hosts, secretsSet);
+
     for (const h of hosts) {
         if (h.postgresql?.auth === "pgpass" && !secretsSet.has("postgresqlPassword")) {
             r.problem(`hosts[${hosts.indexOf(h)}].postgresql.auth`, "pgpass", "a secret postgresqlPassword (pulumi config set --secret postgresqlPassword ...), or auth: peer");
@@ -219,6 +222,8 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
         postgresqlJobs: flat.postgresqlJobs,
         sizeCheck: { history: flat.sizeCheckHistory, lowPercent: flat.sizeBandLowPercent, highPercent: flat.sizeBandHighPercent },
         storageQuotaBytes: flat.storageQuotaGiB * 1024 ** 3,
+        alertThresholds: { storageUsedPercent: flat.alertStorageUsedPercent, overdueGraceSeconds: flat.alertOverdueGraceMinutes * 60 },
+        ...(notifications ? { notifications } : {}),
         ...(monitoringHost
             ? {
                   monitoring: {
@@ -238,4 +243,57 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
     };
     if (r.problems.length) throw new ConfigValidationError(stack, r.problems);
     return config;
+}
+
+const SEVERITIES = ["critical", "warning"] as const;
+const ROUTE_TYPES: readonly string[] = ["postgresql", "redis", "application", "configuration", "verification", "drift"];
+
+/** The notification keys, checked together: a route or sender without recipients is as wrong as recipients without a relay. */
+function readNotifications(r: Reader, raw: Record<string, unknown>, flat: FlatConfig, hosts: readonly HostSpec[], secretsSet: ReadonlySet<string>): Notifications | undefined {
+    const to = r.stringList("notifyEmailTo", raw.notifyEmailTo, [], names.emailAddress);
+    const severities = r.stringList("notifySeverities", raw.notifySeverities, CONFIG_KEYS.notifySeverities.default, (v) =>
+        (SEVERITIES as readonly string[]).includes(v) ? null : `one of ${SEVERITIES.join(", ")}`,
+    ) as Notifications["severities"][number][];
+    const routes: NotificationRoute[] = [];
+    r.stringList("notifyRoutes", raw.notifyRoutes, [], (v) => {
+        const m = /^(host|type)=([A-Za-z0-9_-]+):\s*(.+)$/.exec(v);
+        if (!m) return "`host=<name>: <address>[, <address>]` or `type=<type>: <address>[, ...]`";
+        const [, label, value, list] = m as unknown as [string, "host" | "type", string, string];
+        const host = hosts.find((h) => h.name === value);
+        if (label === "host" && !host) return `a host of this stack after host= (${hosts.map((h) => h.name).join(", ") || "none"})`;
+        if (label === "type" && !ROUTE_TYPES.includes(value)) return `a type after type= (${ROUTE_TYPES.join(", ")})`;
+        const addresses = list.split(",").map((a) => a.trim());
+        const bad = addresses.find((a) => names.emailAddress(a) !== null);
+        if (bad !== undefined) return `email addresses after the colon; "${bad}" is not one`;
+        routes.push({ label, value, instances: label === "host" ? [...new Set([host!.name, host!.address])] : [], to: addresses });
+        return null;
+    });
+    const wanted = to.length > 0;
+    if (!wanted) {
+        if (routes.length) r.problem("notifyRoutes", raw.notifyRoutes, "no routes without notifyEmailTo: set the default recipients first");
+        return undefined;
+    }
+    if (!flat.monitoringHost) r.problem("notifyEmailTo", raw.notifyEmailTo, "a monitoringHost as well: alerts are emailed by its Alertmanager");
+    if (!flat.notifyEmailFrom) r.problem("notifyEmailFrom", "", "a sender address (required with notifyEmailTo)");
+    if (!flat.notifySmtpSmarthost) r.problem("notifySmtpSmarthost", "", "the SMTP relay as host:port (required with notifyEmailTo)");
+    if (severities.length === 0) r.problem("notifySeverities", raw.notifySeverities, "at least one of critical, warning (or clear notifyEmailTo to send nothing)");
+    const hasPassword = secretsSet.has("notifySmtpAuthPassword");
+    if (flat.notifySmtpAuthUsername && !hasPassword) r.problem("notifySmtpAuthUsername", flat.notifySmtpAuthUsername, "a secret notifySmtpAuthPassword as well (pulumi config set --secret notifySmtpAuthPassword ...)");
+    if (!flat.notifySmtpAuthUsername && hasPassword) r.problem("notifySmtpAuthPassword", SECRET_PLACEHOLDER, "a notifySmtpAuthUsername as well, or no password");
+    return {
+        to,
+        from: flat.notifyEmailFrom,
+        smarthost: flat.notifySmtpSmarthost,
+        requireTls: flat.notifySmtpRequireTls,
+        authUsername: flat.notifySmtpAuthUsername,
+        severities,
+        routes,
+        groupWait: flat.notifyGroupWait,
+        groupInterval: flat.notifyGroupInterval,
+        repeatInterval: flat.notifyRepeatInterval,
+        configPath: flat.alertmanagerConfigPath,
+        amtool: flat.amtoolPath,
+        reloadCommand: flat.alertmanagerReloadCommand,
+        group: flat.alertmanagerGroup,
+    };
 }

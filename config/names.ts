@@ -13,6 +13,19 @@ export const hostName: Check = (v) =>
 export const address: Check = (v) =>
     /^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$/.test(v) ? null : "an IP address or DNS name (letters, digits, '.', ':', '-')";
 
+/** One mailbox, as Alertmanager's `to`/`from` take it: no display name, no template braces. */
+export const emailAddress: Check = (v) =>
+    /^[A-Za-z0-9.!#$%&'*+/=?^_`|~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/.test(v) && !/\.\.|^\.|\.@/.test(v)
+        ? null
+        : "an email address such as ops@example.com (no display name, spaces, quotes or braces)";
+
+/** An SMTP relay, `host:port`. */
+export const hostPort: Check = (v) =>
+    /^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?:\d{1,5}$/.test(v) && Number(v.slice(v.lastIndexOf(":") + 1)) <= 65535 ? null : "host:port, such as smtp.example.com:587";
+
+/** A Prometheus/Alertmanager duration such as 30s, 5m, 4h or 1h30m. */
+export const duration: Check = (v) => (/^([0-9]+(ms|s|m|h|d|w|y))+$/.test(v) ? null : "a duration such as 30s, 5m or 4h");
+
 /** `local` (the host's zone) or a zone this machine's ICU knows (IANA names such as `Europe/Berlin`, or `UTC`). */
 export const timeZone: Check = (v) => {
     const hint = "`local`, `UTC` or an IANA time zone name such as `Europe/Berlin`";

@@ -54,7 +54,8 @@ export type ConfigGroup =
     | "Encryption"
     | "Paths"
     | "Backup behaviour"
-    | "Monitoring";
+    | "Monitoring"
+    | "Notifications";
 
 const spec = <const T extends ConfigKeySpec>(s: T): T => s;
 
@@ -408,6 +409,76 @@ export const CONFIG_KEYS = {
     dashboardUid: spec({
         type: "string", default: "hx-backup", check: grafanaUid, required: true, group: "Monitoring",
         description: "Stable Grafana dashboard uid.",
+    }),
+    alertStorageUsedPercent: spec({
+        type: "integer", default: 90, min: 50, max: 99, group: "Monitoring",
+        description: "StorageFull fires when the backup filesystem is used beyond this percentage.",
+    }),
+    alertOverdueGraceMinutes: spec({
+        type: "integer", default: 30, min: 0, max: 1440, group: "Monitoring",
+        description: "BackupDelayed's grace after a job's next run should have finished (interval + start delay + last duration).",
+    }),
+
+    // --- Notifications -----------------------------------------------------
+    notifyEmailTo: spec({
+        type: "array", items: "string", default: [], group: "Notifications",
+        description: "Addresses that get hx-backup alerts by email, through the monitoring host's Alertmanager; empty sends none.",
+    }),
+    notifyEmailFrom: spec({
+        type: "string", default: "", check: names.emailAddress, group: "Notifications",
+        description: "Sender of the alert emails (required with `notifyEmailTo`).",
+    }),
+    notifySmtpSmarthost: spec({
+        type: "string", default: "", check: names.hostPort, group: "Notifications",
+        description: "SMTP relay as `host:port` (required with `notifyEmailTo`).",
+    }),
+    notifySmtpRequireTls: spec({
+        type: "boolean", default: true, group: "Notifications",
+        description: "Send only over STARTTLS.",
+    }),
+    notifySmtpAuthUsername: spec({
+        type: "string", default: "", check: names.commandLine, group: "Notifications",
+        description: "SMTP AUTH user; empty sends without AUTH. Needs `notifySmtpAuthPassword`.",
+    }),
+    notifySmtpAuthPassword: spec({
+        type: "string", default: "", secret: true, group: "Notifications",
+        description: "SMTP AUTH password; installed as a file only Alertmanager's group can read (`auth_password_file`).",
+    }),
+    notifySeverities: spec({
+        type: "array", items: "string", default: ["critical", "warning"], group: "Notifications",
+        description: "Severities that notify: `critical`, `warning`.",
+    }),
+    notifyRoutes: spec({
+        type: "array", items: "string", default: [], group: "Notifications",
+        description: "Other recipients for one host or one type, instead of `notifyEmailTo`: `host=<name>: <address>[, <address>]` or `type=<type>: ...`; the first that matches wins.",
+    }),
+    notifyGroupWait: spec({
+        type: "string", default: "30s", check: names.duration, required: true, group: "Notifications",
+        description: "How long Alertmanager waits to group the first alerts of a group into one email.",
+    }),
+    notifyGroupInterval: spec({
+        type: "string", default: "5m", check: names.duration, required: true, group: "Notifications",
+        description: "How long it waits before emailing alerts added to a group already notified.",
+    }),
+    notifyRepeatInterval: spec({
+        type: "string", default: "4h", check: names.duration, required: true, group: "Notifications",
+        description: "How often a still-firing group is emailed again.",
+    }),
+    alertmanagerConfigPath: spec({
+        type: "string", default: "/etc/prometheus/alertmanager.yml", check: names.plainPath, required: true, group: "Notifications",
+        description: "The monitoring host's Alertmanager config; hx-backup edits only its own marked blocks in it.",
+    }),
+    amtoolPath: spec({
+        type: "string", default: "amtool", check: commandOrPath, required: true, group: "Notifications",
+        description: "amtool on the monitoring host, used to check the edited config before it replaces the live one.",
+    }),
+    alertmanagerReloadCommand: spec({
+        type: "string", default: "systemctl reload prometheus-alertmanager", check: names.commandLine, required: true, group: "Notifications",
+        description: "Command that makes Alertmanager re-read its config.",
+    }),
+    alertmanagerGroup: spec({
+        type: "string", default: "prometheus", check: names.unixUser, required: true, group: "Notifications",
+        description: "Group Alertmanager runs as: the only one, besides root, that may read the SMTP password file.",
     }),
 } as const satisfies Record<string, ConfigKeySpec>;
 

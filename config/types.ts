@@ -126,6 +126,37 @@ export interface StackConfig {
         readonly dashboardUid: string;
         readonly runbookBaseUrl: string;
     };
+    /** Thresholds rendered into the alert rules. */
+    readonly alertThresholds: { readonly storageUsedPercent: number; readonly overdueGraceSeconds: number };
+    /** Email through the monitoring host's Alertmanager; absent when notifyEmailTo is empty. */
+    readonly notifications?: Notifications;
     /** Secret keys the stack sets (values are read as secrets, never here). */
     readonly secretsSet: ReadonlySet<string>;
+}
+
+/** One `notifyRoutes` entry: alerts of one host or one type go to other recipients. */
+export interface NotificationRoute {
+    readonly label: "host" | "type";
+    readonly value: string;
+    /** For `host`: the name and the address, which a scrape's `instance` label starts with. */
+    readonly instances: readonly string[];
+    readonly to: readonly string[];
+}
+
+export interface Notifications {
+    readonly to: readonly string[];
+    readonly from: string;
+    readonly smarthost: string;
+    readonly requireTls: boolean;
+    /** Empty: no SMTP AUTH. With a user, the password comes from the secret notifySmtpAuthPassword. */
+    readonly authUsername: string;
+    readonly severities: readonly ("critical" | "warning")[];
+    readonly routes: readonly NotificationRoute[];
+    readonly groupWait: string;
+    readonly groupInterval: string;
+    readonly repeatInterval: string;
+    readonly configPath: string;
+    readonly amtool: string;
+    readonly reloadCommand: string;
+    readonly group: string;
 }

@@ -19,11 +19,16 @@ export function alertNames(): string[] {
 
 export function renderRules(config: StackConfig): string {
     const rotationDays = config.encryption.rotationDays;
+    const { storageUsedPercent, overdueGraceSeconds } = config.alertThresholds;
     return renderTemplate(RULES_TEMPLATE, {
         stack: config.stack,
         runbookBaseUrl: config.monitoring?.runbookBaseUrl ?? "",
         keyRotationDays: String(rotationDays),
         keyRotationSeconds: String(rotationDays * 86400),
+        storageUsedPercent: String(storageUsedPercent),
+        storageUsedRatio: (storageUsedPercent / 100).toFixed(2),
+        overdueGraceSeconds: String(overdueGraceSeconds),
+        overdueGraceMinutes: String(overdueGraceSeconds / 60),
     });
 }
 

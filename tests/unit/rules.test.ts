@@ -89,6 +89,20 @@ describe("the alert rules, rendered", () => {
         for (const r of rules) expect(r.expr, r.alert).not.toMatch(/\bjob\s*(=|!=|=~|!~)/);
     });
 
+    it("all carry the label Alertmanager routes on, component: hx-backup", () => {
+        for (const r of rules) expect(r.labels?.component, r.alert).toBe("hx-backup");
+    });
+
+    it("take their thresholds from the stack config", () => {
+        const custom = renderRules(loadStackConfig("unit", { "hx-backup:alertStorageUsedPercent": 80, "hx-backup:alertOverdueGraceMinutes": 10, "hx-backup:keyRotationDays": 30 }));
+        const byName = Object.fromEntries(((parse(custom) as { groups: { rules: AlertRule[] }[] }).groups[0]!.rules).map((r) => [r.alert, r]));
+        expect(byName.StorageFull!.expr).toContain("> 0.80");
+        expect(byName.StorageFull!.annotations!.description).toContain("(threshold 80%)");
+        expect(byName.BackupDelayed!.expr).toMatch(/\+ 600\s*$/);
+        expect(byName.BackupDelayed!.annotations!.description).toContain("10 minutes' grace");
+        expect(byName.EncryptionKeyRotationDue!.expr).toContain(`> ${30 * 86400}`);
+    });
+
     it("keep the seed's severities for its four alerts", () => {
         const severity = Object.fromEntries(rules.map((r) => [r.alert, r.labels?.severity]));
         expect(severity).toMatchObject({ BackupFailed: "critical", BackupDelayed: "warning", StorageFull: "critical", VerificationFailed: "warning" });
