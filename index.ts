@@ -82,6 +82,7 @@ if (config.monitoring) {
         connection: sshConnection(host, connectionArgs),
         sudo: config.ssh.sudo,
         grafanaApiToken: secret("grafanaApiToken"),
+        smtpPassword: secret("notifySmtpAuthPassword"),
         dependsOn: hostResources.filter((h) => h.hostName === host.name),
     });
 }

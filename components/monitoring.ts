@@ -2,6 +2,7 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "../config/types";
 import { alertNames, planMonitoring } from "../render/monitoringPlan";
+import { secretStdin } from "../render/secrets";
 import { remoteStep } from "./steps";
 
 export interface MonitoringIntegrationArgs {
@@ -13,14 +14,17 @@ export interface MonitoringIntegrationArgs {
     readonly sudo?: boolean;
     /** Grafana token for `grafanaMode: api`; secret. Default: none. */
     readonly grafanaApiToken?: pulumi.Input<string>;
+    /** SMTP AUTH password for the alert emails (with `notifySmtpAuthUsername`); secret. Default: none. */
+    readonly smtpPassword?: pulumi.Input<string>;
     /** Resources that must exist first (e.g. the monitoring host's own BackupHost). Default: none. */
     readonly dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
 
 /**
  * Wires hx-backup into the existing monitoring stack: alert rules checked by
- * promtool before they replace the live file, a Prometheus reload, and the
- * Grafana dashboard by file provisioning or the HTTP API.
+ * promtool before they replace the live file, a Prometheus reload, the
+ * Grafana dashboard by file provisioning or the HTTP API, and email
+ * notifications through the existing Alertmanager.
  */
 export class MonitoringIntegration extends pulumi.ComponentResource {
     public readonly alertNames: readonly string[];
@@ -32,23 +36,28 @@ export class MonitoringIntegration extends pulumi.ComponentResource {
         super("hx-backup:monitoring:MonitoringIntegration", name, {}, opts);
         const m = args.config.monitoring;
         if (!m) throw new Error("MonitoringIntegration: config.monitoring is not set (set monitoringHost)");
+        const monitoringHost = args.config.hosts.find((h) => h.name === m.host)!;
         const steps = new Map<string, command.remote.Command>();
         for (const step of planMonitoring(args.config)) {
             const usesToken = step.name === "dashboard" && m.grafanaMode === "api";
             if (usesToken && args.grafanaApiToken === undefined) throw new Error("MonitoringIntegration: grafanaMode api needs grafanaApiToken");
+            const usesPassword = step.secretFiles.length > 0;
+            if (usesPassword && args.smtpPassword === undefined) throw new Error("MonitoringIntegration: notifySmtpAuthUsername needs smtpPassword");
             const stdin = usesToken
                 ? pulumi.secret(pulumi.all([args.grafanaApiToken!]).apply(([token]) => {
                       if (/[\r\n]/.test(token)) throw new Error("grafanaApiToken must be one line");
                       return `${token}\n${step.stdin ?? ""}`;
                   }))
-                : step.stdin;
+                : usesPassword
+                  ? pulumi.secret(pulumi.all([args.smtpPassword!]).apply(([smtpPassword]) => secretStdin(step.secretFiles, { keys: {}, smtpPassword }, monitoringHost)))
+                  : step.stdin;
             steps.set(step.name, remoteStep(`${name}-${step.name}`, step, {
                 connection: args.connection,
                 sudo: args.sudo ?? false,
                 stdin,
                 digest: step.digest,
-                secret: usesToken,
-                dependsOn: args.dependsOn ?? [],
+                secret: usesToken || usesPassword,
+                dependsOn: [...(args.dependsOn ?? []), ...step.dependsOn.map((d) => steps.get(d)!)],
                 parent: this,
             }));
         }

@@ -1,12 +1,14 @@
 /**
  * What the monitoring host receives: the alert rules (gated by promtool, then
- * Prometheus is reloaded) and the Grafana dashboard (file provisioning or the
- * HTTP API). Same Step shape as a backup host's plan.
+ * Prometheus is reloaded), the Grafana dashboard (file provisioning or the
+ * HTTP API) and, with notifications, hx-backup's route and receivers in the
+ * existing Alertmanager config. Same Step shape as a backup host's plan.
  */
 import type { StackConfig } from "../config/types";
-import { installFileScript, sha256 } from "./remote";
+import { renderAlertmanagerBlocks, smtpPasswordPath } from "./alertmanager";
+import { installFileScript, installSecretFilesScript, removeFilesScript, sha256 } from "./remote";
 import { shellQuote } from "./shell";
-import { digestOf, fileStep, withManifestEntry, type Step } from "./step";
+import { digestOf, fileStep, stepScript, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
 import { readTemplate, renderTemplate } from "./template";
 
 export const RULES_TEMPLATE = "monitoring/backup-alert-rules.yml";
@@ -59,6 +61,7 @@ export function planMonitoring(config: StackConfig): Step[] {
             digest: digestOf({ path: m.rulesPath, content: sha256(rules), check, reload: m.reloadCommand }),
         },
     ];
+    steps.push(...planAlertmanager(config));
     const dashboard = renderDashboardFile(config);
     if (m.grafanaMode === "file") {
         steps.push(fileStep("dashboard", { path: `${m.grafanaDashboardDir}/${m.dashboardUid}.json`, owner: "root", group: "root", mode: "0644", content: dashboard }, []));
@@ -94,4 +97,41 @@ function grafanaApiScript(url: string): string {
         // The rest of stdin is the dashboard; wrap it in the API's envelope with jq.
         `jq --compact-output '{dashboard: ., overwrite: true, message: "hx-backup deploy"}' | curl --fail --silent --show-error --header @"$hdr" --data-binary @- ${shellQuote(`${url}/api/dashboards/db`)} >/dev/null`,
     ].join("\n");
+}
+
+/**
+ * Email notifications: the SMTP password as a file only root and
+ * Alertmanager's group read, then hx-backup's blocks in the live config
+ * (checked by amtool before they replace it). Destroy takes out only the blocks.
+ */
+function planAlertmanager(config: StackConfig): Step[] {
+    const n = config.notifications;
+    const blocks = renderAlertmanagerBlocks(config);
+    if (!n || !blocks) return [];
+    const steps: Step[] = [];
+    if (n.authUsername) {
+        const passwordFile: PlannedSecretFile = { path: smtpPasswordPath(n), owner: "root", group: n.group, mode: "0640", secret: { kind: "smtpPassword" } };
+        steps.push({
+            name: "alertmanager-smtp-password",
+            create: installSecretFilesScript([passwordFile]),
+            delete: removeFilesScript([passwordFile.path]),
+            files: [],
+            secretFiles: [passwordFile],
+            dependsOn: [],
+            digest: digestOf({ path: passwordFile.path, owner: passwordFile.owner, group: passwordFile.group, mode: passwordFile.mode }),
+        });
+    }
+    const values = (action: "install" | "remove") => ({
+        am_config: n.configPath, amtool: n.amtool, reload: n.reloadCommand, stack: config.stack, action, route_block: blocks.route, receivers_block: blocks.receivers,
+    });
+    steps.push({
+        name: "alertmanager-route",
+        create: stepScript("alertmanager-block", values("install")),
+        delete: stepScript("alertmanager-block", values("remove")),
+        files: [],
+        secretFiles: [],
+        dependsOn: n.authUsername ? ["alertmanager-smtp-password"] : [],
+        digest: digestOf({ path: n.configPath, amtool: n.amtool, reload: n.reloadCommand, blocks }),
+    });
+    return steps;
 }

@@ -11,6 +11,7 @@ export interface SecretValues {
     readonly s3?: { readonly accessKeyId: string; readonly secretAccessKey: string };
     readonly redisPassword?: string;
     readonly postgresqlPassword?: string;
+    readonly smtpPassword?: string;
 }
 
 /** .pgpass fields escape ':' and '\\'. */
@@ -35,6 +36,9 @@ export function renderSecretContent(ref: SecretRef, values: SecretValues, host: 
         case "redisAuth":
             if (!values.redisPassword) throw new Error("redisPassword is required for redis.auth");
             return oneLine("redisPassword", values.redisPassword);
+        case "smtpPassword":
+            if (!values.smtpPassword) throw new Error("notifySmtpAuthPassword is required with notifySmtpAuthUsername");
+            return oneLine("notifySmtpAuthPassword", values.smtpPassword);
         case "pgpass": {
             const pg = host.postgresql;
             if (!pg || !values.postgresqlPassword) throw new Error("postgresqlPassword is required for postgresql.auth: pgpass");

@@ -18,7 +18,8 @@ export type SecretRef =
     | { readonly kind: "key"; readonly keyId: string }
     | { readonly kind: "s3Credentials" }
     | { readonly kind: "redisAuth" }
-    | { readonly kind: "pgpass" };
+    | { readonly kind: "pgpass" }
+    | { readonly kind: "smtpPassword" };
 
 export interface PlannedSecretFile extends FileTarget {
     readonly secret: SecretRef;

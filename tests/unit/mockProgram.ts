@@ -39,6 +39,7 @@ export const TEST_SECRETS = {
     "hx-backup:redisPassword": "redis-test-password-x9",
     "hx-backup:postgresqlPassword": "pg:test\\password",
     "hx-backup:grafanaApiToken": "glsa_testtoken_0123456789abcdef",
+    "hx-backup:notifySmtpAuthPassword": "mock-smtp-password-9f8e7d6c",
 };
 export const IAM_SECRET = "mock-iam-secret-access-key-ABCDEF0123456789";
 

@@ -215,6 +215,32 @@ describe("Grafana through the HTTP API", () => {
     });
 });
 
+describe("email notifications through the existing Alertmanager", () => {
+    it("installs the SMTP password as a file from secret stdin, then hx-backup's blocks behind amtool; destroy takes out only the blocks", async () => {
+        const keys = [...PROD_SECRETS, "hx-backup:notifySmtpAuthPassword"];
+        const settings = {
+            "hx-backup:notifyEmailTo": JSON.stringify(["ops@example.com"]),
+            "hx-backup:notifyEmailFrom": "hx-backup@example.com",
+            "hx-backup:notifySmtpSmarthost": "smtp.example.com:587",
+            "hx-backup:notifySmtpAuthUsername": "hx-backup",
+        };
+        const e = await evaluate("production", withSecrets("production", keys, settings), keys);
+        const password = TEST_SECRETS["hx-backup:notifySmtpAuthPassword"];
+        const file = commands(e).find((c) => c.name === "monitoring-alertmanager-smtp-password")!;
+        const route = commands(e).find((c) => c.name === "monitoring-alertmanager-route")!;
+        expect(isSecretWrapped(file.inputs.stdin)).toBe(true);
+        expect(Buffer.from((reveal(file.inputs.stdin) as string).split("\n")[0]!, "base64").toString()).toBe(password);
+        expect(file.inputs.create).toContain("/etc/prometheus/hx-backup-smtp-password");
+        expect(file.inputs.create).toMatch(/chmod 0640|0640/);
+        expect(route.inputs.create).toContain("check-config");
+        expect(route.inputs.create).toMatch(/action=\W*install/);
+        expect(route.inputs.delete).toMatch(/action=\W*remove/);
+        expect(route.inputs.create).toContain("auth_password_file");
+        for (const r of e.resources) expect(JSON.stringify(plaintextView(r.inputs))).not.toContain(password);
+        expect(JSON.stringify(e.outputs)).not.toContain(password);
+    });
+});
+
 describe("idempotence", () => {
     it("two evaluations give identical commands and stdin", async () => {
         const config = withSecrets("production", PROD_SECRETS);
