@@ -289,7 +289,7 @@ const duration = (seconds: number): string => {
     const d = Math.floor(seconds / DAY_SECONDS);
     const h = Math.floor((seconds % DAY_SECONDS) / 3600);
     const m = Math.floor((seconds % 3600) / 60);
-    return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : `${m}m`;
+    return d ? `${d}d ${h}h${m ? ` ${m}m` : ""}` : h ? `${h}h ${m}m` : `${m}m`;
 };
 export { duration as formatDuration };
 

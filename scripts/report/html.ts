@@ -29,7 +29,7 @@ table{border-collapse:collapse;width:100%;margin:6px 0}th,td{text-align:left;pad
 .day[data-state=not-scheduled],.day[data-state=before-first],.day[data-state=beyond-daily-retention]{background:repeating-linear-gradient(45deg,#fff,#fff 3px,var(--bg) 3px,var(--bg) 6px)}
 .day[data-state=today]{outline:1px solid var(--muted)}
 .mark{display:block;width:12px;height:8px;border-radius:2px}.mark.ok{background:var(--ok)}.mark.dedup{background:#fff;border:2px solid var(--ok)}.mark.broken{background:var(--bad)}
-.axis{display:flex;gap:2px;font-size:10px;color:var(--muted)}.axis span{width:18px;text-align:center}.axis span.weekstart{margin-left:6px}
+.axis{display:flex;gap:2px;font-size:10px;color:var(--muted)}.axis span{width:18px;white-space:nowrap;overflow:visible}.axis span.weekstart{margin-left:6px}
 .legend{display:flex;gap:14px;flex-wrap:wrap;font-size:12px;color:var(--muted);margin:6px 0}.legend .day{min-height:14px;width:14px;display:inline-flex;vertical-align:middle}
 details summary{cursor:pointer;color:var(--muted)}
 `;

@@ -272,7 +272,7 @@ describe("report facts", () => {
         expect(s.newest).toEqual({ createdAt: "2026-03-19T11:30:00Z", ageSeconds: 24.5 * 3600, rpoMet: true });
         const late = build(made, policy, KEYRING, new Date("2026-03-20T12:07:00Z"));
         expect(late.sources[0].newest?.rpoMet).toBe(false);
-        expect(late.problems.filter((p) => p.kind === "rpo-missed").map((p) => p.message)).toEqual(["newest restorable backup is 1d 0h old, past the schedule's 1d 0h"]);
+        expect(late.problems.filter((p) => p.kind === "rpo-missed").map((p) => p.message)).toEqual(["newest restorable backup is 1d 0h 37m old, past the schedule's 1d 0h 36m"]);
     });
 
     it("derives each key's age from the oldest manifest that used it, flags the current key past the rotation policy, and calls older keys retired", () => {
