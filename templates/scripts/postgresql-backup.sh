@@ -27,7 +27,7 @@ HX_PG_PENDING=()
 pg_on_exit() {
     local rc=$1 target
     ((rc != 0 && rc != HX_EXIT_LOCKED)) || return 0
-    for target in "${HX_PG_PENDING[@]}"; do hx_metrics postgresql "$target" backup_last_run_status=0 "backup_last_attempt_timestamp=$(hx_epoch)" || true; done
+    for target in "${HX_PG_PENDING[@]}"; do hx_backup_failed postgresql "$target" "$rc" || true; done
 }
 HX_ON_EXIT=pg_on_exit
 

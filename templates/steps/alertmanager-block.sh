@@ -16,8 +16,9 @@ tmp=$(mktemp "$am_config.hx-backup.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 
 # awk: strip earlier blocks; then (install) the route goes first under
-# route.routes (which it creates if missing), the receivers first under
-# receivers (created at the end if missing), indented as the file's own items.
+# route.routes (which it creates if missing) and a fallback to the root
+# receiver last, the receivers first under receivers (created at the end if
+# missing), each indented as the file's own items.
 # The blocks reach awk through its environment: -v would rewrite their backslashes.
 if ! HX_ACTION="$action" HX_STACK="$stack" HX_ROUTE="$route_block" HX_RECEIVERS="$receivers_block" awk '
   function blank(l) { return l ~ /^[ \t]*(#.*)?$/ }
@@ -57,16 +58,36 @@ if ! HX_ACTION="$action" HX_STACK="$stack" HX_ROUTE="$route_block" HX_RECEIVERS=
     for (j = route + 1; j <= n && blank(kept[j]); j++) ;
     if (j > n || indent(kept[j]) == 0) { print "the top-level route: has no body" > "/dev/stderr"; exit 3 }
     child = indent(kept[j])
-    routes = 0
+    routes = 0; root_receiver = ""
     for (k = route + 1; k <= n; k++) {
       if (!blank(kept[k]) && indent(kept[k]) == 0) break
-      if (kept[k] ~ ("^" spaces(child) "routes:[ \t]*(#.*)?$")) { routes = k; break }
+      if (kept[k] ~ ("^" spaces(child) "routes:[ \t]*(#.*)?$")) routes = k
+      if (kept[k] ~ ("^" spaces(child) "receiver:")) {
+        root_receiver = kept[k]; sub(/^[ ]*receiver:[ \t]*/, "", root_receiver); sub(/[ \t]*(#.*)?$/, "", root_receiver)
+      }
+    }
+    body_end = k
+    if (root_receiver == "") { print "the top-level route: names no receiver" > "/dev/stderr"; exit 3 }
+    # An alert taken by a child route no longer reaches the root receiver. So
+    # that hx-backup alerts still reach it when no route of the file takes them,
+    # a last child sends them there.
+    fallback = "- matchers:\n    - \"component=\\\"hx-backup\\\"\"\n  receiver: " root_receiver
+    after = 0
+    if (routes) {
+      ii = item_indent(routes, child)
+      for (k = routes + 1; k < body_end; k++) {
+        if (blank(kept[k])) continue
+        if (indent(kept[k]) > ii || (indent(kept[k]) == ii && kept[k] ~ /^ *- /)) { after = k; continue }
+        break
+      }
+      if (!after) after = routes
     }
     m = 0
     for (i = 1; i <= n; i++) {
       out[++m] = kept[i]
-      if (i == route && !routes) emit(route_block, spaces(child), "routes:")
-      if (i == routes) emit(route_block, spaces(item_indent(routes, child)), "")
+      if (i == route && !routes) { emit(route_block, spaces(child), "routes:"); emit(fallback, spaces(child), "") }
+      if (i == routes) emit(route_block, spaces(ii), "")
+      if (routes && i == after) emit(fallback, spaces(ii), "")
       if (i == receivers) emit(receivers_block, spaces(item_indent(receivers, 0)), "")
     }
     if (!receivers) { emit(receivers_block, "", "receivers:") }

@@ -22,6 +22,8 @@ export interface MonitoringStack {
     readonly prometheus: string;
     readonly nodeExporter: string;
     readonly alertmanager: string;
+    /** The live Alertmanager config (its own route and receiver: the webhook sink). */
+    readonly alertmanagerConfig: string;
     /** Every alert the webhook sink received, in order. */
     readonly received: WebhookAlert[];
     query(expr: string): Promise<{ status: string; data: { resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] }; error?: string }>;
@@ -143,6 +145,7 @@ export async function startMonitoringStack(rules: string, instance = "testhost")
         prometheus,
         nodeExporter: `http://127.0.0.1:${nePort}`,
         alertmanager: `http://127.0.0.1:${amPort}`,
+        alertmanagerConfig: path.join(dir, "alertmanager.yml"),
         received,
         async query(expr: string) {
             const r = await fetch(`${prometheus}/api/v1/query?${new URLSearchParams({ query: expr })}`);

@@ -7,19 +7,27 @@
  * resolves it; a tampered artifact checked by its path raises
  * VerificationFailed.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadStackConfig } from "../../config/load";
 import { dashboardQueries, renderDashboard, substituteVariables } from "../../scripts/gen/dashboard";
-import { renderRules } from "../../render/monitoringPlan";
-import { isCI, isRoot, missingTools } from "../support/env";
+import { planMonitoring, renderRules } from "../../render/monitoringPlan";
+import { wrapStep } from "../../render/remote";
+import { secretStdin } from "../../render/secrets";
+import type { StackConfig } from "../../config/types";
+import { PROJECT_DIR } from "../unit/helpers";
+import { startSmtpSink, type SmtpSink } from "../harness/smtpSink";
+import { isCI, isRoot, missingTools, run as runCommand } from "../support/env";
 import { makeHost, postgresqlSection, type TestHost } from "../support/host";
 import { PG_TOOLS, startPostgres, type PostgresInstance } from "../support/postgres";
 import { chownR } from "../support/env";
 import { MONITORING_TOOLS, startMonitoringStack, type MonitoringStack } from "../harness/monitoringStack";
 
-const missing = missingTools([...MONITORING_TOOLS, ...PG_TOOLS, "zstd", "jq", "openssl"]);
+const missing = missingTools([...MONITORING_TOOLS, ...PG_TOOLS, "amtool", "curl", "zstd", "jq", "openssl"]);
+const SMTP_PASSWORD = "smtp-test-password-5e1f";
+/** Where the delivered email is kept for the closing note and for reading (gitignored). */
+const EMAIL_ARTIFACT = join(PROJECT_DIR, "test-artifacts", "notification-email.eml");
 if (isCI && (missing.length || !isRoot)) throw new Error(`monitoring stack test needs root and ${missing.join(", ")} in CI`);
 
 const INSTANCE = "testhost";
@@ -30,6 +38,20 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
     let stack: MonitoringStack;
     let pg: PostgresInstance;
     let host: TestHost;
+    let smtp: SmtpSink;
+    let notifying: StackConfig;
+    let originalAlertmanagerConfig: string;
+    /** Runs the monitoring plan's Alertmanager steps on this machine, as the deploy would over SSH (create or delete). */
+    const runAlertmanagerSteps = async (phase: "create" | "delete") => {
+        const steps = planMonitoring(notifying).filter((st) => st.name.startsWith("alertmanager-"));
+        for (const st of phase === "create" ? steps : [...steps].reverse()) {
+            const script = phase === "create" ? st.create : st.delete!;
+            const input = st.secretFiles.length ? secretStdin(st.secretFiles, { keys: {}, smtpPassword: SMTP_PASSWORD }, notifying.hosts[0]!) : "";
+            const r = await runCommand("sh", ["-c", wrapStep(script, false)], { input });
+            expect(r.code, `${st.name} ${phase}: ${r.stderr}`).toBe(0);
+            expect(r.stdout + r.stderr, `${st.name} ${phase} output`).not.toContain(SMTP_PASSWORD);
+        }
+    };
     const config = loadStackConfig("mon", {
         hosts: [{ name: "mon", address: "127.0.0.1", roles: ["monitoring"], remoteSync: false }],
         monitoringHost: "mon",
@@ -38,6 +60,25 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
 
     beforeAll(async () => {
         stack = await startMonitoringStack(renderRules(config), INSTANCE);
+        smtp = await startSmtpSink();
+        // Email notifications into the stack's existing Alertmanager config (its own route and webhook receiver).
+        notifying = loadStackConfig("mon", {
+            hosts: [{ name: "mon", address: "127.0.0.1", roles: ["monitoring"], remoteSync: false }],
+            monitoringHost: "mon",
+            runbookBaseUrl: "https://runbooks.example.test/README.md",
+            notifyEmailTo: ["backup-alerts@example.test"],
+            notifyEmailFrom: "hx-backup@example.test",
+            notifySmtpSmarthost: `127.0.0.1:${smtp.port}`,
+            notifySmtpRequireTls: false,
+            notifySmtpAuthUsername: "hx-alerts",
+            notifySmtpAuthPassword: "[secret]",
+            notifyGroupWait: "1s",
+            notifyGroupInterval: "1s",
+            alertmanagerConfigPath: stack.alertmanagerConfig,
+            alertmanagerReloadCommand: `curl --fail --silent --show-error --request POST ${stack.alertmanager}/-/reload`,
+        });
+        originalAlertmanagerConfig = readFileSync(stack.alertmanagerConfig, "utf8");
+        await runAlertmanagerSteps("create");
         pg = await startPostgres();
         host = makeHost();
         const role = host.user?.name ?? "root";
@@ -64,6 +105,7 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
     });
 
     afterAll(async () => {
+        await smtp?.stop();
         await stack?.stop();
         await pg?.stop();
         host?.cleanup();
@@ -110,6 +152,45 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
             120_000,
         );
         expect(resolved.labels.type).toBe("postgresql");
+
+        // The same alert, by email through hx-backup's route, with the SMTP password from its file.
+        const mail = await stack.waitFor("the BackupFailed email", () => smtp.received.find((m) => m.parsed.subject === `[FIRING] BackupFailed on ${INSTANCE}: postgresql/${firing.labels.target}`), 60_000);
+        expect(mail.parsed.subject).toBe(`[FIRING] BackupFailed on ${INSTANCE}: postgresql/${firing.labels.target}`);
+        expect(mail.parsed.to && "text" in mail.parsed.to ? mail.parsed.to.text : "").toBe("backup-alerts@example.test");
+        expect(mail.parsed.from?.text).toBe("hx-backup@example.test");
+        expect(mail.parsed.text).toContain(firing.annotations.description!);
+        // The cause the job recorded, not only a pointer to the log.
+        expect(firing.labels.cause).toMatch(/^cannot connect to PostgreSQL as /);
+        expect(mail.parsed.text).toContain(`failed: ${firing.labels.cause}`);
+        expect(mail.parsed.text).toContain("Runbook: https://runbooks.example.test/README.md#backupfailed");
+        expect(mail.auth).toEqual({ username: "hx-alerts", password: SMTP_PASSWORD });
+        expect(mail.raw).not.toContain(SMTP_PASSWORD);
+        mkdirSync(join(PROJECT_DIR, "test-artifacts"), { recursive: true });
+        writeFileSync(EMAIL_ARTIFACT, mail.raw);
+        const resolvedMail = await stack.waitFor("the resolved email", () => smtp.received.find((m) => m.parsed.subject === `[RESOLVED] BackupFailed on ${INSTANCE}: postgresql/${firing.labels.target}`), 120_000);
+        expect(resolvedMail.parsed.text).toContain("resolved:");
+    });
+
+    it("leaves the existing Alertmanager config byte-identical outside hx-backup's blocks, re-runs as a no-op, and destroy restores it exactly", async () => {
+        const live = readFileSync(stack.alertmanagerConfig, "utf8");
+        expect(live).not.toBe(originalAlertmanagerConfig);
+        const outsideBlocks = live.replace(/^[ \t]*# >>> hx-backup managed block[^\n]*\n[\s\S]*?^[ \t]*# <<< hx-backup managed block <<<\n/gm, "");
+        expect(outsideBlocks).toBe(originalAlertmanagerConfig);
+        expect((await runCommand("amtool", ["check-config", stack.alertmanagerConfig])).code).toBe(0);
+        const password = join(stack.alertmanagerConfig, "..", "hx-backup-smtp-password");
+        expect((await runCommand("stat", ["--format=%a %U %G", password])).stdout.trim()).toBe("640 root prometheus");
+        await runAlertmanagerSteps("create");
+        expect(readFileSync(stack.alertmanagerConfig, "utf8")).toBe(live);
+        // A config amtool rejects never replaces the live one.
+        const broken = { ...notifying, notifications: { ...notifying.notifications!, repeatInterval: "0s" } } as StackConfig;
+        const [, route] = planMonitoring(broken).filter((st) => st.name.startsWith("alertmanager-"));
+        const refused = await runCommand("sh", ["-c", wrapStep(route!.create, false)]);
+        expect(refused.code).not.toBe(0);
+        expect(refused.stderr).toContain("was not changed");
+        expect(readFileSync(stack.alertmanagerConfig, "utf8")).toBe(live);
+        await runAlertmanagerSteps("delete");
+        expect(readFileSync(stack.alertmanagerConfig, "utf8")).toBe(originalAlertmanagerConfig);
+        expect((await runCommand("test", ["-e", password])).code).toBe(1);
     });
 
     it("a tampered artifact verified by its path sets its verification status to 0 and raises VerificationFailed; an intact check sets 1", async () => {

@@ -147,6 +147,26 @@ hx_backup_succeeded() {
         "backup_duration_seconds=$((now - start))" "backup_size_bytes=${HX_OUT[stored_size]}" \
         backup_verification_status=1 "backup_dedup_saved_bytes=${HX_OUT[dedup_saved]}" \
         "backup_size_check_status=$HX_SIZE_STATUS" "backup_storage_usage_bytes=$(hx_storage_usage "${HX_OUT[dir]}")"
+    hx_failure_cause "$type" "$target" ""
+}
+
+# hx_failure_cause TYPE TARGET CAUSE: backup_last_failure_info{cause=...} 1,
+# the cause BackupFailed shows (and an email carries), in a file of its own
+# beside the target's metrics; an empty CAUSE removes it.
+hx_failure_cause() {
+    local type=$1 target=$2 cause=$3 file tmp
+    [[ -n ${HX_TEXTFILE:-} && -d $HX_TEXTFILE && -w $HX_TEXTFILE ]] || return 0
+    file="$HX_TEXTFILE/hx_backup-$type-$target.cause.prom"
+    if [[ -z $cause ]]; then
+        rm -f -- "$file"
+        return 0
+    fi
+    cause=${cause//[$'\n\r\t']/ }
+    tmp=$(mktemp -- "$file.$$.tmpXXXXXX.partial") || return 0
+    printf '# TYPE backup_last_failure_info gauge\nbackup_last_failure_info{type="%s",target="%s",cause="%s"} 1\n' \
+        "$(hx__label "$type")" "$(hx__label "$target")" "$(hx__label "${cause:0:200}")" >"$tmp"
+    chmod 0644 -- "$tmp"
+    mv -f -- "$tmp" "$file"
 }
 
 # hx_backup_failed TYPE TARGET RC: a target's failed run, logged with its
@@ -158,6 +178,7 @@ hx_backup_failed() {
     ((rc != HX_EXIT_VERIFY)) || verification=(backup_verification_status=0)
     hx_error backup_failed "backup of $target failed: ${HX_STATUS_CAUSE:-unknown cause}" "type=$type" "target=$target" "exit_code=$rc"
     hx_metrics "$type" "$target" backup_last_run_status=0 "backup_last_attempt_timestamp=$(hx_epoch)" "${verification[@]}"
+    hx_failure_cause "$type" "$target" "${HX_STATUS_CAUSE:-unknown cause}"
 }
 
 # Exit hook (HX_ON_EXIT) for single-target jobs: the failure of
