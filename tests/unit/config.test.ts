@@ -94,6 +94,41 @@ describe("each invalid value is reported with key path, value seen and expected 
         }
     });
 
+    describe("notifications", () => {
+        const monitored = { hosts: [{ name: "h1", address: "10.0.0.1" }, { name: "mon", address: "10.0.0.9", roles: ["monitoring"] }], monitoringHost: "mon" };
+        const good = { ...monitored, notifyEmailTo: ["ops@example.com"], notifyEmailFrom: "hx@example.com", notifySmtpSmarthost: "smtp.example.com:587" };
+
+        it("a broken recipient address is refused at preview, naming the entry and the form", () => {
+            const err = configError({ ...good, notifyEmailTo: ["ops@example.com", "Ops Team <ops@example.com>", "{{ .x }}@example.com"] });
+            expectProblem(err, "notifyEmailTo[1]", "Ops Team <ops@example.com>", /an email address such as ops@example.com/);
+            expectProblem(err, "notifyEmailTo[2]", "{{ .x }}@example.com", /no display name, spaces, quotes or braces/);
+        });
+
+        it("recipients need a sender, a relay and a monitoring host; AUTH needs both halves", () => {
+            const err = configError({ hosts: monitored.hosts, notifyEmailTo: ["ops@example.com"], notifySmtpAuthUsername: "hx" });
+            expectProblem(err, "notifyEmailFrom", "", /a sender address/);
+            expectProblem(err, "notifySmtpSmarthost", "", /host:port/);
+            expectProblem(err, "notifyEmailTo", ["ops@example.com"], /a monitoringHost as well/);
+            expectProblem(err, "notifySmtpAuthUsername", "hx", /a secret notifySmtpAuthPassword/);
+            expectProblem(configError({ ...good, notifySmtpSmarthost: "smtp.example.com" }), "notifySmtpSmarthost", "smtp.example.com", /host:port/);
+        });
+
+        it("routes name a host of the stack or a type, then addresses", () => {
+            const err = configError({ ...good, notifyRoutes: ["host=db-9: dba@example.com", "type=mysql: dba@example.com", "type=redis: not-an-address", "redis: a@example.com"] });
+            expectProblem(err, "notifyRoutes[0]", "host=db-9: dba@example.com", /a host of this stack after host= \(h1, mon\)/);
+            expectProblem(err, "notifyRoutes[1]", "type=mysql: dba@example.com", /a type after type=/);
+            expectProblem(err, "notifyRoutes[2]", "type=redis: not-an-address", /"not-an-address" is not one/);
+            expectProblem(err, "notifyRoutes[3]", "redis: a@example.com", /`host=<name>: <address>/);
+        });
+
+        it("a valid setting gives the notifications the monitoring plan renders; none without recipients", () => {
+            const n = load({ ...baseRaw(), ...good, notifyRoutes: ["host=h1: dba@example.com, dba2@example.com"] }).notifications!;
+            expect(n).toMatchObject({ to: ["ops@example.com"], from: "hx@example.com", smarthost: "smtp.example.com:587", requireTls: true, severities: ["critical", "warning"], groupWait: "30s" });
+            expect(n.routes).toEqual([{ label: "host", value: "h1", instances: ["h1", "10.0.0.1"], to: ["dba@example.com", "dba2@example.com"] }]);
+            expect(load({ ...baseRaw(), ...monitored }).notifications).toBeUndefined();
+        });
+    });
+
     it("unknown key far from any known key lists the known keys", () => {
         const err = configError({ zzzzzzzzzz: true });
         expectProblem(err, "zzzzzzzzzz", true, /one of the known keys: hosts, sshUser/);
