@@ -38,6 +38,53 @@ export function renderDashboardFile(config: StackConfig): string {
     return renderTemplate(DASHBOARD_TEMPLATE, { dashboardUid: config.monitoring?.dashboardUid ?? "hx-backup" });
 }
 
+/** The seed's monitoring config path. */
+export const monitoringConfPath = (config: StackConfig): string => `${config.paths.configDir}/monitoring.conf`;
+
+/**
+ * `/etc/hx-backup/monitoring.conf` on the monitoring host: what the monitoring
+ * side uses, in one place an operator finds it, rendered from the same stack
+ * config as the rules, the Alertmanager blocks and every host's backup.json
+ * (so it is never a second source). JSON; no secrets, only where they are.
+ */
+export function renderMonitoringConf(config: StackConfig): string {
+    const m = config.monitoring!;
+    const n = config.notifications;
+    const conf = {
+        comment: `Managed by hx-backup (stack ${config.stack}): what the monitoring side uses. Change the stack config and run pulumi up, not this file.`,
+        stack: config.stack,
+        monitoringHost: m.host,
+        nodeExporterUrl: config.nodeExporterUrl,
+        textfileDir: config.paths.textfileDir,
+        prometheus: { rulesPath: m.rulesPath, promtool: m.promtool, reloadCommand: m.reloadCommand, alerts: alertNames(), runbookBaseUrl: m.runbookBaseUrl },
+        grafana: { mode: m.grafanaMode, dashboardUid: m.dashboardUid, ...(m.grafanaMode === "file" ? { dashboardDir: m.grafanaDashboardDir } : m.grafanaMode === "api" ? { url: m.grafanaUrl } : {}) },
+        thresholds: {
+            storageUsedPercent: config.alertThresholds.storageUsedPercent,
+            overdueGraceSeconds: config.alertThresholds.overdueGraceSeconds,
+            keyRotationDays: config.encryption.rotationDays,
+            sizeBandPercent: [config.sizeCheck.lowPercent, config.sizeCheck.highPercent],
+            storageQuotaBytes: config.storageQuotaBytes,
+        },
+        notifications: n
+            ? {
+                  alertmanagerConfig: n.configPath,
+                  to: n.to,
+                  from: n.from,
+                  smarthost: n.smarthost,
+                  requireTls: n.requireTls,
+                  authUsername: n.authUsername,
+                  ...(n.authUsername ? { authPasswordFile: smtpPasswordPath(n) } : {}),
+                  severities: n.severities,
+                  routes: n.routes.map((r) => ({ [r.label]: r.value, to: r.to })),
+                  groupWait: n.groupWait,
+                  groupInterval: n.groupInterval,
+                  repeatInterval: n.repeatInterval,
+              }
+            : null,
+    };
+    return `${JSON.stringify(conf, null, 2)}\n`;
+}
+
 export function planMonitoring(config: StackConfig): Step[] {
     const m = config.monitoring;
     if (!m) return [];
@@ -61,6 +108,7 @@ export function planMonitoring(config: StackConfig): Step[] {
             digest: digestOf({ path: m.rulesPath, content: sha256(rules), check, reload: m.reloadCommand }),
         },
     ];
+    steps.push(fileStep("monitoring-conf", { path: monitoringConfPath(config), owner: "root", group: "root", mode: "0644", content: renderMonitoringConf(config) }, []));
     steps.push(...planAlertmanager(config));
     const dashboard = renderDashboardFile(config);
     if (m.grafanaMode === "file") {

@@ -86,6 +86,13 @@ beforeAll(() => {
     }
 });
 
+/** The rendered rules with BackupFailed's expression cut short, so promtool must refuse them. */
+function breakRules(rules: string): string {
+    const broken = rules.replace("(backup_last_run_status == 0) * on", "(backup_last_run_status == ( * on");
+    if (broken === rules) throw new Error("breakRules: BackupFailed's expression changed; update the test");
+    return broken;
+}
+
 describe("the rendered tree", () => {
     it("covers every host of both stacks", () => {
         expect(roots.map((r) => `${r.stackName}/${r.host}`)).toEqual(["production/db-1", "production/db-2", "production/app-1", "production/mon-1", "sandbox/sandbox"]);
@@ -342,10 +349,31 @@ describe.skipIf(noPromtool)("the real promtool", () => {
         expect(roots.filter((x) => x.config.monitoring?.host === x.host).map((x) => x.host)).toEqual(["mon-1", "sandbox"]);
     });
 
+    it("installs the seed's /etc/hx-backup/monitoring.conf on the monitoring host, from the same config as the rules and the Alertmanager blocks", () => {
+        const config = loadStackConfig("production", {
+            ...rawFromFiles(PROJECT_DIR, "production").raw,
+            notifyEmailTo: ["ops@example.com"], notifyEmailFrom: "hx@example.com", notifySmtpSmarthost: "smtp.example.com:587", notifySmtpAuthUsername: "hx",
+            alertStorageUsedPercent: 85,
+        }, { awsRegion: "eu-central-1", assumeSecretsSet: true });
+        const step = planMonitoring(config).find((s) => s.name === "monitoring-conf")!;
+        expect(step.files[0]!.path).toBe("/etc/hx-backup/monitoring.conf");
+        const conf = JSON.parse(step.stdin!);
+        expect(conf).toMatchObject({
+            stack: "production",
+            nodeExporterUrl: config.nodeExporterUrl,
+            textfileDir: config.paths.textfileDir,
+            prometheus: { rulesPath: config.monitoring!.rulesPath },
+            thresholds: { storageUsedPercent: 85, overdueGraceSeconds: 1800, keyRotationDays: 90 },
+            notifications: { alertmanagerConfig: "/etc/prometheus/alertmanager.yml", to: ["ops@example.com"], authPasswordFile: "/etc/prometheus/hx-backup-smtp-password" },
+        });
+        expect(renderRules(config)).toContain("> 0.85");
+        expect(step.stdin).not.toMatch(/password"\s*:/i);
+    });
+
     it("the harness notices a broken rules file", () => {
         requireTools("promtool");
         const file = path.join(out, "broken-rules.yml");
-        writeFileSync(file, renderRules(stack("production")).replace(/expr: backup_last_run_status == 0/, "expr: backup_last_run_status == ("));
+        writeFileSync(file, breakRules(renderRules(stack("production"))));
         const res = run("promtool", ["check", "rules", file]);
         expect(res.status).not.toBe(0);
     });
@@ -361,7 +389,7 @@ describe.skipIf(noPromtool)("the real promtool", () => {
             const step = planMonitoring(config).find((s) => s.name === "alert-rules")!;
             const good = step.stdin!;
 
-            const bad = run("sh", ["-c", wrapStep(step.create, false)], { input: good.replace("expr: backup_last_run_status == 0", "expr: backup_last_run_status == (") });
+            const bad = run("sh", ["-c", wrapStep(step.create, false)], { input: breakRules(good) });
             expect(bad.status).not.toBe(0);
             expect(existsSync(rulesPath)).toBe(false);
             expect(existsSync(reloaded)).toBe(false);
