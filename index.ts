@@ -8,6 +8,7 @@ import { rawFromRuntime } from "./config/raw";
 import { BackupHost } from "./components/host";
 import { EncryptionKeys } from "./components/keys";
 import { MonitoringIntegration } from "./components/monitoring";
+import { monitoringConfPath } from "./render/monitoringPlan";
 import { BackupStorage } from "./components/storage";
 import { sshConnection, type SshConnectionArgs } from "./components/connection";
 import type { DeployFacts } from "./render/hostConfig";
@@ -137,5 +138,9 @@ export const monitoring = monitoringIntegration
           rulesPath: monitoringIntegration.rulesPath,
           dashboardUid: monitoringIntegration.dashboardUid,
           grafanaMode: config.monitoring!.grafanaMode,
+          monitoringConf: monitoringConfPath(config),
+          notifications: config.notifications
+              ? { alertmanagerConfig: config.notifications.configPath, to: config.notifications.to, routes: config.notifications.routes.map((r) => `${r.label}=${r.value}: ${r.to.join(", ")}`) }
+              : null,
       }
     : undefined;
