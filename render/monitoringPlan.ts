@@ -6,6 +6,7 @@
  */
 import type { StackConfig } from "../config/types";
 import { renderAlertmanagerBlocks, smtpPasswordPath } from "./alertmanager";
+import { manifestDir } from "./paths";
 import { installFileScript, installSecretFilesScript, removeFilesScript, sha256 } from "./remote";
 import { shellQuote } from "./shell";
 import { digestOf, fileStep, stepScript, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
@@ -171,6 +172,7 @@ function planAlertmanager(config: StackConfig): Step[] {
     }
     const values = (action: "install" | "remove") => ({
         am_config: n.configPath, amtool: n.amtool, reload: n.reloadCommand, stack: config.stack, action, route_block: blocks.route, receivers_block: blocks.receivers,
+        manifest_entry: `${manifestDir(config)}/alertmanager-route.tsv`,
     });
     steps.push({
         name: "alertmanager-route",

@@ -13,16 +13,21 @@ HX_TYPE=drift
 # shellcheck source-path=SCRIPTDIR source=hx-backup-lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
 
-# What the deploy installed, by path: "owner:group mode" and sha256 ("-" for secrets).
-declare -A WANT_META=() WANT_HASH=()
+# What the deploy installed, by path: "owner:group mode" and sha256 ("-" for
+# secrets); and, in files that are not ours, the sha256 of our managed blocks.
+declare -A WANT_META=() WANT_HASH=() WANT_BLOCKS=()
 
-# Reads every manifest entry (path owner group mode sha256|-).
+# Reads every manifest entry (path owner group mode sha256|-, or path @block - - sha256).
 read_manifest() {
     local dir=$1 entry path owner group mode digest
     for entry in "$dir"/*.tsv; do
         [[ -f $entry ]] || continue
         while IFS=$'\t' read -r path owner group mode digest; do
             [[ -n $path ]] || continue
+            if [[ $owner == @block ]]; then
+                WANT_BLOCKS["$path"]=$digest
+                continue
+            fi
             WANT_META["$path"]="$owner:$group $((8#$mode))"
             WANT_HASH["$path"]=$digest
         done <"$entry"
@@ -49,6 +54,7 @@ main() {
         requests+=$(printf 'F\t%s\t%s' "$p" "$([[ ${WANT_HASH[$p]} == - ]] && echo nohash || echo hash)")$'\n'
     done
     for p in "${watch[@]}"; do requests+=$(printf 'W\t%s' "$p")$'\n'; done
+    for p in "${!WANT_BLOCKS[@]}"; do requests+=$(printf 'B\t%s' "$p")$'\n'; done
     result=$(printf '%s' "$requests" | bash "$inspect")
 
     local drifted=0
@@ -71,6 +77,15 @@ main() {
                     drifted=$((drifted + 1))
                 fi
                 ;;
+            B)
+                # owner holds the blocks' sha256, or MISSING.
+                if [[ $owner != "${WANT_BLOCKS[$path]}" ]]; then
+                    local what=changed
+                    [[ $owner == MISSING ]] && what=missing
+                    hx_warn drift "hx-backup's managed block $what: $path" "path=$path" "kind=block_$what"
+                    drifted=$((drifted + 1))
+                fi
+                ;;
             W)
                 # The manifest's own entries are not listed in it.
                 if [[ -z ${WANT_META[$path]:-} && -z ${ignored[$path]:-} && $path != "$manifest_dir"/* ]]; then
@@ -88,7 +103,7 @@ main() {
         hx_warn drift "drift found: $drifted path(s) differ from the install manifest; run npm run drift, then redeploy" "drifted=$drifted"
         return 1
     fi
-    hx_info drift "no drift: ${#WANT_META[@]} installed files match the install manifest" "files=${#WANT_META[@]}"
+    hx_info drift "no drift: ${#WANT_META[@]} installed files and ${#WANT_BLOCKS[@]} managed block file(s) match the install manifest" "files=${#WANT_META[@]}" "block_files=${#WANT_BLOCKS[@]}"
 }
 
 main "$@"

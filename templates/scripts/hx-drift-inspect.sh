@@ -5,9 +5,12 @@
 # stdin, one request per line (tab separated):
 #   F <path> <hash|nohash>   report owner, group, mode (and sha256 unless nohash)
 #   W <dir-or-glob>          list every regular file it matches (one level)
+#   B <path>                 sha256 of hx-backup's managed blocks in a file
+#                            that is not ours (the Alertmanager config)
 # stdout, one line per result:
 #   F <path> <owner> <group> <mode> <sha256|->   or   F <path> MISSING
 #   W <path>
+#   B <path> <sha256>   or   B <path> MISSING (no file, or no block in it)
 set -Eeuo pipefail
 shopt -s nullglob
 
@@ -23,6 +26,19 @@ inspect_file() {
         digest="${digest%% *}"
     fi
     printf 'F\t%s\t%s\t%s\t%04o\t%s\n' "$path" "$owner" "$group" "$((8#$mode))" "$digest"
+}
+
+inspect_blocks() {
+    local path="$1" blocks digest
+    blocks=""
+    [[ -r "$path" ]] && blocks="$(awk '/^[ \t]*# >>> hx-backup managed block/,/^[ \t]*# <<< hx-backup managed block <<</' "$path"; printf x)"
+    blocks="${blocks%x}"
+    if [[ -z "$blocks" ]]; then
+        printf 'B\t%s\tMISSING\n' "$path"
+        return 0
+    fi
+    digest="$(printf '%s' "$blocks" | sha256sum)"
+    printf 'B\t%s\t%s\n' "$path" "${digest%% *}"
 }
 
 list_watched() {
@@ -46,6 +62,7 @@ main() {
         case "$kind" in
             F) inspect_file "$target" "${extra:-hash}" ;;
             W) list_watched "$target" ;;
+            B) inspect_blocks "$target" ;;
             '') ;;
             *) printf 'hx-drift-inspect: unknown request %q\n' "$kind" >&2; return 2 ;;
         esac

@@ -2,11 +2,22 @@
 # between marker comments, or (action=remove) takes them out; every other line
 # stays as it was. The result is checked with amtool on a temp copy first: the
 # live file is replaced only by a config that passes, and only when it differs.
-# Then Alertmanager re-reads it.
+# Then Alertmanager re-reads it. The blocks' hash, as installed, goes into
+# the install manifest (manifest_entry) for the host's drift check.
 # am_config, amtool, reload, stack, action (install|remove), route_block,
-# receivers_block: set by the caller.
-: "${am_config?}" "${amtool?}" "${reload?}" "${stack?}" "${action?}" "${route_block?}" "${receivers_block?}"
+# receivers_block, manifest_entry: set by the caller.
+: "${am_config?}" "${amtool?}" "${reload?}" "${stack?}" "${action?}" "${route_block?}" "${receivers_block?}" "${manifest_entry?}"
 
+# The manifest line of the installed blocks: path, "@block", sha256 of every block line.
+record_blocks() {
+  blocks_hash=$(awk '/^[ \t]*# >>> hx-backup managed block/,/^[ \t]*# <<< hx-backup managed block <<</' "$am_config" | sha256sum)
+  install -d -o root -g root -m 0755 "$(dirname "$manifest_entry")"
+  printf '%s\t@block\t-\t-\t%s\n' "$am_config" "${blocks_hash%% *}" >"$manifest_entry.tmp"
+  chmod 0644 "$manifest_entry.tmp"
+  mv -f "$manifest_entry.tmp" "$manifest_entry"
+}
+
+if [ "$action" = remove ]; then rm -f "$manifest_entry"; fi
 if [ ! -f "$am_config" ]; then
   if [ "$action" = remove ]; then exit 0; fi
   echo "hx-backup: Alertmanager config $am_config does not exist (alertmanagerConfigPath)" >&2
@@ -97,7 +108,10 @@ if ! HX_ACTION="$action" HX_STACK="$stack" HX_ROUTE="$route_block" HX_RECEIVERS=
   exit 1
 fi
 
-if cmp -s "$tmp" "$am_config"; then exit 0; fi
+if cmp -s "$tmp" "$am_config"; then
+  if [ "$action" = install ]; then record_blocks; fi
+  exit 0
+fi
 if ! check=$("$amtool" check-config "$tmp" 2>&1); then
   printf '%s\n' "$check" >&2
   echo "hx-backup: the edited Alertmanager config fails amtool check-config; $am_config was not changed" >&2
@@ -106,4 +120,5 @@ fi
 chmod --reference="$am_config" "$tmp"
 chown --reference="$am_config" "$tmp"
 mv -f "$tmp" "$am_config"
+if [ "$action" = install ]; then record_blocks; fi
 sh -c "$reload"

@@ -75,6 +75,7 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
             notifyGroupWait: "1s",
             notifyGroupInterval: "1s",
             alertmanagerConfigPath: stack.alertmanagerConfig,
+            configDir: join(stack.alertmanagerConfig, "..", "etc-hx-backup"),
             alertmanagerReloadCommand: `curl --fail --silent --show-error --request POST ${stack.alertmanager}/-/reload`,
         });
         originalAlertmanagerConfig = readFileSync(stack.alertmanagerConfig, "utf8");
@@ -181,6 +182,30 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
         expect((await runCommand("stat", ["--format=%a %U %G", password])).stdout.trim()).toBe("640 root prometheus");
         await runAlertmanagerSteps("create");
         expect(readFileSync(stack.alertmanagerConfig, "utf8")).toBe(live);
+
+        // Drift covers the blocks: the install recorded their hash; a hand edit inside them is drift.
+        const manifestDir = join(notifying.paths.configDir, "manifest.d");
+        const entry = readFileSync(join(manifestDir, "alertmanager-route.tsv"), "utf8");
+        expect(entry).toMatch(new RegExp(`^${stack.alertmanagerConfig.replace(/[.]/g, "\\.")}\t@block\t-\t-\t[0-9a-f]{64}\n$`));
+        const savedDrift = host.config.drift;
+        host.config.drift = { manifestDir, watch: [], ignore: [] };
+        host.writeConfig();
+        try {
+            const clean = await host.runScript("backup-drift-check.sh", [], { asRoot: true });
+            expect(clean.code, clean.stderr).toBe(0);
+            writeFileSync(stack.alertmanagerConfig, live.replace('receiver: "hx-backup-email"', 'receiver: "someone-else"'));
+            const edited = await host.runScript("backup-drift-check.sh", [], { asRoot: true });
+            expect(edited.code).toBe(1);
+            expect(edited.stderr).toMatch(/hx-backup's managed block changed: .*alertmanager\.yml/);
+            writeFileSync(stack.alertmanagerConfig, originalAlertmanagerConfig);
+            const removed = await host.runScript("backup-drift-check.sh", [], { asRoot: true });
+            expect(removed.stderr).toMatch(/hx-backup's managed block missing/);
+        } finally {
+            writeFileSync(stack.alertmanagerConfig, live);
+            host.config.drift = savedDrift;
+            host.writeConfig();
+        }
+
         // A config amtool rejects never replaces the live one.
         const broken = { ...notifying, notifications: { ...notifying.notifications!, repeatInterval: "0s" } } as StackConfig;
         const [, route] = planMonitoring(broken).filter((st) => st.name.startsWith("alertmanager-"));
@@ -190,6 +215,7 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
         expect(readFileSync(stack.alertmanagerConfig, "utf8")).toBe(live);
         await runAlertmanagerSteps("delete");
         expect(readFileSync(stack.alertmanagerConfig, "utf8")).toBe(originalAlertmanagerConfig);
+        expect((await runCommand("test", ["-e", join(manifestDir, "alertmanager-route.tsv")])).code).toBe(1);
         expect((await runCommand("test", ["-e", password])).code).toBe(1);
     });
 
