@@ -24,8 +24,6 @@ import {
     type TimelineDay,
 } from "./model";
 
-/** The same grace BackupDelayed adds (README "BackupDelayed"). */
-export const RPO_GRACE_SECONDS = 1800;
 const DAY_SECONDS = 86_400;
 
 export interface ParsedKey {
@@ -226,8 +224,9 @@ function examineManifest(
 
 const byCreated = (a: BackupFact, b: BackupFact): number => (a.createdAt ?? "").localeCompare(b.createdAt ?? "") || a.manifestKey.localeCompare(b.manifestKey);
 
-function rpoThreshold(jobs: ExpectedSource["jobs"], durationSeconds: number): number {
-    return Math.min(...jobs.map((j) => j.maxIntervalSeconds + j.jitterSeconds)) + durationSeconds + RPO_GRACE_SECONDS;
+/** The BackupDelayed rule (README "BackupDelayed"), with the stack's grace. */
+function rpoThreshold(jobs: ExpectedSource["jobs"], durationSeconds: number, graceSeconds: number): number {
+    return Math.min(...jobs.map((j) => j.maxIntervalSeconds + j.jitterSeconds)) + durationSeconds + graceSeconds;
 }
 
 function coverage(restorable: readonly BackupFact[], objects: readonly BackupFact[], policy: ReportPolicy, today: string): ClassCoverage[] {
@@ -347,11 +346,11 @@ export function buildReport(policy: ReportPolicy, snapshot: BucketSnapshot, opti
         let schedule: SourceReport["schedule"] = null;
         if (expected) {
             const durationSeconds = newestOk?.startedAt ? Math.max(0, (Date.parse(newestOk.createdAt!) - Date.parse(newestOk.startedAt)) / 1000) : 0;
-            const threshold = rpoThreshold(expected.jobs, durationSeconds);
+            const threshold = rpoThreshold(expected.jobs, durationSeconds, policy.overdueGraceSeconds);
             schedule = {
                 jobs: expected.jobs,
                 thresholdSeconds: threshold,
-                rule: `the shortest longest gap between runs of ${expected.jobs.map((j) => j.name).join(", ")}, plus the timer's start delay, the newest backup's own duration and ${RPO_GRACE_SECONDS / 60} minutes (the BackupDelayed rule): ${duration(threshold)}`,
+                rule: `the shortest longest gap between runs of ${expected.jobs.map((j) => j.name).join(", ")}, plus the timer's start delay, the newest backup's own duration and ${policy.overdueGraceSeconds / 60} minutes' grace (the BackupDelayed rule): ${duration(threshold)}`,
             };
         }
         if (newestOk) {

@@ -24,6 +24,8 @@ export interface ReportPolicy {
     /** The lifecycle rules the stack applies to the bucket (render/storagePolicy.ts). */
     readonly lifecycleRules: readonly LifecycleRule[];
     readonly expirationDays: Readonly<Record<RetentionClass, number>>;
+    /** BackupDelayed's grace (alertOverdueGraceMinutes), which the RPO check adds as the alert does. */
+    readonly overdueGraceSeconds: number;
     readonly hosts: readonly ExpectedHost[];
 }
 

@@ -61,6 +61,7 @@ export function policyFromStack(config: StackConfig): ReportPolicy {
         timeZoneNote: note,
         encryption: { algorithm: config.encryption.algorithm, currentKeyId: facts.currentKeyId, keyIds: facts.keyIds, rotationDays: config.encryption.rotationDays },
         objectLock: config.storage.objectLock ?? null,
+        overdueGraceSeconds: config.alertThresholds.overdueGraceSeconds,
         lifecycleRules: renderLifecycleRules({
             prefix: config.storage.prefix,
             lifecycle: config.storage.lifecycle,
