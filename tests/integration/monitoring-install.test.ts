@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadStackConfig } from "../../config/load";
 import { planMonitoring } from "../../render/monitoringPlan";
 import { wrapStep } from "../../render/remote";
+import { breakRules } from "../unit/helpers";
 
 const hasPromtool = spawnSync("promtool", ["--version"]).status === 0;
 const hasCurl = spawnSync("curl", ["--version"]).status === 0;
@@ -55,7 +56,7 @@ describe.runIf(hasPromtool)("alert rules step", () => {
         const [step] = planMonitoring(monitoringConfig({}));
         rmSync(`${dir}/reloaded`, { force: true });
         const live = readFileSync(`${dir}/rules/backup-alert-rules.yml`, "utf8");
-        const broken = step.stdin!.replace("expr: backup_last_run_status == 0", "expr: backup_last_run_status ==");
+        const broken = breakRules(step.stdin!);
         const result = run(step.create, broken);
         expect(result.status).not.toBe(0);
         expect(result.stderr).toMatch(/refusing to install .*backup-alert-rules\.yml: check failed/);

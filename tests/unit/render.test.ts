@@ -22,7 +22,7 @@ import { PRIVILEGED_HELPER, SUDOERS_PATH } from "../../render/sudoers";
 import { UNIT_DIR } from "../../render/systemd";
 import { readTemplate } from "../../render/template";
 import { renderFacts, renderStack, writeTree } from "../../scripts/render";
-import { isRoot, parseUnit, PROJECT_DIR, removeDir, requireTools, run, skipWithout, stack, STACKS, tempDir, unitValue } from "./helpers";
+import { breakRules, isRoot, parseUnit, PROJECT_DIR, removeDir, requireTools, run, skipWithout, stack, STACKS, tempDir, unitValue } from "./helpers";
 
 // Lets a test change one script template's content, as an edited file in templates/scripts would.
 const templateOverrides = vi.hoisted(() => new Map<string, string>());
@@ -85,13 +85,6 @@ beforeAll(() => {
         }
     }
 });
-
-/** The rendered rules with BackupFailed's expression cut short, so promtool must refuse them. */
-function breakRules(rules: string): string {
-    const broken = rules.replace("(backup_last_run_status == 0) * on", "(backup_last_run_status == ( * on");
-    if (broken === rules) throw new Error("breakRules: BackupFailed's expression changed; update the test");
-    return broken;
-}
 
 describe("the rendered tree", () => {
     it("covers every host of both stacks", () => {
