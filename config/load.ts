@@ -246,7 +246,8 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
 }
 
 const SEVERITIES = ["critical", "warning"] as const;
-const ROUTE_TYPES: readonly string[] = ["postgresql", "redis", "application", "configuration", "verification", "drift"];
+/** Types a route can pick: the per-host alerts (StorageFull, ConfigDrift, ...) carry no type. */
+const ROUTE_TYPES: readonly string[] = ["postgresql", "redis", "application", "configuration", "verification"];
 
 /** The notification keys, checked together: a route or sender without recipients is as wrong as recipients without a relay. */
 function readNotifications(r: Reader, raw: Record<string, unknown>, flat: FlatConfig, hosts: readonly HostSpec[], secretsSet: ReadonlySet<string>): Notifications | undefined {

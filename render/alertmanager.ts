@@ -10,18 +10,21 @@
  * double-quoted scalar: a value is data, whatever it contains.
  */
 import * as path from "node:path";
-import type { Notifications, StackConfig } from "../config/types";
+import type { StackConfig } from "../config/types";
 
-export const RECEIVER = "hx-backup-email";
+/** The stack's receiver (names carry the stack: two stacks may share one Alertmanager). */
+export const receiverName = (stack: string, i = 0): string => `hx-backup-${stack}-email${i === 0 ? "" : `-${i}`}`;
 
 /** Where the SMTP password lives: beside the config, readable by root and Alertmanager's group only. */
-export const smtpPasswordPath = (n: Notifications): string => path.posix.join(path.posix.dirname(n.configPath), "hx-backup-smtp-password");
+export const smtpPasswordPath = (config: StackConfig): string =>
+    path.posix.join(path.posix.dirname(config.notifications!.configPath), `hx-backup-${config.stack}-smtp-password`);
 
 const q = (v: string): string => JSON.stringify(v);
-const regexEscape = (v: string): string => v.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+/** A regex-escaped literal inside a quoted matcher value: the backslash itself doubled, which both matcher parsers read as one. */
+const regexEscape = (v: string): string => v.replace(/[.*+?^${}()|[\]\\]/g, "\\\\$&");
 
 /** Subject and body of every email: which alert, host and job, then each alert's cause and runbook. */
-const SUBJECT = "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} on {{ .CommonLabels.instance }}: {{ .CommonLabels.type }}/{{ .CommonLabels.target }}";
+const SUBJECT = "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} on {{ .CommonLabels.instance }}{{ with .CommonLabels.type }}: {{ . }}/{{ $.CommonLabels.target }}{{ end }}";
 const TEXT = [
     "{{ range .Alerts }}{{ .Annotations.summary }}",
     "",
@@ -44,12 +47,12 @@ export interface AlertmanagerBlocks {
 export function renderAlertmanagerBlocks(config: StackConfig): AlertmanagerBlocks | undefined {
     const n = config.notifications;
     if (!n) return undefined;
-    const receiverName = (i: number) => (i === 0 ? RECEIVER : `${RECEIVER}-${i}`);
+    const receiver0 = receiverName(config.stack);
     const route = [
         "- matchers:",
         `    - ${q('component="hx-backup"')}`,
         `    - ${q(`severity=~"${n.severities.join("|")}"`)}`,
-        `  receiver: ${q(RECEIVER)}`,
+        `  receiver: ${q(receiver0)}`,
         "  group_by: [alertname, instance, type, target]",
         `  group_wait: ${q(n.groupWait)}`,
         `  group_interval: ${q(n.groupInterval)}`,
@@ -63,7 +66,7 @@ export function renderAlertmanagerBlocks(config: StackConfig): AlertmanagerBlock
                       r.label === "host"
                           ? `        - ${q(`instance=~"(${r.instances.map(regexEscape).join("|")})(:[0-9]+)?"`)}`
                           : `        - ${q(`type="${r.value}"`)}`,
-                      `      receiver: ${q(receiverName(i + 1))}`,
+                      `      receiver: ${q(receiverName(config.stack, i + 1))}`,
                   ]),
               ]
             : []),
@@ -75,12 +78,12 @@ export function renderAlertmanagerBlocks(config: StackConfig): AlertmanagerBlock
         `      from: ${q(n.from)}`,
         `      smarthost: ${q(n.smarthost)}`,
         `      require_tls: ${n.requireTls}`,
-        ...(n.authUsername ? [`      auth_username: ${q(n.authUsername)}`, `      auth_password_file: ${q(smtpPasswordPath(n))}`] : []),
+        ...(n.authUsername ? [`      auth_username: ${q(n.authUsername)}`, `      auth_password_file: ${q(smtpPasswordPath(config))}`] : []),
         "      send_resolved: true",
         "      headers:",
         `        Subject: ${q(SUBJECT)}`,
         `      text: ${q(TEXT)}`,
     ];
-    const receivers = [receiver(RECEIVER, n.to), ...n.routes.map((r, i) => receiver(receiverName(i + 1), r.to))].flat();
+    const receivers = [receiver(receiver0, n.to), ...n.routes.map((r, i) => receiver(receiverName(config.stack, i + 1), r.to))].flat();
     return { route: `${route.join("\n")}\n`, receivers: `${receivers.join("\n")}\n` };
 }

@@ -74,7 +74,7 @@ export function renderMonitoringConf(config: StackConfig): string {
                   smarthost: n.smarthost,
                   requireTls: n.requireTls,
                   authUsername: n.authUsername,
-                  ...(n.authUsername ? { authPasswordFile: smtpPasswordPath(n) } : {}),
+                  ...(n.authUsername ? { authPasswordFile: smtpPasswordPath(config) } : {}),
                   severities: n.severities,
                   routes: n.routes.map((r) => ({ [r.label]: r.value, to: r.to })),
                   groupWait: n.groupWait,
@@ -159,7 +159,7 @@ function planAlertmanager(config: StackConfig): Step[] {
     if (!n || !blocks) return [];
     const steps: Step[] = [];
     if (n.authUsername) {
-        const passwordFile: PlannedSecretFile = { path: smtpPasswordPath(n), owner: "root", group: n.group, mode: "0640", secret: { kind: "smtpPassword" } };
+        const passwordFile: PlannedSecretFile = { path: smtpPasswordPath(config), owner: "root", group: n.group, mode: "0640", secret: { kind: "smtpPassword" } };
         steps.push({
             name: "alertmanager-smtp-password",
             create: installSecretFilesScript([passwordFile]),

@@ -54,7 +54,7 @@ main() {
         requests+=$(printf 'F\t%s\t%s' "$p" "$([[ ${WANT_HASH[$p]} == - ]] && echo nohash || echo hash)")$'\n'
     done
     for p in "${watch[@]}"; do requests+=$(printf 'W\t%s' "$p")$'\n'; done
-    for p in "${!WANT_BLOCKS[@]}"; do requests+=$(printf 'B\t%s' "$p")$'\n'; done
+    for p in "${!WANT_BLOCKS[@]}"; do requests+=$(printf 'B\t%s\t%s' "$p" "$HX_STACK")$'\n'; done
     result=$(printf '%s' "$requests" | bash "$inspect")
 
     local drifted=0

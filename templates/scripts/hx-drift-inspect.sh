@@ -5,8 +5,8 @@
 # stdin, one request per line (tab separated):
 #   F <path> <hash|nohash>   report owner, group, mode (and sha256 unless nohash)
 #   W <dir-or-glob>          list every regular file it matches (one level)
-#   B <path>                 sha256 of hx-backup's managed blocks in a file
-#                            that is not ours (the Alertmanager config)
+#   B <path> <stack>         sha256 of the stack's hx-backup managed blocks in
+#                            a file that is not ours (the Alertmanager config)
 # stdout, one line per result:
 #   F <path> <owner> <group> <mode> <sha256|->   or   F <path> MISSING
 #   W <path>
@@ -29,9 +29,12 @@ inspect_file() {
 }
 
 inspect_blocks() {
-    local path="$1" blocks digest
+    local path="$1" stack="$2" blocks digest
     blocks=""
-    [[ -r "$path" ]] && blocks="$(awk '/^[ \t]*# >>> hx-backup managed block/,/^[ \t]*# <<< hx-backup managed block <<</' "$path"; printf x)"
+    # shellcheck disable=SC2016 # $0 is awk's, not the shell's
+    [[ -r "$path" ]] && blocks="$(HX_STACK="$stack" awk 'index($0, "# >>> hx-backup managed block (stack " ENVIRON["HX_STACK"] "):") { inside = 1 }
+        inside { print }
+        inside && /^[ \t]*# <<< hx-backup managed block <<</ { inside = 0 }' "$path"; printf x)"
     blocks="${blocks%x}"
     if [[ -z "$blocks" ]]; then
         printf 'B\t%s\tMISSING\n' "$path"
@@ -62,7 +65,7 @@ main() {
         case "$kind" in
             F) inspect_file "$target" "${extra:-hash}" ;;
             W) list_watched "$target" ;;
-            B) inspect_blocks "$target" ;;
+            B) inspect_blocks "$target" "$extra" ;;
             '') ;;
             *) printf 'hx-drift-inspect: unknown request %q\n' "$kind" >&2; return 2 ;;
         esac

@@ -10,7 +10,12 @@
 
 # The manifest line of the installed blocks: path, "@block", sha256 of every block line.
 record_blocks() {
-  blocks_hash=$(awk '/^[ \t]*# >>> hx-backup managed block/,/^[ \t]*# <<< hx-backup managed block <<</' "$am_config" | sha256sum)
+  blocks_hash=$(HX_STACK="$stack" awk -f - "$am_config" <<'EOF_AWK' | sha256sum
+index($0, "# >>> hx-backup managed block (stack " ENVIRON["HX_STACK"] "):") { inside = 1 }
+inside { print }
+inside && /^[ \t]*# <<< hx-backup managed block <<</ { inside = 0 }
+EOF_AWK
+)
   install -d -o root -g root -m 0755 "$(dirname "$manifest_entry")"
   printf '%s\t@block\t-\t-\t%s\n' "$am_config" "${blocks_hash%% *}" >"$manifest_entry.tmp"
   chmod 0644 "$manifest_entry.tmp"
@@ -18,6 +23,8 @@ record_blocks() {
 }
 
 if [ "$action" = remove ]; then rm -f "$manifest_entry"; fi
+# Edit the file itself when the path is a symlink (a rename would replace the link).
+if [ -L "$am_config" ]; then am_config=$(readlink -f -- "$am_config"); fi
 if [ ! -f "$am_config" ]; then
   if [ "$action" = remove ]; then exit 0; fi
   echo "hx-backup: Alertmanager config $am_config does not exist (alertmanagerConfigPath)" >&2
@@ -53,11 +60,22 @@ if ! HX_ACTION="$action" HX_STACK="$stack" HX_ROUTE="$route_block" HX_RECEIVERS=
   END {
     n = 0; skipping = 0
     for (i = 1; i <= total; i++) {
-      if (all[i] ~ /^[ \t]*# >>> hx-backup managed block/) { skipping = 1; continue }
+      if (index(all[i], "# >>> hx-backup managed block (stack " stack "):") && all[i] ~ /^[ \t]*# >>> /) { skipping = 1; continue }
       if (skipping && all[i] ~ /^[ \t]*# <<< hx-backup managed block/) { skipping = 0; continue }
       if (!skipping) kept[++n] = all[i]
     }
     if (skipping) { print "an hx-backup block has no end marker" > "/dev/stderr"; exit 3 }
+    # A routes: key hx-backup added stays while items of the file follow it.
+    c = 0
+    for (i = 1; i <= n; i++) {
+      if (kept[i] ~ /^ *routes:[ \t]*# added by hx-backup$/) {
+        for (j = i + 1; j <= n && blank(kept[j]); j++) ;
+        if (!(j <= n && kept[j] ~ /^ *- / && indent(kept[j]) >= indent(kept[i]))) continue
+      }
+      kept2[++c] = kept[i]
+    }
+    n = c
+    for (i = 1; i <= n; i++) kept[i] = kept2[i]
     if (action == "remove") { for (i = 1; i <= n; i++) print kept[i]; exit 0 }
 
     route = 0; receivers = 0
@@ -96,7 +114,7 @@ if ! HX_ACTION="$action" HX_STACK="$stack" HX_ROUTE="$route_block" HX_RECEIVERS=
     m = 0
     for (i = 1; i <= n; i++) {
       out[++m] = kept[i]
-      if (i == route && !routes) { emit(route_block, spaces(child), "routes:"); emit(fallback, spaces(child), "") }
+      if (i == route && !routes) { out[++m] = spaces(child) "routes: # added by hx-backup"; emit(route_block, spaces(child), ""); emit(fallback, spaces(child), "") }
       if (i == routes) emit(route_block, spaces(ii), "")
       if (routes && i == after) emit(fallback, spaces(ii), "")
       if (i == receivers) emit(receivers_block, spaces(item_indent(receivers, 0)), "")
@@ -108,8 +126,14 @@ if ! HX_ACTION="$action" HX_STACK="$stack" HX_ROUTE="$route_block" HX_RECEIVERS=
   exit 1
 fi
 
+# awk ends every line with a newline; a file that had none at the end gets none.
+if [ -s "$am_config" ] && [ -n "$(tail -c 1 "$am_config")" ]; then
+  truncate -s -1 "$tmp"
+fi
 if cmp -s "$tmp" "$am_config"; then
+  # Nothing to write; a reload that failed last time is tried again.
   if [ "$action" = install ]; then record_blocks; fi
+  sh -c "$reload"
   exit 0
 fi
 if ! check=$("$amtool" check-config "$tmp" 2>&1); then

@@ -5,7 +5,7 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { createServer, type IncomingMessage } from "node:http";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -18,7 +18,8 @@ import { breakRules } from "../unit/helpers";
 const hasPromtool = spawnSync("promtool", ["--version"]).status === 0;
 const hasCurl = spawnSync("curl", ["--version"]).status === 0;
 const hasJq = spawnSync("jq", ["--version"]).status === 0;
-if (process.env.CI === "true" && !(hasPromtool && hasCurl && hasJq)) throw new Error("monitoring-install test needs promtool, curl and jq in CI");
+const hasAmtool = spawnSync("amtool", ["--version"]).status === 0;
+if (process.env.CI === "true" && !(hasPromtool && hasCurl && hasJq && hasAmtool)) throw new Error("monitoring-install test needs promtool, curl, jq and amtool in CI");
 
 let dir: string;
 beforeAll(() => {
@@ -104,3 +105,69 @@ describe.runIf(hasCurl && hasJq)("Grafana API step", () => {
     });
 });
 
+describe.runIf(hasAmtool)("Alertmanager block step on configs as operators write them", () => {
+    const SAMPLE = ["route:", "  receiver: default # the team's", "  group_by: [alertname]", "receivers:", "- name: default", "  webhook_configs:", "  - url: http://127.0.0.1:9/"].join("\n");
+    const steps = (amConfig: string) => {
+        const config = monitoringConfig({
+            alertmanagerConfigPath: amConfig,
+            alertmanagerReloadCommand: `echo reload >> ${dir}/am-reloads`,
+            notifyEmailTo: ["ops@example.com"], notifyEmailFrom: "hx@example.com", notifySmtpSmarthost: "127.0.0.1:25", notifySmtpRequireTls: false,
+        });
+        const route = planMonitoring(config).find((st) => st.name === "alertmanager-route")!;
+        return { install: () => run(route.create, ""), remove: () => run(route.delete!, "") };
+    };
+    const amtoolOk = (file: string) => spawnSync("amtool", ["check-config", file], { encoding: "utf8" }).status === 0;
+
+    it("without a final newline and without routes: installs a checked config, re-installs the same bytes, removes back to the original", () => {
+        const file = path.join(dir, "am-nonl.yml");
+        writeFileSync(file, SAMPLE); // no final newline
+        const { install, remove } = steps(file);
+        expect(install().status).toBe(0);
+        const installed = readFileSync(file, "utf8");
+        expect(installed).toContain("routes: # added by hx-backup");
+        expect(amtoolOk(file)).toBe(true);
+        expect(install().status).toBe(0);
+        expect(readFileSync(file, "utf8")).toBe(installed);
+        expect(remove().status).toBe(0);
+        expect(readFileSync(file, "utf8")).toBe(SAMPLE);
+    });
+
+    it("a route the operator adds after ours keeps the routes: key hx-backup added, through re-install and removal", () => {
+        const file = path.join(dir, "am-own-route.yml");
+        writeFileSync(file, `${SAMPLE}\n`);
+        const { install, remove } = steps(file);
+        expect(install().status).toBe(0);
+        const withOwn = readFileSync(file, "utf8").replace("  receiver: default # the team's", "  receiver: default # the team's").replace(/(# <<< hx-backup managed block <<<\n)(  receiver: default)/, "$1  - matchers: ['team=\"db\"']\n    receiver: default\n$2");
+        writeFileSync(file, withOwn);
+        expect(amtoolOk(file)).toBe(true);
+        expect(install().status, "re-install keeps the operator's route").toBe(0);
+        expect(readFileSync(file, "utf8")).toContain("team=\"db\"");
+        expect(remove().status).toBe(0);
+        const after = readFileSync(file, "utf8");
+        expect(after).toContain("routes: # added by hx-backup");
+        expect(after).toContain("team=\"db\"");
+        expect(after).not.toContain("hx-backup managed block");
+        expect(amtoolOk(file)).toBe(true);
+    });
+
+    it("edits the file a symlinked config points to, and leaves the link", () => {
+        const real = path.join(dir, "am-real.yml");
+        const link = path.join(dir, "am-link.yml");
+        writeFileSync(real, `${SAMPLE}\n`);
+        symlinkSync(real, link);
+        const { install } = steps(link);
+        expect(install().status).toBe(0);
+        expect(readlinkSync(link)).toBe(real);
+        expect(readFileSync(real, "utf8")).toContain("hx-backup managed block (stack itest)");
+    });
+
+    it("a reload that failed is retried by the next run, though the file is already as wanted", () => {
+        const file = path.join(dir, "am-reload.yml");
+        writeFileSync(file, `${SAMPLE}\n`);
+        rmSync(`${dir}/am-reloads`, { force: true });
+        const { install } = steps(file);
+        install();
+        install();
+        expect(readFileSync(`${dir}/am-reloads`, "utf8").trim().split("\n")).toHaveLength(2);
+    });
+});

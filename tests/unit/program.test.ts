@@ -230,7 +230,7 @@ describe("email notifications through the existing Alertmanager", () => {
         const route = commands(e).find((c) => c.name === "monitoring-alertmanager-route")!;
         expect(isSecretWrapped(file.inputs.stdin)).toBe(true);
         expect(Buffer.from((reveal(file.inputs.stdin) as string).split("\n")[0]!, "base64").toString()).toBe(password);
-        expect(file.inputs.create).toContain("/etc/prometheus/hx-backup-smtp-password");
+        expect(file.inputs.create).toContain("/etc/prometheus/hx-backup-production-smtp-password");
         expect(file.inputs.create).toMatch(/chmod 0640|0640/);
         expect(route.inputs.create).toContain("check-config");
         expect(route.inputs.create).toMatch(/action=\W*install/);

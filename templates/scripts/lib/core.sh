@@ -54,13 +54,17 @@ hx__log_json() {
     jq --null-input --compact-output \
         --arg ts "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" --arg level "$level" --arg event "$event" --arg msg "$msg" \
         --arg host "${HX_HOST:-$(hostname)}" --arg job "${HX_JOB:-}" --arg user "${HX_RUN_USER:-}" \
-        '($ARGS.positional | map(index("=") as $i | if $i == null then {(.): ""} else {(.[:$i]): .[$i + 1:]} end) | add // {}) as $kv
+        '($ARGS.positional | map(index("=") as $i | if $i == null or $i == 0 then {} else {(.[:$i]): .[$i + 1:]} end) | add // {}) as $kv
         | {"@timestamp": $ts, log: {level: $level}, message: $msg,
            event: {action: $event, outcome: (if $level == "error" or $kv.result == "failed" then "failure"
                 elif ($kv.result // "") == "ok" or ($event | test("(^|_)ok$")) then "success" else "unknown" end)},
            host: {name: $host}, service: {name: "hx-backup"},
-           hx: ({job: $job, user: $user} + $kv)}' --args "$@" 2>/dev/null
+           hx: ($kv + {job: $job, user: $user})}' --args "$@" 2>/dev/null
 }
+
+# The line format until the config says (a config that cannot be read is
+# reported in key=value: its format is not known yet).
+HX_LOG_FORMAT=keyvalue
 
 # hx_log LEVEL EVENT MESSAGE [key=value ...]: one line in logging.format
 # (key=value, or JSON lines), to the job's log, stderr and syslog.

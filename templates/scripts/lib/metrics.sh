@@ -156,12 +156,14 @@ hx_backup_succeeded() {
 hx_failure_cause() {
     local type=$1 target=$2 cause=$3 file tmp
     [[ -n ${HX_TEXTFILE:-} && -d $HX_TEXTFILE && -w $HX_TEXTFILE ]] || return 0
-    file="$HX_TEXTFILE/hx_backup-$type-$target.cause.prom"
+    file="$HX_TEXTFILE/hx_backup_cause-$type-$target.prom"
     if [[ -z $cause ]]; then
         rm -f -- "$file"
         return 0
     fi
+    # Printable ASCII only (LC_ALL=C): a label value must be valid UTF-8, and the cut below counts bytes.
     cause=${cause//[$'\n\r\t']/ }
+    cause=${cause//[^[:print:]]/?}
     tmp=$(mktemp -- "$file.$$.tmpXXXXXX.partial") || return 0
     printf '# TYPE backup_last_failure_info gauge\nbackup_last_failure_info{type="%s",target="%s",cause="%s"} 1\n' \
         "$(hx__label "$type")" "$(hx__label "$target")" "$(hx__label "${cause:0:200}")" >"$tmp"
