@@ -9,7 +9,7 @@ readonly PACKAGES=(
     prometheus prometheus-alertmanager prometheus-node-exporter
     shellcheck zstd jq openssl acl attr tar gzip coreutils util-linux procps iproute2 nftables
     sudo logrotate systemd awscli curl ca-certificates
-    chromium
+    chromium pgbackrest
 )
 
 missing=()
