@@ -5,6 +5,7 @@
  */
 import type { RetentionClass } from "../../config/lifecycle";
 import type { LifecycleRule } from "../../render/storagePolicy";
+import type { Job } from "../../render/jobs";
 
 export const REPORT_FORMAT = 1;
 
@@ -44,13 +45,8 @@ export interface ExpectedSource {
     readonly jobs: readonly ExpectedJob[];
 }
 
-export interface ExpectedJob {
-    readonly name: string;
-    readonly onCalendar: string;
-    readonly description: string;
-    readonly maxIntervalSeconds: number;
-    readonly jitterSeconds: number;
-}
+/** The schedule facts of one job, as render/jobs.ts gives them. */
+export type ExpectedJob = Pick<Job, "name" | "onCalendar" | "description" | "maxIntervalSeconds" | "jitterSeconds">;
 
 /** One object of the bucket listing, with the retention-class tag in tag mode. */
 export interface BucketObject {
