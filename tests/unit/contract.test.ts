@@ -223,3 +223,32 @@ describe("the backup.json contract", () => {
         expect(() => extractReads("planted.sh", 'hx_cfg_read v "remote.$field"\n', [])).toThrow(/built at run time/);
     });
 });
+
+describe("temp paths the scripts create", () => {
+    // The pattern hx_clean_dead_temps removes when the run whose PID it
+    // carries is gone; read from the library so the two cannot drift.
+    const core = readFileSync(path.join(TEMPLATES, "scripts", "lib", "core.sh"), "utf8");
+    const cleanPattern = new RegExp(/\[\[ \$name =~ (\S+) \]\]/.exec(core)![1]);
+    // Each quoted name with ".partial" in it, and each name derived from a
+    // variable holding one ("$part.body" is a temp path the cleaner misses).
+    const tempNames = shellFiles(path.join(TEMPLATES, "scripts")).flatMap((file) => {
+        const text = readFileSync(file, "utf8").replace(/^\s*#.*$/gm, "");
+        const where = path.relative(TEMPLATES, file);
+        const literal = [...text.matchAll(/"([^"\s]*\.partial[^"\s]*)"/g)].map((m) => m[1]);
+        const holders = [...text.matchAll(/\b(\w+)="[^"\s]*\.partial"/g)].map((m) => m[1]);
+        const derived = holders.flatMap((v) => [...text.matchAll(new RegExp(`"\\$\\{?${v}\\}?(\\.[^"\\s]+)"`, "g"))].map((m) => `x.4242.partial${m[1]}`));
+        return [...literal, ...derived].filter((name) => !name.startsWith("${HX_OUT[partial]}")).map((name) => ({ file: where, name }));
+    });
+
+    it("every one is named so hx_clean_dead_temps finds it after a kill -9", () => {
+        expect(tempNames.length).toBeGreaterThan(15);
+        // Stand a PID in for $$ / $BASHPID and six characters for mktemp's X's.
+        const strays = tempNames.filter((t) => !cleanPattern.test(t.name.replace(/\$\$|\$BASHPID/g, "4242").replace(/XXXXXX/g, "a1B2c3")));
+        expect(strays).toEqual([]);
+    });
+
+    it("the check itself catches a name the cleaner would miss", () => {
+        expect(cleanPattern.test(".x.manifest.json.4242.partial.body")).toBe(false);
+        expect(cleanPattern.test(".x.manifest.json.4242.partial")).toBe(true);
+    });
+});

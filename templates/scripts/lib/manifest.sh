@@ -122,9 +122,12 @@ hx_commit_artifact() {
             return "$HX_EXIT_USAGE"
         }
     fi
+    # Both temp names end .PID.partial so a killed run's leftovers are found
+    # by hx_clean_dead_temps.
     local now mpart="$dir/.$base.manifest.json.$$.partial"
+    local mbody="$dir/.$base.manifest-body.json.$$.partial"
     hx_tmp_register "$mpart"
-    hx_tmp_register "$mpart.body"
+    hx_tmp_register "$mbody"
     now=$(hx_now)
     jq --null-input --sort-keys \
         --argjson format "$HX_MANIFEST_FORMAT" --arg type "$type" --arg target "$target" \
@@ -146,9 +149,9 @@ hx_commit_artifact() {
           compression: {method: $method, level: $level},
           sizes: {plain: $plainSize, stored: $storedSize},
           sha256: {stored: $storedSha, content: $contentSha},
-          tools: ({"hx-backup": $vHx, openssl: $vOpenssl, ($method): $vComp} + $tools)}' >"$mpart.body"
-    hx_manifest_sign "$mpart.body" "$mpart"
-    rm -f -- "$mpart.body"
+          tools: ({"hx-backup": $vHx, openssl: $vOpenssl, ($method): $vComp} + $tools)}' >"$mbody"
+    hx_manifest_sign "$mbody" "$mpart"
+    rm -f -- "$mbody"
     # Check what was written before giving it its final name.
     local check_file="$dir/$artifact"
     [[ -z $ref_artifact ]] && check_file=${HX_OUT[partial]}
