@@ -1,0 +1,113 @@
+/**
+ * pgBackRest for a host with `postgresql.pitr`: the stanza, the repository
+ * (the stack's bucket under `<prefix>/pgbackrest/<host>/<keyId>`, or a local
+ * one under the storage directory), and the two config files. The main file
+ * holds no secret; the cipher passphrase and S3 keys go into a 0600 file in
+ * pgBackRest's include directory, readable by postgres only.
+ *
+ * One repository per key version: a rotation starts a new repository with a
+ * passphrase derived from the new key, and the old one stays readable with
+ * the old key until its backups expire.
+ */
+import { createHmac } from "node:crypto";
+import type { HostSpec, PitrSettings, StackConfig } from "../config/types";
+
+export const PGBACKREST_CONF = "/etc/pgbackrest/pgbackrest.conf";
+export const PGBACKREST_SECRETS_CONF = "/etc/pgbackrest/conf.d/hx-backup-secrets.conf";
+
+/** The message the repository passphrase is the HMAC of; the host derives the same with hx_hmac_hex. */
+export const passphraseMessage = (keyId: string): string => `hx-backup pgbackrest repository ${keyId}`;
+
+/**
+ * The repository cipher passphrase: HMAC-SHA256 of passphraseMessage(keyId)
+ * under the key's MAC half (bytes 32-63), as 64 hex characters. Only the
+ * keyring is needed to rebuild it, on any host.
+ */
+export function repositoryPassphrase(keyHex: string, keyId: string): string {
+    if (!/^[0-9a-f]{128}$/.test(keyHex)) throw new Error(`key ${keyId} is not 64 bytes of hex`);
+    return createHmac("sha256", Buffer.from(keyHex.slice(64), "hex")).update(passphraseMessage(keyId)).digest("hex");
+}
+
+/** Stanza name: the host and the cluster (the data directory's last two parts, e.g. `db-1-15-main`). */
+export function stanzaName(host: HostSpec): string {
+    const cluster = host.postgresql!.dataDir.split("/").filter(Boolean).slice(-2).join("-");
+    return `${host.name}-${cluster}`.replace(/[^A-Za-z0-9._-]/g, "-");
+}
+
+export interface Repository {
+    readonly type: "s3" | "posix";
+    readonly path: string;
+    readonly s3?: { readonly bucket: string; readonly endpoint: string; readonly region: string; readonly uriStyle: "host" | "path" };
+}
+
+/** The bucket when the host syncs to one, else a local repository in the storage directory. */
+export function repositoryFor(config: StackConfig, host: HostSpec, keyId: string): Repository {
+    const s = config.storage;
+    if (host.remoteSync && s.mode !== "none" && s.bucketName) {
+        const endpoint = s.endpoint ? new URL(s.endpoint).host : `s3.${s.region}.amazonaws.com`;
+        return {
+            type: "s3",
+            path: `/${[s.prefix, "pgbackrest", host.name, keyId].filter(Boolean).join("/")}`,
+            s3: { bucket: s.bucketName, endpoint, region: s.region || "us-east-1", uriStyle: s.endpoint ? "path" : "host" },
+        };
+    }
+    return { type: "posix", path: `${config.paths.storageDir}/pgbackrest/${keyId}` };
+}
+
+export interface PgbackrestConf {
+    readonly stanza: string;
+    readonly repository: Repository;
+    /** /etc/pgbackrest/pgbackrest.conf: no secrets. */
+    readonly main: string;
+}
+
+/** The main config file. Every value is ours or validated; pgBackRest reads `key=value` to the end of the line. */
+export function renderPgbackrestConf(config: StackConfig, host: HostSpec, keyId: string): PgbackrestConf {
+    const pg = host.postgresql;
+    const pitr: PitrSettings | undefined = pg?.pitr;
+    if (!pg || !pitr) throw new Error(`host ${host.name} has no postgresql.pitr`);
+    const stanza = stanzaName(host);
+    const repository = repositoryFor(config, host, keyId);
+    const line = (k: string, v: string | number) => {
+        const value = String(v);
+        if (/[\r\n]/.test(value)) throw new Error(`pgbackrest.conf ${k}: a value on one line`);
+        return `${k}=${value}`;
+    };
+    const global = [
+        line("repo1-type", repository.type),
+        line("repo1-path", repository.path),
+        ...(repository.s3
+            ? [line("repo1-s3-bucket", repository.s3.bucket), line("repo1-s3-endpoint", repository.s3.endpoint), line("repo1-s3-region", repository.s3.region), line("repo1-s3-uri-style", repository.s3.uriStyle)]
+            : []),
+        line("repo1-cipher-type", "aes-256-cbc"),
+        line("repo1-retention-full", pitr.retentionFull),
+        line("process-max", pitr.processMax),
+        line("compress-type", "zst"),
+        line("start-fast", "y"),
+        line("log-level-console", "warn"),
+        line("log-level-file", "info"),
+    ];
+    // pgBackRest reaches the local cluster through its socket; a TCP postgresql.host keeps the default socket directory.
+    const cluster = [line("pg1-path", pg.dataDir), line("pg1-port", pg.port), ...(pg.host.startsWith("/") ? [line("pg1-socket-path", pg.host)] : [])];
+    const main = [
+        `# Managed by hx-backup (stack ${config.stack}, key ${keyId}). Secrets: ${PGBACKREST_SECRETS_CONF}.`,
+        "[global]",
+        ...global,
+        "",
+        `[${stanza}]`,
+        ...cluster,
+        "",
+    ].join("\n");
+    return { stanza, repository, main };
+}
+
+/** The 0600 include file: the repository passphrase and, for S3, the credentials. */
+export function renderPgbackrestSecrets(passphrase: string, s3?: { readonly accessKeyId: string; readonly secretAccessKey: string }): string {
+    for (const [what, v] of [["passphrase", passphrase], ["s3 key", s3?.accessKeyId ?? ""], ["s3 secret", s3?.secretAccessKey ?? ""]] as const) {
+        if (/[\r\n]/.test(v)) throw new Error(`pgBackRest ${what} must be one line`);
+    }
+    return ["[global]", `repo1-cipher-pass=${passphrase}`, ...(s3 ? [`repo1-s3-key=${s3.accessKeyId}`, `repo1-s3-key-secret=${s3.secretAccessKey}`] : []), ""].join("\n");
+}
+
+/** The archive_command ALTER SYSTEM sets (the stanza is ours: letters, digits, '.', '_' and '-'). */
+export const archiveCommand = (stanza: string): string => `pgbackrest --stanza=${stanza} archive-push %p`;
