@@ -5,13 +5,41 @@
 import * as names from "./names";
 import type { Reader } from "./reader";
 import { DEFAULT_SYSTEM_CONFIG_PATHS, HOST_FIELDS, ROLE_CONFIG_PATHS } from "./schema";
-import type { ApplicationSettings, ConfigurationSettings, DatabaseSpec, HostSpec, PostgresqlSettings, RedisSettings, Role } from "./types";
+import { parseSchedule, ScheduleError, type Schedule } from "./schedule";
+import type { ApplicationSettings, ConfigurationSettings, DatabaseSpec, HostSpec, PitrSettings, PostgresqlSettings, RedisSettings, Role } from "./types";
 
 const F = HOST_FIELDS;
 
-/** Sub-fields of each data-source section, from the schema's `section.field` names. */
+/** Sub-fields of a section (`postgresql`, `postgresql.pitr`), from the schema's dotted names. */
 function sectionFields(section: string): string[] {
-    return Object.keys(F).filter((k) => k.startsWith(`${section}.`)).map((k) => k.slice(section.length + 1));
+    return [...new Set(Object.keys(F).filter((k) => k.startsWith(`${section}.`)).map((k) => k.slice(section.length + 1).split(".")[0]!))];
+}
+
+/** A schedule field: parsed, or reported with the parser's reason. */
+function readSchedule(r: Reader, path: string, value: unknown, fallback: string): Schedule {
+    const source = r.string(path, value, fallback, (v) => {
+        try {
+            parseSchedule(v);
+            return null;
+        } catch (e) {
+            return `a cron (5 fields) or OnCalendar schedule: ${e instanceof ScheduleError ? e.message : String(e)}`;
+        }
+    }, false);
+    return parseSchedule(source || fallback);
+}
+
+function readPitr(r: Reader, path: string, value: unknown): PitrSettings | undefined {
+    const s = r.object(path, value, sectionFields("postgresql.pitr"));
+    if (!s || !r.boolean(`${path}.enabled`, s.enabled, F["postgresql.pitr.enabled"].default)) return undefined;
+    const P = (field: string) => `${path}.${field}`;
+    return {
+        archiveTimeoutSeconds: r.integer(P("archiveTimeoutSeconds"), s.archiveTimeoutSeconds, F["postgresql.pitr.archiveTimeoutSeconds"].default, F["postgresql.pitr.archiveTimeoutSeconds"].min, F["postgresql.pitr.archiveTimeoutSeconds"].max),
+        full: readSchedule(r, P("full"), s.full, F["postgresql.pitr.full"].default),
+        differential: readSchedule(r, P("differential"), s.differential, F["postgresql.pitr.differential"].default),
+        retentionFull: r.integer(P("retentionFull"), s.retentionFull, F["postgresql.pitr.retentionFull"].default, F["postgresql.pitr.retentionFull"].min, F["postgresql.pitr.retentionFull"].max),
+        processMax: r.integer(P("processMax"), s.processMax, F["postgresql.pitr.processMax"].default, F["postgresql.pitr.processMax"].min, F["postgresql.pitr.processMax"].max),
+        allowRestart: r.boolean(P("allowRestart"), s.allowRestart, F["postgresql.pitr.allowRestart"].default),
+    };
 }
 
 function readDatabases(r: Reader, path: string, value: unknown): DatabaseSpec[] {
@@ -78,7 +106,10 @@ export function readHost(r: Reader, path: string, value: unknown, defaults: { ss
                 : r.oneOf(`${p}.format`, pg.format, F["postgresql.format"].default, F["postgresql.format"].allowed),
             vacuumAnalyzeBefore: r.oneOf(`${p}.vacuumAnalyzeBefore`, pg.vacuumAnalyzeBefore, F["postgresql.vacuumAnalyzeBefore"].default, F["postgresql.vacuumAnalyzeBefore"].allowed),
             analyzeAfter: r.oneOf(`${p}.analyzeAfter`, pg.analyzeAfter, F["postgresql.analyzeAfter"].default, F["postgresql.analyzeAfter"].allowed),
+            dataDir: r.string(`${p}.dataDir`, pg.dataDir, F["postgresql.dataDir"].default, names.plainPath, false),
         };
+        const pitr = readPitr(r, `${p}.pitr`, pg.pitr);
+        if (pitr) postgresql = { ...postgresql, pitr };
     }
 
     let redis: RedisSettings | undefined;

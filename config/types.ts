@@ -24,6 +24,19 @@ export interface PostgresqlSettings {
     readonly format: "custom" | "parallel";
     readonly vacuumAnalyzeBefore: Maintenance;
     readonly analyzeAfter: Maintenance;
+    /** The cluster's data directory. */
+    readonly dataDir: string;
+    /** Point-in-time recovery with pgBackRest; absent when off. */
+    readonly pitr?: PitrSettings;
+}
+
+export interface PitrSettings {
+    readonly archiveTimeoutSeconds: number;
+    readonly full: Schedule;
+    readonly differential: Schedule;
+    readonly retentionFull: number;
+    readonly processMax: number;
+    readonly allowRestart: boolean;
 }
 
 export interface RedisSettings {

@@ -10,27 +10,7 @@
  * the old key until its backups expire.
  */
 import { createHmac } from "node:crypto";
-import type { HostSpec, StackConfig } from "../config/types";
-import type { Schedule } from "../config/schedule";
-
-/**
- * A cluster's PITR settings. Not yet read from the stack config: the deploy
- * steps, jobs and metrics that use them come next (issue 14); until then
- * the render is exercised by tests/integration/runtime/pitr.test.ts.
- */
-export interface PitrSettings {
-    /** The cluster's data directory (`pg1-path`). */
-    readonly dataDir: string;
-    /** `archive_timeout`. */
-    readonly archiveTimeoutSeconds: number;
-    readonly full: Schedule;
-    readonly differential: Schedule;
-    /** `repo1-retention-full`. */
-    readonly retentionFull: number;
-    /** `process-max`. */
-    readonly processMax: number;
-    readonly allowRestart: boolean;
-}
+import type { HostSpec, PitrSettings, StackConfig } from "../config/types";
 
 export const PGBACKREST_CONF = "/etc/pgbackrest/pgbackrest.conf";
 export const PGBACKREST_SECRETS_CONF = "/etc/pgbackrest/conf.d/hx-backup-secrets.conf";
@@ -49,8 +29,8 @@ export function repositoryPassphrase(keyHex: string, keyId: string): string {
 }
 
 /** Stanza name: the host and the cluster (the data directory's last two parts, e.g. `db-1-15-main`). */
-export function stanzaName(host: HostSpec, pitr: PitrSettings): string {
-    const cluster = pitr.dataDir.split("/").filter(Boolean).slice(-2).join("-");
+export function stanzaName(host: HostSpec): string {
+    const cluster = host.postgresql!.dataDir.split("/").filter(Boolean).slice(-2).join("-");
     return `${host.name}-${cluster}`.replace(/[^A-Za-z0-9._-]/g, "-");
 }
 
@@ -82,10 +62,11 @@ export interface PgbackrestConf {
 }
 
 /** The main config file. Every value is ours or validated; pgBackRest reads `key=value` to the end of the line. */
-export function renderPgbackrestConf(config: StackConfig, host: HostSpec, pitr: PitrSettings, keyId: string): PgbackrestConf {
+export function renderPgbackrestConf(config: StackConfig, host: HostSpec, keyId: string): PgbackrestConf {
     const pg = host.postgresql;
-    if (!pg) throw new Error(`host ${host.name} has no postgresql role`);
-    const stanza = stanzaName(host, pitr);
+    const pitr: PitrSettings | undefined = pg?.pitr;
+    if (!pg || !pitr) throw new Error(`host ${host.name} has no postgresql.pitr`);
+    const stanza = stanzaName(host);
     const repository = repositoryFor(config, host, keyId);
     const line = (k: string, v: string | number) => {
         const value = String(v);
@@ -107,7 +88,7 @@ export function renderPgbackrestConf(config: StackConfig, host: HostSpec, pitr: 
         line("log-level-file", "info"),
     ];
     // pgBackRest reaches the local cluster through its socket; a TCP postgresql.host keeps the default socket directory.
-    const cluster = [line("pg1-path", pitr.dataDir), line("pg1-port", pg.port), ...(pg.host.startsWith("/") ? [line("pg1-socket-path", pg.host)] : [])];
+    const cluster = [line("pg1-path", pg.dataDir), line("pg1-port", pg.port), ...(pg.host.startsWith("/") ? [line("pg1-socket-path", pg.host)] : [])];
     const main = [
         `# Managed by hx-backup (stack ${config.stack}, key ${keyId}). Secrets: ${PGBACKREST_SECRETS_CONF}.`,
         "[global]",

@@ -68,7 +68,7 @@ describe("defaults reproduce the seed document", () => {
         expect(h.configuration?.paths).toContain("/etc/fstab");
         const pg = load({ ...baseRaw(), hosts: [{ name: "h1", address: "x", roles: ["postgresql"] }] }).hosts[0].postgresql;
         expect(pg).toEqual({
-            databases: [], host: "/var/run/postgresql", port: 5432, user: "backup", auth: "peer", format: "custom", vacuumAnalyzeBefore: "weekly", analyzeAfter: "never",
+            databases: [], host: "/var/run/postgresql", port: 5432, user: "backup", auth: "peer", format: "custom", vacuumAnalyzeBefore: "weekly", analyzeAfter: "never", dataDir: "/var/lib/postgresql/15/main",
         });
     });
 
@@ -92,6 +92,27 @@ describe("each invalid value is reported with key path, value seen and expected 
         for (const ok of ["local", "UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires"]) {
             expect(loadStackConfig("unit", { "hx-backup:retentionTimeZone": ok }, {}).retentionTimeZone).toBe(ok);
         }
+    });
+
+    describe("postgresql.pitr", () => {
+        const pgHost = (pitr: unknown) => ({ hosts: [{ name: "db", address: "10.0.0.2", roles: ["postgresql"], postgresql: { pitr } }] });
+
+        it("is off by default; enabled, it takes its defaults and parses its schedules", () => {
+            expect(load({ ...baseRaw(), ...pgHost(undefined) }).hosts[0]!.postgresql!.pitr).toBeUndefined();
+            expect(load({ ...baseRaw(), ...pgHost({ enabled: false, processMax: 4 }) }).hosts[0]!.postgresql!.pitr).toBeUndefined();
+            const pitr = load({ ...baseRaw(), ...pgHost({ enabled: true }) }).hosts[0]!.postgresql!.pitr!;
+            expect(pitr).toMatchObject({ archiveTimeoutSeconds: 60, retentionFull: 2, processMax: 2, allowRestart: false });
+            expect(pitr.full.onCalendar).toBe("Sun *-*-* 01:00:00");
+            expect(pitr.differential.description).toMatch(/Mon/);
+        });
+
+        it("each bad field is named with the accepted form, all at once", () => {
+            const err = configError(pgHost({ enabled: true, archiveTimeoutSeconds: 1, full: "every tuesday", retentionFull: 0, restartAllowed: true }));
+            expectProblem(err, "hosts[0].postgresql.pitr.archiveTimeoutSeconds", 1, /a whole number from 10 to 3600/);
+            expectProblem(err, "hosts[0].postgresql.pitr.full", "every tuesday", /a cron \(5 fields\) or OnCalendar schedule/);
+            expectProblem(err, "hosts[0].postgresql.pitr.retentionFull", 0, /a whole number from 1 to 100/);
+            expect(err.problems.some((p) => p.path === "hosts[0].postgresql.pitr.restartAllowed")).toBe(true);
+        });
     });
 
     describe("notifications", () => {

@@ -10,8 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadStackConfig } from "../../../config/load";
-import { parseSchedule } from "../../../config/schedule";
-import { archiveCommand, renderPgbackrestConf, renderPgbackrestSecrets, repositoryPassphrase, type PitrSettings } from "../../../render/pgbackrest";
+import { archiveCommand, renderPgbackrestConf, renderPgbackrestSecrets, repositoryPassphrase } from "../../../render/pgbackrest";
 import { chownR, freePort, isCI, isRoot, missingTools, run, sleep, tempDir, waitFor } from "../../support/env";
 import { PG_BIN, PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
 
@@ -48,15 +47,11 @@ describe.skipIf(missing.length > 0)("point-in-time recovery with pgBackRest", { 
             settings: { wal_level: "replica", archive_mode: "on", archive_timeout: "60", archive_command: `'sh ${wrapper} %p'` },
         });
         const config = loadStackConfig("pitr", {
-            hosts: [{ name: "db-pitr", address: "127.0.0.1", roles: ["postgresql"], remoteSync: false, postgresql: { host: pg.socketDir, port: pg.port } }],
+            hosts: [{ name: "db-pitr", address: "127.0.0.1", roles: ["postgresql"], remoteSync: false, postgresql: { host: pg.socketDir, port: pg.port, dataDir: join(pg.dir, "data"), pitr: { enabled: true, processMax: 2 } } }],
             storageDir: join(dir, "storage"),
         });
         const host = config.hosts[0]!;
-        const pitr: PitrSettings = {
-            dataDir: join(pg.dir, "data"), archiveTimeoutSeconds: 60, full: parseSchedule("0 1 * * 0"), differential: parseSchedule("0 1 * * 1-6"),
-            retentionFull: 2, processMax: 2, allowRestart: false,
-        };
-        const conf = renderPgbackrestConf(config, host, pitr, KEY_ID);
+        const conf = renderPgbackrestConf(config, host, KEY_ID);
         stanza = conf.stanza;
         expect(stanza).toMatch(/^db-pitr-hx-pg-[A-Za-z0-9]+-data$/);
         const envPrefix = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(" ");
