@@ -7,20 +7,19 @@ import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadStackConfig } from "../../config/load";
-import { parseSchedule } from "../../config/schedule";
-import { passphraseMessage, renderPgbackrestConf, renderPgbackrestSecrets, repositoryPassphrase, type PitrSettings } from "../../render/pgbackrest";
+import { passphraseMessage, renderPgbackrestConf, renderPgbackrestSecrets, repositoryPassphrase } from "../../render/pgbackrest";
 import { PROJECT_DIR } from "./helpers";
 
-const PITR: PitrSettings = { dataDir: "/var/lib/postgresql/15/main", archiveTimeoutSeconds: 60, full: parseSchedule("0 1 * * 0"), differential: parseSchedule("0 1 * * 1-6"), retentionFull: 3, processMax: 4, allowRestart: false };
+const PG = { postgresql: { pitr: { enabled: true, retentionFull: 3, processMax: 4 } } };
 const KEY = "0f".repeat(32) + "a5".repeat(32);
 
 describe("pgBackRest config for PITR", () => {
     it("puts the repository in the stack's bucket under <prefix>/pgbackrest/<host>/<keyId>, with no secret in the main file", () => {
         const config = loadStackConfig("unit", {
             s3Endpoint: "https://s3.example.com:9000", bucketName: "hx-unit", s3Region: "eu-central-1", bucketPrefix: "hx",
-            hosts: [{ name: "db-1", address: "10.0.0.2", roles: ["postgresql"] }],
+            hosts: [{ name: "db-1", address: "10.0.0.2", roles: ["postgresql"], ...PG }],
         }, { assumeSecretsSet: true });
-        const conf = renderPgbackrestConf(config, config.hosts[0]!, PITR, "unit-v2");
+        const conf = renderPgbackrestConf(config, config.hosts[0]!, "unit-v2");
         expect(conf.stanza).toBe("db-1-15-main");
         expect(conf.repository).toEqual({ type: "s3", path: "/hx/pgbackrest/db-1/unit-v2", s3: { bucket: "hx-unit", endpoint: "s3.example.com:9000", region: "eu-central-1", uriStyle: "path" } });
         expect(conf.main).toContain("[db-1-15-main]\npg1-path=/var/lib/postgresql/15/main\npg1-port=5432\npg1-socket-path=/var/run/postgresql\n");
@@ -30,8 +29,8 @@ describe("pgBackRest config for PITR", () => {
     });
 
     it("keeps a host without sync in a local repository under the storage directory", () => {
-        const config = loadStackConfig("unit", { hosts: [{ name: "db-1", address: "10.0.0.2", roles: ["postgresql"], remoteSync: false }] });
-        expect(renderPgbackrestConf(config, config.hosts[0]!, PITR, "unit-v1").repository).toEqual({ type: "posix", path: `${config.paths.storageDir}/pgbackrest/unit-v1` });
+        const config = loadStackConfig("unit", { hosts: [{ name: "db-1", address: "10.0.0.2", roles: ["postgresql"], remoteSync: false, ...PG }] });
+        expect(renderPgbackrestConf(config, config.hosts[0]!, "unit-v1").repository).toEqual({ type: "posix", path: `${config.paths.storageDir}/pgbackrest/unit-v1` });
     });
 
     it("derives the passphrase from the key's MAC half as the host library's HMAC does, and refuses multi-line secrets", () => {
