@@ -11,6 +11,7 @@
  */
 import type { HostSpec, StackConfig } from "../config/types";
 import { hostJobs, type Job } from "./jobs";
+import { renderPgbackrestConf } from "./pgbackrest";
 
 /** What the scripts know of a job: the schedule itself lives in the job's timer unit. */
 export type HostJob = Pick<Job, "name" | "type" | "script" | "args" | "description" | "maxIntervalSeconds" | "jitterSeconds">;
@@ -94,6 +95,15 @@ export interface HostConfigFile {
         /** pg_dump --lock-wait-timeout. */
         readonly lockWaitTimeoutSeconds: number;
     };
+    /** Point-in-time recovery with pgBackRest (postgresql.pitr); its jobs run as postgres. */
+    readonly pitr: null | {
+        /** pgBackRest stanza (the cluster). */
+        readonly stanza: string;
+        /** `archive_timeout`, exported for WalArchiveLag. */
+        readonly archiveTimeoutSeconds: number;
+        /** Where the repository is, for logs: `s3:<bucket><path>` or `posix:<path>`. */
+        readonly repository: string;
+    };
     readonly redis: null | {
         readonly host: string;
         readonly port: number;
@@ -161,6 +171,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
                   lockWaitTimeoutSeconds: 600,
               }
             : null,
+        pitr: host.postgresql?.pitr ? pitrSection(config, host, facts.currentKeyId) : null,
         redis: host.redis
             ? { host: host.redis.host, port: host.redis.port, rdbPath: host.redis.rdbPath, authFile: host.redis.auth ? file(REDIS_AUTH_NAME) : "", bgsaveTimeoutSeconds: 3600 }
             : null,
@@ -170,6 +181,12 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
         drift: { manifestDir: manifestDir(config), watch: watchedLocations(config), ignore: runtimeFiles(config) },
         jobs: hostJobs(config, host).map(({ name, type, script, args, description, maxIntervalSeconds, jitterSeconds }) => ({ name, type, script, args, description, maxIntervalSeconds, jitterSeconds })),
     };
+}
+
+function pitrSection(config: StackConfig, host: HostSpec, keyId: string): NonNullable<HostConfigFile["pitr"]> {
+    const { stanza, repository } = renderPgbackrestConf(config, host, keyId);
+    const where = repository.s3 ? `s3:${repository.s3.bucket}${repository.path}` : `posix:${repository.path}`;
+    return { stanza, archiveTimeoutSeconds: host.postgresql!.pitr!.archiveTimeoutSeconds, repository: where };
 }
 
 /** Stable serialisation: same input, same bytes, same hash. */

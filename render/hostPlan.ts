@@ -13,6 +13,7 @@ import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
 import { renderSudoers } from "./sudoers";
 import { isLibrary, readTemplate, renderTemplate, SCRIPT_TEMPLATE_DIR, scriptTemplates } from "./template";
 import { installSecretFilesScript, removeFilesScript, sha256 } from "./remote";
+import { planPitrSteps } from "./pgbackrest";
 import { digestOf, fileStep, stepScript, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
 
 export interface HostPlan {
@@ -30,6 +31,7 @@ export function packagesFor(host: HostSpec, remote: boolean): string[] {
     if (remote) pkgs.add("awscli");
     if (host.roles.includes("redis")) pkgs.add("redis-tools");
     if (host.roles.includes("postgresql")) pkgs.add("postgresql-client");
+    if (host.postgresql?.pitr) pkgs.add("pgbackrest");
     return [...pkgs].sort();
 }
 
@@ -136,6 +138,9 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
         });
     }
 
+    const pitrSteps = planPitrSteps(config, host, facts.currentKeyId, [...base, ...afterAccount]);
+    steps.push(...pitrSteps);
+
     steps.push(fileStep("config", { path: `${p.configDir}/${HOST_CONFIG_NAME}`, owner: "root", group: u, mode: "0640", content: serializeHostConfig(hostConfig) }, afterAccount));
 
     const scriptSteps: string[] = [];
@@ -164,7 +169,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
         delete: stepScript("timers-disable", {}, timers),
         files: [],
         secretFiles: [],
-        dependsOn: [...unitSteps, "sudoers", "keyring", ...(credentialFiles.length ? ["credentials"] : [])],
+        dependsOn: [...unitSteps, "sudoers", "keyring", ...(credentialFiles.length ? ["credentials"] : []), ...(pitrSteps.length ? ["pitr-archiving"] : [])],
         digest: digestOf(allUnits.map((x) => [x.name, sha256(x.content)])),
     });
 

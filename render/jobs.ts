@@ -2,10 +2,11 @@
  * The scheduled jobs of a host, derived from its roles. Each job becomes one
  * systemd service + timer pair named `hx-backup-<name>`.
  */
+import { parseSchedule, type Schedule } from "../config/schedule";
 import type { HostSpec, ScheduleKey, StackConfig } from "../config/types";
 
 /** Artifact type; also the `type` label of every metric. */
-export type BackupType = "postgresql" | "redis" | "application" | "configuration" | "verification" | "drift";
+export type BackupType = "postgresql" | "redis" | "application" | "configuration" | "verification" | "drift" | "pitr";
 
 export interface Job {
     /** Unit stem: `hx-backup-<name>.service` / `.timer`. */
@@ -14,13 +15,19 @@ export interface Job {
     /** Script file name in the script directory. */
     readonly script: string;
     readonly args: readonly string[];
-    readonly scheduleKey: ScheduleKey;
+    /** The stack schedule it follows, or `host` for a per-host one (postgresql.pitr). */
+    readonly scheduleKey: ScheduleKey | "host";
     readonly onCalendar: string;
     readonly description: string;
     readonly maxIntervalSeconds: number;
     /** The timer's RandomizedDelaySec: how late after its scheduled time a run may start. */
     readonly jitterSeconds: number;
+    /** The system user the unit runs as: the backup user, or postgres for pgBackRest (PITR). */
+    readonly runAs: "backup" | "postgres";
 }
+
+/** How often the archive status job samples pg_stat_archiver and the recovery window. */
+export const PITR_STATUS_SCHEDULE = "*/5 * * * *";
 
 interface JobTemplate {
     name: string;
@@ -42,7 +49,7 @@ const TEMPLATES: readonly JobTemplate[] = [
 ];
 
 export function hostJobs(config: StackConfig, host: HostSpec): Job[] {
-    return TEMPLATES.filter((t) => t.when(host)).map((t) => {
+    const stackJobs = TEMPLATES.filter((t) => t.when(host)).map((t): Job => {
         const schedule = config.schedules[t.scheduleKey];
         return {
             name: t.name,
@@ -54,6 +61,25 @@ export function hostJobs(config: StackConfig, host: HostSpec): Job[] {
             description: schedule.description,
             maxIntervalSeconds: schedule.maxIntervalSeconds,
             jitterSeconds: config.randomizedDelaySec,
+            runAs: "backup",
         };
     });
+    return [...stackJobs, ...pitrJobs(config, host)];
+}
+
+/** pgBackRest's jobs, run as postgres: full and differential backups on the host's schedules, and the archive status. */
+function pitrJobs(config: StackConfig, host: HostSpec): Job[] {
+    const pitr = host.postgresql?.pitr;
+    if (!pitr) return [];
+    const job = (name: string, script: string, args: string[], schedule: Schedule, jitterSeconds: number): Job => ({
+        name, type: "pitr", script, args, scheduleKey: "host",
+        onCalendar: schedule.onCalendar, description: schedule.description, maxIntervalSeconds: schedule.maxIntervalSeconds,
+        jitterSeconds, runAs: "postgres",
+    });
+    return [
+        job("pitr-full", "pitr-backup.sh", ["full"], pitr.full, config.randomizedDelaySec),
+        job("pitr-differential", "pitr-backup.sh", ["diff"], pitr.differential, config.randomizedDelaySec),
+        // A sample, not a backup: on time, with no start delay.
+        job("pitr-archive", "pitr-status.sh", [], parseSchedule(PITR_STATUS_SCHEDULE), 0),
+    ];
 }

@@ -11,9 +11,14 @@
  */
 import { createHmac } from "node:crypto";
 import type { HostSpec, PitrSettings, StackConfig } from "../config/types";
+import { installSecretFilesScript, removeFilesScript, sha256 } from "./remote";
+import { shellQuote } from "./shell";
+import { digestOf, fileStep, stepScript, type PlannedSecretFile, type Step } from "./step";
 
 export const PGBACKREST_CONF = "/etc/pgbackrest/pgbackrest.conf";
 export const PGBACKREST_SECRETS_CONF = "/etc/pgbackrest/conf.d/hx-backup-secrets.conf";
+/** pgBackRest's own directories (Debian's package creates them, owned by postgres). */
+export const PGBACKREST_DIRS = { log: "/var/log/pgbackrest", spool: "/var/spool/pgbackrest", lock: "/var/lib/pgbackrest/lock" } as const;
 
 /** The message the repository passphrase is the HMAC of; the host derives the same with hx_hmac_hex. */
 export const passphraseMessage = (keyId: string): string => `hx-backup pgbackrest repository ${keyId}`;
@@ -51,8 +56,11 @@ export function repositoryFor(config: StackConfig, host: HostSpec, keyId: string
             s3: { bucket: s.bucketName, endpoint, region: s.region || "us-east-1", uriStyle: s.endpoint ? "path" : "host" },
         };
     }
-    return { type: "posix", path: `${config.paths.storageDir}/pgbackrest/${keyId}` };
+    return { type: "posix", path: `${localRepositoryRoot(config)}/${keyId}` };
 }
+
+/** The local repositories' folder, one repository per key id in it. */
+export const localRepositoryRoot = (config: StackConfig): string => `${config.paths.storageDir}/pgbackrest`;
 
 export interface PgbackrestConf {
     readonly stanza: string;
@@ -86,6 +94,10 @@ export function renderPgbackrestConf(config: StackConfig, host: HostSpec, keyId:
         line("start-fast", "y"),
         line("log-level-console", "warn"),
         line("log-level-file", "info"),
+        line("log-path", PGBACKREST_DIRS.log),
+        line("spool-path", PGBACKREST_DIRS.spool),
+        // Not /tmp: the jobs' units have a private /tmp, and the server's archive-push and the deploy's check must see their locks.
+        line("lock-path", PGBACKREST_DIRS.lock),
     ];
     // pgBackRest reaches the local cluster through its socket; a TCP postgresql.host keeps the default socket directory.
     const cluster = [line("pg1-path", pg.dataDir), line("pg1-port", pg.port), ...(pg.host.startsWith("/") ? [line("pg1-socket-path", pg.host)] : [])];
@@ -111,3 +123,72 @@ export function renderPgbackrestSecrets(passphrase: string, s3?: { readonly acce
 
 /** The archive_command ALTER SYSTEM sets (the stanza is ours: letters, digits, '.', '_' and '-'). */
 export const archiveCommand = (stanza: string): string => `pgbackrest --stanza=${stanza} archive-push %p`;
+
+/** Where pgBackRest writes on the host: its own directories, and a local repository. */
+export function pgbackrestWritablePaths(config: StackConfig, host: HostSpec): string[] {
+    const local = repositoryFor(config, host, "any").type === "posix";
+    return [...Object.values(PGBACKREST_DIRS), ...(local ? [localRepositoryRoot(config)] : [])];
+}
+
+/** The locks folder of the jobs (HostConfigFile paths.locks). */
+const locksDir = (config: StackConfig) => `${config.paths.storageDir}/.locks`;
+
+/**
+ * The deploy steps of PITR: pgBackRest's main config (refusing to replace one
+ * that is not ours), its 0600 secret include, and archiving (settings, the
+ * restart rule, stanza-create and check). Only for a host with postgresql.pitr.
+ */
+export function planPitrSteps(config: StackConfig, host: HostSpec, currentKeyId: string, after: readonly string[]): Step[] {
+    const pg = host.postgresql;
+    const pitr = pg?.pitr;
+    if (!pg || !pitr) return [];
+    const conf = renderPgbackrestConf(config, host, currentKeyId);
+    const q = shellQuote(PGBACKREST_CONF);
+    const notOurs = `if [ -e ${q} ] && ! head -n 1 ${q} | grep -q '^# Managed by hx-backup'; then
+  echo ${shellQuote(`hx-backup: host ${host.name}: ${PGBACKREST_CONF} exists and is not managed by hx-backup; pgBackRest reads one main config, so move it aside (or merge it into postgresql.pitr) and deploy again`)} >&2
+  exit 1
+fi`;
+    const configStep = fileStep("pgbackrest-config", { path: PGBACKREST_CONF, owner: "postgres", group: "postgres", mode: "0600", content: conf.main }, [...after]);
+    const secretFiles: PlannedSecretFile[] = [
+        { path: PGBACKREST_SECRETS_CONF, owner: "postgres", group: "postgres", mode: "0600", secret: { kind: "pgbackrest", keyId: currentKeyId, s3: conf.repository.type === "s3" } },
+    ];
+    const p = config.paths;
+    const values = {
+        host: host.name,
+        stanza: conf.stanza,
+        data_dir: pg.dataDir,
+        pg_host: pg.host,
+        pg_port: pg.port,
+        archive_command: archiveCommand(conf.stanza),
+        archive_timeout: pitr.archiveTimeoutSeconds,
+        allow_restart: pitr.allowRestart ? 1 : 0,
+        repo_dir: conf.repository.type === "posix" ? conf.repository.path : "",
+        storage_dir: p.storageDir,
+        lock_dir: locksDir(config),
+        log_dir: p.logDir,
+        textfile_dir: p.textfileDir,
+        pgbackrest_dirs: Object.values(PGBACKREST_DIRS).join(" "),
+    };
+    const removeValues = { stanza: conf.stanza, pg_host: pg.host, pg_port: pg.port, storage_dir: p.storageDir, lock_dir: values.lock_dir, log_dir: p.logDir, textfile_dir: p.textfileDir };
+    return [
+        { ...configStep, create: `${notOurs}\n${configStep.create}` },
+        {
+            name: "pgbackrest-secrets",
+            create: installSecretFilesScript(secretFiles),
+            delete: removeFilesScript(secretFiles.map((f) => f.path)),
+            files: [],
+            secretFiles,
+            dependsOn: [...after],
+            digest: digestOf({ files: secretFiles }),
+        },
+        {
+            name: "pitr-archiving",
+            create: stepScript("pitr-archiving", values),
+            delete: stepScript("pitr-archiving-remove", removeValues),
+            files: [],
+            secretFiles: [],
+            dependsOn: ["pgbackrest-config", "pgbackrest-secrets"],
+            digest: digestOf({ values, conf: sha256(conf.main) }),
+        },
+    ];
+}

@@ -4,6 +4,7 @@
  */
 import type { PlannedSecretFile, SecretRef } from "./step";
 import type { HostSpec } from "../config/types";
+import { renderPgbackrestSecrets, repositoryPassphrase } from "./pgbackrest";
 
 export interface SecretValues {
     /** Key id -> 128 hex characters. */
@@ -39,6 +40,12 @@ export function renderSecretContent(ref: SecretRef, values: SecretValues, host: 
         case "smtpPassword":
             if (!values.smtpPassword) throw new Error("notifySmtpAuthPassword is required with notifySmtpAuthUsername");
             return oneLine("notifySmtpAuthPassword", values.smtpPassword);
+        case "pgbackrest": {
+            const hex = values.keys[ref.keyId];
+            if (!hex) throw new Error(`encryption key ${ref.keyId} is missing (the pgBackRest passphrase derives from it)`);
+            if (ref.s3 && !values.s3) throw new Error("S3 credentials are required for a PITR repository in the bucket");
+            return renderPgbackrestSecrets(repositoryPassphrase(hex, ref.keyId), ref.s3 ? values.s3 : undefined);
+        }
         case "pgpass": {
             const pg = host.postgresql;
             if (!pg || !values.postgresqlPassword) throw new Error("postgresqlPassword is required for postgresql.auth: pgpass");

@@ -19,7 +19,9 @@ export type SecretRef =
     | { readonly kind: "s3Credentials" }
     | { readonly kind: "redisAuth" }
     | { readonly kind: "pgpass" }
-    | { readonly kind: "smtpPassword" };
+    | { readonly kind: "smtpPassword" }
+    /** pgBackRest's include: the repository passphrase derived from key `keyId`, and the S3 keys when the repository is in the bucket. */
+    | { readonly kind: "pgbackrest"; readonly keyId: string; readonly s3: boolean };
 
 export interface PlannedSecretFile extends FileTarget {
     readonly secret: SecretRef;

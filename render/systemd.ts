@@ -3,6 +3,7 @@ import type { HostSpec, StackConfig } from "../config/types";
 import type { Job } from "./jobs";
 import { renderTemplate } from "./template";
 import { HOST_CONFIG_NAME, UNIT_DIR } from "./paths";
+import { pgbackrestWritablePaths } from "./pgbackrest";
 
 export { UNIT_DIR };
 export const unitName = (job: string, kind: "service" | "timer") => `hx-backup-${job}.${kind}`;
@@ -21,6 +22,8 @@ const CAPABILITIES: Record<Job["type"], string> = {
     verification: "",
     // Stat and hash installed files, some readable by root only (sudoers is 0440).
     drift: "CAP_DAC_READ_SEARCH",
+    // pgBackRest runs as postgres, which owns the cluster it backs up.
+    pitr: "",
 };
 
 /** systemd unit values must be one line, and '%' starts a specifier. */
@@ -32,6 +35,21 @@ function unitValue(field: string, value: string): string {
 /** One ExecStart word: systemd expands `$NAME` there, and `$$` is a literal `$`. */
 function execWord(word: string): string {
     return unitValue("ExecStart", word).replace(/\$/g, "$$$$");
+}
+
+/**
+ * The unit's user and what it may write. pgBackRest's jobs run as postgres,
+ * in the backup group to read backup.json, and also write pgBackRest's own
+ * directories and a local repository.
+ */
+function runAs(config: StackConfig, host: HostSpec, job: Job) {
+    const p = config.paths;
+    const common = [p.storageDir, p.logDir, p.textfileDir];
+    if (job.runAs === "backup") {
+        return { user: config.backupUser, group: config.backupUser, supplementaryGroups: "", readWritePaths: common.map((d) => `-${d}`).join(" ") };
+    }
+    const writable = [...common, ...pgbackrestWritablePaths(config, host)];
+    return { user: "postgres", group: "postgres", supplementaryGroups: config.backupUser, readWritePaths: writable.map((d) => `-${unitValue("ReadWritePaths", d)}`).join(" ") };
 }
 
 export interface RenderedUnit {
@@ -52,13 +70,10 @@ export function renderJobUnits(config: StackConfig, host: HostSpec, job: Job): R
         ...common,
         after: vacuum ? ` ${VACUUM_UNIT}` : "",
         wants: [vacuum ? VACUUM_UNIT : "", analyze ? ANALYZE_UNIT : ""].filter(Boolean).map((u) => ` ${u}`).join(""),
-        user: config.backupUser,
+        ...runAs(config, host, job),
         configFile: `${config.paths.configDir}/${HOST_CONFIG_NAME}`,
         execStart: [`${config.paths.scriptDir}/${job.script}`, ...job.args].map(execWord).join(" "),
         capabilities: CAPABILITIES[job.type],
-        storageDir: config.paths.storageDir,
-        logDir: config.paths.logDir,
-        textfileDir: config.paths.textfileDir,
     });
     const timer = renderTemplate("systemd/hx-backup-job.timer", {
         ...common,

@@ -1,6 +1,7 @@
 /**
  * Runs a job on the sandbox host the way systemd would start its timer's
- * service: the unit's ExecStart as its User and Group, with its Environment,
+ * service: the unit's ExecStart as its User and Group, in the user's groups
+ * plus SupplementaryGroups, with its Environment,
  * UMask, NoNewPrivileges, ambient capabilities (through setpriv) and SIGPIPE
  * ignored unless IgnoreSIGPIPE=no (systemd's default), after
  * the maintenance units it Wants and orders itself after, and before the
@@ -12,6 +13,8 @@ import type { Exec } from "./apply";
 export interface UnitInfo {
     readonly name: string;
     readonly user: string;
+    readonly group: string;
+    readonly supplementaryGroups: string[];
     readonly environment: Record<string, string>;
     readonly execStart: string[][];
     readonly capabilities: string[];
@@ -28,6 +31,8 @@ export function parseUnit(name: string, text: string): UnitInfo {
     return {
         name,
         user: get("User")[0] ?? "root",
+        group: get("Group")[0] || (get("User")[0] ?? "root"),
+        supplementaryGroups: get("SupplementaryGroups").flatMap(words),
         environment: Object.fromEntries(get("Environment").map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)])),
         execStart: get("ExecStart").map(words),
         capabilities: get("AmbientCapabilities").flatMap(words),
@@ -48,14 +53,17 @@ export interface JobRun {
 
 function commandFor(unit: UnitInfo, argv: string[]): string {
     const caps = unit.capabilities.map((c) => `+${c.replace(/^CAP_/, "").toLowerCase()}`).join(",");
-    const setpriv = [
-        "setpriv", `--reuid=${unit.user}`, `--regid=${unit.user}`, "--init-groups", "--no-new-privs",
+    // The user's own groups (systemd's initgroups) plus the unit's SupplementaryGroups.
+    const groups = `groups=$(id -G -- ${shellQuote(unit.user)} | tr ' ' ,)${unit.supplementaryGroups.map((g) => `,$(getent group ${shellQuote(g)} | cut -d: -f3)`).join("")}`;
+    const rest = [
+        "--no-new-privs",
         ...(caps ? [`--inh-caps=${caps}`, `--ambient-caps=${caps}`] : []),
         "--", "env", "-i", ...(unit.ignoreSigpipe ? ["--ignore-signal=PIPE"] : []), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
         ...Object.entries(unit.environment).map(([k, v]) => `${k}=${v}`),
         ...argv,
     ];
-    return `bash -c ${shellQuote(`umask ${unit.umask}; cd /; exec ${shellCommand(...setpriv)}`)}`;
+    const identity = `setpriv --reuid=${shellQuote(unit.user)} --regid=${shellQuote(unit.group)} --groups="$groups"`;
+    return `bash -c ${shellQuote(`umask ${unit.umask}; cd /; ${groups}; exec ${identity} ${shellCommand(...rest)}`)}`;
 }
 
 async function readUnit(exec: Exec, name: string): Promise<UnitInfo> {

@@ -59,3 +59,5 @@ source "$HX_SCRIPTS_DIR_SELF/lib/source/redis.sh"
 source "$HX_SCRIPTS_DIR_SELF/lib/source/redis-bgsave.sh"
 # shellcheck source=lib/source/archive.sh
 source "$HX_SCRIPTS_DIR_SELF/lib/source/archive.sh"
+# shellcheck source=lib/source/pitr.sh
+source "$HX_SCRIPTS_DIR_SELF/lib/source/pitr.sh"

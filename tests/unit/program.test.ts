@@ -251,7 +251,7 @@ describe("idempotence", () => {
         expect(view(b)).toEqual(view(a));
     });
 
-    it("bumping the key version adds a key and changes only the keyring and config steps", async () => {
+    it("bumping the key version adds a key and changes only the keyring and config steps (and pgBackRest's, whose repository follows the key)", async () => {
         const base = withSecrets("production", PROD_SECRETS);
         const a = await evaluate("production", base, PROD_SECRETS);
         const b = await evaluate("production", { ...base, "hx-backup:encryptionKeyVersion": "2" }, PROD_SECRETS);
@@ -259,8 +259,8 @@ describe("idempotence", () => {
         expect(b.randomHex["keys-production-v1"]).toBe(a.randomHex["keys-production-v1"]);
         const digest = (e: Evaluation) => new Map(commands(e).map((c) => [c.name, c.inputs.create as string]));
         const [da, db] = [digest(a), digest(b)];
-        const changed = [...da.keys()].filter((k) => da.get(k) !== db.get(k)).map((k) => k.replace(/^[a-z0-9-]+?-(?=keyring|config$)/, "")).sort();
-        expect(new Set(changed)).toEqual(new Set(["keyring", "config"]));
+        const changed = [...da.keys()].filter((k) => da.get(k) !== db.get(k)).map((k) => k.replace(/^[a-z0-9-]+?-(?=keyring|config$|pgbackrest-|pitr-)/, "")).sort();
+        expect(new Set(changed)).toEqual(new Set(["keyring", "config", "pgbackrest-config", "pgbackrest-secrets", "pitr-archiving"]));
         const out = b.outputs as Record<string, any>;
         expect(out.encryption.keyIds).toEqual(["production-v1", "production-v2"]);
         expect(out.encryption.currentKeyId).toBe("production-v2");

@@ -15,7 +15,7 @@ describe("npm run render", () => {
     it("writes one host's files at their install paths, with modes, and a manifest that lists secrets without content", () => {
         const r = render("--stack", "production", "--host", "db-1", "--out", out);
         expect(r.status, r.stderr).toBe(0);
-        expect(r.stdout).toMatch(/^db-1: \d+ files, 3 secret files/);
+        expect(r.stdout).toMatch(/^db-1: \d+ files, 4 secret files/);
         expect(existsSync(path.join(out, "app-1"))).toBe(false);
         const config = JSON.parse(readFileSync(path.join(out, "db-1/etc/hx-backup/backup.json"), "utf8"));
         expect(config).toMatchObject({ host: "db-1", stack: "production", paths: { storage: "/opt/hx-backups" } });

@@ -161,9 +161,9 @@ describe("unit contents", () => {
             for (const job of r.plan.jobs) {
                 const timer = parseUnit(readFileSync(path.join(r.root, UNIT_DIR, `hx-backup-${job.name}.timer`), "utf8"));
                 expect(unitValue(timer, "Timer", "OnCalendar")).toBe(job.onCalendar);
-                expect(job.onCalendar).toBe(r.config.schedules[job.scheduleKey].onCalendar);
+                if (job.scheduleKey !== "host") expect(job.onCalendar).toBe(r.config.schedules[job.scheduleKey].onCalendar);
                 expect(unitValue(timer, "Timer", "Persistent")).toBe("true");
-                expect(unitValue(timer, "Timer", "RandomizedDelaySec")).toBe(String(r.config.randomizedDelaySec));
+                expect(unitValue(timer, "Timer", "RandomizedDelaySec")).toBe(String(job.jitterSeconds));
                 expect(unitValue(timer, "Timer", "Unit")).toBe(`hx-backup-${job.name}.service`);
                 expect(unitValue(timer, "Install", "WantedBy")).toBe("timers.target");
                 expect(unitValue(timer, "Unit", "Description")).toContain(job.description);
@@ -174,13 +174,23 @@ describe("unit contents", () => {
         expect(stack("production").randomizedDelaySec).toBe(300);
     });
 
-    it("job services run as the backup user, hardened, writing only to storage, logs and metrics", () => {
+    it("job services run as the backup user (pgBackRest's as postgres, in the backup group), hardened, writing only to storage, logs and metrics (and pgBackRest's directories)", () => {
+        let pitrJobs = 0;
         for (const r of roots) {
             const p = r.config.paths;
             for (const job of r.plan.jobs) {
                 const s = parseUnit(readFileSync(path.join(r.root, UNIT_DIR, `hx-backup-${job.name}.service`), "utf8"));
-                expect(unitValue(s, "Service", "User")).toBe(r.config.backupUser);
-                expect(unitValue(s, "Service", "Group")).toBe(r.config.backupUser);
+                const pgbackrest = job.type === "pitr" ? ["/var/log/pgbackrest", "/var/spool/pgbackrest", "/var/lib/pgbackrest/lock"] : [];
+                if (job.type === "pitr") {
+                    pitrJobs++;
+                    expect(unitValue(s, "Service", "User")).toBe("postgres");
+                    expect(unitValue(s, "Service", "Group")).toBe("postgres");
+                    expect(unitValue(s, "Service", "SupplementaryGroups")).toBe(r.config.backupUser);
+                } else {
+                    expect(unitValue(s, "Service", "User")).toBe(r.config.backupUser);
+                    expect(unitValue(s, "Service", "Group")).toBe(r.config.backupUser);
+                    expect(unitValue(s, "Service", "SupplementaryGroups")).toBe("");
+                }
                 expect(unitValue(s, "Service", "Type")).toBe("oneshot");
                 expect(unitValue(s, "Service", "NoNewPrivileges")).toBe("yes");
                 expect(unitValue(s, "Service", "ProtectSystem")).toBe("strict");
@@ -188,7 +198,7 @@ describe("unit contents", () => {
                 expect(unitValue(s, "Service", "ProtectHome")).toMatch(/^(yes|read-only|tmpfs)$/);
                 expect(unitValue(s, "Service", "PrivateDevices")).toBe("yes");
                 expect(unitValue(s, "Service", "RestrictSUIDSGID")).toBe("yes");
-                expect(unitValue(s, "Service", "ReadWritePaths").split(/\s+/).sort()).toEqual([`-${p.logDir}`, `-${p.storageDir}`, `-${p.textfileDir}`].sort());
+                expect(unitValue(s, "Service", "ReadWritePaths").split(/\s+/).sort()).toEqual([p.logDir, p.storageDir, p.textfileDir, ...pgbackrest].map((d) => `-${d}`).sort());
                 expect(unitValue(s, "Service", "ExecStart")).toBe([`${p.scriptDir}/${job.script}`, ...job.args].join(" "));
                 expect(s.get("Service")!.get("Environment")).toContain(`HX_BACKUP_CONFIG=${p.configDir}/backup.json`);
                 const caps = unitValue(s, "Service", "CapabilityBoundingSet");
@@ -196,6 +206,7 @@ describe("unit contents", () => {
                 expect(caps).not.toMatch(/CAP_SYS_ADMIN|CAP_SETUID|CAP_DAC_OVERRIDE|CAP_CHOWN|CAP_FOWNER/);
             }
         }
+        expect(pitrJobs).toBeGreaterThan(0);
     });
 
     it("PostgreSQL maintenance services are hardened too", () => {
@@ -622,9 +633,10 @@ describe("idempotence: identical inputs give identical steps; a change re-runs o
         expect(changed(production(), production({ scheduleDatabaseDaily: "15 2 * * *" }))).toEqual({ "db-1": dbSteps, "db-2": dbSteps, "app-1": [], "mon-1": [] });
     });
 
-    it("rotating the key changes only the keyring and config steps", () => {
+    it("rotating the key changes only the keyring and config steps, and on a PITR host pgBackRest's (a new repository per key)", () => {
         const c = changed(production(), production({ encryptionKeyVersion: 2 }));
-        for (const host of ["db-1", "db-2", "app-1", "mon-1"]) expect(c[host], host).toEqual(["config", "keyring"]);
+        expect(c["db-1"]).toEqual(["config", "keyring", "pgbackrest-config", "pgbackrest-secrets", "pitr-archiving"]);
+        for (const host of ["db-2", "app-1", "mon-1"]) expect(c[host], host).toEqual(["config", "keyring"]);
     });
 
     it("a changed script template re-runs only its own step", () => {

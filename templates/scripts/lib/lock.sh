@@ -9,6 +9,30 @@
 # dead (killed run, possibly with orphaned children still holding the fd) is
 # broken by replacing the lock file.
 hx_lock() {
+    hx__lock_try "$1" && return 0
+    HX_STATUS_CAUSE="locked by running pid $HX_LOCK_HOLDER"
+    hx_log warning locked "another run of $1 is in progress (pid $HX_LOCK_HOLDER); exiting with code $HX_EXIT_LOCKED" "lock=$HX_LOCKS/$1.lock"
+    exit "$HX_EXIT_LOCKED"
+}
+
+# hx_lock_wait NAME SECONDS: take the lock, waiting up to SECONDS for a
+# running holder to finish (jobs that may be scheduled at the same time and
+# must run one after the other); then exit 3 as hx_lock does.
+hx_lock_wait() {
+    local name=$1 deadline=$(($(hx_epoch) + $2)) said=""
+    until hx__lock_try "$name"; do
+        if (($(hx_epoch) >= deadline)); then
+            hx_lock "$name"
+        fi
+        [[ -n $said ]] || hx_info lock_wait "waiting for the run of $name by pid $HX_LOCK_HOLDER to finish" "lock=$HX_LOCKS/$name.lock"
+        said=1
+        sleep 5
+    done
+}
+
+# hx__lock_try NAME: take the lock (0), or 1 with HX_LOCK_HOLDER set when a
+# live run holds it.
+hx__lock_try() {
     local name=$1
     local file="$HX_LOCKS/$name.lock" guard holder_pid holder_start
     mkdir -p -- "$HX_LOCKS"
@@ -18,10 +42,9 @@ hx_lock() {
     if ! flock --nonblock "$HX_LOCK_FD"; then
         read -r holder_pid holder_start <"$file" || true
         if [[ -n ${holder_pid:-} ]] && hx__pid_alive "$holder_pid" "${holder_start:-}"; then
-            exec {guard}>&-
-            HX_STATUS_CAUSE="locked by running pid $holder_pid"
-            hx_log warning locked "another run of $name is in progress (pid $holder_pid); exiting with code $HX_EXIT_LOCKED" "lock=$file"
-            exit "$HX_EXIT_LOCKED"
+            exec {guard}>&- {HX_LOCK_FD}>&-
+            HX_LOCK_HOLDER=$holder_pid
+            return 1
         fi
         hx_warn stale_lock "breaking stale lock left by dead pid ${holder_pid:-unknown}" "lock=$file"
         exec {HX_LOCK_FD}>&-
@@ -32,6 +55,7 @@ hx_lock() {
     printf '%s %s\n' "$$" "$(hx__pid_start "$$")" >"$file"
     exec {guard}>&-
 }
+HX_LOCK_HOLDER=""
 
 hx__pid_start() {
     local stat

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# hx-backup library: the PITR data source (pgBackRest): full and differential
+# backups, the archive status and the recovery window.
+# Sourced by hx-backup-lib.sh; never run. Its jobs run as postgres.
+#
+# Its backups live in pgBackRest's repository, not in the storage directory:
+# pgBackRest encrypts, checksums, expires and stores them itself, so PITR is
+# not an artifact type (HX_SOURCE_MODULE) for the core's sync, retention and
+# verify. This module runs pgBackRest and turns its state into metrics.
+# shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
+
+declare -gA HX_INTERVAL_OF HX_JITTER_OF # defined in config.sh
+
+# HX_PITR: stanza, archive_timeout and repository, from backup.json.
+declare -gA HX_PITR=()
+
+# hx_pitr_init: read the PITR settings; the server is reached as postgres
+# over the configured socket. A job of this module writes no host metrics:
+# as postgres it cannot read the keyring, whose age they carry.
+hx_pitr_init() {
+    hx_cfg_section pitr || hx_die "$HX_EXIT_USAGE" "config: postgresql.pitr is not enabled on this host"
+    local -a v=()
+    hx_cfg_into v pitr.stanza pitr.archiveTimeoutSeconds pitr.repository postgresql.host postgresql.port
+    HX_PITR=([stanza]=${v[0]} [archive_timeout]=${v[1]} [repository]=${v[2]})
+    export PGHOST=${v[3]} PGPORT=${v[4]} PGUSER=postgres PGDATABASE=postgres
+    HX_HOST_METRICS=""
+    # This job's own schedule facts: the full and differential jobs share a type.
+    local i
+    for i in "${!HX_JOB_NAMES[@]}"; do
+        if [[ ${HX_JOB_NAMES[i]} == "$HX_JOB" ]]; then
+            HX_INTERVAL_OF[pitr]=${HX_JOB_INTERVALS[i]}
+            HX_JITTER_OF[pitr]=${HX_JOB_JITTERS[i]}
+        fi
+    done
+}
+
+# hx_pgbackrest ARGS...: pgBackRest on this stanza; its console output (warnings and
+# errors only) goes to HX_PITR[out], and a failure's last lines become the cause.
+hx_pgbackrest() {
+    local rc=0
+    HX_PITR[out]=$(cd / && pgbackrest --stanza="${HX_PITR[stanza]}" "$@" 2>&1) || rc=$?
+    if ((rc != 0)); then
+        HX_STATUS_CAUSE="pgbackrest $1 failed (exit $rc): $(printf '%s' "${HX_PITR[out]}" | tail -n 3 | tr '\n' ' ')"
+    fi
+    return "$rc"
+}
+
+# hx_pitr_info: the stanza's `pgbackrest info` JSON into HX_PITR[info].
+hx_pitr_info() {
+    hx_pgbackrest --output=json info || return
+    HX_PITR[info]=$(jq --compact-output --arg s "${HX_PITR[stanza]}" '.[] | select(.name == $s)' <<<"${HX_PITR[out]}")
+    [[ -n ${HX_PITR[info]} ]] || {
+        HX_STATUS_CAUSE="pgbackrest info does not list stanza ${HX_PITR[stanza]}"
+        return 1
+    }
+}
+
+# hx_pitr_backup KIND TARGET: a pgBackRest backup (full or diff), then its
+# size and duration from `pgbackrest info`, and the recovery window.
+hx_pitr_backup() {
+    local kind=$1 target=$2 start now
+    start=$(hx_epoch)
+    hx_info backup_start "pgBackRest $kind backup" "type=pitr" "target=$target" "stanza=${HX_PITR[stanza]}" "repository=${HX_PITR[repository]}"
+    hx_pgbackrest --type="$kind" backup || return
+    hx_pitr_info || return
+    local -a b=()
+    mapfile -t b < <(jq --raw-output --arg k "$kind" \
+        '[.backup[] | select(.type == $k)] | last | .label, .timestamp.start, .timestamp.stop, .info.repository.delta, .info.size' <<<"${HX_PITR[info]}")
+    [[ ${b[0]:-null} != null ]] || {
+        HX_STATUS_CAUSE="pgbackrest info lists no $kind backup after the backup"
+        return 1
+    }
+    now=$(hx_epoch)
+    hx_info backup_ok "pgBackRest $kind backup ${b[0]}" "type=pitr" "target=$target" "label=${b[0]}" \
+        "stored_bytes=${b[3]}" "database_bytes=${b[4]}" "seconds=$((now - start))"
+    hx_metrics pitr "$target" backup_last_run_status=1 "backup_last_success_timestamp=$now" "backup_last_attempt_timestamp=$now" \
+        "backup_duration_seconds=$((b[2] - b[1]))" "backup_size_bytes=${b[3]}" "backup_database_size_bytes=${b[4]}"
+    hx_failure_cause pitr "$target" ""
+}
+
+# hx_pitr_status: the archiver's state (pg_stat_archiver and the WAL waiting
+# in archive_status), the restart state, and the recovery window from the
+# repository; all as the `archive` target's metrics.
+hx_pitr_status() {
+    local start now
+    start=$(hx_epoch)
+    local -a a=()
+    # archived, failed counts; last archived and failed times; age of the oldest .ready segment; restart pending.
+    mapfile -t a < <(hx_psql --field-separator=$'\n' --command="
+        SELECT archived_count, failed_count,
+               coalesce(extract(epoch FROM last_archived_time)::bigint, 0),
+               coalesce(extract(epoch FROM last_failed_time)::bigint, 0),
+               (SELECT coalesce(extract(epoch FROM now() - min(modification))::bigint, 0) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'),
+               (current_setting('archive_mode') <> 'on' OR current_setting('wal_level') = 'minimal'
+                 OR EXISTS (SELECT 1 FROM pg_settings WHERE name IN ('archive_mode', 'wal_level') AND pending_restart))::int
+        FROM pg_stat_archiver") || {
+        HX_STATUS_CAUSE="cannot read pg_stat_archiver at $PGHOST:$PGPORT"
+        return 1
+    }
+    ((${#a[@]} == 6)) || {
+        HX_STATUS_CAUSE="unexpected pg_stat_archiver reading: ${a[*]}"
+        return 1
+    }
+    local failing=0
+    ((a[3] > a[2])) && failing=1
+    hx_pitr_restart_state "${a[5]}"
+    hx_pitr_info || return
+    local -a w=()
+    mapfile -t w < <(jq --raw-output '[.backup[].timestamp.stop] | (min // 0), (max // 0)' <<<"${HX_PITR[info]}")
+    local oldest=${w[0]} newest=${w[1]}
+    # The newest point is the last archived WAL when it is newer than the newest backup's end.
+    ((a[2] > newest)) && newest=${a[2]}
+    local window=0
+    ((oldest > 0)) && window=$((newest - oldest))
+    now=$(hx_epoch)
+    if ((failing)); then
+        hx_warn archive_failing "WAL archiving is failing: the last archive attempt failed" "stanza=${HX_PITR[stanza]}" "failed_count=${a[1]}"
+    fi
+    hx_info pitr_status "WAL archive status" "stanza=${HX_PITR[stanza]}" "archived_count=${a[0]}" "failed_count=${a[1]}" \
+        "lag_seconds=${a[4]}" "window_seconds=$window" "restart_pending=${a[5]}"
+    hx_metrics pitr archive backup_last_run_status=1 "backup_last_success_timestamp=$now" "backup_last_attempt_timestamp=$now" \
+        "backup_duration_seconds=$((now - start))" \
+        "backup_wal_archive_lag_seconds=${a[4]}" "backup_wal_archive_failing=$failing" "backup_wal_archive_failures_total=${a[1]}" \
+        "backup_wal_last_archived_timestamp=${a[2]}" "backup_wal_archive_timeout_seconds=${HX_PITR[archive_timeout]}" \
+        "backup_pitr_window_seconds=$window" "backup_pitr_oldest_restorable_timestamp=$oldest" "backup_pitr_newest_restorable_timestamp=$newest"
+    hx_failure_cause pitr archive ""
+}
+
+# hx_pitr_restart_state PENDING: the PitrRestartPending series. The deploy
+# step writes the exact restart command it found; this keeps it while the
+# restart is pending and drops it after.
+hx_pitr_restart_state() {
+    local pending=$1 file="$HX_TEXTFILE/hx_backup_pitr_restart.prom" info="" tmp
+    [[ -d $HX_TEXTFILE && -w $HX_TEXTFILE ]] || return 0
+    if ((pending)) && [[ -r $file ]]; then
+        info=$(grep --no-messages '^backup_pitr_restart_command_info{' -- "$file" || true)
+    fi
+    tmp=$(mktemp -- "$HX_TEXTFILE/.hx_backup_pitr_restart.prom.$$.tmpXXXXXX.partial") || return 0
+    {
+        printf '# TYPE backup_pitr_restart_pending gauge\nbackup_pitr_restart_pending{type="pitr",target="archive"} %s\n' "$pending"
+        [[ -z $info ]] || printf '# TYPE backup_pitr_restart_command_info gauge\n%s\n' "$info"
+    } >"$tmp"
+    chmod 0644 -- "$tmp"
+    mv -f -- "$tmp" "$file"
+}
