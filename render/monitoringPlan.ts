@@ -62,6 +62,7 @@ export function renderMonitoringConf(config: StackConfig): string {
         thresholds: {
             storageUsedPercent: config.alertThresholds.storageUsedPercent,
             overdueGraceSeconds: config.alertThresholds.overdueGraceSeconds,
+            walArchiveLagTimeouts: config.alertThresholds.walArchiveLagTimeouts,
             keyRotationDays: config.encryption.rotationDays,
             sizeBandPercent: [config.sizeCheck.lowPercent, config.sizeCheck.highPercent],
             storageQuotaBytes: config.storageQuotaBytes,
