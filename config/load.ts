@@ -222,7 +222,7 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
         postgresqlJobs: flat.postgresqlJobs,
         sizeCheck: { history: flat.sizeCheckHistory, lowPercent: flat.sizeBandLowPercent, highPercent: flat.sizeBandHighPercent },
         storageQuotaBytes: flat.storageQuotaGiB * 1024 ** 3,
-        alertThresholds: { storageUsedPercent: flat.alertStorageUsedPercent, overdueGraceSeconds: flat.alertOverdueGraceMinutes * 60 },
+        alertThresholds: { storageUsedPercent: flat.alertStorageUsedPercent, overdueGraceSeconds: flat.alertOverdueGraceMinutes * 60, walArchiveLagTimeouts: flat.alertWalArchiveLagTimeouts },
         ...(notifications ? { notifications } : {}),
         ...(monitoringHost
             ? {

@@ -418,6 +418,10 @@ export const CONFIG_KEYS = {
         type: "integer", default: 30, min: 0, max: 1440, group: "Monitoring",
         description: "BackupDelayed's grace after a job's next run should have finished (interval + start delay + last duration).",
     }),
+    alertWalArchiveLagTimeouts: spec({
+        type: "integer", default: 3, min: 1, max: 1000, group: "Monitoring",
+        description: "WalArchiveLag fires when the oldest WAL segment waiting to be archived is older than this many archive timeouts.",
+    }),
 
     // --- Notifications -----------------------------------------------------
     notifyEmailTo: spec({

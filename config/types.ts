@@ -140,7 +140,12 @@ export interface StackConfig {
         readonly runbookBaseUrl: string;
     };
     /** Thresholds rendered into the alert rules. */
-    readonly alertThresholds: { readonly storageUsedPercent: number; readonly overdueGraceSeconds: number };
+    readonly alertThresholds: {
+        readonly storageUsedPercent: number;
+        readonly overdueGraceSeconds: number;
+        /** WalArchiveLag's threshold, in archive timeouts (the host's archive_timeout). */
+        readonly walArchiveLagTimeouts: number;
+    };
     /** Email through the monitoring host's Alertmanager; absent when notifyEmailTo is empty. */
     readonly notifications?: Notifications;
     /** Secret keys the stack sets (values are read as secrets, never here). */

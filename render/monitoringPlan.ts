@@ -22,7 +22,7 @@ export function alertNames(): string[] {
 
 export function renderRules(config: StackConfig): string {
     const rotationDays = config.encryption.rotationDays;
-    const { storageUsedPercent, overdueGraceSeconds } = config.alertThresholds;
+    const { storageUsedPercent, overdueGraceSeconds, walArchiveLagTimeouts } = config.alertThresholds;
     return renderTemplate(RULES_TEMPLATE, {
         stack: config.stack,
         runbookBaseUrl: config.monitoring?.runbookBaseUrl ?? "",
@@ -32,6 +32,7 @@ export function renderRules(config: StackConfig): string {
         storageUsedRatio: (storageUsedPercent / 100).toFixed(2),
         overdueGraceSeconds: String(overdueGraceSeconds),
         overdueGraceMinutes: String(overdueGraceSeconds / 60),
+        walArchiveLagTimeouts: String(walArchiveLagTimeouts),
     });
 }
 
@@ -62,6 +63,7 @@ export function renderMonitoringConf(config: StackConfig): string {
         thresholds: {
             storageUsedPercent: config.alertThresholds.storageUsedPercent,
             overdueGraceSeconds: config.alertThresholds.overdueGraceSeconds,
+            walArchiveLagTimeouts: config.alertThresholds.walArchiveLagTimeouts,
             keyRotationDays: config.encryption.rotationDays,
             sizeBandPercent: [config.sizeCheck.lowPercent, config.sizeCheck.highPercent],
             storageQuotaBytes: config.storageQuotaBytes,

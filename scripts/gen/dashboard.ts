@@ -180,6 +180,38 @@ export function panelSpecs(): PanelSpec[] {
             description: "Per host and type: bytes the last runs did not store or upload again because the content was unchanged.",
             queries: [{ expr: `sum by (instance, type) (backup_dedup_saved_bytes{${JOB}})`, legend: "{{instance}} {{type}}" }],
         },
+        // --- Point-in-time recovery (pgBackRest) -------------------------------------------
+        // Exported by the archive status job (type pitr, target archive) and the pgBackRest full and
+        // differential backups (targets full, differential); one cluster per host, so per instance.
+        {
+            title: "WAL archive lag", kind: "timeseries", unit: "s", width: 12, height: 8, min: 0,
+            description: "Per host: age of the oldest WAL segment waiting to be archived (0 when none waits), and the host's archive_timeout. WalArchiveLag fires when the lag stays above alertWalArchiveLagTimeouts (3 by default) archive timeouts for 5 minutes.",
+            queries: [
+                { expr: `max by (instance) (backup_wal_archive_lag_seconds{${JOB}})`, legend: "{{instance}} lag" },
+                { expr: `max by (instance) (backup_wal_archive_timeout_seconds{${JOB}})`, legend: "{{instance}} archive_timeout" },
+            ],
+        },
+        {
+            title: "Point-in-time recovery window", kind: "timeseries", unit: "s", width: 12, height: 8, min: 0,
+            description: "Per host: the span a restore can reach, from the oldest to the newest restorable point in the pgBackRest repository.",
+            queries: [{ expr: `max by (instance) (backup_pitr_window_seconds{${JOB}})`, legend: "{{instance}}" }],
+        },
+        {
+            title: "Time since last full and differential backup", kind: "timeseries", unit: "s", width: 12, height: 8, min: 0,
+            description: "Per host: how long ago the last pgBackRest full (weekly by default) and differential (daily) backup succeeded. BackupDelayed fires once the next scheduled one should have finished.",
+            queries: [
+                { expr: `time() - backup_last_success_timestamp{${JOB}, type="pitr", target=~"full|differential"}`, legend: "{{instance}} {{target}}" },
+            ],
+        },
+        {
+            title: "PITR restart pending and archiving failing", kind: "stat", unit: "none", width: 12, height: 8,
+            description: "Per host, both should be 0: a PostgreSQL restart pending before WAL archiving starts (PitrRestartPending; postgresql.pitr.allowRestart is false), and the newest WAL archive attempt failed (WalArchiveFailing).",
+            queries: [
+                { expr: `max by (instance) (backup_pitr_restart_pending{${JOB}})`, legend: "{{instance}} restart pending" },
+                { expr: `max by (instance) (backup_wal_archive_failing{${JOB}})`, legend: "{{instance}} archiving failing" },
+            ],
+            thresholds: ZERO_GREEN,
+        },
     ];
 }
 
@@ -323,7 +355,7 @@ export function renderDashboard(uid: string, title = "hx-backup"): Record<string
     return {
         uid,
         title,
-        description: "hx-backup: backup runs, schedules, storage, verification, restore tests and off-site copies per host and job.",
+        description: "hx-backup: backup runs, schedules, storage, verification, restore tests, off-site copies and point-in-time recovery per host and job.",
         tags: ["hx-backup", "backup"],
         timezone: "browser",
         editable: false,

@@ -106,9 +106,20 @@ describe("the dashboard model", () => {
         for (const wanted of [
             /success and failure rate/i, /duration/i, /storage utilization/i, /alert status/i, /system health/i,
             /time since last success per job/i, /verification and restore-test/i, /remote sync lag/i, /dedup.*bytes saved/i,
+            /wal archive lag/i, /recovery window/i, /last full and differential backup/i, /restart pending/i,
         ]) {
             expect(titles.some((t) => wanted.test(t)), `a panel matching ${wanted} in ${titles.join(", ")}`).toBe(true);
         }
+    });
+
+    it("has a point-in-time recovery row on the archive job's and the pgBackRest backups' series", () => {
+        const exprsOf = (title: RegExp) => panels.filter((p) => title.test(p.title)).flatMap((p) => p.targets.map((t) => t.expr));
+        expect(exprsOf(/wal archive lag/i).join("\n")).toMatch(/^max by \(instance\) \(backup_wal_archive_lag_seconds\{/m);
+        expect(exprsOf(/recovery window/i).join("\n")).toContain("backup_pitr_window_seconds{");
+        expect(exprsOf(/last full and differential/i)).toEqual([
+            'time() - backup_last_success_timestamp{instance=~"$host", type=~"$type", type="pitr", target=~"full|differential"}',
+        ]);
+        expect(exprsOf(/restart pending/i).join("\n")).toContain("backup_pitr_restart_pending{");
     });
 
     it("gives every panel a unique id, a known unit and targets with a non-empty expr and unique refIds", () => {

@@ -367,7 +367,7 @@ describe.skipIf(noPromtool)("the real promtool", () => {
             nodeExporterUrl: config.nodeExporterUrl,
             textfileDir: config.paths.textfileDir,
             prometheus: { rulesPath: config.monitoring!.rulesPath },
-            thresholds: { storageUsedPercent: 85, overdueGraceSeconds: 1800, keyRotationDays: 90 },
+            thresholds: { storageUsedPercent: 85, overdueGraceSeconds: 1800, walArchiveLagTimeouts: 3, keyRotationDays: 90 },
             notifications: { alertmanagerConfig: "/etc/prometheus/alertmanager.yml", to: ["ops@example.com"], authPasswordFile: "/etc/prometheus/hx-backup-production-smtp-password" },
         });
         expect(renderRules(config)).toContain("> 0.85");

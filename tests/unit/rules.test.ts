@@ -22,7 +22,7 @@ const TEST_DIR = path.join(PROJECT_DIR, "tests", "rules");
 const ALERTS = [
     "BackupFailed", "BackupDelayed", "StorageFull", "VerificationFailed", "RestoreTestFailed",
     "RemoteSyncFailing", "RemoteSyncStale", "BackupMetricsMissing", "TextfileScrapeError", "ConfigDrift",
-    "EncryptionKeyRotationDue",
+    "EncryptionKeyRotationDue", "WalArchiveFailing", "WalArchiveLag", "PitrRestartPending",
 ];
 
 interface AlertRule {
@@ -65,7 +65,7 @@ function anchor(heading: string): string {
 }
 
 describe("the alert rules, rendered", () => {
-    it("are exactly the eleven alerts, each once, with no {{hx.*}} placeholder left", () => {
+    it("are exactly the fourteen alerts, each once, with no {{hx.*}} placeholder left", () => {
         expect(rendered).not.toContain("{{hx.");
         expect(rules.map((r) => r.alert)).toEqual(ALERTS);
         expect(alertNames()).toEqual(ALERTS);
@@ -94,13 +94,17 @@ describe("the alert rules, rendered", () => {
     });
 
     it("take their thresholds from the stack config", () => {
-        const custom = renderRules(loadStackConfig("unit", { "hx-backup:alertStorageUsedPercent": 80, "hx-backup:alertOverdueGraceMinutes": 10, "hx-backup:keyRotationDays": 30 }));
+        const custom = renderRules(loadStackConfig("unit", { "hx-backup:alertStorageUsedPercent": 80, "hx-backup:alertOverdueGraceMinutes": 10, "hx-backup:keyRotationDays": 30, "hx-backup:alertWalArchiveLagTimeouts": 5 }));
         const byName = Object.fromEntries(((parse(custom) as { groups: { rules: AlertRule[] }[] }).groups[0]!.rules).map((r) => [r.alert, r]));
         expect(byName.StorageFull!.expr).toContain("> 0.80");
         expect(byName.StorageFull!.annotations!.description).toContain("(threshold 80%)");
         expect(byName.BackupDelayed!.expr).toMatch(/\+ 600\s*$/);
         expect(byName.BackupDelayed!.annotations!.description).toContain("10 minutes' grace");
         expect(byName.EncryptionKeyRotationDue!.expr).toContain(`> ${30 * 86400}`);
+        expect(byName.WalArchiveLag!.expr).toBe("backup_wal_archive_lag_seconds > 5 * backup_wal_archive_timeout_seconds");
+        expect(byName.WalArchiveLag!.annotations!.description).toContain("more than 5 archive timeouts");
+        // The default, 3, is what tests/rules/pitr-alerts.yml holds the rule to.
+        expect(rules.find((r) => r.alert === "WalArchiveLag")!.expr).toContain("> 3 * backup_wal_archive_timeout_seconds");
     });
 
     it("keep the seed's severities for its four alerts", () => {
