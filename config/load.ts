@@ -120,6 +120,13 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
         for (const key of ["s3AccessKeyId", "s3SecretAccessKey"] as const)
             if (!secretsSet.has(key)) r.problem(key, undefined, `a secret (pulumi config set --secret ${key} ...), required with s3Endpoint`);
     }
+    if (flat.s3CaFile && !endpoint) r.problem("s3CaFile", flat.s3CaFile, "empty without s3Endpoint: AWS S3's certificates chain to the system's CAs");
+    // pgBackRest 2.45 talks to S3 over TLS only.
+    hosts.forEach((h, i) => {
+        if (h.postgresql?.pitr && h.remoteSync && endpoint?.startsWith("http://")) {
+            r.problem(`hosts[${i}].postgresql.pitr.enabled`, true, `an https:// s3Endpoint (pgBackRest has no plain HTTP), or remoteSync: false on ${h.name} for a local PITR repository`);
+        }
+    });
     const region = flat.s3Region || (mode === "custom" ? "us-east-1" : options.awsRegion ?? "");
     if (mode === "aws" && !region) r.problem("s3Region", "", "a region: set s3Region, or aws:region (pulumi config set aws:region eu-central-1)");
     const lockMode = flat.objectLockMode;
@@ -198,6 +205,7 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
             prefix: flat.bucketPrefix,
             region,
             ...(endpoint ? { endpoint } : {}),
+            caFile: flat.s3CaFile,
             retentionBy: flat.retentionBy,
             ...(lockMode ? { objectLock: { mode: lockMode, days: flat.objectLockDays } } : {}),
             kmsDeletionWindowDays: flat.kmsDeletionWindowDays,

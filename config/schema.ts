@@ -140,6 +140,10 @@ export const CONFIG_KEYS = {
         type: "string", default: "", check: names.url, group: "Storage (S3)",
         description: "S3-compatible endpoint URL (MinIO, Ceph, ...). When set, Pulumi manages no AWS resources and hosts use `s3AccessKeyId`/`s3SecretAccessKey`.",
     }),
+    s3CaFile: spec({
+        type: "string", default: "", check: names.plainPath, group: "Storage (S3)",
+        description: "CA bundle on the hosts that signs `s3Endpoint`'s certificate (a private CA): the AWS CLI's `--ca-bundle` and pgBackRest's `repo1-storage-ca-file`. Empty: the system's CAs.",
+    }),
     s3AccessKeyId: spec({
         type: "string", default: "", secret: true, group: "Storage (S3)",
         description: "Access key id for `s3Endpoint` (AWS mode creates its own writer key).",

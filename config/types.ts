@@ -101,6 +101,8 @@ export interface StackConfig {
         /** Empty in AWS mode means "the provider's region". */
         readonly region: string;
         readonly endpoint?: string;
+        /** CA bundle on the hosts for `endpoint` (s3CaFile); empty: the system's. */
+        readonly caFile: string;
         readonly retentionBy: "prefix" | "tag";
         readonly objectLock?: { readonly mode: "GOVERNANCE" | "COMPLIANCE"; readonly days: number };
         readonly kmsDeletionWindowDays: number;

@@ -68,6 +68,8 @@ export interface HostConfigFile {
         readonly region: string;
         /** Empty for AWS S3. */
         readonly endpoint: string;
+        /** CA bundle for the endpoint's certificate (the AWS CLI's --ca-bundle); empty: the system's. */
+        readonly caFile: string;
         /**
          * AWS shared-credentials file (profile "default"), 0600, owned by the backup user.
          * Uploads send no SSE headers: the bucket's default SSE-KMS key applies (a bare
@@ -151,6 +153,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
             prefix: config.storage.prefix,
             region: config.storage.region,
             endpoint: config.storage.endpoint ?? "",
+            caFile: config.storage.caFile,
             credentialsFile: remoteEnabled ? file(S3_CREDENTIALS_NAME) : "",
             retentionBy: config.storage.retentionBy,
             storageClass: config.uploadStorageClass,

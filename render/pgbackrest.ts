@@ -42,18 +42,34 @@ export function stanzaName(host: HostSpec): string {
 export interface Repository {
     readonly type: "s3" | "posix";
     readonly path: string;
-    readonly s3?: { readonly bucket: string; readonly endpoint: string; readonly region: string; readonly uriStyle: "host" | "path" };
+    readonly s3?: {
+        readonly bucket: string;
+        /** Host name only; the port is `port`. */
+        readonly endpoint: string;
+        readonly port: number;
+        readonly region: string;
+        readonly uriStyle: "host" | "path";
+        /** s3CaFile, or empty for the system's CAs. */
+        readonly caFile: string;
+    };
 }
 
 /** The bucket when the host syncs to one, else a local repository in the storage directory. */
 export function repositoryFor(config: StackConfig, host: HostSpec, keyId: string): Repository {
     const s = config.storage;
     if (host.remoteSync && s.mode !== "none" && s.bucketName) {
-        const endpoint = s.endpoint ? new URL(s.endpoint).host : `s3.${s.region}.amazonaws.com`;
+        const url = s.endpoint ? new URL(s.endpoint) : undefined;
         return {
             type: "s3",
             path: `/${[s.prefix, "pgbackrest", host.name, keyId].filter(Boolean).join("/")}`,
-            s3: { bucket: s.bucketName, endpoint, region: s.region || "us-east-1", uriStyle: s.endpoint ? "path" : "host" },
+            s3: {
+                bucket: s.bucketName,
+                endpoint: url ? url.hostname.replace(/^\[|\]$/g, "") : `s3.${s.region}.amazonaws.com`,
+                port: url?.port ? Number(url.port) : 443,
+                region: s.region || "us-east-1",
+                uriStyle: url ? "path" : "host",
+                caFile: s.caFile,
+            },
         };
     }
     return { type: "posix", path: `${localRepositoryRoot(config)}/${keyId}` };
@@ -85,7 +101,14 @@ export function renderPgbackrestConf(config: StackConfig, host: HostSpec, keyId:
         line("repo1-type", repository.type),
         line("repo1-path", repository.path),
         ...(repository.s3
-            ? [line("repo1-s3-bucket", repository.s3.bucket), line("repo1-s3-endpoint", repository.s3.endpoint), line("repo1-s3-region", repository.s3.region), line("repo1-s3-uri-style", repository.s3.uriStyle)]
+            ? [
+                  line("repo1-s3-bucket", repository.s3.bucket),
+                  line("repo1-s3-endpoint", repository.s3.endpoint),
+                  line("repo1-storage-port", repository.s3.port),
+                  line("repo1-s3-region", repository.s3.region),
+                  line("repo1-s3-uri-style", repository.s3.uriStyle),
+                  ...(repository.s3.caFile ? [line("repo1-storage-ca-file", repository.s3.caFile)] : []),
+              ]
             : []),
         line("repo1-cipher-type", "aes-256-cbc"),
         line("repo1-retention-full", pitr.retentionFull),

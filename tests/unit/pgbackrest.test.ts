@@ -21,11 +21,26 @@ describe("pgBackRest config for PITR", () => {
         }, { assumeSecretsSet: true });
         const conf = renderPgbackrestConf(config, config.hosts[0]!, "unit-v2");
         expect(conf.stanza).toBe("db-1-15-main");
-        expect(conf.repository).toEqual({ type: "s3", path: "/hx/pgbackrest/db-1/unit-v2", s3: { bucket: "hx-unit", endpoint: "s3.example.com:9000", region: "eu-central-1", uriStyle: "path" } });
+        expect(conf.repository).toEqual({ type: "s3", path: "/hx/pgbackrest/db-1/unit-v2", s3: { bucket: "hx-unit", endpoint: "s3.example.com", port: 9000, region: "eu-central-1", uriStyle: "path", caFile: "" } });
+        expect(conf.main).toContain("repo1-s3-endpoint=s3.example.com\nrepo1-storage-port=9000\n");
+        expect(conf.main).not.toContain("repo1-storage-ca-file");
         expect(conf.main).toContain("[db-1-15-main]\npg1-path=/var/lib/postgresql/15/main\npg1-port=5432\npg1-socket-path=/var/run/postgresql\n");
         expect(conf.main).toMatch(/^repo1-cipher-type=aes-256-cbc$/m);
         expect(conf.main).toMatch(/^repo1-retention-full=3$/m);
         expect(conf.main).not.toMatch(/cipher-pass|s3-key/);
+    });
+
+    it("trusts s3CaFile for a private CA, and refuses PITR to a plain-HTTP endpoint at preview, naming the host's field and the fix", () => {
+        const raw = { s3Endpoint: "https://127.0.0.1:4443", s3CaFile: "/etc/ssl/hx/s3-ca.pem", bucketName: "hx-unit", hosts: [{ name: "db-1", address: "10.0.0.2", roles: ["postgresql"], ...PG }] };
+        const config = loadStackConfig("unit", raw, { assumeSecretsSet: true });
+        const conf = renderPgbackrestConf(config, config.hosts[0]!, "unit-v1");
+        expect(conf.main).toContain("repo1-s3-endpoint=127.0.0.1\nrepo1-storage-port=4443\n");
+        expect(conf.main).toMatch(/^repo1-storage-ca-file=\/etc\/ssl\/hx\/s3-ca.pem$/m);
+        expect(conf.main).not.toMatch(/verify-tls/);
+        expect(() => loadStackConfig("unit", { ...raw, s3Endpoint: "http://127.0.0.1:4569", s3CaFile: "" }, { assumeSecretsSet: true })).toThrow(
+            /hosts\[0\]\.postgresql\.pitr\.enabled.*https:\/\/ s3Endpoint.*remoteSync: false on db-1/s,
+        );
+        expect(() => loadStackConfig("unit", { ...raw, s3Endpoint: "" }, { assumeSecretsSet: true })).toThrow(/s3CaFile.*empty without s3Endpoint/s);
     });
 
     it("keeps a host without sync in a local repository under the storage directory", () => {

@@ -20,7 +20,7 @@ hx_remote_env() {
     HX_REMOTE_ERROR=""
     local -a cfgv=()
     hx_cfg_into cfgv remote.bucket remote.prefix remote.region remote.endpoint remote.credentialsFile remote.retentionBy \
-        remote.retries remote.retryDelaySeconds remote.storageClass
+        remote.retries remote.retryDelaySeconds remote.storageClass remote.caFile
     HX_S3_BUCKET=${cfgv[0]}
     HX_S3_PREFIX=${cfgv[1]%/}
     HX_S3_REGION=${cfgv[2]}
@@ -30,6 +30,7 @@ hx_remote_env() {
     HX_S3_RETRIES=${cfgv[6]}
     HX_S3_RETRY_DELAY=${cfgv[7]}
     HX_S3_STORAGE_CLASS=${cfgv[8]}
+    HX_S3_CA_FILE=${cfgv[9]}
     HX_AWS=$(hx_aws_bin) || {
         HX_REMOTE_ERROR="aws CLI not found"
         return 1
@@ -73,6 +74,7 @@ hx_remote_env() {
 hx_aws() {
     local -a ep=()
     [[ -n $HX_S3_ENDPOINT ]] && ep=(--endpoint-url "$HX_S3_ENDPOINT")
+    [[ -n $HX_S3_CA_FILE ]] && ep+=(--ca-bundle "$HX_S3_CA_FILE")
     "$HX_AWS" "${ep[@]}" --cli-connect-timeout 5 --cli-read-timeout 120 --output json "$@"
 }
 
