@@ -11,7 +11,7 @@
  */
 import type { HostSpec, StackConfig } from "../config/types";
 import { hostJobs, type Job } from "./jobs";
-import { renderPgbackrestConf } from "./pgbackrest";
+import { pitrScratchDir, renderPgbackrestConf } from "./pgbackrest";
 
 /** What the scripts know of a job: the schedule itself lives in the job's timer unit. */
 export type HostJob = Pick<Job, "name" | "type" | "script" | "args" | "description" | "maxIntervalSeconds" | "jitterSeconds">;
@@ -105,6 +105,10 @@ export interface HostConfigFile {
         readonly archiveTimeoutSeconds: number;
         /** Where the repository is, for logs: `s3:<bucket><path>` or `posix:<path>`. */
         readonly repository: string;
+        /** The live cluster's data directory: a restore over it needs --force and a stopped server. */
+        readonly dataDir: string;
+        /** postgres's folder for the restore test's scratch cluster. */
+        readonly scratchDir: string;
     };
     readonly redis: null | {
         readonly host: string;
@@ -189,7 +193,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
 function pitrSection(config: StackConfig, host: HostSpec, keyId: string): NonNullable<HostConfigFile["pitr"]> {
     const { stanza, repository } = renderPgbackrestConf(config, host, keyId);
     const where = repository.s3 ? `s3:${repository.s3.bucket}${repository.path}` : `posix:${repository.path}`;
-    return { stanza, archiveTimeoutSeconds: host.postgresql!.pitr!.archiveTimeoutSeconds, repository: where };
+    return { stanza, archiveTimeoutSeconds: host.postgresql!.pitr!.archiveTimeoutSeconds, repository: where, dataDir: host.postgresql!.dataDir, scratchDir: pitrScratchDir(config) };
 }
 
 /** Stable serialisation: same input, same bytes, same hash. */

@@ -81,5 +81,7 @@ function pitrJobs(config: StackConfig, host: HostSpec): Job[] {
         job("pitr-differential", "pitr-backup.sh", ["diff"], pitr.differential, config.randomizedDelaySec),
         // A sample, not a backup: on time, with no start delay.
         job("pitr-archive", "pitr-status.sh", [], parseSchedule(PITR_STATUS_SCHEDULE), 0),
+        // pgbackrest verify and a restore test, on the stack's verification schedule.
+        { ...job("pitr-verify", "pitr-verify.sh", [], config.schedules.verification, config.randomizedDelaySec), scheduleKey: "verification" },
     ];
 }

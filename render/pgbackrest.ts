@@ -153,6 +153,9 @@ export function pgbackrestWritablePaths(config: StackConfig, host: HostSpec): st
     return [...Object.values(PGBACKREST_DIRS), ...(local ? [localRepositoryRoot(config)] : [])];
 }
 
+/** postgres's folder in the storage directory for the restore test's scratch cluster. */
+export const pitrScratchDir = (config: StackConfig): string => `${config.paths.storageDir}/.pitr-scratch`;
+
 /** The locks folder of the jobs (HostConfigFile paths.locks). */
 const locksDir = (config: StackConfig) => `${config.paths.storageDir}/.locks`;
 
@@ -186,6 +189,7 @@ fi`;
         archive_timeout: pitr.archiveTimeoutSeconds,
         allow_restart: pitr.allowRestart ? 1 : 0,
         repo_dir: conf.repository.type === "posix" ? conf.repository.path : "",
+        scratch_dir: pitrScratchDir(config),
         storage_dir: p.storageDir,
         lock_dir: locksDir(config),
         log_dir: p.logDir,

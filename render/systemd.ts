@@ -46,10 +46,11 @@ function runAs(config: StackConfig, host: HostSpec, job: Job) {
     const p = config.paths;
     const common = [p.storageDir, p.logDir, p.textfileDir];
     if (job.runAs === "backup") {
-        return { user: config.backupUser, group: config.backupUser, supplementaryGroups: "", readWritePaths: common.map((d) => `-${d}`).join(" ") };
+        return { user: config.backupUser, group: config.backupUser, supplementaryGroups: "", readWritePaths: common.map((d) => `-${d}`).join(" "), removeIpc: "yes" };
     }
     const writable = [...common, ...pgbackrestWritablePaths(config, host)];
-    return { user: "postgres", group: "postgres", supplementaryGroups: config.backupUser, readWritePaths: writable.map((d) => `-${unitValue("ReadWritePaths", d)}`).join(" ") };
+    // RemoveIPC=no: at the unit's end systemd would remove every IPC object of the user, the live server's shared memory and semaphores with them.
+    return { user: "postgres", group: "postgres", supplementaryGroups: config.backupUser, readWritePaths: writable.map((d) => `-${unitValue("ReadWritePaths", d)}`).join(" "), removeIpc: "no" };
 }
 
 export interface RenderedUnit {

@@ -14,6 +14,13 @@
 #           application, configuration: directory to extract into (required;
 #           run as root to restore owners, ACLs and xattrs)
 #   --force overwrite an existing database, file or non-empty directory
+#
+#        backup-restore.sh --pitr [--target-time TS | --latest] --target DIR [--force]
+#   Restores the PostgreSQL cluster with pgBackRest (postgresql.pitr) into
+#   DIR, to the time TS (e.g. "2026-12-01 13:05:00+00") or to the latest
+#   archived WAL (the default). A new DIR gets archive_mode off, so the copy
+#   never archives into the repository. DIR may be the live data directory
+#   only with --force and PostgreSQL stopped. Run as root or postgres.
 # Exit codes: 0 restored, 2 usage or target exists without --force,
 # 4 verification failed, 1 restore failed.
 set -Eeuo pipefail
@@ -24,8 +31,43 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
 
 usage() {
     echo "usage: $HX_SCRIPT_NAME [--force] [--target TARGET] MANIFEST|ARTIFACT|s3://bucket/key" >&2
+    echo "       $HX_SCRIPT_NAME --pitr [--target-time TS | --latest] --target DIR [--force]" >&2
     exit "$HX_EXIT_USAGE"
 }
+# --------------------------------------------------------------------- PITR ---
+if [[ ${1:-} == --pitr ]]; then
+    shift
+    FORCE=0 DIR="" TIME="" LATEST=0
+    while (($# > 0)); do
+        case $1 in
+            --force) FORCE=1 ;;
+            --latest) LATEST=1 ;;
+            --target-time | --target)
+                [[ $# -ge 2 ]] || usage
+                [[ $1 == --target ]] && DIR=$2 || TIME=$2
+                shift
+                ;;
+            --target-time=*) TIME=${1#--target-time=} ;;
+            --target=*) DIR=${1#--target=} ;;
+            *) usage ;;
+        esac
+        shift
+    done
+    [[ -n $DIR ]] || usage
+    [[ -z $TIME || $LATEST == 0 ]] || usage
+    # A time PostgreSQL would misread is refused here, not after the copy.
+    [[ -z $TIME ]] || date --date="$TIME" +%s >/dev/null 2>&1 || {
+        echo "$HX_SCRIPT_NAME: --target-time '$TIME' is not a timestamp (e.g. '2026-12-01 13:05:00+00')" >&2
+        exit "$HX_EXIT_USAGE"
+    }
+    hx_init "restore"
+    hx_pitr_init
+    hx_pitr_restore "$DIR" "$TIME" "$FORCE"
+    echo "Restored the cluster (stanza ${HX_PITR[stanza]}) to ${HX_PITR[restored_to]} in $DIR."
+    echo "Start it, e.g.: runuser -u postgres -- $(hx_pitr_bindir "$DIR")/pg_ctl start --pgdata=$DIR --options='-c port=5499'"
+    exit 0
+fi
+
 FORCE=0
 TARGET=""
 SRC=""

@@ -4,7 +4,7 @@
 # (otherwise the restart is reported as pending, on stdout and as a metric),
 # then stanza-create and check as postgres. Prints key=value lines.
 : "${host:?}" "${stanza:?}" "${data_dir:?}" "${pg_host:?}" "${pg_port:?}" "${archive_command:?}" "${archive_timeout:?}"
-: "${allow_restart:?}" "${repo_dir?}" "${storage_dir:?}" "${lock_dir:?}" "${log_dir:?}" "${textfile_dir:?}" "${pgbackrest_dirs:?}"
+: "${allow_restart:?}" "${repo_dir?}" "${scratch_dir:?}" "${storage_dir:?}" "${lock_dir:?}" "${log_dir:?}" "${textfile_dir:?}" "${pgbackrest_dirs:?}"
 
 # runuser keeps the working directory, which postgres may not enter.
 cd /
@@ -29,6 +29,7 @@ done
 if [ -n "$repo_dir" ]; then
   install -d -o postgres -g postgres -m 0750 "$(dirname "$repo_dir")" "$repo_dir"
 fi
+install -d -o postgres -g postgres -m 0700 "$scratch_dir"
 for dir in $pgbackrest_dirs; do
   install -d -o postgres -g postgres -m 0750 "$dir"
 done

@@ -9,7 +9,7 @@
  * without a restart while the repository stays.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -62,6 +62,21 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
     const prom = (file: string) => sh(`cat ${TEXTFILE}/${file}`);
     const metric = (text: string, name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1]);
     const outputs: string[] = [];
+    const PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl";
+    const restoreScript = (args: string) => host.exec(`bash /var/lib/backup/scripts/backup-restore.sh --pitr ${args}`);
+    /** Starts a restored copy on its own socket, waits for the end of recovery; returns a query and a stop. */
+    async function startCopy(dir: string) {
+        const sock = `${dir}/.sock`;
+        await sh(`install -d -o postgres -g postgres -m 0700 ${sock}
+runuser -u postgres -- ${PG_CTL} start --pgdata=${dir} --wait --silent --log=${dir}/copy.log --options="-c port=5499 -c listen_addresses='' -c unix_socket_directories=${sock}"`);
+        const q = (query: string) => sh(`runuser -u postgres -- psql --no-psqlrc -At -h ${sock} -p 5499 -d appdb -c ${shellQuote(query)}`);
+        await sh(`for i in $(seq 1 600); do [ "$(runuser -u postgres -- psql -At -h ${sock} -p 5499 -d postgres -c 'SELECT pg_is_in_recovery()')" = f ] && exit 0; sleep 0.2; done; exit 1`);
+        return { q, stop: () => sh(`runuser -u postgres -- ${PG_CTL} stop --pgdata=${dir} --mode=fast --wait --silent`) };
+    }
+    const archiveNow = async () => {
+        const segment = await sql("SELECT pg_walfile_name(pg_switch_wal())");
+        await sh(`for i in $(seq 1 300); do [ "$(runuser -u postgres -- psql -At -h ${SOCKET} -p ${pgPort} -d postgres -c "SELECT coalesce(last_archived_wal, '') >= '${segment}' FROM pg_stat_archiver")" = t ] && exit 0; sleep 0.2; done; exit 1`);
+    };
 
     beforeAll(async () => {
         host = await startSandboxHost(mkdtempSync(path.join(tmpdir(), "hx-pitr-deploy-")));
@@ -163,6 +178,64 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
         expect(await sh("stat -c %U /var/log/hx-backups/pitr-backup.log /var/log/hx-backups/pitr-status.log")).toBe("postgres\npostgres");
     });
 
+    it("the weekly verification checks the repository and restores the latest point with a canary (status and restore seconds)", async () => {
+        const [verify] = (await runJobService(host.exec, "hx-backup-pitr-verify.service")).slice(-1);
+        outputs.push(verify.stdout, verify.stderr);
+        expect(verify.code, verify.stderr).toBe(0);
+        const m = await prom("hx_backup-pitr-verify.prom");
+        expect(metric(m, "backup_verification_status")).toBe(1);
+        expect(metric(m, "backup_restore_test_status")).toBe(1);
+        expect(metric(m, "backup_pitr_restore_seconds")).toBeGreaterThanOrEqual(0);
+        expect(metric(m, "backup_last_run_status")).toBe(1);
+        // The scratch cluster is stopped and gone; the canary is on the live server.
+        expect(await sh("ls -A /opt/hx-backups/.pitr-scratch")).toBe("");
+        expect(await sh("pgrep -u postgres -f pitr-scratch || true")).toBe("");
+        expect(await sh(`runuser -u postgres -- psql -At -h ${SOCKET} -p ${pgPort} -d postgres -c 'SELECT count(*) FROM hx_backup.pitr_canary'`)).toBe("1");
+    });
+
+    it("backup-restore.sh --pitr restores to a time and to the latest point into new directories, and refuses the live one", async () => {
+        await sql("CREATE TABLE points (name text PRIMARY KEY)");
+        await sql("INSERT INTO points VALUES ('A')");
+        await new Promise((r) => setTimeout(r, 1100));
+        const T = await sql("SELECT clock_timestamp()");
+        await new Promise((r) => setTimeout(r, 1100));
+        await sql("INSERT INTO points VALUES ('B')");
+        await archiveNow();
+
+        const atT = await restoreScript(`--target-time ${shellQuote(T)} --target /var/lib/hx-pitr/at-t`);
+        outputs.push(atT.stdout, atT.stderr);
+        expect(atT.code, atT.stderr).toBe(0);
+        expect(atT.stdout).toContain(`to ${T} in /var/lib/hx-pitr/at-t`);
+        let copy = await startCopy("/var/lib/hx-pitr/at-t");
+        try {
+            expect(await copy.q("SELECT string_agg(name, ',' ORDER BY name) FROM points")).toBe("A");
+            expect(await copy.q("SHOW archive_mode")).toBe("off");
+        } finally {
+            await copy.stop();
+        }
+        const latest = await restoreScript("--latest --target /var/lib/hx-pitr/latest");
+        expect(latest.code, latest.stderr).toBe(0);
+        copy = await startCopy("/var/lib/hx-pitr/latest");
+        try {
+            expect(await copy.q("SELECT string_agg(name, ',' ORDER BY name) FROM points")).toBe("A,B");
+        } finally {
+            await copy.stop();
+        }
+
+        const live = await restoreScript(`--target ${DATA}`);
+        expect(live.code).toBe(2);
+        expect(live.stderr).toMatch(/is the live data directory: stop PostgreSQL and pass --force/);
+        const running = await restoreScript(`--force --target ${DATA}`);
+        expect(running.code).toBe(2);
+        expect(running.stderr).toMatch(/PostgreSQL is running from/);
+        const taken = await restoreScript("--target /var/lib/hx-pitr/latest");
+        expect(taken.code).toBe(2);
+        expect(taken.stderr).toMatch(/is not empty: choose a new directory, or pass --force/);
+        const badTime = await restoreScript("--target-time yesterday-ish --target /var/lib/hx-pitr/x");
+        expect(badTime.code).toBe(2);
+        expect(badTime.stderr).toMatch(/--target-time 'yesterday-ish' is not a timestamp/);
+    });
+
     it("a wrong repository passphrase fails the deploy with the host, the stanza and pgBackRest's message", async () => {
         const c = configFor(true);
         const archiving = stepOf(plan(c).steps, "pitr-archiving");
@@ -184,6 +257,29 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
         const logs = await sh(`cat /var/log/hx-backups/*.log /var/log/pgbackrest/*.log ${TEXTFILE}/*.prom`);
         for (const text of [...outputs, logs]) expect(text).not.toContain(passphrase);
         expect(logs).toContain("db-hx-pitr-pg");
+    });
+
+    it("RPO: a commit is archived within archive_timeout; after the data directory is lost, a restore to latest has it", async () => {
+        const committed = Date.now();
+        const lsnFile = await sql("INSERT INTO points VALUES ('before the loss') RETURNING pg_walfile_name(pg_current_wal_lsn())");
+        // No switch by hand: archive_timeout (10 s here) closes the segment.
+        await sh(`for i in $(seq 1 600); do [ "$(runuser -u postgres -- psql -At -h ${SOCKET} -p ${pgPort} -d postgres -c "SELECT coalesce(last_archived_wal, '') >= '${lsnFile}' FROM pg_stat_archiver")" = t ] && exit 0; sleep 0.1; done; exit 1`);
+        const rpoSeconds = (Date.now() - committed) / 1000;
+        expect(rpoSeconds).toBeLessThan(10 + 15);
+        // The loss: the server stops and its data directory is gone.
+        await sh(`runuser -u postgres -- ${PG_CTL} stop --pgdata=${DATA} --mode=immediate --wait --silent; rm -rf ${DATA}`);
+        const started = Date.now();
+        const r = await restoreScript(`--force --latest --target ${DATA}`);
+        expect(r.code, r.stderr).toBe(0);
+        await sh(`runuser -u postgres -- ${PG_CTL} start --pgdata=${DATA} --log=${DATA}/server.log --wait --silent --options="-c port=${pgPort} -c listen_addresses='' -c unix_socket_directories=${SOCKET} -c fsync=off"`);
+        await sh(`for i in $(seq 1 600); do [ "$(runuser -u postgres -- psql -At -h ${SOCKET} -p ${pgPort} -d postgres -c 'SELECT pg_is_in_recovery()')" = f ] && exit 0; sleep 0.2; done; exit 1`);
+        const rtoSeconds = (Date.now() - started) / 1000;
+        expect(await sql("SELECT count(*) FROM points WHERE name = 'before the loss'")).toBe("1");
+        // The restored live cluster archives again (archive_mode preserved).
+        expect(await sql("SHOW archive_mode")).toBe("on");
+        mkdirSync(path.join(process.cwd(), "test-artifacts"), { recursive: true });
+        writeFileSync(path.join(process.cwd(), "test-artifacts", "pitr-rpo.json"), JSON.stringify({ archiveTimeoutSeconds: 10, rpoSeconds, rtoSeconds }, null, 2));
+        console.log(`PITR: commit archived after ${rpoSeconds.toFixed(1)} s (archive_timeout 10 s); lost-cluster restore and recovery ${rtoSeconds.toFixed(1)} s`);
     });
 
     it("destroy stops archiving without a restart (archive_command /bin/true) and keeps the repository", async () => {

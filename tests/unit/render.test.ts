@@ -186,7 +186,10 @@ describe("unit contents", () => {
                     expect(unitValue(s, "Service", "User")).toBe("postgres");
                     expect(unitValue(s, "Service", "Group")).toBe("postgres");
                     expect(unitValue(s, "Service", "SupplementaryGroups")).toBe(r.config.backupUser);
+                    // RemoveIPC would take the live server's shared memory with it when the job ends.
+                    expect(unitValue(s, "Service", "RemoveIPC")).toBe("no");
                 } else {
+                    expect(unitValue(s, "Service", "RemoveIPC")).toBe("yes");
                     expect(unitValue(s, "Service", "User")).toBe(r.config.backupUser);
                     expect(unitValue(s, "Service", "Group")).toBe(r.config.backupUser);
                     expect(unitValue(s, "Service", "SupplementaryGroups")).toBe("");

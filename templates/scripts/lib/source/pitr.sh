@@ -20,9 +20,14 @@ declare -gA HX_PITR=()
 hx_pitr_init() {
     hx_cfg_section pitr || hx_die "$HX_EXIT_USAGE" "config: postgresql.pitr is not enabled on this host"
     local -a v=()
-    hx_cfg_into v pitr.stanza pitr.archiveTimeoutSeconds pitr.repository postgresql.host postgresql.port
-    HX_PITR=([stanza]=${v[0]} [archive_timeout]=${v[1]} [repository]=${v[2]})
-    export PGHOST=${v[3]} PGPORT=${v[4]} PGUSER=postgres PGDATABASE=postgres
+    hx_cfg_into v pitr.stanza pitr.archiveTimeoutSeconds pitr.repository pitr.dataDir pitr.scratchDir postgresql.host postgresql.port
+    HX_PITR=([stanza]=${v[0]} [archive_timeout]=${v[1]} [repository]=${v[2]} [data_dir]=${v[3]} [scratch]=${v[4]})
+    export PGHOST=${v[5]} PGPORT=${v[6]} PGUSER=postgres PGDATABASE=postgres
+    # An operator's restore runs as root; pgBackRest's config is postgres's alone.
+    HX_PITR_AS=()
+    if ((EUID == 0)); then
+        HX_PITR_AS=(runuser -u postgres --)
+    fi
     HX_HOST_METRICS=""
     # This job's own schedule facts: the full and differential jobs share a type.
     local i
@@ -38,12 +43,14 @@ hx_pitr_init() {
 # errors only) goes to HX_PITR[out], and a failure's last lines become the cause.
 hx_pgbackrest() {
     local rc=0
-    HX_PITR[out]=$(cd / && pgbackrest --stanza="${HX_PITR[stanza]}" "$@" 2>&1) || rc=$?
+    HX_PITR[out]=$(cd / && "${HX_PITR_AS[@]}" pgbackrest --stanza="${HX_PITR[stanza]}" "$@" 2>&1) || rc=$?
     if ((rc != 0)); then
         HX_STATUS_CAUSE="pgbackrest $1 failed (exit $rc): $(printf '%s' "${HX_PITR[out]}" | tail -n 3 | tr '\n' ' ')"
     fi
     return "$rc"
 }
+
+HX_PITR_AS=()
 
 # hx_pitr_info: the stanza's `pgbackrest info` JSON into HX_PITR[info].
 hx_pitr_info() {
@@ -142,4 +149,161 @@ hx_pitr_restart_state() {
     } >"$tmp"
     chmod 0644 -- "$tmp"
     mv -f -- "$tmp" "$file"
+}
+
+# ---------------------------------------------------------------- restore ---
+
+# hx_pitr_server_running DIR: a postmaster runs from DIR.
+hx_pitr_server_running() {
+    local pid
+    [[ -r $1/postmaster.pid ]] || return 1
+    read -r pid <"$1/postmaster.pid" || return 1
+    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# hx_pitr_restore DIR TIME FORCE: restore the cluster into DIR, to TIME (a
+# timestamp PostgreSQL reads) or, with TIME empty, to the latest archived
+# point. A new directory gets archiving off, so a copy never pushes WAL into
+# the repository; only the live data directory (FORCE, server stopped) keeps
+# it. Sets HX_PITR[restored_to] to what was asked.
+hx_pitr_restore() {
+    local dir=$1 time=$2 force=$3 real live
+    [[ $dir == /* ]] || hx_die "$HX_EXIT_USAGE" "--target must be an absolute directory (got '$dir')"
+    real=$(realpath --canonicalize-missing -- "$dir")
+    live=$(realpath --canonicalize-missing -- "${HX_PITR[data_dir]}")
+    local -a opts=()
+    if [[ $real == "$live" ]]; then
+        ((force)) || hx_die "$HX_EXIT_USAGE" "$dir is the live data directory: stop PostgreSQL and pass --force to restore over it"
+        hx_pitr_server_running "$real" && hx_die "$HX_EXIT_USAGE" "PostgreSQL is running from $dir: stop it first (nothing was changed)"
+        opts+=(--delta)
+    else
+        if [[ -e $real && -n $(ls -A -- "$real" 2>/dev/null) ]]; then
+            ((force)) || hx_die "$HX_EXIT_USAGE" "$dir is not empty: choose a new directory, or pass --force to overwrite it"
+            hx_pitr_server_running "$real" && hx_die "$HX_EXIT_USAGE" "a PostgreSQL server is running from $dir: stop it first (nothing was changed)"
+            opts+=(--delta)
+        fi
+        opts+=(--archive-mode=off)
+    fi
+    if ((EUID == 0)); then
+        install -d -o postgres -g postgres -m 0700 -- "$real"
+    else
+        install -d -m 0700 -- "$real"
+    fi
+    if [[ -n $time ]]; then
+        opts+=(--type=time "--target=$time" --target-action=promote)
+        HX_PITR[restored_to]=$time
+    else
+        HX_PITR[restored_to]=latest
+    fi
+    hx_info restore_start "pgBackRest restore" "type=pitr" "stanza=${HX_PITR[stanza]}" "target_dir=$real" "to=${HX_PITR[restored_to]}"
+    hx_pgbackrest --pg1-path="$real" "${opts[@]}" restore || return
+    hx_audit restore ok "type=pitr" "stanza=${HX_PITR[stanza]}" "target_dir=$real" "to=${HX_PITR[restored_to]}"
+}
+
+# hx_pitr_bindir DIR: the server binaries for the cluster in DIR.
+hx_pitr_bindir() {
+    local version bindir
+    version=$(<"$1/PG_VERSION")
+    for bindir in "/usr/lib/postgresql/$version/bin" "/usr/pgsql-$version/bin"; do
+        [[ -x $bindir/pg_ctl ]] && printf '%s' "$bindir" && return
+    done
+    bindir=$(dirname -- "$(command -v pg_ctl)") && printf '%s' "$bindir"
+}
+
+# hx_pitr_restore_test: the weekly proof that the repository restores to
+# now. A canary row (hx_backup.pitr_canary in database postgres) is written
+# on the live server and its WAL archived; the latest point is restored into
+# the scratch directory and started on a free port, with no network and no
+# archiving, and the canary must be there. The scratch copy is removed after.
+hx_pitr_restore_test() {
+    local start canary scratch="${HX_PITR[scratch]}/restore-test" sock bindir seen rto
+    start=$(hx_epoch)
+    canary="$(hx_now)-$$-$RANDOM"
+    hx_psql --command="CREATE SCHEMA IF NOT EXISTS hx_backup;
+        CREATE TABLE IF NOT EXISTS hx_backup.pitr_canary (token text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());
+        DELETE FROM hx_backup.pitr_canary;
+        INSERT INTO hx_backup.pitr_canary (token) VALUES ('$canary');" >/dev/null || {
+        HX_STATUS_CAUSE="cannot write the PITR canary on $PGHOST:$PGPORT"
+        return 1
+    }
+    # Close the canary's WAL segment and wait until the archive has it.
+    local segment archived deadline=$(($(hx_epoch) + 10 * HX_PITR[archive_timeout] + 60))
+    segment=$(hx_psql --command="SELECT pg_walfile_name(pg_switch_wal())")
+    until archived=$(hx_psql --command="SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") && [[ $archived > "$segment" || $archived == "$segment" ]]; do
+        (($(hx_epoch) < deadline)) || {
+            HX_STATUS_CAUSE="WAL $segment was not archived in time (archive last had '$archived')"
+            return 1
+        }
+        sleep 1
+    done
+    rm -rf -- "$scratch"
+    # Removed by hx_pitr_on_exit, after its server is stopped.
+    HX_PITR[scratch_dir]=$scratch
+    local restore_start
+    restore_start=$(hx_epoch)
+    hx_pitr_restore "$scratch" "" 0 || return
+    bindir=$(hx_pitr_bindir "$scratch")
+    sock="$scratch/.socket"
+    mkdir -m 0700 -- "$sock"
+    # Only a socket in its own directory: the port names the socket file and takes no TCP port.
+    local port=$PGPORT
+    "${HX_PITR_AS[@]}" "$bindir/pg_ctl" start --pgdata="$scratch" --wait --timeout=600 --silent --log="$scratch/restore-test.log" \
+        --options="-c port=$port -c listen_addresses= -c unix_socket_directories=$sock -c archive_mode=off" >/dev/null || {
+        HX_STATUS_CAUSE="the restored cluster did not start: $(tail -n 3 -- "$scratch/restore-test.log" 2>/dev/null | tr '\n' ' ')"
+        return 1
+    }
+    HX_PITR[scratch_running]=$scratch
+    local i
+    for ((i = 0; i < 600; i++)); do
+        [[ $(PGHOST=$sock PGPORT=$port hx_psql --command="SELECT pg_is_in_recovery()" 2>/dev/null) == f ]] && break
+        sleep 1
+    done
+    rto=$(($(hx_epoch) - restore_start))
+    seen=$(PGHOST=$sock PGPORT=$port hx_psql --command="SELECT count(*) FROM hx_backup.pitr_canary WHERE token = '$canary'" 2>/dev/null || echo 0)
+    hx_pitr_stop_scratch
+    if [[ $seen != 1 ]]; then
+        HX_STATUS_CAUSE="restore test: the restored cluster lacks the canary written before the restore (recovery did not reach the latest archived WAL)"
+        hx_metrics pitr verify backup_restore_test_status=0 "backup_last_attempt_timestamp=$(hx_epoch)"
+        return 1
+    fi
+    HX_PITR[rto]=$rto
+    hx_info restore_test_ok "restored the latest point and found the canary" "type=pitr" "stanza=${HX_PITR[stanza]}" "restore_seconds=$rto"
+}
+
+# Stops the restore test's scratch server, if one was started, and removes its directory.
+hx_pitr_stop_scratch() {
+    if [[ -n ${HX_PITR[scratch_running]:-} ]]; then
+        "${HX_PITR_AS[@]}" "$(hx_pitr_bindir "${HX_PITR[scratch_running]}")/pg_ctl" stop --pgdata="${HX_PITR[scratch_running]}" --mode=immediate --wait --silent >/dev/null 2>&1 || true
+        HX_PITR[scratch_running]=""
+    fi
+    if [[ -n ${HX_PITR[scratch_dir]:-} ]]; then
+        rm -rf -- "${HX_PITR[scratch_dir]}"
+        HX_PITR[scratch_dir]=""
+    fi
+}
+
+# Exit hook (HX_ON_EXIT) of the verify job: a killed or failed run leaves no
+# scratch server running, then its failure is recorded.
+# shellcheck disable=SC2317  # invoked through HX_ON_EXIT
+hx_pitr_on_exit() {
+    hx_pitr_stop_scratch
+    hx_single_target_on_exit "$1"
+}
+
+# hx_pitr_verify: `pgbackrest verify` (every backup and WAL file in the
+# repository against its checksums), then the restore test; both as the
+# `verify` target's metrics.
+hx_pitr_verify() {
+    local start now
+    start=$(hx_epoch)
+    if ! hx_pgbackrest verify; then
+        hx_metrics pitr verify backup_verification_status=0 "backup_last_attempt_timestamp=$(hx_epoch)"
+        return 1
+    fi
+    hx_metrics pitr verify backup_verification_status=1
+    hx_pitr_restore_test || return
+    now=$(hx_epoch)
+    hx_metrics pitr verify backup_last_run_status=1 "backup_last_success_timestamp=$now" "backup_last_attempt_timestamp=$now" \
+        "backup_duration_seconds=$((now - start))" backup_restore_test_status=1 "backup_pitr_restore_seconds=${HX_PITR[rto]}"
+    hx_failure_cause pitr verify ""
 }
