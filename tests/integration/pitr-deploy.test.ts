@@ -8,36 +8,28 @@
  * host, stanza and pgBackRest's message, and destroy stopping archiving
  * without a restart while the repository stays.
  */
-import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadStackConfig } from "../../config/load";
 import type { StackConfig } from "../../config/types";
 import { planHost } from "../../render/hostPlan";
 import { repositoryPassphrase } from "../../render/pgbackrest";
+import { shellQuote } from "../../render/shell";
 import type { Step } from "../../render/step";
 import { renderFacts } from "../../scripts/render";
 import { applySteps, destroySteps, type StepRun } from "../../scripts/sandbox/apply";
-import { freePort, removeSandboxDir, startSandboxHost, type SandboxHost } from "../../scripts/sandbox/host";
 import { runJobService } from "../../scripts/sandbox/jobs";
-import { shellQuote } from "../../render/shell";
+import { metric, PG_CTL, PITR_DATA as DATA, PITR_SOCKET as SOCKET, pitrHostMissing, startPitrHost, TEXTFILE, type PitrHost } from "../support/pitrHost";
 
 const root = process.getuid?.() === 0;
-const tools = ["unshare", "ssh", "ssh-keygen", "sshd", "pgbackrest", "setfacl", "/usr/lib/postgresql/15/bin/pg_ctl"].filter(
-    (t) => spawnSync("bash", ["-c", `PATH=$PATH:/usr/sbin command -v ${t}`]).status !== 0,
-);
+const tools = pitrHostMissing();
 if (process.env.CI === "true" && (!root || tools.length)) throw new Error(`PITR deploy test needs root and ${tools.join(", ")} in CI`);
 
-const DATA = "/var/lib/hx-pitr/pg";
-const SOCKET = "/run/postgresql";
 const KEY = "5a".repeat(64);
-const TEXTFILE = "/var/lib/prometheus/node-exporter";
 
 describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real host", { timeout: 180_000 }, () => {
-    let host: SandboxHost;
-    let pgPort: number;
+    let box: PitrHost;
     const secrets = { keys: { "pitr-v1": KEY } };
     const passphrase = repositoryPassphrase(KEY, "pitr-v1");
 
@@ -46,59 +38,30 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
             backupUser: "hxpitr",
             installPackages: false,
             hosts: [{
-                name: "db", address: "127.0.0.1", port: host.port, hostKey: host.hostKey, roles: ["postgresql"], remoteSync: false,
-                postgresql: { host: SOCKET, port: pgPort, dataDir: DATA, databases: ["appdb"], pitr: { enabled: true, archiveTimeoutSeconds: 10, allowRestart } },
+                name: "db", address: "127.0.0.1", port: box.host.port, hostKey: box.host.hostKey, roles: ["postgresql"], remoteSync: false,
+                postgresql: { host: SOCKET, port: box.pgPort, dataDir: DATA, databases: ["appdb"], pitr: { enabled: true, archiveTimeoutSeconds: 10, allowRestart } },
             }],
         });
     const plan = (c: StackConfig) => planHost(c, c.hosts[0], renderFacts(c));
     const stepOf = (steps: readonly Step[], name: string) => steps.find((s) => s.name === name)!;
-    const sh = async (script: string) => {
-        const r = await host.exec(`bash -c ${shellQuote(`set -Eeuo pipefail\n${script}`)}`);
-        if (r.code !== 0) throw new Error(`${script}: exit ${r.code}: ${r.stderr}`);
-        return r.stdout.trim();
-    };
-    const sql = (query: string) => sh(`runuser -u postgres -- psql --no-psqlrc -At -h ${SOCKET} -p ${pgPort} -d appdb -c ${shellQuote(query)}`);
-    const postmaster = () => sh(`head -n 1 ${DATA}/postmaster.pid`);
-    const prom = (file: string) => sh(`cat ${TEXTFILE}/${file}`);
-    const metric = (text: string, name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1]);
+    const sh = (script: string) => box.sh(script);
+    const sql = (query: string) => box.sql(query);
+    const postmaster = () => box.postmaster();
+    const prom = (file: string) => box.prom(file);
     const outputs: string[] = [];
-    const PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl";
-    const restoreScript = (args: string) => host.exec(`bash /var/lib/backup/scripts/backup-restore.sh --pitr ${args}`);
-    /** Starts a restored copy on its own socket, waits for the end of recovery; returns a query and a stop. */
-    async function startCopy(dir: string) {
-        const sock = `${dir}/.sock`;
-        await sh(`install -d -o postgres -g postgres -m 0700 ${sock}
-runuser -u postgres -- ${PG_CTL} start --pgdata=${dir} --wait --silent --log=${dir}/copy.log --options="-c port=5499 -c listen_addresses='' -c unix_socket_directories=${sock}"`);
-        const q = (query: string) => sh(`runuser -u postgres -- psql --no-psqlrc -At -h ${sock} -p 5499 -d appdb -c ${shellQuote(query)}`);
-        await sh(`for i in $(seq 1 600); do [ "$(runuser -u postgres -- psql -At -h ${sock} -p 5499 -d postgres -c 'SELECT pg_is_in_recovery()')" = f ] && exit 0; sleep 0.2; done; exit 1`);
-        return { q, stop: () => sh(`runuser -u postgres -- ${PG_CTL} stop --pgdata=${dir} --mode=fast --wait --silent`) };
-    }
-    const archiveNow = async () => {
-        const segment = await sql("SELECT pg_walfile_name(pg_switch_wal())");
-        await sh(`for i in $(seq 1 300); do [ "$(runuser -u postgres -- psql -At -h ${SOCKET} -p ${pgPort} -d postgres -c "SELECT coalesce(last_archived_wal, '') >= '${segment}' FROM pg_stat_archiver")" = t ] && exit 0; sleep 0.2; done; exit 1`);
-    };
+    const restoreScript = (args: string) => box.host.exec(`bash /var/lib/backup/scripts/backup-restore.sh --pitr ${args}`);
 
     beforeAll(async () => {
-        host = await startSandboxHost(mkdtempSync(path.join(tmpdir(), "hx-pitr-deploy-")));
-        pgPort = await freePort();
-        await sh(`install -d -o postgres -g postgres -m 0755 ${SOCKET}
-install -d -o postgres -g postgres -m 0700 ${DATA}
-runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb --pgdata=${DATA} --auth-local=peer --encoding=UTF8 --locale=C.UTF-8 --no-sync >/dev/null
-runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl --pgdata=${DATA} --log=${DATA}/server.log --wait --silent \\
-  --options="-c port=${pgPort} -c listen_addresses='' -c unix_socket_directories=${SOCKET} -c fsync=off -c wal_level=replica" start
-runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE DATABASE appdb'`);
+        box = await startPitrHost("pitr-deploy");
         await sql("CREATE TABLE marker (id serial PRIMARY KEY, note text NOT NULL)");
     });
 
-    afterAll(async () => {
-        await host?.stop();
-        if (host) removeSandboxDir(host.dir);
-    });
+    afterAll(async () => box?.stop());
 
     it("without allowRestart: archiving is configured, the restart is pending (stdout, metric with the command) and PostgreSQL keeps running", async () => {
         expect(await sql("SHOW archive_mode")).toBe("off");
         const before = await postmaster();
-        const runs = await applySteps(host.exec, plan(configFor(false)).steps, secrets, configFor(false).hosts[0]);
+        const runs = await applySteps(box.host.exec, plan(configFor(false)).steps, secrets, configFor(false).hosts[0]);
         outputs.push(...runs.map((r) => r.stdout));
         const archiving = runs.find((r: StepRun) => r.step === "pitr-archiving")!;
         expect(archiving.stdout).toMatch(/restart_pending=1 command="runuser -u postgres -- \/usr\/lib\/postgresql\/15\/bin\/pg_ctl restart --pgdata=\/var\/lib\/hx-pitr\/pg /);
@@ -111,7 +74,7 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
         expect(metric(restart, "backup_pitr_restart_pending")).toBe(1);
         expect(restart).toMatch(/^backup_pitr_restart_command_info\{type="pitr",target="archive",command="runuser -u postgres -- .*pg_ctl restart .*"\} 1$/m);
         // The archive status job sees the same state, and keeps the command.
-        const [status] = (await runJobService(host.exec, "hx-backup-pitr-archive.service")).slice(-1);
+        const [status] = (await runJobService(box.host.exec, "hx-backup-pitr-archive.service")).slice(-1);
         expect(status.code, status.stderr).toBe(0);
         outputs.push(status.stdout, status.stderr);
         expect(await prom("hx_backup_pitr_restart.prom")).toBe(restart);
@@ -124,7 +87,7 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
         const allowed = plan(configFor(true));
         const changed = allowed.steps.filter((s) => s.digest !== stepOf(pending.steps, s.name).digest).map((s) => s.name);
         expect(changed).toEqual(["pitr-archiving"]);
-        const [first] = await applySteps(host.exec, [stepOf(allowed.steps, "pitr-archiving")], secrets, allowed.host);
+        const [first] = await applySteps(box.host.exec, [stepOf(allowed.steps, "pitr-archiving")], secrets, allowed.host);
         outputs.push(first.stdout);
         expect(first.stdout).toMatch(/event=pitr_restart /);
         expect(first.stdout).toMatch(/event=pitr_ok .*restart_pending=0/);
@@ -136,14 +99,14 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
         expect(restart).not.toMatch(/command_info/);
         // An unchanged deploy re-runs nothing (same digests); run by hand, the step is idempotent.
         expect(plan(configFor(true)).steps.map((s) => s.digest)).toEqual(allowed.steps.map((s) => s.digest));
-        const [second] = await applySteps(host.exec, [stepOf(allowed.steps, "pitr-archiving")], secrets, allowed.host);
+        const [second] = await applySteps(box.host.exec, [stepOf(allowed.steps, "pitr-archiving")], secrets, allowed.host);
         expect(second.stdout).not.toMatch(/event=pitr_restart /);
         expect(await postmaster()).toBe(after);
     });
 
     it("full and differential backups run as postgres from their units; the status job reports the window, no lag and no failure", async () => {
         await sql("INSERT INTO marker (note) VALUES ('before full')");
-        const [full] = (await runJobService(host.exec, "hx-backup-pitr-full.service")).slice(-1);
+        const [full] = (await runJobService(box.host.exec, "hx-backup-pitr-full.service")).slice(-1);
         outputs.push(full.stdout, full.stderr);
         expect(full.code, full.stderr).toBe(0);
         const fullProm = await prom("hx_backup-pitr-full.prom");
@@ -152,7 +115,7 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
         expect(metric(fullProm, "backup_expected_interval_seconds")).toBe(604800);
         await new Promise((r) => setTimeout(r, 1100));
         await sql("INSERT INTO marker (note) SELECT 'row ' || g FROM generate_series(1, 1000) g");
-        const [diff] = (await runJobService(host.exec, "hx-backup-pitr-differential.service")).slice(-1);
+        const [diff] = (await runJobService(box.host.exec, "hx-backup-pitr-differential.service")).slice(-1);
         outputs.push(diff.stdout, diff.stderr);
         expect(diff.code, diff.stderr).toBe(0);
         const diffProm = await prom("hx_backup-pitr-differential.prom");
@@ -164,7 +127,7 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
 
         await sql("SELECT pg_switch_wal()");
         await sh(`for i in $(seq 1 100); do [ -z "$(ls ${DATA}/pg_wal/archive_status | grep ready)" ] && exit 0; sleep 0.1; done; exit 1`);
-        const [status] = (await runJobService(host.exec, "hx-backup-pitr-archive.service")).slice(-1);
+        const [status] = (await runJobService(box.host.exec, "hx-backup-pitr-archive.service")).slice(-1);
         outputs.push(status.stdout, status.stderr);
         expect(status.code, status.stderr).toBe(0);
         const archive = await prom("hx_backup-pitr-archive.prom");
@@ -179,7 +142,7 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
     });
 
     it("the weekly verification checks the repository and restores the latest point with a canary (status and restore seconds)", async () => {
-        const [verify] = (await runJobService(host.exec, "hx-backup-pitr-verify.service")).slice(-1);
+        const [verify] = (await runJobService(box.host.exec, "hx-backup-pitr-verify.service")).slice(-1);
         outputs.push(verify.stdout, verify.stderr);
         expect(verify.code, verify.stderr).toBe(0);
         const m = await prom("hx_backup-pitr-verify.prom");
@@ -190,7 +153,24 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
         // The scratch cluster is stopped and gone; the canary is on the live server.
         expect(await sh("ls -A /opt/hx-backups/.pitr-scratch")).toBe("");
         expect(await sh("pgrep -u postgres -f pitr-scratch || true")).toBe("");
-        expect(await sh(`runuser -u postgres -- psql -At -h ${SOCKET} -p ${pgPort} -d postgres -c 'SELECT count(*) FROM hx_backup.pitr_canary'`)).toBe("1");
+        expect(await sh(`runuser -u postgres -- psql -At -h ${SOCKET} -p ${box.pgPort} -d postgres -c 'SELECT count(*) FROM hx_backup.pitr_canary'`)).toBe("1");
+    });
+
+    it("a tampered WAL file in the repository fails pgbackrest verify: status 0 and the cause; repaired, it passes", async () => {
+        const wal = await sh("find /opt/hx-backups/pgbackrest/pitr-v1/archive -type f -name '0000*.zst' | sort | head -n 1");
+        await sh(`cp -p ${wal} /var/tmp/wal.orig && printf 'XXXX' | dd of=${wal} bs=1 seek=100 conv=notrunc status=none`);
+        try {
+            const [bad] = (await runJobService(box.host.exec, "hx-backup-pitr-verify.service")).slice(-1);
+            expect(bad.code).not.toBe(0);
+            expect(metric(await prom("hx_backup-pitr-verify.prom"), "backup_verification_status")).toBe(0);
+            // Corrupt data stops verify (exit 29); a file that decodes to the wrong content is reported as invalid.
+            expect(await prom("hx_backup_cause-pitr-verify.prom")).toMatch(/pgbackrest verify failed \(exit 29\).*[Cc]orrupt|pgbackrest verify found invalid files: .*checksum invalid: 1/);
+        } finally {
+            await sh(`cp -p /var/tmp/wal.orig ${wal}`);
+        }
+        const [good] = (await runJobService(box.host.exec, "hx-backup-pitr-verify.service")).slice(-1);
+        expect(good.code, good.stderr).toBe(0);
+        expect(metric(await prom("hx_backup-pitr-verify.prom"), "backup_verification_status")).toBe(1);
     });
 
     it("backup-restore.sh --pitr restores to a time and to the latest point into new directories, and refuses the live one", async () => {
@@ -200,13 +180,13 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
         const T = await sql("SELECT clock_timestamp()");
         await new Promise((r) => setTimeout(r, 1100));
         await sql("INSERT INTO points VALUES ('B')");
-        await archiveNow();
+        await box.archiveNow();
 
         const atT = await restoreScript(`--target-time ${shellQuote(T)} --target /var/lib/hx-pitr/at-t`);
         outputs.push(atT.stdout, atT.stderr);
         expect(atT.code, atT.stderr).toBe(0);
         expect(atT.stdout).toContain(`to ${T} in /var/lib/hx-pitr/at-t`);
-        let copy = await startCopy("/var/lib/hx-pitr/at-t");
+        let copy = await box.startCopy("/var/lib/hx-pitr/at-t");
         try {
             expect(await copy.q("SELECT string_agg(name, ',' ORDER BY name) FROM points")).toBe("A");
             expect(await copy.q("SHOW archive_mode")).toBe("off");
@@ -215,7 +195,7 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
         }
         const latest = await restoreScript("--latest --target /var/lib/hx-pitr/latest");
         expect(latest.code, latest.stderr).toBe(0);
-        copy = await startCopy("/var/lib/hx-pitr/latest");
+        copy = await box.startCopy("/var/lib/hx-pitr/latest");
         try {
             expect(await copy.q("SELECT string_agg(name, ',' ORDER BY name) FROM points")).toBe("A,B");
         } finally {
@@ -243,13 +223,13 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
         const good = await sh(`cat ${secretsFile}`);
         await sh(`sed -i 's/^repo1-cipher-pass=.*/repo1-cipher-pass=not-the-key/' ${secretsFile}`);
         try {
-            await expect(applySteps(host.exec, [archiving], secrets, c.hosts[0])).rejects.toThrow(
+            await expect(applySteps(box.host.exec, [archiving], secrets, c.hosts[0])).rejects.toThrow(
                 /PITR on host=db stanza=db-hx-pitr-pg: pgbackrest stanza-create failed: .*FormatError.*does not decode with this passphrase/,
             );
         } finally {
-            await host.exec(`cat > ${secretsFile}`, `${good}\n`);
+            await box.host.exec(`cat > ${secretsFile}`, `${good}\n`);
         }
-        const [again] = await applySteps(host.exec, [archiving], secrets, c.hosts[0]);
+        const [again] = await applySteps(box.host.exec, [archiving], secrets, c.hosts[0]);
         expect(again.stdout).toMatch(/event=pitr_ok/);
     });
 
@@ -263,7 +243,7 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
         const committed = Date.now();
         const lsnFile = await sql("INSERT INTO points VALUES ('before the loss') RETURNING pg_walfile_name(pg_current_wal_lsn())");
         // No switch by hand: archive_timeout (10 s here) closes the segment.
-        await sh(`for i in $(seq 1 600); do [ "$(runuser -u postgres -- psql -At -h ${SOCKET} -p ${pgPort} -d postgres -c "SELECT coalesce(last_archived_wal, '') >= '${lsnFile}' FROM pg_stat_archiver")" = t ] && exit 0; sleep 0.1; done; exit 1`);
+        await sh(`for i in $(seq 1 600); do [ "$(runuser -u postgres -- psql -At -h ${SOCKET} -p ${box.pgPort} -d postgres -c "SELECT coalesce(last_archived_wal, '') >= '${lsnFile}' FROM pg_stat_archiver")" = t ] && exit 0; sleep 0.1; done; exit 1`);
         const rpoSeconds = (Date.now() - committed) / 1000;
         expect(rpoSeconds).toBeLessThan(10 + 15);
         // The loss: the server stops and its data directory is gone.
@@ -271,8 +251,8 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
         const started = Date.now();
         const r = await restoreScript(`--force --latest --target ${DATA}`);
         expect(r.code, r.stderr).toBe(0);
-        await sh(`runuser -u postgres -- ${PG_CTL} start --pgdata=${DATA} --log=${DATA}/server.log --wait --silent --options="-c port=${pgPort} -c listen_addresses='' -c unix_socket_directories=${SOCKET} -c fsync=off"`);
-        await sh(`for i in $(seq 1 600); do [ "$(runuser -u postgres -- psql -At -h ${SOCKET} -p ${pgPort} -d postgres -c 'SELECT pg_is_in_recovery()')" = f ] && exit 0; sleep 0.2; done; exit 1`);
+        await sh(`runuser -u postgres -- ${PG_CTL} start --pgdata=${DATA} --log=${DATA}/server.log --wait --silent --options="-c port=${box.pgPort} -c listen_addresses='' -c unix_socket_directories=${SOCKET} -c fsync=off"`);
+        await sh(`for i in $(seq 1 600); do [ "$(runuser -u postgres -- psql -At -h ${SOCKET} -p ${box.pgPort} -d postgres -c 'SELECT pg_is_in_recovery()')" = f ] && exit 0; sleep 0.2; done; exit 1`);
         const rtoSeconds = (Date.now() - started) / 1000;
         expect(await sql("SELECT count(*) FROM points WHERE name = 'before the loss'")).toBe("1");
         // The restored live cluster archives again (archive_mode preserved).
@@ -285,7 +265,7 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${SOCKET} -p ${pgPort} -c 'CREATE 
     it("destroy stops archiving without a restart (archive_command /bin/true) and keeps the repository", async () => {
         const c = configFor(true);
         const before = await postmaster();
-        await destroySteps(host.exec, plan(c).steps);
+        await destroySteps(box.host.exec, plan(c).steps);
         expect(await sql("SHOW archive_command")).toBe("/bin/true");
         expect(await sql("SHOW archive_timeout")).toBe("0");
         expect(await postmaster()).toBe(before);

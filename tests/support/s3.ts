@@ -14,7 +14,8 @@ export interface S3Instance {
     start(): Promise<void>;
 }
 
-export async function startS3(buckets: readonly string[] = ["hx-backups"]): Promise<S3Instance> {
+/** `tls`: serve HTTPS with this key and certificate (PEM), as pgBackRest needs. */
+export async function startS3(buckets: readonly string[] = ["hx-backups"], tls?: { readonly key: string; readonly cert: string }): Promise<S3Instance> {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const S3rver = require("s3rver");
     const dir = tempDir("hx-s3-");
@@ -27,6 +28,7 @@ export async function startS3(buckets: readonly string[] = ["hx-backups"]): Prom
             silent: true,
             directory: join(dir, "data"),
             configureBuckets: buckets.map((name) => ({ name })),
+            ...(tls ? { key: tls.key, cert: tls.cert } : {}),
         });
         await server!.run();
     };
@@ -36,7 +38,7 @@ export async function startS3(buckets: readonly string[] = ["hx-backups"]): Prom
     };
     await start();
     return {
-        endpoint: `http://127.0.0.1:${port}`,
+        endpoint: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
         port,
         dir,
         accessKeyId: "S3RVER",

@@ -42,22 +42,35 @@ hx_pitr_init() {
 # hx_pgbackrest ARGS...: pgBackRest on this stanza; its console output (warnings and
 # errors only) goes to HX_PITR[out], and a failure's last lines become the cause.
 hx_pgbackrest() {
-    local rc=0
+    local rc=0 arg command=""
+    for arg in "$@"; do
+        [[ $arg == -* ]] || command=$arg
+    done
     HX_PITR[out]=$(cd / && "${HX_PITR_AS[@]}" pgbackrest --stanza="${HX_PITR[stanza]}" "$@" 2>&1) || rc=$?
     if ((rc != 0)); then
-        HX_STATUS_CAUSE="pgbackrest $1 failed (exit $rc): $(printf '%s' "${HX_PITR[out]}" | tail -n 3 | tr '\n' ' ')"
+        HX_STATUS_CAUSE="pgbackrest $command failed (exit $rc): $(printf '%s' "${HX_PITR[out]}" | tail -n 3 | tr '\n' ' ')"
     fi
     return "$rc"
 }
 
 HX_PITR_AS=()
 
-# hx_pitr_info: the stanza's `pgbackrest info` JSON into HX_PITR[info].
+# hx_pitr_info [ARGS...]: the stanza's `pgbackrest info` JSON into
+# HX_PITR[info]. pgBackRest exits 0 even when the stanza is broken: its
+# status says so, and anything but ok (0) or "no valid backups" (2, a new
+# repository) is a failure with pgBackRest's message.
 hx_pitr_info() {
-    hx_pgbackrest --output=json info || return
+    hx_pgbackrest --output=json "$@" info || return
     HX_PITR[info]=$(jq --compact-output --arg s "${HX_PITR[stanza]}" '.[] | select(.name == $s)' <<<"${HX_PITR[out]}")
     [[ -n ${HX_PITR[info]} ]] || {
         HX_STATUS_CAUSE="pgbackrest info does not list stanza ${HX_PITR[stanza]}"
+        return 1
+    }
+    local -a status=()
+    # The stanza's status, and each repository's message (where "unable to connect" shows).
+    mapfile -t status < <(jq --raw-output '.status.code, .status.message, ([.repo[]? | select(.status.code != 0) | "repo\(.key): \(.status.message)"] | join("; "))' <<<"${HX_PITR[info]}")
+    [[ ${status[0]} == 0 || ${status[0]} == 2 ]] || {
+        HX_STATUS_CAUSE="pgbackrest info: stanza ${HX_PITR[stanza]} status ${status[0]}: ${status[1]}${status[2]:+ (${status[2]})}"
         return 1
     }
 }
@@ -111,24 +124,27 @@ hx_pitr_status() {
     local failing=0
     ((a[3] > a[2])) && failing=1
     hx_pitr_restart_state "${a[5]}"
-    hx_pitr_info || return
+    if ((failing)); then
+        hx_warn archive_failing "WAL archiving is failing: the last archive attempt failed" "stanza=${HX_PITR[stanza]}" "failed_count=${a[1]}"
+    fi
+    # The archiver's state needs no repository: written first, so an outage of the repository still shows as failing.
+    hx_metrics pitr archive \
+        "backup_wal_archive_lag_seconds=${a[4]}" "backup_wal_archive_failing=$failing" "backup_wal_archive_failures_total=${a[1]}" \
+        "backup_wal_last_archived_timestamp=${a[2]}" "backup_wal_archive_timeout_seconds=${HX_PITR[archive_timeout]}"
+    # A sample must be quick: pgBackRest's default I/O timeout retries an unreachable repository for minutes.
+    hx_pitr_info --io-timeout=10 || return
     local -a w=()
-    mapfile -t w < <(jq --raw-output '[.backup[].timestamp.stop] | (min // 0), (max // 0)' <<<"${HX_PITR[info]}")
+    mapfile -t w < <(jq --raw-output '[.backup[]?.timestamp.stop] | (min // 0), (max // 0)' <<<"${HX_PITR[info]}")
     local oldest=${w[0]} newest=${w[1]}
     # The newest point is the last archived WAL when it is newer than the newest backup's end.
     ((a[2] > newest)) && newest=${a[2]}
     local window=0
     ((oldest > 0)) && window=$((newest - oldest))
     now=$(hx_epoch)
-    if ((failing)); then
-        hx_warn archive_failing "WAL archiving is failing: the last archive attempt failed" "stanza=${HX_PITR[stanza]}" "failed_count=${a[1]}"
-    fi
     hx_info pitr_status "WAL archive status" "stanza=${HX_PITR[stanza]}" "archived_count=${a[0]}" "failed_count=${a[1]}" \
         "lag_seconds=${a[4]}" "window_seconds=$window" "restart_pending=${a[5]}"
     hx_metrics pitr archive backup_last_run_status=1 "backup_last_success_timestamp=$now" "backup_last_attempt_timestamp=$now" \
         "backup_duration_seconds=$((now - start))" \
-        "backup_wal_archive_lag_seconds=${a[4]}" "backup_wal_archive_failing=$failing" "backup_wal_archive_failures_total=${a[1]}" \
-        "backup_wal_last_archived_timestamp=${a[2]}" "backup_wal_archive_timeout_seconds=${HX_PITR[archive_timeout]}" \
         "backup_pitr_window_seconds=$window" "backup_pitr_oldest_restorable_timestamp=$oldest" "backup_pitr_newest_restorable_timestamp=$newest"
     hx_failure_cause pitr archive ""
 }
@@ -263,7 +279,6 @@ hx_pitr_restore_test() {
     hx_pitr_stop_scratch
     if [[ $seen != 1 ]]; then
         HX_STATUS_CAUSE="restore test: the restored cluster lacks the canary written before the restore (recovery did not reach the latest archived WAL)"
-        hx_metrics pitr verify backup_restore_test_status=0 "backup_last_attempt_timestamp=$(hx_epoch)"
         return 1
     fi
     HX_PITR[rto]=$rto
@@ -296,12 +311,19 @@ hx_pitr_on_exit() {
 hx_pitr_verify() {
     local start now
     start=$(hx_epoch)
-    if ! hx_pgbackrest verify; then
+    # verify exits 0 when it finds an invalid file; its report's status says error.
+    if ! hx_pgbackrest --output=text verify || grep --quiet '^status: error' <<<"${HX_PITR[out]}"; then
+        if [[ -z $HX_STATUS_CAUSE ]]; then
+            HX_STATUS_CAUSE="pgbackrest verify found invalid files: $(grep --extended-regexp 'archiveId|backup:|invalid' <<<"${HX_PITR[out]}" | tr --squeeze-repeats ' \n' ' ')"
+        fi
         hx_metrics pitr verify backup_verification_status=0 "backup_last_attempt_timestamp=$(hx_epoch)"
         return 1
     fi
     hx_metrics pitr verify backup_verification_status=1
-    hx_pitr_restore_test || return
+    if ! hx_pitr_restore_test; then
+        hx_metrics pitr verify backup_restore_test_status=0 "backup_last_attempt_timestamp=$(hx_epoch)"
+        return 1
+    fi
     now=$(hx_epoch)
     hx_metrics pitr verify backup_last_run_status=1 "backup_last_success_timestamp=$now" "backup_last_attempt_timestamp=$now" \
         "backup_duration_seconds=$((now - start))" backup_restore_test_status=1 "backup_pitr_restore_seconds=${HX_PITR[rto]}"

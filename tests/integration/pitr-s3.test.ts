@@ -1,0 +1,167 @@
+/**
+ * PITR into the stack's bucket over HTTPS: s3rver with a self-signed
+ * certificate that the stack trusts through s3CaFile, and a sandbox host
+ * with PostgreSQL 15 and pgBackRest deployed by the real steps. Covers what
+ * a local repository cannot: TLS verification, an outage of the repository
+ * (archiving fails, PostgreSQL keeps the WAL, the status says so, and the
+ * archive catches up), a tampered backup file failing the weekly verification,
+ * and no secret in any process's argv while a backup and archive-push run.
+ */
+import { execFileSync } from "node:child_process";
+import { readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadStackConfig } from "../../config/load";
+import type { StackConfig } from "../../config/types";
+import { planHost } from "../../render/hostPlan";
+import { repositoryPassphrase } from "../../render/pgbackrest";
+import { renderFacts } from "../../scripts/render";
+import { applySteps } from "../../scripts/sandbox/apply";
+import { runJobService } from "../../scripts/sandbox/jobs";
+import { tempDir } from "../support/env";
+import { metric, PITR_DATA, PITR_SOCKET, pitrHostMissing, startPitrHost, type PitrHost } from "../support/pitrHost";
+import { startS3, type S3Instance } from "../support/s3";
+
+const root = process.getuid?.() === 0;
+const tools = [...pitrHostMissing(), ...(root ? [] : ["root"])];
+if (process.env.CI === "true" && tools.length) throw new Error(`PITR S3 test needs ${tools.join(", ")} in CI`);
+
+const KEY = "3c".repeat(64);
+const CA_FILE = "/etc/hx-test/s3-ca.pem";
+const BUCKET = "hx-pitr";
+const STANZA = "db-hx-pitr-pg";
+
+/** Every file under `dir`, recursively. */
+function filesUnder(dir: string): string[] {
+    return readdirSync(dir).flatMap((n) => {
+        const f = path.join(dir, n);
+        return statSync(f).isDirectory() ? filesUnder(f) : [f];
+    });
+}
+
+describe.runIf(tools.length === 0)("PITR into the bucket over HTTPS (s3rver)", { timeout: 300_000 }, () => {
+    let box: PitrHost;
+    let s3: S3Instance;
+    let config: StackConfig;
+    const secrets = { keys: { "pitr-v1": KEY }, s3: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } };
+    const passphrase = repositoryPassphrase(KEY, "pitr-v1");
+    const job = async (unit: string) => (await runJobService(box.host.exec, unit)).slice(-1)[0]!;
+
+    beforeAll(async () => {
+        // archive-push is the server's child: a short I/O timeout makes it give up on a dead repository in seconds, not minutes.
+        box = await startPitrHost("pitr-s3", { archiveMode: true, serverEnv: { PGBACKREST_IO_TIMEOUT: "2" } });
+        const certDir = tempDir("hx-s3-tls-");
+        // pgBackRest matches the endpoint against DNS names only; the AWS CLI wants the IP entry.
+        execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=DNS:127.0.0.1,IP:127.0.0.1", "-keyout", path.join(certDir, "key.pem"), "-out", path.join(certDir, "cert.pem")], { stdio: "ignore" });
+        const tls = { key: readFileSync(path.join(certDir, "key.pem"), "utf8"), cert: readFileSync(path.join(certDir, "cert.pem"), "utf8") };
+        await box.host.exec(`mkdir -p ${path.dirname(CA_FILE)} && cat > ${CA_FILE}`, tls.cert);
+        s3 = await startS3([BUCKET], tls);
+        config = loadStackConfig("pitr", {
+            backupUser: "hxpitr",
+            installPackages: false,
+            s3Endpoint: s3.endpoint,
+            s3CaFile: CA_FILE,
+            bucketName: BUCKET,
+            hosts: [{
+                name: "db", address: "127.0.0.1", port: box.host.port, hostKey: box.host.hostKey, roles: ["postgresql"],
+                postgresql: { host: PITR_SOCKET, port: box.pgPort, dataDir: PITR_DATA, databases: ["appdb"], pitr: { enabled: true, archiveTimeoutSeconds: 10, allowRestart: true } },
+            }],
+        }, { assumeSecretsSet: true });
+        // stanza-create and check over HTTPS are part of the deploy: it fails if either does.
+        await applySteps(box.host.exec, planHost(config, config.hosts[0], renderFacts(config)).steps, secrets, config.hosts[0]);
+        await box.sql("CREATE TABLE points (name text PRIMARY KEY)");
+    });
+
+    afterAll(async () => {
+        await box?.stop();
+        await s3?.stop();
+    });
+
+    it("backs up into <prefix>/pgbackrest/<host>/<keyId>/ in the bucket, trusting only the configured CA, with no secret in any argv", async () => {
+        // Sample every process's argv while a full backup and an archive-push run.
+        const sampler = await box.sh("(for i in $(seq 1 2000); do ps -eo args; sleep 0.01; done > /var/tmp/ps-samples 2>&1) >/dev/null 2>&1 & echo $!");
+        const full = await job("hx-backup-pitr-full.service");
+        expect(full.code, full.stderr).toBe(0);
+        await box.sql("INSERT INTO points VALUES ('after full')");
+        await box.archiveNow();
+        await box.sh(`kill ${sampler} 2>/dev/null || true; sleep 0.2`);
+        const samples = await box.sh("cat /var/tmp/ps-samples");
+        expect(samples).toMatch(/pgbackrest .*(backup|archive-push)/);
+        expect(samples).not.toContain(passphrase);
+        expect(samples).not.toContain("S3RVER");
+
+        const keys = filesUnder(path.join(s3.dir, "data", BUCKET)).map((f) => path.relative(path.join(s3.dir, "data", BUCKET), f));
+        expect(keys.some((k) => k.startsWith(`hx-backup/pgbackrest/db/pitr-v1/backup/${STANZA}/backup.info`))).toBe(true);
+        expect(keys.some((k) => k.startsWith(`hx-backup/pgbackrest/db/pitr-v1/archive/${STANZA}/15-1/`))).toBe(true);
+        // The system's CAs do not sign s3rver's certificate: TLS is verified, not skipped.
+        const untrusted = await box.host.exec(`cd / && runuser -u postgres -- pgbackrest --stanza=${STANZA} --repo1-storage-ca-file=/etc/ssl/certs/ca-certificates.crt --io-timeout=2 repo-ls`);
+        expect(untrusted.code).not.toBe(0);
+        expect(untrusted.stdout + untrusted.stderr).toMatch(/certificate verify failed|unable to verify|TLS/i);
+    });
+
+    it("an unreachable repository: archive-push fails, WAL stays in pg_wal, the status says failing; after it returns the archive catches up and latest restores", async () => {
+        await s3.halt();
+        let segment: string;
+        try {
+            await box.sql("INSERT INTO points VALUES ('during the outage')");
+            segment = await box.sql("SELECT pg_walfile_name(pg_switch_wal())");
+            await box.sh(`for i in $(seq 1 900); do [ "$(runuser -u postgres -- psql -At -h ${PITR_SOCKET} -p ${box.pgPort} -d postgres -c 'SELECT failed_count > 0 FROM pg_stat_archiver')" = t ] && exit 0; sleep 0.1; done; exit 1`);
+            // The status job still reports the failing archiver, then fails on the repository (BackupFailed, with the cause).
+            const status = await job("hx-backup-pitr-archive.service");
+            expect(status.code).not.toBe(0);
+            const m = await box.prom("hx_backup-pitr-archive.prom");
+            expect(metric(m, "backup_wal_archive_failing")).toBe(1);
+            expect(metric(m, "backup_wal_archive_failures_total")).toBeGreaterThan(0);
+            expect(metric(m, "backup_last_run_status")).toBe(0);
+            const cause = await box.prom("hx_backup_cause-pitr-archive.prom");
+            expect(cause).toMatch(/pgbackrest info: stanza db-hx-pitr-pg status 99: other \(repo1: .*unable to connect/);
+            // PostgreSQL keeps the segment until it is archived.
+            expect(await box.sh(`ls ${PITR_DATA}/pg_wal/archive_status`)).toContain(`${segment}.ready`);
+            expect(await box.sh(`ls ${PITR_DATA}/pg_wal`)).toContain(segment);
+        } finally {
+            await s3.start();
+        }
+        await box.sql("INSERT INTO points VALUES ('after the outage')");
+        await box.archiveNow();
+        await box.archived(segment!);
+        const status = await job("hx-backup-pitr-archive.service");
+        expect(status.code, status.stderr).toBe(0);
+        const m = await box.prom("hx_backup-pitr-archive.prom");
+        expect(metric(m, "backup_wal_archive_failing")).toBe(0);
+        expect(metric(m, "backup_wal_archive_failures_total")).toBeGreaterThan(0);
+        expect(metric(m, "backup_wal_archive_lag_seconds")).toBe(0);
+        const restored = await box.host.exec("bash /var/lib/backup/scripts/backup-restore.sh --pitr --latest --target /var/lib/hx-pitr/after-outage");
+        expect(restored.code, restored.stderr).toBe(0);
+        const copy = await box.startCopy("/var/lib/hx-pitr/after-outage");
+        try {
+            expect(await copy.q("SELECT string_agg(name, ',' ORDER BY name) FROM points")).toBe("after full,after the outage,during the outage");
+        } finally {
+            await copy.stop();
+        }
+    });
+
+    it("a tampered backup file fails the weekly verification, with status 0 and the cause", async () => {
+        const ok = await job("hx-backup-pitr-verify.service");
+        expect(ok.code, ok.stderr).toBe(0);
+        expect(metric(await box.prom("hx_backup-pitr-verify.prom"), "backup_verification_status")).toBe(1);
+        // The newest backup's pg_control: every restore needs it.
+        const controls = filesUnder(path.join(s3.dir, "data", BUCKET)).filter((f) => /\/backup\/.*\/pg_data\/global\/pg_control\.zst\._S3rver_object$/.test(f)).sort();
+        expect(controls.length).toBeGreaterThan(0);
+        const victim = controls[controls.length - 1]!;
+        const original = readFileSync(victim);
+        const tampered = Buffer.from(original);
+        tampered[Math.floor(tampered.length / 2)] ^= 0xff;
+        writeFileSync(victim, tampered);
+        try {
+            const bad = await job("hx-backup-pitr-verify.service");
+            expect(bad.code, `${victim}\n${bad.stderr}\n${await box.sh("tail -n 30 /var/log/pgbackrest/*verify*.log")}`).not.toBe(0);
+            const m = await box.prom("hx_backup-pitr-verify.prom");
+            expect(metric(m, "backup_last_run_status")).toBe(0);
+            expect(metric(m, "backup_verification_status")).toBe(0);
+            expect(await box.prom("hx_backup_cause-pitr-verify.prom")).toMatch(/pgbackrest verify found invalid files: .*backup: \d{8}-\d{6}F, status: invalid.*checksum invalid: 1/);
+        } finally {
+            writeFileSync(victim, original);
+        }
+    });
+});
