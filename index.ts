@@ -117,6 +117,7 @@ export const hosts = Object.fromEntries(
                     log: `${config.paths.logDir}/${j.script.replace(/\.sh$/, "")}.log`,
                 })),
                 paths: h.paths,
+                ...(h.pitr ? { pitr: h.pitr } : {}),
             },
         ];
     }),

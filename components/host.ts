@@ -4,6 +4,7 @@ import type { HostSpec, StackConfig } from "../config/types";
 import { HOST_CONFIG_NAME, type DeployFacts } from "../render/hostConfig";
 import { planHost, type HostPlan } from "../render/hostPlan";
 import type { Job } from "../render/jobs";
+import { PGBACKREST_CONF, renderPgbackrestConf } from "../render/pgbackrest";
 import { secretStdin, type SecretValues } from "../render/secrets";
 import { unitName } from "../render/systemd";
 import { sshConnection, type SshConnectionArgs } from "./connection";
@@ -41,6 +42,8 @@ export class BackupHost extends pulumi.ComponentResource {
     public readonly steps: ReadonlyMap<string, command.remote.Command>;
     /** Paths ops need: config, scripts, logs, metrics, storage. */
     public readonly paths: Record<string, string>;
+    /** With postgresql.pitr: the stanza, where its repository is, pgBackRest's config, and the restart the last deploy left pending (the command, or null). */
+    public readonly pitr?: { readonly stanza: string; readonly repository: pulumi.Output<string>; readonly configFile: string; readonly restartPending: pulumi.Output<string | null> };
 
     constructor(name: string, args: BackupHostArgs, opts?: pulumi.ComponentResourceOptions) {
         super("hx-backup:host:BackupHost", name, {}, opts);
@@ -76,6 +79,18 @@ export class BackupHost extends pulumi.ComponentResource {
             }));
         });
 
+        const archiving = steps.get("pitr-archiving");
+        if (host.postgresql?.pitr && archiving) {
+            const conf = renderPgbackrestConf(config, host, shape.config.encryption.currentKeyId);
+            this.pitr = {
+                stanza: conf.stanza,
+                repository: plan.apply((p) => p.config.pitr!.repository),
+                configFile: PGBACKREST_CONF,
+                // The step prints `restart_pending=1 command="..."` when it left the restart to the operator.
+                restartPending: archiving.stdout.apply((out) => /restart_pending=1 command="([^"]*)"/.exec(out ?? "")?.[1] ?? null),
+            };
+        }
+
         this.hostName = host.name;
         this.jobs = shape.jobs;
         this.steps = steps;
@@ -91,6 +106,7 @@ export class BackupHost extends pulumi.ComponentResource {
             hostName: this.hostName,
             jobs: this.jobs.map((j) => ({ name: j.name, timer: unitName(j.name, "timer"), onCalendar: j.onCalendar })),
             paths: this.paths,
+            ...(this.pitr ? { pitr: this.pitr } : {}),
         });
     }
 }

@@ -3,6 +3,7 @@
  * secrets never in plaintext inputs, argv or outputs, identical inputs on a
  * second evaluation, and config errors before any resource exists.
  */
+import { repositoryPassphrase } from "../../render/pgbackrest";
 import { readFileSync } from "node:fs";
 import { describe, expect, it, beforeAll } from "vitest";
 import { planHost } from "../../render/hostPlan";
@@ -138,6 +139,9 @@ describe("production stack", () => {
         expect(daily).toMatchObject({ schedule: "*-*-* 02:00:00", description: "every day at 02:00", command: "/var/lib/backup/scripts/postgresql-backup.sh daily" });
         expect(db1.jobs.find((j: { name: string }) => j.name === "postgresql-weekly").description).toBe("every Sunday at 03:00");
         expect(db1.paths).toMatchObject({ config: "/etc/hx-backup/backup.json", scripts: "/var/lib/backup/scripts", logs: "/var/log/hx-backups" });
+        expect(db1.pitr).toMatchObject({ stanza: "db-1-15-main", repository: "s3:hx-backups-production-euc1/hx-backup/pgbackrest/db-1/production-v1", configFile: "/etc/pgbackrest/pgbackrest.conf" });
+        expect(db1.jobs.map((j: { name: string }) => j.name)).toEqual(expect.arrayContaining(["pitr-full", "pitr-differential", "pitr-archive", "pitr-verify"]));
+        expect(o.hosts["db-2"].pitr).toBeUndefined();
         expect(o.encryption.currentKeyId).toBe("production-v1");
         expect(o.encryption.fingerprints["production-v1"]).toMatch(/^sha256:[0-9a-f]{16}$/);
         expect(o.monitoring.alertRules).toEqual(expect.arrayContaining(["BackupFailed", "BackupDelayed", "StorageFull", "VerificationFailed"]));
@@ -145,7 +149,9 @@ describe("production stack", () => {
     });
 
     it("never puts a secret in plaintext inputs, command text (argv) or outputs", () => {
-        const secrets = [TEST_SECRETS["hx-backup:sshPrivateKey"], IAM_SECRET, ...Object.values(e.randomHex)];
+        // The pgBackRest repository passphrases are derived from the keys: as secret as they are.
+        const passphrases = Object.entries(e.randomHex).map(([name, hex]) => repositoryPassphrase(hex, name.replace(/^keys-/, "")));
+        const secrets = [TEST_SECRETS["hx-backup:sshPrivateKey"], IAM_SECRET, ...Object.values(e.randomHex), ...passphrases];
         const encoded = secrets.map((s) => Buffer.from(s).toString("base64"));
         const plain = JSON.stringify(e.resources.map((r) => plaintextView(r.inputs)));
         const outputs = JSON.stringify(e.outputs);
