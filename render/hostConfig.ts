@@ -14,7 +14,7 @@ import { hostJobs, type Job } from "./jobs";
 import { pitrScratchDir, renderPgbackrestConf } from "./pgbackrest";
 
 /** What the scripts know of a job: the schedule itself lives in the job's timer unit. */
-export type HostJob = Pick<Job, "name" | "type" | "script" | "args" | "description" | "maxIntervalSeconds" | "jitterSeconds">;
+export type HostJob = Pick<Job, "name" | "type" | "script" | "args" | "description" | "maxIntervalSeconds" | "jitterSeconds" | "target">;
 
 export const HOST_CONFIG_FORMAT = 1;
 import { HOST_CONFIG_NAME, manifestDir, runtimeFiles, watchedLocations } from "./paths";
@@ -186,7 +186,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
         configuration: host.configuration ?? null,
         monitoring: { nodeExporterUrl: config.nodeExporterUrl },
         drift: { manifestDir: manifestDir(config), watch: watchedLocations(config), ignore: runtimeFiles(config) },
-        jobs: hostJobs(config, host).map(({ name, type, script, args, description, maxIntervalSeconds, jitterSeconds }) => ({ name, type, script, args, description, maxIntervalSeconds, jitterSeconds })),
+        jobs: hostJobs(config, host).map(({ name, type, script, args, description, maxIntervalSeconds, jitterSeconds, target }) => ({ name, type, script, args, description, maxIntervalSeconds, jitterSeconds, target })),
     };
 }
 

@@ -24,6 +24,8 @@ export interface Job {
     readonly jitterSeconds: number;
     /** The system user the unit runs as: the backup user, or postgres for pgBackRest (PITR). */
     readonly runAs: "backup" | "postgres";
+    /** The one metrics target the job writes (PITR's jobs share a type); empty: one per source of its type. */
+    readonly target: string;
 }
 
 /** How often the archive status job samples pg_stat_archiver and the recovery window. */
@@ -62,6 +64,7 @@ export function hostJobs(config: StackConfig, host: HostSpec): Job[] {
             maxIntervalSeconds: schedule.maxIntervalSeconds,
             jitterSeconds: config.randomizedDelaySec,
             runAs: "backup",
+            target: "",
         };
     });
     return [...stackJobs, ...pitrJobs(config, host)];
@@ -74,7 +77,7 @@ function pitrJobs(config: StackConfig, host: HostSpec): Job[] {
     const job = (name: string, script: string, args: string[], schedule: Schedule, jitterSeconds: number): Job => ({
         name, type: "pitr", script, args, scheduleKey: "host",
         onCalendar: schedule.onCalendar, description: schedule.description, maxIntervalSeconds: schedule.maxIntervalSeconds,
-        jitterSeconds, runAs: "postgres",
+        jitterSeconds, runAs: "postgres", target: name.replace(/^pitr-/, ""),
     });
     return [
         job("pitr-full", "pitr-backup.sh", ["full"], pitr.full, config.randomizedDelaySec),

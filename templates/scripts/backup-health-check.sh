@@ -4,7 +4,8 @@
 # Checks: config and key; for every job in the config, every source of its
 # type: last run ok, last success within the job's max interval, verification
 # ok, size inside the band, remote sync ok (when enabled), restore test ok
-# (when one ran); storage free space.
+# (when one ran); for PITR, WAL archiving (failing, lag, a pending restart);
+# storage free space.
 #
 # Usage: backup-health-check.sh
 # Exit codes: 0 healthy, 1 problems found, 2 config error.
@@ -30,6 +31,23 @@ metric_value() {
     printf '%s' "${line##* }"
 }
 
+# check_archiving FILE: PITR's WAL archiving, from the archive status job's metrics.
+check_archiving() {
+    local failing lag timeout pending command
+    failing=$(metric_value "$1" backup_wal_archive_failing)
+    lag=$(metric_value "$1" backup_wal_archive_lag_seconds)
+    timeout=$(metric_value "$1" backup_wal_archive_timeout_seconds)
+    [[ $failing != 1 ]] || problem "pitr/archive: WAL archiving is failing (pg_stat_archiver; PostgreSQL keeps the WAL until it works)"
+    if [[ -n $lag && -n $timeout ]] && ((lag > 3 * timeout)); then
+        problem "pitr/archive: the oldest WAL waiting to be archived is ${lag}s old (archive_timeout ${timeout}s)"
+    fi
+    pending=$(metric_value "$HX_TEXTFILE/hx_backup_pitr_restart.prom" backup_pitr_restart_pending)
+    if [[ $pending == 1 ]]; then
+        command=$(sed -n 's/^backup_pitr_restart_command_info{.*command="\(.*\)"} 1$/\1/p' "$HX_TEXTFILE/hx_backup_pitr_restart.prom" 2>/dev/null)
+        problem "pitr/archive: archiving starts after a PostgreSQL restart${command:+; run: $command}"
+    fi
+}
+
 NOW=$(hx_epoch)
 echo "hx-backup health on ${HX_HOST} (stack ${HX_STACK:-?}) at $(hx_now)"
 echo "Config: $HX_CONFIG_FILE"
@@ -50,14 +68,21 @@ if ((${#HX_JOB_NAMES[@]} == 0)); then
     problem "no jobs configured"
 fi
 schedule=""
+jtarget=""
 for i in "${!HX_JOB_NAMES[@]}"; do
     jname=${HX_JOB_NAMES[i]}
     jtype=${HX_JOB_TYPES[i]}
     jmax=${HX_JOB_INTERVALS[i]}
     hx_cfg_read schedule "jobs.$i.description"
+    hx_cfg_read jtarget "jobs.$i.target"
     echo "Job $jname ($jtype, $schedule, max interval ${jmax}s):"
     shopt -s nullglob
-    files=("$HX_TEXTFILE"/hx_backup-"$jtype"-*.prom)
+    # A job with one target (PITR's) owns that file only; the others, every source of their type.
+    if [[ -n $jtarget ]]; then
+        files=("$HX_TEXTFILE"/hx_backup-"$jtype"-"$jtarget".prom)
+    else
+        files=("$HX_TEXTFILE"/hx_backup-"$jtype"-*.prom)
+    fi
     shopt -u nullglob
     if ((${#files[@]} == 0)); then
         problem "$jname: no metrics yet (never ran?)"
@@ -89,6 +114,9 @@ for i in "${!HX_JOB_NAMES[@]}"; do
         [[ $verify != 0 ]] || problem "$label: verification failed"
         [[ $size != 0 ]] || problem "$label: size outside the expected band"
         [[ $rtest != 0 ]] || problem "$label: restore test failed"
+        if [[ $label == pitr/archive ]]; then
+            check_archiving "$f"
+        fi
         if [[ $REMOTE == true && $jtype != verification ]]; then
             [[ $sync != 0 ]] || problem "$label: remote sync failed"
         fi

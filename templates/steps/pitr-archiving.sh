@@ -102,9 +102,10 @@ mv -f "$metrics" "$textfile_dir/hx_backup_pitr_restart.prom"
 # decode was most likely written with another passphrase (another keyring).
 pgbackrest_as_postgres() {
   if ! out=$(runuser -u postgres -- pgbackrest --stanza="$stanza" "$@" 2>&1); then
-    message=$(printf '%s' "$out" | tail -n 5 | tr '\n' ' ' | LC_ALL=C tr -c '[:print:]' '?')
+    # pgBackRest's whole message (the ERROR line, the causes under it, its HINTs), on one printable line.
+    message=$(printf '%s' "$out" | tr -s ' \n' ' ' | LC_ALL=C tr -c '[:print:]' '?' | cut -c 1-800)
     case $message in
-      *FormatError* | *CryptoError*) message="$message (the repository does not decode with this passphrase: was it written with another keyring?)" ;;
+      *FormatError* | *CryptoError* | *"repo encrypted"*) message="$message (the repository does not decode with this passphrase: was it written with another keyring?)" ;;
     esac
     fail "pgbackrest $1 failed: $message"
   fi

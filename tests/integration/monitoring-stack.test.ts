@@ -89,7 +89,7 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
         host.config.paths.textfile = stack.textfileDir;
         host.config.postgresql = postgresqlSection(pg, role, ["shop"], { parallelDumps: 1, jobs: 1 });
         host.config.jobs = [
-            { name: "postgresql-daily", type: "postgresql", script: "postgresql-backup.sh", args: ["daily"], description: "every day at 02:00", maxIntervalSeconds: 86400, jitterSeconds: 300 },
+            { name: "postgresql-daily", type: "postgresql", script: "postgresql-backup.sh", args: ["daily"], description: "every day at 02:00", maxIntervalSeconds: 86400, jitterSeconds: 300, target: "" },
         ];
         host.writeConfig();
         const run = await host.runScript("postgresql-backup.sh", ["daily"]);

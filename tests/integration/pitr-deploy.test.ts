@@ -79,6 +79,9 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         outputs.push(status.stdout, status.stderr);
         expect(await prom("hx_backup_pitr_restart.prom")).toBe(restart);
         expect(await sh(`stat -c %U:%a /etc/pgbackrest/pgbackrest.conf /etc/pgbackrest/conf.d/hx-backup-secrets.conf`)).toBe("postgres:600\npostgres:600");
+        const health = await box.host.exec("cd / && runuser -u hxpitr -- bash /var/lib/backup/scripts/backup-health-check.sh");
+        expect(health.code).toBe(1);
+        expect(health.stdout).toMatch(/PROBLEM {2}pitr\/archive: archiving starts after a PostgreSQL restart; run: runuser -u postgres -- \/usr\/lib\/postgresql\/15\/bin\/pg_ctl restart/);
     });
 
     it("with allowRestart: one restart, archiving works (check), the pending state clears; a second run restarts nothing", async () => {
@@ -154,6 +157,10 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         expect(await sh("ls -A /opt/hx-backups/.pitr-scratch")).toBe("");
         expect(await sh("pgrep -u postgres -f pitr-scratch || true")).toBe("");
         expect(await sh(`runuser -u postgres -- psql -At -h ${SOCKET} -p ${box.pgPort} -d postgres -c 'SELECT count(*) FROM hx_backup.pitr_canary'`)).toBe("1");
+        // The health check sees each PITR job's own target, and nothing wrong with archiving.
+        const health = await box.host.exec("cd / && runuser -u hxpitr -- bash /var/lib/backup/scripts/backup-health-check.sh");
+        for (const target of ["full", "differential", "archive", "verify"]) expect(health.stdout).toMatch(new RegExp(`ok {7}pitr/${target}: last success`));
+        expect(health.stdout).not.toMatch(/PROBLEM {2}pitr/);
     });
 
     it("a tampered WAL file in the repository fails pgbackrest verify: status 0 and the cause; repaired, it passes", async () => {
@@ -224,7 +231,7 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         await sh(`sed -i 's/^repo1-cipher-pass=.*/repo1-cipher-pass=not-the-key/' ${secretsFile}`);
         try {
             await expect(applySteps(box.host.exec, [archiving], secrets, c.hosts[0])).rejects.toThrow(
-                /PITR on host=db stanza=db-hx-pitr-pg: pgbackrest stanza-create failed: .*FormatError.*does not decode with this passphrase/,
+                /PITR on host=db stanza=db-hx-pitr-pg: pgbackrest stanza-create failed: ERROR: \[\d+\]: .*does not decode with this passphrase/,
             );
         } finally {
             await box.host.exec(`cat > ${secretsFile}`, `${good}\n`);

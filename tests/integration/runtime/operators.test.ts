@@ -16,7 +16,7 @@ import { startS3, type S3Instance } from "../../support/s3";
 const AWS = which("/usr/bin/aws") ?? "aws";
 const missing = missingTools([...PG_TOOLS, AWS, NODE_EXPORTER, "curl", "zstd", "jq", "openssl"]);
 
-const job = (name: string, type: BackupType, script: string, args: string[], maxIntervalSeconds: number) => ({ name, type, script, args, description: name, maxIntervalSeconds, jitterSeconds: 300 });
+const job = (name: string, type: BackupType, script: string, args: string[], maxIntervalSeconds: number) => ({ name, type, script, args, description: name, maxIntervalSeconds, jitterSeconds: 300, target: "" });
 
 describe.skipIf(missing.length > 0)("operator scripts", { timeout: 180_000 }, () => {
     let pg: PostgresInstance;

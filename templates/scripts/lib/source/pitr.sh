@@ -48,7 +48,8 @@ hx_pgbackrest() {
     done
     HX_PITR[out]=$(cd / && "${HX_PITR_AS[@]}" pgbackrest --stanza="${HX_PITR[stanza]}" "$@" 2>&1) || rc=$?
     if ((rc != 0)); then
-        HX_STATUS_CAUSE="pgbackrest $command failed (exit $rc): $(printf '%s' "${HX_PITR[out]}" | tail -n 3 | tr '\n' ' ')"
+        # pgBackRest's whole message (the ERROR line, the causes under it, its HINTs), on one line.
+        HX_STATUS_CAUSE="pgbackrest $command failed (exit $rc): $(tr --squeeze-repeats ' \n' ' ' <<<"${HX_PITR[out]}" | cut --characters=1-800)"
     fi
     return "$rc"
 }
