@@ -108,7 +108,7 @@ function setFormat(s: PgSetup, db: string, large: boolean): void {
 }
 
 /** Copy the newest manifest and its artifact of BIG_DB out of storage, so a later run's retention cannot remove them. */
-function keepLatest(s: PgSetup, name: string): string {
+export function keepLatest(s: PgSetup, name: string): string {
     const { path: manifest, m } = latestManifest(s, BIG_DB);
     const dir = join(s.plainDir, name);
     rmSync(dir, { recursive: true, force: true });
@@ -119,7 +119,7 @@ function keepLatest(s: PgSetup, name: string): string {
     return join(dir, "artifact.manifest.json");
 }
 
-async function runPipeline(s: PgSetup, sample = false): Promise<{ seconds: number; stored: number; plain: number; sample?: TreeSample; serverCpu?: Record<string, number> }> {
+export async function runPipeline(s: PgSetup, sample = false): Promise<{ seconds: number; stored: number; plain: number; sample?: TreeSample; serverCpu?: Record<string, number> }> {
     clearPgStorage(s);
     const t0 = process.hrtime.bigint();
     const child = s.host.startScript("postgresql-backup.sh", ["daily"], { timeoutMs: 3_600_000 });

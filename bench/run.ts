@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --quick] [-- --only pg,redis,storage,deploy]
+ * npm run bench [-- --quick] [-- --only pg,pitr,redis,storage,deploy]
  *
  * Side-by-side benchmarks on throwaway servers (not part of npm test). Every
  * pair alternates A/B at least 3 times in one run; the median ratio is
@@ -13,7 +13,8 @@ import { isRoot } from "../tests/support/env";
 import { PG_BIN } from "../tests/support/postgres";
 import { log, MiB, round } from "./common";
 import { benchDeploy, type DeployBench } from "./deploy";
-import { benchPgBackup, benchPgMemory, benchPgRestore, profilePgRestore, setupPostgres, teardownPostgres, type PgSetup } from "./postgres";
+import { BIG_DB, benchPgBackup, benchPgMemory, benchPgRestore, profilePgRestore, setupPostgres, teardownPostgres, type PgSetup } from "./postgres";
+import { benchPitr } from "./pitr";
 import { benchRedis, setupRedis, teardownRedis, type RedisSetup } from "./redis";
 import { benchStorage } from "./storage";
 
@@ -21,7 +22,7 @@ const ROOT = path.resolve(__dirname, "..");
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
 const onlyArg = argv.find((a) => a.startsWith("--only"));
-const only = onlyArg ? (onlyArg.includes("=") ? onlyArg.split("=")[1]! : argv[argv.indexOf(onlyArg) + 1]!).split(",") : ["pg", "redis", "storage", "deploy"];
+const only = onlyArg ? (onlyArg.includes("=") ? onlyArg.split("=")[1]! : argv[argv.indexOf(onlyArg) + 1]!).split(",") : ["pg", "pitr", "redis", "storage", "deploy"];
 const ROUNDS = Math.max(3, Number(process.env.HX_BENCH_ROUNDS ?? 3));
 const PG_SCALE = quick ? 4 : Number(process.env.HX_BENCH_PG_SCALE ?? 50);
 const PG_SMALL_SCALE = quick ? 1 : Number(process.env.HX_BENCH_PG_SMALL_SCALE ?? 10);
@@ -127,6 +128,23 @@ async function main(): Promise<void> {
             results.pgRestoreProfile = await profilePgRestore(pg);
         } finally {
             await teardownPostgres(pg);
+        }
+    });
+    let pitrPg: PgSetup | undefined;
+    await section("pitr", async () => {
+        try {
+            log(`  generating PostgreSQL data (scale ${PG_SCALE}) for PITR`);
+            pitrPg = await setupPostgres(PG_SCALE, 1);
+            const p = await benchPitr(pitrPg, ROUNDS);
+            results.pitr = p;
+            const r = p.rounds;
+            const spread = (f: (x: (typeof r)[number]) => number) => `${s(Math.min(...r.map(f)))}–${s(Math.max(...r.map(f)))}`;
+            rows.push({ measure: `PITR full backup (pgBackRest) vs dump pipeline, ${mib(pitrPg.sizes[BIG_DB]!.bytesOnDisk)} DB`, a: s(med(r.map((x) => x.dumpSeconds))), b: `${s(med(r.map((x) => x.fullSeconds)))} (${spread((x) => x.fullSeconds)})`, value: `${p.fullVsDumpSeconds}×`, goal: "(report)", met: null });
+            rows.push({ measure: "PITR full backup size vs dump artifact", a: mib(med(r.map((x) => x.dumpBytes))), b: mib(med(r.map((x) => x.fullBytes))), value: `${p.fullVsDumpBytes}×`, goal: "(report)", met: null });
+            rows.push({ measure: `PITR differential after ${p.differential.changedRows} changed rows (1 %)`, a: "", b: s(p.differential.seconds), value: mib(p.differential.bytes), goal: "(report)", met: null });
+            rows.push({ measure: "RTO: PITR restore to latest (until it accepts writes) vs logical restore", a: `${s(med(r.map((x) => x.dumpRestoreSeconds)))} (${spread((x) => x.dumpRestoreSeconds)})`, b: `${s(med(r.map((x) => x.pitrRestoreSeconds)))} (${spread((x) => x.pitrRestoreSeconds)})`, value: `${p.rtoPitrVsDump}×`, goal: "(report)", met: null });
+        } finally {
+            await teardownPostgres(pitrPg);
         }
     });
     let redis: RedisSetup | undefined;
