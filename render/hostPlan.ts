@@ -12,9 +12,9 @@ import { hostJobs, type Job } from "./jobs";
 import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
 import { renderSudoers } from "./sudoers";
 import { isLibrary, readTemplate, renderTemplate, SCRIPT_TEMPLATE_DIR, scriptTemplates } from "./template";
-import { installSecretFilesScript, removeFilesScript, sha256 } from "./remote";
+import { installSecretFilesScript, sha256 } from "./remote";
 import { planPitrSteps } from "./pgbackrest";
-import { digestOf, fileStep, stepScript, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
+import { digestOf, fileStep, secretFilesStep, stepScript, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
 
 export interface HostPlan {
     readonly host: HostSpec;
@@ -125,18 +125,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
     if (hostConfig.remote.enabled) credentialFiles.push({ path: `${p.configDir}/${S3_CREDENTIALS_NAME}`, owner: u, group: u, mode: "0600", secret: { kind: "s3Credentials" } });
     if (host.redis?.auth) credentialFiles.push({ path: `${p.configDir}/${REDIS_AUTH_NAME}`, owner: u, group: u, mode: "0600", secret: { kind: "redisAuth" } });
     if (host.postgresql?.auth === "pgpass") credentialFiles.push({ path: `${p.configDir}/${PGPASS_NAME}`, owner: u, group: u, mode: "0600", secret: { kind: "pgpass" } });
-    if (credentialFiles.length) {
-        steps.push({
-            name: "credentials",
-            create: installSecretFilesScript(credentialFiles),
-            delete: removeFilesScript(credentialFiles.map((f) => f.path)),
-            files: [],
-            secretFiles: credentialFiles,
-            dependsOn: afterAccount,
-            // A changed secret changes the (secret) stdin, which re-runs the step by itself.
-            digest: digestOf({ files: credentialFiles }),
-        });
-    }
+    if (credentialFiles.length) steps.push(secretFilesStep("credentials", credentialFiles, afterAccount));
 
     const pitrSteps = planPitrSteps(config, host, facts.currentKeyId, [...base, ...afterAccount]);
     steps.push(...pitrSteps);

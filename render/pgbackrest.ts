@@ -11,9 +11,9 @@
  */
 import { createHmac } from "node:crypto";
 import type { HostSpec, PitrSettings, StackConfig } from "../config/types";
-import { installSecretFilesScript, removeFilesScript, sha256 } from "./remote";
+import { sha256 } from "./remote";
 import { shellQuote } from "./shell";
-import { digestOf, fileStep, stepScript, type PlannedSecretFile, type Step } from "./step";
+import { digestOf, fileStep, secretFilesStep, stepScript, type PlannedSecretFile, type Step } from "./step";
 
 export const PGBACKREST_CONF = "/etc/pgbackrest/pgbackrest.conf";
 export const PGBACKREST_SECRETS_CONF = "/etc/pgbackrest/conf.d/hx-backup-secrets.conf";
@@ -199,15 +199,7 @@ fi`;
     const removeValues = { stanza: conf.stanza, pg_host: pg.host, pg_port: pg.port, storage_dir: p.storageDir, lock_dir: values.lock_dir, log_dir: p.logDir, textfile_dir: p.textfileDir };
     return [
         { ...configStep, create: `${notOurs}\n${configStep.create}` },
-        {
-            name: "pgbackrest-secrets",
-            create: installSecretFilesScript(secretFiles),
-            delete: removeFilesScript(secretFiles.map((f) => f.path)),
-            files: [],
-            secretFiles,
-            dependsOn: [...after],
-            digest: digestOf({ files: secretFiles }),
-        },
+        secretFilesStep("pgbackrest-secrets", secretFiles, after),
         {
             name: "pitr-archiving",
             create: stepScript("pitr-archiving", values),

@@ -6,7 +6,7 @@
  */
 import type { StackConfig } from "../config/types";
 import { manifestDir } from "./paths";
-import { installFileScript, removeFilesScript, sha256, type FileTarget } from "./remote";
+import { installFileScript, installSecretFilesScript, removeFilesScript, sha256, type FileTarget } from "./remote";
 import { shellQuote } from "./shell";
 import { readTemplate } from "./template";
 
@@ -60,6 +60,22 @@ export function fileStep(name: string, file: PlannedFile, dependsOn: string[], o
         secretFiles: [],
         dependsOn,
         digest: digestOf({ path: file.path, mode: file.mode, owner: file.owner, group: file.group, content: sha256(file.content), check: opts.check ?? "" }),
+    };
+}
+
+/**
+ * A step that installs secret files from its (secret) stdin and removes them
+ * on delete. A changed secret changes the stdin, which re-runs the step by itself.
+ */
+export function secretFilesStep(name: string, files: readonly PlannedSecretFile[], dependsOn: readonly string[]): Step {
+    return {
+        name,
+        create: installSecretFilesScript(files),
+        delete: removeFilesScript(files.map((f) => f.path)),
+        files: [],
+        secretFiles: files,
+        dependsOn: [...dependsOn],
+        digest: digestOf({ files }),
     };
 }
 

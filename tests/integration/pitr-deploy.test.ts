@@ -52,7 +52,8 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
     const restoreScript = (args: string) => box.host.exec(`bash /var/lib/backup/scripts/backup-restore.sh --pitr ${args}`);
 
     beforeAll(async () => {
-        box = await startPitrHost("pitr-deploy");
+        // The cluster keeps its config in /etc, as Debian's do: restored copies must still start.
+        box = await startPitrHost("pitr-deploy", { configDir: "/etc/postgresql/15/hx-pitr" });
         await sql("CREATE TABLE marker (id serial PRIMARY KEY, note text NOT NULL)");
     });
 
@@ -64,7 +65,8 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         const runs = await applySteps(box.host.exec, plan(configFor(false)).steps, secrets, configFor(false).hosts[0]);
         outputs.push(...runs.map((r) => r.stdout));
         const archiving = runs.find((r: StepRun) => r.step === "pitr-archiving")!;
-        expect(archiving.stdout).toMatch(/restart_pending=1 command="runuser -u postgres -- \/usr\/lib\/postgresql\/15\/bin\/pg_ctl restart --pgdata=\/var\/lib\/hx-pitr\/pg /);
+        // A Debian cluster (its config in /etc/postgresql/<version>/<name>) restarts through its wrapper.
+        expect(archiving.stdout).toMatch(/restart_pending=1 command="pg_ctlcluster 15 hx-pitr restart"/);
         expect(await postmaster()).toBe(before);
         expect(await sql("SHOW archive_mode")).toBe("off");
         expect(await sql("SELECT setting || ' ' || pending_restart FROM pg_settings WHERE name = 'archive_mode'")).toBe("off true");
@@ -72,7 +74,7 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         expect(await sh(`grep ^archive_ ${DATA}/postgresql.auto.conf`)).toBe("archive_mode = 'on'\narchive_command = 'pgbackrest --stanza=db-hx-pitr-pg archive-push %p'\narchive_timeout = '10'");
         const restart = await prom("hx_backup_pitr_restart.prom");
         expect(metric(restart, "backup_pitr_restart_pending")).toBe(1);
-        expect(restart).toMatch(/^backup_pitr_restart_command_info\{type="pitr",target="archive",command="runuser -u postgres -- .*pg_ctl restart .*"\} 1$/m);
+        expect(restart).toMatch(/^backup_pitr_restart_command_info\{type="pitr",target="archive",command="pg_ctlcluster 15 hx-pitr restart"\} 1$/m);
         // The archive status job sees the same state, and keeps the command.
         const [status] = (await runJobService(box.host.exec, "hx-backup-pitr-archive.service")).slice(-1);
         expect(status.code, status.stderr).toBe(0);
@@ -81,7 +83,7 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         expect(await sh(`stat -c %U:%a /etc/pgbackrest/pgbackrest.conf /etc/pgbackrest/conf.d/hx-backup-secrets.conf`)).toBe("postgres:600\npostgres:600");
         const health = await box.host.exec("cd / && runuser -u hxpitr -- bash /var/lib/backup/scripts/backup-health-check.sh");
         expect(health.code).toBe(1);
-        expect(health.stdout).toMatch(/PROBLEM {2}pitr\/archive: archiving starts after a PostgreSQL restart; run: runuser -u postgres -- \/usr\/lib\/postgresql\/15\/bin\/pg_ctl restart/);
+        expect(health.stdout).toMatch(/PROBLEM {2}pitr\/archive: archiving starts after a PostgreSQL restart; run: pg_ctlcluster 15 hx-pitr restart/);
     });
 
     it("with allowRestart: one restart, archiving works (check), the pending state clears; a second run restarts nothing", async () => {
@@ -193,6 +195,8 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         outputs.push(atT.stdout, atT.stderr);
         expect(atT.code, atT.stderr).toBe(0);
         expect(atT.stdout).toContain(`to ${T} in /var/lib/hx-pitr/at-t`);
+        // The live config is in /etc: the copy gets a minimal one, and says so.
+        expect(atT.stderr).toMatch(/configuration is outside its data directory: wrote a minimal postgresql.conf/);
         let copy = await box.startCopy("/var/lib/hx-pitr/at-t");
         try {
             expect(await copy.q("SELECT string_agg(name, ',' ORDER BY name) FROM points")).toBe("A");
@@ -258,7 +262,7 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         const started = Date.now();
         const r = await restoreScript(`--force --latest --target ${DATA}`);
         expect(r.code, r.stderr).toBe(0);
-        await sh(`runuser -u postgres -- ${PG_CTL} start --pgdata=${DATA} --log=${DATA}/server.log --wait --silent --options="-c port=${box.pgPort} -c listen_addresses='' -c unix_socket_directories=${SOCKET} -c fsync=off"`);
+        await box.startServer();
         await sh(`for i in $(seq 1 600); do [ "$(runuser -u postgres -- psql -At -h ${SOCKET} -p ${box.pgPort} -d postgres -c 'SELECT pg_is_in_recovery()')" = f ] && exit 0; sleep 0.2; done; exit 1`);
         const rtoSeconds = (Date.now() - started) / 1000;
         expect(await sql("SELECT count(*) FROM points WHERE name = 'before the loss'")).toBe("1");

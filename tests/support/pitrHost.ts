@@ -40,6 +40,8 @@ export interface PitrHost {
     archiveNow(): Promise<void>;
     /** Waits until the archive has the segment named `segment`. */
     archived(segment: string, seconds?: number): Promise<void>;
+    /** Starts the live server (after a stop), from its config directory. */
+    startServer(): Promise<void>;
     /** Starts a restored copy on its own socket and waits for the end of recovery. */
     startCopy(dir: string): Promise<{ q: (query: string) => Promise<string>; stop: () => Promise<string> }>;
     stop(): Promise<void>;
@@ -50,6 +52,8 @@ export interface PitrHostOptions {
     readonly archiveMode?: boolean;
     /** Environment of the server, so of its archive_command (e.g. PGBACKREST_IO_TIMEOUT). */
     readonly serverEnv?: Readonly<Record<string, string>>;
+    /** Keep postgresql.conf, pg_hba.conf and pg_ident.conf here, outside the data directory, as Debian's clusters do. */
+    readonly configDir?: string;
 }
 
 export async function startPitrHost(name: string, options: PitrHostOptions = {}): Promise<PitrHost> {
@@ -67,12 +71,21 @@ export async function startPitrHost(name: string, options: PitrHostOptions = {})
         sh(`for i in $(seq 1 ${seconds * 10}); do [ "$(${psql(PITR_SOCKET, pgPort, "postgres", `SELECT coalesce(last_archived_wal, '') >= '${segment}' FROM pg_stat_archiver`)})" = t ] && exit 0; sleep 0.1; done; exit 1`).then(() => undefined);
     const waitPromoted = (socket: string, port: number) =>
         sh(`for i in $(seq 1 600); do [ "$(${psql(socket, port, "postgres", "SELECT pg_is_in_recovery()")} 2>/dev/null)" = f ] && exit 0; sleep 0.2; done; exit 1`);
+    const configDir = options.configDir;
+    const settings = [`port = ${pgPort}`, "listen_addresses = ''", `unix_socket_directories = '${PITR_SOCKET}'`, "fsync = off", "wal_level = replica", ...(options.archiveMode ? ["archive_mode = on"] : [])];
+    // With a config directory the settings live in its postgresql.conf, so Debian's pg_ctlcluster starts the cluster as it is.
+    const startServer = () =>
+        sh(`runuser -u postgres -- env ${Object.entries(options.serverEnv ?? {}).map(([k, v]) => `${k}=${shellQuote(v)}`).join(" ")} ${PG_CTL} --pgdata=${configDir ?? PITR_DATA} --log=/var/lib/hx-pitr/server.log --wait --silent \\
+  ${configDir ? "" : `--options=${shellQuote(settings.map((x) => `-c ${x.replace(/ = /, "=")}`).join(" "))}`} start`).then(() => undefined);
     await sh(`install -d -o postgres -g postgres -m 0755 ${PITR_SOCKET}
 install -d -o postgres -g postgres -m 0700 ${PITR_DATA}
+install -o postgres -g postgres -m 0640 /dev/null /var/lib/hx-pitr/server.log
 runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb --pgdata=${PITR_DATA} --auth-local=peer --encoding=UTF8 --locale=C.UTF-8 --no-sync >/dev/null
-runuser -u postgres -- env ${Object.entries(options.serverEnv ?? {}).map(([k, v]) => `${k}=${shellQuote(v)}`).join(" ")} ${PG_CTL} --pgdata=${PITR_DATA} --log=${PITR_DATA}/server.log --wait --silent \\
-  --options="-c port=${pgPort} -c listen_addresses='' -c unix_socket_directories=${PITR_SOCKET} -c fsync=off -c wal_level=replica${options.archiveMode ? " -c archive_mode=on" : ""}" start
-runuser -u postgres -- psql --no-psqlrc -q -h ${PITR_SOCKET} -p ${pgPort} -c 'CREATE DATABASE appdb'`);
+${configDir ? `install -d -o postgres -g postgres -m 0755 ${configDir}
+mv ${PITR_DATA}/postgresql.conf ${PITR_DATA}/pg_hba.conf ${PITR_DATA}/pg_ident.conf ${configDir}/
+printf '%s\\n' ${[`data_directory = '${PITR_DATA}'`, `hba_file = '${configDir}/pg_hba.conf'`, `ident_file = '${configDir}/pg_ident.conf'`, ...settings].map(shellQuote).join(" ")} >> ${configDir}/postgresql.conf` : ""}`);
+    await startServer();
+    await sh(`runuser -u postgres -- psql --no-psqlrc -q -h ${PITR_SOCKET} -p ${pgPort} -c 'CREATE DATABASE appdb'`);
     return {
         host,
         pgPort,
@@ -81,6 +94,7 @@ runuser -u postgres -- psql --no-psqlrc -q -h ${PITR_SOCKET} -p ${pgPort} -c 'CR
         postmaster: () => sh(`head -n 1 ${PITR_DATA}/postmaster.pid`),
         prom: (file: string) => sh(`cat ${TEXTFILE}/${file}`),
         archived,
+        startServer,
         async archiveNow() {
             await archived(await sql("SELECT pg_walfile_name(pg_switch_wal())"));
         },

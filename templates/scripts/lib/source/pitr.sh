@@ -214,7 +214,26 @@ hx_pitr_restore() {
     fi
     hx_info restore_start "pgBackRest restore" "type=pitr" "stanza=${HX_PITR[stanza]}" "target_dir=$real" "to=${HX_PITR[restored_to]}"
     hx_pgbackrest --pg1-path="$real" "${opts[@]}" restore || return
+    [[ $real == "$live" ]] || hx_pitr_copy_config "$real"
     hx_audit restore ok "type=pitr" "stanza=${HX_PITR[stanza]}" "target_dir=$real" "to=${HX_PITR[restored_to]}"
+}
+
+# hx_pitr_copy_config DIR: a restored copy whose cluster keeps its config
+# outside the data directory (Debian's /etc/postgresql/<version>/<cluster>)
+# gets a minimal postgresql.conf, pg_hba.conf (local peer only) and
+# pg_ident.conf, so it starts; postgresql.auto.conf (ALTER SYSTEM) came with
+# the restore. The operator copies their own in before serving from it.
+hx_pitr_copy_config() {
+    local dir=$1 file
+    [[ ! -e $dir/postgresql.conf ]] || return 0
+    printf '# Written by hx-backup: this cluster keeps its configuration outside the data directory.\n' >"$dir/postgresql.conf"
+    printf '# Written by hx-backup: local connections only, as the same OS user.\nlocal all all peer\n' >"$dir/pg_hba.conf"
+    : >"$dir/pg_ident.conf"
+    for file in postgresql.conf pg_hba.conf pg_ident.conf; do
+        chmod 0600 -- "$dir/$file"
+        ((EUID != 0)) || chown postgres:postgres -- "$dir/$file"
+    done
+    hx_warn restore_config "the cluster's configuration is outside its data directory: wrote a minimal postgresql.conf and pg_hba.conf (local peer only) into the copy; put your own there before serving from it" "target_dir=$dir"
 }
 
 # hx_pitr_bindir DIR: the server binaries for the cluster in DIR.
@@ -230,7 +249,7 @@ hx_pitr_bindir() {
 # hx_pitr_restore_test: the weekly proof that the repository restores to
 # now. A canary row (hx_backup.pitr_canary in database postgres) is written
 # on the live server and its WAL archived; the latest point is restored into
-# the scratch directory and started on a free port, with no network and no
+# the scratch directory and started on a socket in it, with no TCP and no
 # archiving, and the canary must be there. The scratch copy is removed after.
 hx_pitr_restore_test() {
     local start canary scratch="${HX_PITR[scratch]}/restore-test" sock bindir seen rto
