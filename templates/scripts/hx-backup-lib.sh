@@ -61,3 +61,5 @@ source "$HX_SCRIPTS_DIR_SELF/lib/source/redis-bgsave.sh"
 source "$HX_SCRIPTS_DIR_SELF/lib/source/archive.sh"
 # shellcheck source=lib/source/pitr.sh
 source "$HX_SCRIPTS_DIR_SELF/lib/source/pitr.sh"
+# shellcheck source=lib/source/pitr-restore.sh
+source "$HX_SCRIPTS_DIR_SELF/lib/source/pitr-restore.sh"

@@ -56,10 +56,13 @@ describe.skipIf(missing.length > 0)("host scripts: static checks", { timeout: 12
         // One module per data source (MODULE.sh registers its types), its parts in MODULE-PART.sh.
         const sources = lib.filter((f) => f.startsWith("lib/source/"));
         const modules = sources.filter((f) => !f.includes("-"));
-        expect(modules).toEqual(["lib/source/archive.sh", "lib/source/postgresql.sh", "lib/source/redis.sh"]);
+        expect(modules).toEqual(["lib/source/archive.sh", "lib/source/pitr.sh", "lib/source/postgresql.sh", "lib/source/redis.sh"]);
         for (const part of sources.filter((f) => f.includes("-"))) expect(modules, part).toContain(part.replace(/-[a-z]+\.sh$/, ".sh"));
         const sourceText = (module: string) => sources.filter((f) => f === module || f.startsWith(module.replace(/\.sh$/, "-"))).map((f) => readFileSync(join(SCRIPTS_SRC, f), "utf8")).join("\n");
-        for (const module of modules) {
+        // PITR's backups live in pgBackRest's repository, not the storage directory: it is no artifact type, and has its own verbs.
+        expect(sourceText("lib/source/pitr.sh")).not.toMatch(/^HX_SOURCE_MODULE\[/m);
+        for (const verb of ["backup", "status", "restore", "restore_test", "verify"]) expect(sourceText("lib/source/pitr.sh")).toMatch(new RegExp(`^hx_pitr_${verb}\\(\\)`, "m"));
+        for (const module of modules.filter((m) => m !== "lib/source/pitr.sh")) {
             const name = module.replace(/^lib\/source\/|\.sh$/g, "");
             expect(readFileSync(join(SCRIPTS_SRC, module), "utf8"), module).toMatch(new RegExp(`^HX_SOURCE_MODULE\\[[a-z]+\\]=${name}$`, "m"));
             for (const verb of ["dump", "content_hasher", "restore_test", "restore"]) {
