@@ -90,8 +90,7 @@ hx_pitr_bindir() {
 # the scratch directory and started on a socket in it, with no TCP and no
 # archiving, and the canary must be there. The scratch copy is removed after.
 hx_pitr_restore_test() {
-    local start canary scratch="${HX_PITR[scratch]}/restore-test" sock bindir seen rto
-    start=$(hx_epoch)
+    local canary scratch="${HX_PITR[scratch]}/restore-test" sock bindir seen rto
     canary="$(hx_now)-$$-$RANDOM"
     hx_psql --command="CREATE SCHEMA IF NOT EXISTS hx_backup;
         CREATE TABLE IF NOT EXISTS hx_backup.pitr_canary (token text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());

@@ -13,6 +13,8 @@ declare -gA HX_INTERVAL_OF HX_JITTER_OF # defined in config.sh
 
 # HX_PITR: stanza, archive_timeout and repository, from backup.json.
 declare -gA HX_PITR=()
+# HX_PITR_AS: how pgBackRest is run (through runuser when the caller is root).
+HX_PITR_AS=()
 
 # hx_pitr_init: read the PITR settings; the server is reached as postgres
 # over the configured socket. A job of this module writes no host metrics:
@@ -40,7 +42,7 @@ hx_pitr_init() {
 }
 
 # hx_pgbackrest ARGS...: pgBackRest on this stanza; its console output (warnings and
-# errors only) goes to HX_PITR[out], and a failure's last lines become the cause.
+# errors only) goes to HX_PITR[out], and a failure's whole message becomes the cause.
 hx_pgbackrest() {
     local rc=0 arg command=""
     for arg in "$@"; do
@@ -53,8 +55,6 @@ hx_pgbackrest() {
     fi
     return "$rc"
 }
-
-HX_PITR_AS=()
 
 # hx_pitr_info [ARGS...]: the stanza's `pgbackrest info` JSON into
 # HX_PITR[info]. pgBackRest exits 0 even when the stanza is broken: its
