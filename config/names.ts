@@ -7,8 +7,15 @@ export type Check = (value: string) => string | null;
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
+/** The PITR repositories' folder under the bucket prefix; with tag-mode keys (`<prefix>/<host>/...`) a host of that name would share it. */
+export const PITR_REPOSITORY_FOLDER = "pgbackrest";
+
 export const hostName: Check = (v) =>
-    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(v) ? null : "a host name: lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-'";
+    !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(v)
+        ? "a host name: lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-'"
+        : v === PITR_REPOSITORY_FOLDER
+          ? `another host name: "${PITR_REPOSITORY_FOLDER}" is the bucket folder of the PITR repositories`
+          : null;
 
 export const address: Check = (v) =>
     /^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$/.test(v) ? null : "an IP address or DNS name (letters, digits, '.', ':', '-')";

@@ -523,7 +523,7 @@ export const ROLE_CONFIG_PATHS = {
 const MAINTENANCE = ["never", "weekly", "always"] as const;
 
 export const HOST_FIELDS = {
-    name: { type: "string", defaultText: "(required)", description: "Host name: letters, digits, `-`; unique in the stack. Used in unit names, S3 keys and metric labels." },
+    name: { type: "string", defaultText: "(required)", description: "Host name: lowercase letters, digits, `-`; unique in the stack; not `pgbackrest` (the bucket folder of the PITR repositories). Used in unit names, S3 keys and metric labels." },
     address: { type: "string", defaultText: "(required)", description: "IP address or DNS name to connect to." },
     port: { type: "integer", default: 22, ...PORT, description: "SSH port." },
     sshUser: { type: "string", defaultText: "`sshUser`", description: "SSH user for this host." },

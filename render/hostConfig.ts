@@ -17,7 +17,7 @@ import { pitrScratchDir, renderPgbackrestConf } from "./pgbackrest";
 export type HostJob = Pick<Job, "name" | "type" | "script" | "args" | "description" | "maxIntervalSeconds" | "jitterSeconds" | "target">;
 
 export const HOST_CONFIG_FORMAT = 1;
-import { HOST_CONFIG_NAME, manifestDir, runtimeFiles, watchedLocations } from "./paths";
+import { HOST_CONFIG_NAME, locksDir, manifestDir, runtimeFiles, watchedLocations } from "./paths";
 
 export { HOST_CONFIG_NAME };
 export const S3_CREDENTIALS_NAME = "s3-credentials";
@@ -143,7 +143,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
             textfile: paths.textfileDir,
             keyFile: paths.keyFile,
             keyring: paths.keyringDir,
-            locks: `${paths.storageDir}/.locks`,
+            locks: locksDir(config),
         },
         encryption: { cipher: "aes-256-cbc", mac: "hmac-sha256", currentKeyId: facts.currentKeyId, keyIds: facts.keyIds },
         compression: config.compression,

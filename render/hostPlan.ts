@@ -6,14 +6,14 @@
  * drift detection compares a host against the same plan.
  */
 import type { HostSpec, StackConfig } from "../config/types";
-import { HOST_CONFIG_NAME, LOGROTATE_PATH, SUDOERS_PATH, UNIT_DIR } from "./paths";
+import { HOST_CONFIG_NAME, locksDir, LOGROTATE_PATH, SUDOERS_PATH, UNIT_DIR } from "./paths";
 import { renderHostConfig, serializeHostConfig, PGPASS_NAME, REDIS_AUTH_NAME, S3_CREDENTIALS_NAME, type DeployFacts, type HostConfigFile } from "./hostConfig";
 import { hostJobs, type Job } from "./jobs";
 import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
 import { renderSudoers } from "./sudoers";
 import { isLibrary, readTemplate, renderTemplate, SCRIPT_TEMPLATE_DIR, scriptTemplates } from "./template";
 import { installSecretFilesScript, sha256 } from "./remote";
-import { planPitrSteps } from "./pgbackrest";
+import { pitrFirstFullStep, planPitrSteps } from "./pgbackrest";
 import { digestOf, fileStep, secretFilesStep, stepScript, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
 
 export interface HostPlan {
@@ -50,6 +50,7 @@ function directories(config: StackConfig): DirSpec[] {
         { path: p.configDir, owner: "root", group: u, mode: "0750" },
         { path: p.scriptDir, owner: "root", group: "root", mode: "0755" },
         { path: p.storageDir, owner: u, group: u, mode: "0750" },
+        { path: locksDir(config), owner: u, group: u, mode: "0750" },
         { path: p.logDir, owner: u, group: "adm", mode: "0750" },
         { path: p.keyringDir, owner: u, group: u, mode: "0700" },
     ];
@@ -161,6 +162,8 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
         dependsOn: [...unitSteps, "sudoers", "keyring", ...(credentialFiles.length ? ["credentials"] : []), ...(pitrSteps.length ? ["pitr-archiving"] : [])],
         digest: digestOf(allUnits.map((x) => [x.name, sha256(x.content)])),
     });
+    const archiving = pitrSteps.find((x) => x.name === "pitr-archiving");
+    if (archiving) steps.push(pitrFirstFullStep(host, archiving, unitName("pitr-full", "service"), ["timers"]));
 
     return { host, config: hostConfig, jobs, steps: steps.map((s) => withManifestEntry(config, s)) };
 }

@@ -8,6 +8,9 @@ export const SUDOERS_PATH = "/etc/sudoers.d/hx-backup";
 export const LOGROTATE_PATH = "/etc/logrotate.d/hx-backup";
 export const HOST_CONFIG_NAME = "backup.json";
 
+/** The jobs' lock files (HostConfigFile paths.locks): created by the account step, so every job user finds it. */
+export const locksDir = (config: StackConfig) => `${config.paths.storageDir}/.locks`;
+
 /** Where each install step records what it installed. */
 export const manifestDir = (config: StackConfig) => `${config.paths.configDir}/manifest.d`;
 

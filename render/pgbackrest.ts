@@ -10,7 +10,9 @@
  * the old key until its backups expire.
  */
 import { createHmac } from "node:crypto";
+import { PITR_REPOSITORY_FOLDER } from "../config/names";
 import type { HostSpec, PitrSettings, StackConfig } from "../config/types";
+import { locksDir } from "./paths";
 import { sha256 } from "./remote";
 import { shellQuote } from "./shell";
 import { digestOf, fileStep, secretFilesStep, stepScript, type PlannedSecretFile, type Step } from "./step";
@@ -61,7 +63,7 @@ export function repositoryFor(config: StackConfig, host: HostSpec, keyId: string
         const url = s.endpoint ? new URL(s.endpoint) : undefined;
         return {
             type: "s3",
-            path: `/${[s.prefix, "pgbackrest", host.name, keyId].filter(Boolean).join("/")}`,
+            path: `/${[s.prefix, PITR_REPOSITORY_FOLDER, host.name, keyId].filter(Boolean).join("/")}`,
             s3: {
                 bucket: s.bucketName,
                 endpoint: url ? url.hostname.replace(/^\[|\]$/g, "") : `s3.${s.region}.amazonaws.com`,
@@ -76,7 +78,7 @@ export function repositoryFor(config: StackConfig, host: HostSpec, keyId: string
 }
 
 /** The local repositories' folder, one repository per key id in it. */
-export const localRepositoryRoot = (config: StackConfig): string => `${config.paths.storageDir}/pgbackrest`;
+export const localRepositoryRoot = (config: StackConfig): string => `${config.paths.storageDir}/${PITR_REPOSITORY_FOLDER}`;
 
 export interface PgbackrestConf {
     readonly stanza: string;
@@ -156,8 +158,6 @@ export function pgbackrestWritablePaths(config: StackConfig, host: HostSpec): st
 /** postgres's folder in the storage directory for the restore test's scratch cluster. */
 export const pitrScratchDir = (config: StackConfig): string => `${config.paths.storageDir}/.pitr-scratch`;
 
-/** The locks folder of the jobs (HostConfigFile paths.locks). */
-const locksDir = (config: StackConfig) => `${config.paths.storageDir}/.locks`;
 
 /**
  * The deploy steps of PITR: pgBackRest's main config (refusing to replace one
@@ -210,4 +210,23 @@ fi`;
             digest: digestOf({ values, conf: sha256(conf.main) }),
         },
     ];
+}
+
+/**
+ * Starts the first full backup of a repository (first deploy, and after a key
+ * rotation opens a new one) through the full job's unit, once the timers are
+ * in place. It re-runs whenever archiving's step does: that step's digest
+ * covers the repository and the restart rule.
+ */
+export function pitrFirstFullStep(host: HostSpec, archiving: Step, fullServiceUnit: string, after: readonly string[]): Step {
+    const pg = host.postgresql!;
+    const values = { host: host.name, stanza: stanzaName(host), unit: fullServiceUnit, pg_host: pg.host, pg_port: pg.port };
+    return {
+        name: "pitr-first-full",
+        create: stepScript("pitr-first-full", values),
+        files: [],
+        secretFiles: [],
+        dependsOn: [archiving.name, ...after],
+        digest: digestOf({ values, archiving: archiving.digest }),
+    };
 }

@@ -12,6 +12,7 @@
  * logged.
  */
 import { GetObjectCommand, GetObjectTaggingCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
+import { PITR_REPOSITORY_FOLDER } from "../../config/names";
 import { RETENTION_TAG } from "../../render/storagePolicy";
 import type { BucketObject, BucketSnapshot, ReportPolicy } from "./model";
 
@@ -64,20 +65,38 @@ export function explainS3Error(e: unknown, policy: ReportPolicy): Error {
     return e instanceof Error ? e : new Error(String(e));
 }
 
-/** The listing under `<prefix>/` and every manifest body; a manifest that cannot be read is recorded as such, not fatal. */
+type Listed = { key: string; size: number; lastModified: string };
+
+/** The objects under `prefix` in key order, after `startAfter` and before `stopAt` (all pages up to there). */
+async function listRange(client: S3Client, bucket: string, prefix: string, range: { startAfter?: string; stopAt?: string }): Promise<Listed[]> {
+    const objects: Listed[] = [];
+    let token: string | undefined;
+    do {
+        const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, StartAfter: range.startAfter, ContinuationToken: token }));
+        for (const o of page.Contents ?? []) {
+            if (!o.Key) continue;
+            if (range.stopAt !== undefined && Buffer.compare(Buffer.from(o.Key), Buffer.from(range.stopAt)) >= 0) return objects;
+            objects.push({ key: o.Key, size: o.Size ?? 0, lastModified: (o.LastModified ?? new Date(0)).toISOString() });
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return objects;
+}
+
+/**
+ * The listing under `<prefix>/` (except the pgBackRest repositories, which
+ * hold no manifests and can hold millions of WAL files) and every manifest
+ * body; a manifest that cannot be read is recorded as such, not fatal.
+ */
 export async function readBucket(client: S3Client, policy: ReportPolicy): Promise<BucketSnapshot> {
     const bucket = policy.bucket.name;
     const prefix = policy.bucket.prefix.replace(/\/+$/, "");
-    const listed: { key: string; size: number; lastModified: string }[] = [];
+    const root = prefix ? `${prefix}/` : "";
+    const listed: Listed[] = [];
     try {
-        let token: string | undefined;
-        do {
-            const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix ? `${prefix}/` : undefined, ContinuationToken: token }));
-            for (const o of page.Contents ?? []) {
-                if (o.Key) listed.push({ key: o.Key, size: o.Size ?? 0, lastModified: (o.LastModified ?? new Date(0)).toISOString() });
-            }
-            token = page.IsTruncated ? page.NextContinuationToken : undefined;
-        } while (token);
+        // S3 lists in UTF-8 byte order: the keys before the repositories' folder, then those after it ("0" follows "/").
+        listed.push(...(await listRange(client, bucket, root, { stopAt: `${root}${PITR_REPOSITORY_FOLDER}/` })));
+        listed.push(...(await listRange(client, bucket, root, { startAfter: `${root}${PITR_REPOSITORY_FOLDER}0` })));
     } catch (e) {
         throw explainS3Error(e, policy);
     }

@@ -20,9 +20,9 @@ command -v setfacl >/dev/null 2>&1 || fail "setfacl is missing (Debian package a
 [ -f "$data_dir/PG_VERSION" ] || fail "$data_dir is not a PostgreSQL data directory (postgresql.dataDir)"
 
 # The jobs run as postgres: they pass through the storage directory to their
-# lock and (local) repository, and write their logs and metrics.
+# lock (the account step made the folder) and (local) repository, and write
+# their logs and metrics.
 setfacl -m u:postgres:x "$storage_dir"
-install -d -m 0750 "$lock_dir"
 for dir in "$lock_dir" "$log_dir" "$textfile_dir"; do
   setfacl -m u:postgres:rwx "$dir"
 done

@@ -15,6 +15,7 @@ import { loadStackConfig } from "../../config/load";
 import type { StackConfig } from "../../config/types";
 import { planHost } from "../../render/hostPlan";
 import { repositoryPassphrase } from "../../render/pgbackrest";
+import { wrapStep } from "../../render/remote";
 import { shellQuote } from "../../render/shell";
 import type { Step } from "../../render/step";
 import { renderFacts } from "../../scripts/render";
@@ -81,6 +82,8 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         outputs.push(status.stdout, status.stderr);
         expect(await prom("hx_backup_pitr_restart.prom")).toBe(restart);
         expect(await sh(`stat -c %U:%a /etc/pgbackrest/pgbackrest.conf /etc/pgbackrest/conf.d/hx-backup-secrets.conf`)).toBe("postgres:600\npostgres:600");
+        // No first full backup while archiving waits for the restart: it would fail.
+        expect(runs.find((r) => r.step === "pitr-first-full")!.stdout).toMatch(/event=pitr_first_full stanza=db-hx-pitr-pg started=0 reason=restart_pending/);
         const health = await box.host.exec("cd / && runuser -u hxpitr -- bash /var/lib/backup/scripts/backup-health-check.sh");
         expect(health.code).toBe(1);
         expect(health.stdout).toMatch(/PROBLEM {2}pitr\/archive: archiving starts after a PostgreSQL restart; run: pg_ctlcluster 15 hx-pitr restart/);
@@ -91,7 +94,8 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         const pending = plan(configFor(false));
         const allowed = plan(configFor(true));
         const changed = allowed.steps.filter((s) => s.digest !== stepOf(pending.steps, s.name).digest).map((s) => s.name);
-        expect(changed).toEqual(["pitr-archiving"]);
+        // The first-full step follows archiving's digest: it checks again after any change there.
+        expect(changed).toEqual(["pitr-archiving", "pitr-first-full"]);
         const [first] = await applySteps(box.host.exec, [stepOf(allowed.steps, "pitr-archiving")], secrets, allowed.host);
         outputs.push(first.stdout);
         expect(first.stdout).toMatch(/event=pitr_restart /);
@@ -107,6 +111,26 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         const [second] = await applySteps(box.host.exec, [stepOf(allowed.steps, "pitr-archiving")], secrets, allowed.host);
         expect(second.stdout).not.toMatch(/event=pitr_restart /);
         expect(await postmaster()).toBe(after);
+    });
+
+    it("a repository without a full backup gets one started through the full job's unit (systemd), or says how without systemd", async () => {
+        const firstFull = stepOf(plan(configFor(true)).steps, "pitr-first-full");
+        expect(firstFull.dependsOn).toEqual(["pitr-archiving", "timers"]);
+        const plain = await box.host.exec(wrapStep(firstFull.create, false));
+        expect(plain.code, plain.stderr).toBe(0);
+        expect(plain.stdout).toMatch(/event=pitr_first_full stanza=db-hx-pitr-pg started=0 reason=no_systemd/);
+        expect(plain.stderr).toMatch(/no full backup yet and systemd is not running here; start hx-backup-pitr-full\.service/);
+        // On a systemd host: a stand-in systemctl records what the step asks of it.
+        const shim = "/var/lib/hx-pitr/shim";
+        await sh(`mkdir -p ${shim} /run/systemd/system && printf '#!/bin/sh\necho "$*" >> ${shim}/calls\n' > ${shim}/systemctl && chmod 0755 ${shim}/systemctl`);
+        try {
+            const r = await box.host.exec(`PATH=${shim}:$PATH ${wrapStep(firstFull.create, false)}`);
+            expect(r.code, r.stderr).toBe(0);
+            expect(r.stdout).toMatch(/event=pitr_first_full stanza=db-hx-pitr-pg started=1 unit=hx-backup-pitr-full\.service/);
+            expect(await sh(`cat ${shim}/calls`)).toBe("start --no-block hx-backup-pitr-full.service");
+        } finally {
+            await sh(`rm -rf ${shim} /run/systemd`);
+        }
     });
 
     it("full and differential backups run as postgres from their units; the status job reports the window, no lag and no failure", async () => {
@@ -129,6 +153,8 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         expect(metric(diffProm, "backup_expected_interval_seconds")).toBe(172800);
         const info = JSON.parse(await sh("runuser -u postgres -- pgbackrest --stanza=db-hx-pitr-pg --output=json info"));
         expect(info[0].backup.map((b: { type: string }) => b.type)).toEqual(["full", "diff"]);
+        const [again] = await applySteps(box.host.exec, [stepOf(plan(configFor(true)).steps, "pitr-first-full")], secrets, configFor(true).hosts[0]);
+        expect(again.stdout).toMatch(/started=0 reason=has_backups backups=2/);
 
         await sql("SELECT pg_switch_wal()");
         await sh(`for i in $(seq 1 100); do [ -z "$(ls ${DATA}/pg_wal/archive_status | grep ready)" ] && exit 0; sleep 0.1; done; exit 1`);

@@ -11,8 +11,8 @@ import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client 
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { s3ClientFor } from "../../scripts/report/bucket";
-import type { Report } from "../../scripts/report/model";
+import { readBucket, s3ClientFor } from "../../scripts/report/bucket";
+import type { Report, ReportPolicy } from "../../scripts/report/model";
 import { isRoot, missingTools, run, tempDir, removeDir, which } from "../support/env";
 import { giveToUser, makeHost, type TestHost } from "../support/host";
 import { startS3, type S3Instance } from "../support/s3";
@@ -98,6 +98,10 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
             writeFileSync(join(etc, "app.conf"), `setting=${n}\n`);
             await backup("configuration-backup.sh", "configuration", "system");
         }
+        // A PITR repository shares the prefix (see the listing test below).
+        for (const name of ["backup/testhost-15-main/backup.info", "backup/testhost-15-main/decoy.manifest.json", "archive/testhost-15-main/archive.info"]) {
+            await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${PREFIX}/pgbackrest/testhost/test-v1/${name}`, Body: "not ours" }));
+        }
     });
 
     afterAll(async () => {
@@ -112,6 +116,17 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
         return JSON.parse(await r.Body!.transformToString("utf8"));
     }
     const artifactKeyOf = async (manifestKey: string) => `${manifestKey.slice(0, manifestKey.lastIndexOf("/") + 1)}${(await readJson(manifestKey)).artifact as string}`;
+
+    it("lists the prefix without the pgBackRest repositories (which can hold millions of WAL files), and everything on both sides of them", async () => {
+        const policy = { stack: "test", bucket: { name: BUCKET, prefix: PREFIX, region: "us-east-1", endpoint: s3.endpoint, retentionBy: "prefix" } } as unknown as ReportPolicy;
+        const snapshot = await readBucket(client, policy);
+        const keys = snapshot.objects.map((o) => o.key);
+        expect(keys.filter((k) => k.includes("/pgbackrest/"))).toEqual([]);
+        // daily/ sorts before pgbackrest/, yearly/ after it.
+        expect(keys.some((k) => k.startsWith(`${PREFIX}/daily/`))).toBe(true);
+        expect(keys.some((k) => k.startsWith(`${PREFIX}/yearly/`))).toBe(true);
+        expect(keys).toHaveLength(new Set(keys).size);
+    });
 
     it("reports an intact bucket with only the source it lacks", async () => {
         const out = join(work, "intact");

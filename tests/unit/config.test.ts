@@ -255,6 +255,11 @@ describe("each invalid value is reported with key path, value seen and expected 
         expectProblem(err, "hosts[0].name", name, /a host name: lowercase letters, digits and '-'/);
     });
 
+    it("a host named like the bucket folder of the PITR repositories is refused", () => {
+        const err = configError({ hosts: [{ name: "pgbackrest", address: "10.0.0.1" }] });
+        expectProblem(err, "hosts[0].name", "pgbackrest", /another host name: "pgbackrest" is the bucket folder of the PITR repositories/);
+    });
+
     it("missing host name and address", () => {
         const err = configError({ hosts: [{ roles: ["configuration"] }] });
         expectProblem(err, "hosts[0].name", undefined, /host name \(required\)/);
@@ -568,7 +573,9 @@ describe("the stack files", () => {
         const c = stack("sandbox");
         expect(c.hosts).toHaveLength(1);
         expect(c.hosts[0]).toMatchObject({ name: "sandbox", address: "127.0.0.1", port: 2222, roles: ["postgresql", "redis", "application", "configuration", "monitoring"] });
-        expect(c.storage).toMatchObject({ mode: "custom", endpoint: "http://127.0.0.1:4569", bucketName: "hx-backup-sandbox", region: "us-east-1" });
+        // HTTPS with the sandbox's own CA: pgBackRest needs it for the database host's PITR.
+        expect(c.storage).toMatchObject({ mode: "custom", endpoint: "https://127.0.0.1:4569", caFile: "/etc/hx-sandbox/s3-ca.pem", bucketName: "hx-backup-sandbox", region: "us-east-1" });
+        expect(c.hosts[0].postgresql).toMatchObject({ dataDir: "/var/lib/hx-sandbox/pg", pitr: { allowRestart: true } });
         expect(c.installPackages).toBe(false);
         expect(c.randomizedDelaySec).toBe(0);
         expect(c.monitoring).toMatchObject({ host: "sandbox", grafanaMode: "none" });

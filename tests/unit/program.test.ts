@@ -184,7 +184,7 @@ describe("sandbox stack", () => {
     it("manages no AWS resource and hands the custom endpoint and credentials to the host", () => {
         expect(e.resources.filter((r) => r.type.startsWith("aws:"))).toEqual([]);
         const config = JSON.parse(reveal(commands(e).find((c) => c.name === "sandbox-config")!.inputs.stdin) as string);
-        expect(config.remote).toMatchObject({ enabled: true, endpoint: "http://127.0.0.1:4569", bucket: "hx-backup-sandbox", region: "us-east-1" });
+        expect(config.remote).toMatchObject({ enabled: true, endpoint: "https://127.0.0.1:4569", caFile: "/etc/hx-sandbox/s3-ca.pem", bucket: "hx-backup-sandbox", region: "us-east-1" });
         const creds = commands(e).find((c) => c.name === "sandbox-credentials")!;
         expect(isSecretWrapped(creds.inputs.stdin)).toBe(true);
         const file = Buffer.from((reveal(creds.inputs.stdin) as string).split("\n")[0], "base64").toString();
@@ -257,7 +257,7 @@ describe("idempotence", () => {
         expect(view(b)).toEqual(view(a));
     });
 
-    it("bumping the key version adds a key and changes only the keyring and config steps (and pgBackRest's, whose repository follows the key)", async () => {
+    it("bumping the key version adds a key and changes only the keyring and config steps (and pgBackRest's, whose repository follows the key and gets a first full backup)", async () => {
         const base = withSecrets("production", PROD_SECRETS);
         const a = await evaluate("production", base, PROD_SECRETS);
         const b = await evaluate("production", { ...base, "hx-backup:encryptionKeyVersion": "2" }, PROD_SECRETS);
@@ -266,7 +266,7 @@ describe("idempotence", () => {
         const digest = (e: Evaluation) => new Map(commands(e).map((c) => [c.name, c.inputs.create as string]));
         const [da, db] = [digest(a), digest(b)];
         const changed = [...da.keys()].filter((k) => da.get(k) !== db.get(k)).map((k) => k.replace(/^[a-z0-9-]+?-(?=keyring|config$|pgbackrest-|pitr-)/, "")).sort();
-        expect(new Set(changed)).toEqual(new Set(["keyring", "config", "pgbackrest-config", "pgbackrest-secrets", "pitr-archiving"]));
+        expect(new Set(changed)).toEqual(new Set(["keyring", "config", "pgbackrest-config", "pgbackrest-secrets", "pitr-archiving", "pitr-first-full"]));
         const out = b.outputs as Record<string, any>;
         expect(out.encryption.keyIds).toEqual(["production-v1", "production-v2"]);
         expect(out.encryption.currentKeyId).toBe("production-v2");

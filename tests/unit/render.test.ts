@@ -636,9 +636,9 @@ describe("idempotence: identical inputs give identical steps; a change re-runs o
         expect(changed(production(), production({ scheduleDatabaseDaily: "15 2 * * *" }))).toEqual({ "db-1": dbSteps, "db-2": dbSteps, "app-1": [], "mon-1": [] });
     });
 
-    it("rotating the key changes only the keyring and config steps, and on a PITR host pgBackRest's (a new repository per key)", () => {
+    it("rotating the key changes only the keyring and config steps, and on a PITR host pgBackRest's (a new repository per key) and the first full backup of the new one", () => {
         const c = changed(production(), production({ encryptionKeyVersion: 2 }));
-        expect(c["db-1"]).toEqual(["config", "keyring", "pgbackrest-config", "pgbackrest-secrets", "pitr-archiving"]);
+        expect(c["db-1"]).toEqual(["config", "keyring", "pgbackrest-config", "pgbackrest-secrets", "pitr-archiving", "pitr-first-full"]);
         for (const host of ["db-2", "app-1", "mon-1"]) expect(c[host], host).toEqual(["config", "keyring"]);
     });
 
