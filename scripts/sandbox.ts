@@ -22,6 +22,7 @@ import { namespaceMembers, removeSandboxDir, startSandboxHost, stopNamespace } f
 import { runJobService, type JobRun } from "./sandbox/jobs";
 import { allocatePorts, PG_SOCKET_DIR, startServices, type SandboxPorts } from "./sandbox/services";
 import { sshExec, type SshTarget } from "./lib/ssh";
+import { loopbackCertificate } from "./lib/tls";
 
 const ROOT = path.resolve(__dirname, "..");
 export const SANDBOX_DIR = process.env.HX_SANDBOX_DIR ?? path.join(ROOT, ".sandbox");
@@ -37,6 +38,8 @@ export interface SandboxState {
     readonly keyFile: string;
     readonly ports: SandboxPorts;
     readonly s3Pid: number;
+    /** s3rver's self-signed certificate on this machine (the CA for the AWS CLI and the report). */
+    readonly s3CaFile: string;
 }
 
 const log = (line: string) => console.log(line);
@@ -58,16 +61,25 @@ function alive(state: SandboxState | undefined): state is SandboxState {
 const targetOf = (state: SandboxState): SshTarget => ({ host: "127.0.0.1", port: state.sshPort, user: "root", hostKey: state.hostKey, keyFile: state.keyFile });
 const execOn = (state: SandboxState) => (command: string, stdin = "") => sshExec(targetOf(state), command, stdin, 600_000);
 
-async function startS3(ports: SandboxPorts, bucket: string): Promise<number> {
+/** The sandbox stack file's config, as written. */
+function stackFileConfig(): Record<string, unknown> {
+    return (parse(readFileSync(path.join(ROOT, "Pulumi.sandbox.yaml"), "utf8")) as { config: Record<string, unknown> }).config;
+}
+
+/** s3rver over HTTPS (pgBackRest speaks only HTTPS to S3), with a certificate made for this sandbox. */
+async function startS3(ports: SandboxPorts, bucket: string, tls: { keyFile: string; certFile: string }): Promise<number> {
     const dir = path.join(SANDBOX_DIR, "s3");
     mkdirSync(dir, { recursive: true });
-    const child = spawn(path.join(ROOT, "node_modules/.bin/s3rver"), ["-d", dir, "-a", "127.0.0.1", "-p", String(ports.s3), "--silent", "--configure-bucket", bucket], {
-        detached: true,
-        stdio: "ignore",
-    });
+    // s3rver's ListObjectsV2 continuation tokens use DES, which OpenSSL 3 keeps in its legacy
+    // provider: without it every listing longer than a page (a pgBackRest repository) fails.
+    const child = spawn(
+        process.execPath,
+        ["--openssl-legacy-provider", path.join(ROOT, "node_modules/s3rver/bin/s3rver.js"), "-d", dir, "-a", "127.0.0.1", "-p", String(ports.s3), "--silent", "--key", tls.keyFile, "--cert", tls.certFile, "--configure-bucket", bucket],
+        { detached: true, stdio: "ignore" },
+    );
     child.unref();
     for (let i = 0; i < 100; i++) {
-        const r = spawnSync("curl", ["-s", "-o", "/dev/null", `http://127.0.0.1:${ports.s3}/`]);
+        const r = spawnSync("curl", ["-s", "-o", "/dev/null", "--cacert", tls.certFile, `https://127.0.0.1:${ports.s3}/`]);
         if (r.status === 0) return child.pid!;
         await new Promise((r2) => setTimeout(r2, 100));
     }
@@ -76,8 +88,7 @@ async function startS3(ports: SandboxPorts, bucket: string): Promise<number> {
 
 /** The sandbox stack file with this sandbox's ports, host key and secrets filled in. */
 function sandboxConfig(state: SandboxState): { config: Record<string, string>; secretKeys: string[] } {
-    const doc = parse(readFileSync(path.join(ROOT, "Pulumi.sandbox.yaml"), "utf8")) as { config: Record<string, unknown> };
-    const raw = { ...doc.config };
+    const raw = { ...stackFileConfig() };
     const hosts = (raw["hx-backup:hosts"] as Record<string, any>[]).map((h) => ({
         ...h,
         port: state.sshPort,
@@ -86,7 +97,7 @@ function sandboxConfig(state: SandboxState): { config: Record<string, string>; s
         redis: { ...(h.redis ?? {}), port: state.ports.redis },
     }));
     raw["hx-backup:hosts"] = hosts;
-    raw["hx-backup:s3Endpoint"] = `http://127.0.0.1:${state.ports.s3}`;
+    raw["hx-backup:s3Endpoint"] = `https://127.0.0.1:${state.ports.s3}`;
     raw["hx-backup:prometheusReloadCommand"] = `curl -fsS -X POST http://127.0.0.1:${state.ports.prometheus}/-/reload`;
     const secrets: Record<string, string> = {
         "hx-backup:sshPrivateKey": readFileSync(state.keyFile, "utf8"),
@@ -112,19 +123,45 @@ async function start(): Promise<SandboxState> {
     removeSandboxDir(hostDir);
     const host = await startSandboxHost(hostDir);
     const ports = await allocatePorts();
+    const stack = stackFileConfig();
+    const [sandboxHost] = stack["hx-backup:hosts"] as { postgresql: { dataDir: string } }[];
+    const tls = loopbackCertificate(path.join(SANDBOX_DIR, "s3-tls"));
+    const hostCaFile = String(stack["hx-backup:s3CaFile"]);
     log("Starting PostgreSQL, Redis, node_exporter and Prometheus inside it...");
     try {
-        await startServices(host.exec, ports);
+        await startServices(host.exec, ports, sandboxHost.postgresql.dataDir);
+        const ca = await host.exec(shellCommand("bash", "-c", 'install -D -m 0644 /dev/stdin "$1"', "install-ca", hostCaFile), tls.cert);
+        if (ca.code !== 0) throw new Error(`sandbox: installing the S3 CA at ${hostCaFile} failed: ${ca.stderr.trim()}`);
     } catch (err) {
         await host.stop(); // leave nothing running behind a failed start
         throw err;
     }
-    const bucket = String((parse(readFileSync(path.join(ROOT, "Pulumi.sandbox.yaml"), "utf8")) as { config: Record<string, unknown> }).config["hx-backup:bucketName"]);
-    log(`Starting s3rver on 127.0.0.1:${ports.s3} (bucket ${bucket})...`);
-    const s3Pid = await startS3(ports, bucket);
-    const state: SandboxState = { pid: host.pid, nsLink: readlinkSync(`/proc/${host.pid}/ns/mnt`), sshPort: host.port, hostKey: host.hostKey, keyFile: host.keyFile, ports, s3Pid };
+    const bucket = String(stack["hx-backup:bucketName"]);
+    log(`Starting s3rver on https://127.0.0.1:${ports.s3} (bucket ${bucket})...`);
+    const s3Pid = await startS3(ports, bucket, tls);
+    const state: SandboxState = {
+        pid: host.pid, nsLink: readlinkSync(`/proc/${host.pid}/ns/mnt`), sshPort: host.port, hostKey: host.hostKey, keyFile: host.keyFile, ports, s3Pid, s3CaFile: tls.certFile,
+    };
     writeFileSync(STATE, JSON.stringify(state, null, 2));
     return state;
+}
+
+/** The value of the first sample of `name`, e.g. `backup_pitr_window_seconds{...} 42`. */
+function metricValue(metrics: string, name: string): number | undefined {
+    const m = new RegExp(`^${name}\\{[^}]*\\}\\s+(\\S+)$`, "m").exec(metrics);
+    return m ? Number(m[1]) : undefined;
+}
+
+/** What point-in-time recovery covers right now, from the archive status job's metrics. */
+export function pitrSummary(metrics: string, stanza: string): string {
+    const window = metricValue(metrics, "backup_pitr_window_seconds");
+    const oldest = metricValue(metrics, "backup_pitr_oldest_restorable_timestamp");
+    const newest = metricValue(metrics, "backup_pitr_newest_restorable_timestamp");
+    const lag = metricValue(metrics, "backup_wal_archive_lag_seconds");
+    const pending = metricValue(metrics, "backup_pitr_restart_pending");
+    if (window === undefined || !oldest || !newest) return `PITR (stanza ${stanza}): no recovery window yet (no full backup in the repository)`;
+    const at = (t: number) => new Date(t * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+    return `PITR (stanza ${stanza}): recovery window ${window.toFixed(0)} s, ${at(oldest)} .. ${at(newest)}; WAL archive lag ${lag === undefined ? "-" : `${lag.toFixed(0)} s`}; restart pending: ${pending ? "yes" : "no"}`;
 }
 
 function metricsTable(metrics: string): string[] {
@@ -178,7 +215,7 @@ async function up(): Promise<number> {
     const bytes = report.steps.reduce((a, st) => a + st.stdinBytes, 0);
     log(`Deployed: ${report.steps.length} remote steps, ${(bytes / 1024).toFixed(1)} KiB copied, ${report.seconds.toFixed(1)} s.`);
 
-    const hosts = report.outputs.hosts as Record<string, { jobs: { name: string; timer: string }[] }>;
+    const hosts = report.outputs.hosts as Record<string, { jobs: { name: string; timer: string }[]; pitr?: { stanza: string } }>;
     const jobs = hosts.sandbox.jobs.filter((j) => !j.name.startsWith("verification"));
     const verification = hosts.sandbox.jobs.filter((j) => j.name.startsWith("verification"));
     const runs: JobRun[] = [];
@@ -194,14 +231,17 @@ async function up(): Promise<number> {
     log("");
     log("Summary (from node_exporter's textfile metrics):");
     for (const line of metricsTable(metrics.stdout ?? "")) log(`  ${line}`);
+    const pitr = hosts.sandbox.pitr;
+    if (pitr) log(`  ${pitrSummary(metrics.stdout ?? "", pitr.stanza)}`);
     log("");
     log(`node_exporter: http://127.0.0.1:${s.ports.nodeExporter}/metrics`);
     log(`Prometheus:    http://127.0.0.1:${s.ports.prometheus}/  (alerts: /alerts, rules: /rules)`);
-    log(`S3 (s3rver):   http://127.0.0.1:${s.ports.s3}/  (S3RVER / S3RVER)`);
+    log(`S3 (s3rver):   https://127.0.0.1:${s.ports.s3}/  (S3RVER / S3RVER; CA ${s.s3CaFile})`);
     log("Look around:");
     log(`  ssh -i ${s.keyFile} -p ${s.sshPort} -o StrictHostKeyChecking=no root@127.0.0.1`);
     log("    ls -l /opt/hx-backups/*/*; tail /var/log/hx-backups/*.log; cat /etc/hx-backup/backup.json");
-    log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER aws --endpoint-url http://127.0.0.1:${s.ports.s3} s3 ls --recursive s3://hx-backup-sandbox/`);
+    log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER aws --endpoint-url https://127.0.0.1:${s.ports.s3} --ca-bundle ${s.s3CaFile} s3 ls --recursive s3://hx-backup-sandbox/`);
+    log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER NODE_EXTRA_CA_CERTS=${s.s3CaFile} npm run report -- --stack sandbox --stack-dir ${path.relative(process.cwd(), stackDir) || "."}`);
     log(`  HX_SSH_KEY_FILE=${s.keyFile} npm run drift -- --stack sandbox --stack-dir ${path.relative(process.cwd(), stackDir) || "."}`);
     log("  npm run sandbox -- --destroy   # run the delete steps, like pulumi destroy");
     log("  npm run sandbox -- --down      # stop and remove everything");

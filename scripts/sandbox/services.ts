@@ -1,9 +1,10 @@
 /**
  * The sandbox host's own services, started inside its mount namespace over
  * SSH, the way they would already run on a real host before a deploy:
- * PostgreSQL with sample data, Redis with sample keys, an application
- * directory with files of varied owners and modes, node_exporter, and
- * Prometheus with the project's rules path in its rule_files.
+ * PostgreSQL with sample data (and archive_mode off, as before PITR), Redis
+ * with sample keys, an application directory with files of varied owners and
+ * modes, node_exporter, and Prometheus with the project's rules path in its
+ * rule_files.
  */
 import { shellQuote } from "../../render/shell";
 import type { Exec } from "./apply";
@@ -43,17 +44,18 @@ async function must(exec: Exec, what: string, script: string): Promise<string> {
 const daemon = (name: string, user: string, command: string) =>
     `setsid runuser -u ${user} -- bash -c ${shellQuote(`exec ${command}`)} > ${SANDBOX_VAR}/${name}.log 2>&1 < /dev/null & echo $! > ${SANDBOX_VAR}/${name}.pid`;
 
-export async function startServices(exec: Exec, ports: SandboxPorts): Promise<void> {
+/** `pgDataDir`: the cluster's data directory, as the stack file's postgresql.dataDir names it. */
+export async function startServices(exec: Exec, ports: SandboxPorts, pgDataDir: string): Promise<void> {
     await must(exec, "preparing directories", `mkdir -p ${SANDBOX_VAR} ${PG_SOCKET_DIR} ${RULES_DIR} ${TEXTFILE_DIR}
 chown postgres:postgres ${PG_SOCKET_DIR}
 chmod 0755 ${TEXTFILE_DIR}`);
 
     // PostgreSQL 15: a fresh cluster in /var (an overlay), socket in the namespace's own /run.
     await must(exec, "starting PostgreSQL", `PGBIN=/usr/lib/postgresql/15/bin
-install -d -o postgres -g postgres -m 0700 ${SANDBOX_VAR}/pg
+install -d -o postgres -g postgres -m 0700 ${shellQuote(pgDataDir)}
 install -o postgres -g postgres -m 0640 /dev/null ${SANDBOX_VAR}/pg.log
-runuser -u postgres -- "$PGBIN/initdb" --pgdata=${SANDBOX_VAR}/pg --auth-local=peer --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 --no-sync >/dev/null
-runuser -u postgres -- "$PGBIN/pg_ctl" --pgdata=${SANDBOX_VAR}/pg --log=${SANDBOX_VAR}/pg.log --wait \\
+runuser -u postgres -- "$PGBIN/initdb" --pgdata=${shellQuote(pgDataDir)} --auth-local=peer --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 --no-sync >/dev/null
+runuser -u postgres -- "$PGBIN/pg_ctl" --pgdata=${shellQuote(pgDataDir)} --log=${SANDBOX_VAR}/pg.log --wait \\
   --options="-c port=${ports.postgres} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${PG_SOCKET_DIR} -c fsync=off" start >/dev/null
 runuser -u postgres -- psql --no-psqlrc --quiet --port=${ports.postgres} --host=${PG_SOCKET_DIR} --set=ON_ERROR_STOP=1 <<'SQL'
 CREATE DATABASE sandbox_app;

@@ -7,7 +7,6 @@
  * archive catches up), a tampered backup file failing the weekly verification,
  * and no secret in any process's argv while a backup and archive-push run.
  */
-import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +17,7 @@ import { repositoryPassphrase } from "../../render/pgbackrest";
 import { renderFacts } from "../../scripts/render";
 import { applySteps } from "../../scripts/sandbox/apply";
 import { runJobService } from "../../scripts/sandbox/jobs";
+import { loopbackCertificate } from "../../scripts/lib/tls";
 import { tempDir } from "../support/env";
 import { metric, PITR_DATA, PITR_SOCKET, pitrHostMissing, startPitrHost, type PitrHost } from "../support/pitrHost";
 import { startS3, type S3Instance } from "../support/s3";
@@ -50,11 +50,7 @@ describe.runIf(tools.length === 0)("PITR into the bucket over HTTPS (s3rver)", {
     beforeAll(async () => {
         // archive-push is the server's child: a short I/O timeout makes it give up on a dead repository in seconds, not minutes.
         box = await startPitrHost("pitr-s3", { archiveMode: true, serverEnv: { PGBACKREST_IO_TIMEOUT: "2" } });
-        const certDir = tempDir("hx-s3-tls-");
-        // pgBackRest matches the endpoint against DNS names only; the AWS CLI wants the IP entry.
-        execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=DNS:127.0.0.1,IP:127.0.0.1", "-keyout", path.join(certDir, "key.pem"), "-out", path.join(certDir, "cert.pem")], { stdio: "ignore" });
-        const tls = { key: readFileSync(path.join(certDir, "key.pem"), "utf8"), cert: readFileSync(path.join(certDir, "cert.pem"), "utf8") };
+        const tls = loopbackCertificate(tempDir("hx-s3-tls-"));
         await box.host.exec(`mkdir -p ${path.dirname(CA_FILE)} && cat > ${CA_FILE}`, tls.cert);
         s3 = await startS3([BUCKET], tls);
         config = loadStackConfig("pitr", {

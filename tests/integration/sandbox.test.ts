@@ -62,6 +62,11 @@ describe.runIf(root && missing.length === 0)("npm run sandbox, end to end", () =
             expect(row, `${type} row in summary`).toBeDefined();
             expect(row).toMatch(/\sok\s+[\d.]+ KiB\s+[\d.]+ s\s+ok\s+ok\s*$/);
         }
+        // The database host's PITR, into the bucket over HTTPS: after the one restart the deploy was allowed.
+        expect(first.stdout).toMatch(/event=pitr_restart stanza=sandbox-hx-sandbox-pg command="runuser -u postgres -- \/usr\/lib\/postgresql\/15\/bin\/pg_ctl restart /);
+        for (const target of ["full", "differential", "archive"]) expect(first.stdout).toMatch(new RegExp(`^ +pitr/${target} +ok `, "m"));
+        expect(first.stdout).toMatch(/^ +pitr\/verify +ok +- +[\d.]+ s +ok /m);
+        expect(first.stdout).toMatch(/PITR \(stanza sandbox-hx-sandbox-pg\): recovery window \d+ s, \S+Z \.\. \S+Z; WAL archive lag \d+ s; restart pending: no/);
         expect(first.stdout).toMatch(/node_exporter: http:\/\/127\.0\.0\.1:\d+\/metrics/);
         expect(first.stdout).toMatch(/Prometheus: +http:\/\/127\.0\.0\.1:\d+\//);
     });
@@ -73,6 +78,24 @@ describe.runIf(root && missing.length === 0)("npm run sandbox, end to end", () =
         const rules = JSON.parse(spawnSync("curl", ["-fsS", `http://127.0.0.1:${s.ports.prometheus}/api/v1/rules`], { encoding: "utf8" }).stdout);
         const names = rules.data.groups.flatMap((g: { rules: { name: string }[] }) => g.rules.map((r) => r.name));
         expect(names).toEqual(expect.arrayContaining(["BackupFailed", "BackupDelayed", "StorageFull", "VerificationFailed"]));
+    });
+
+    it("the PITR repository is in the bucket, and a restore to the latest point into a new directory starts with the sample data", async () => {
+        const s = state();
+        const listing = spawnSync("/usr/bin/aws", ["--endpoint-url", `https://127.0.0.1:${s.ports.s3}`, "--ca-bundle", s.s3CaFile, "s3", "ls", "--recursive", "s3://hx-backup-sandbox/"], {
+            env: { ...process.env, AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "S3RVER", AWS_DEFAULT_REGION: "us-east-1" },
+            encoding: "utf8",
+        });
+        expect(listing.status, listing.stderr).toBe(0);
+        expect(listing.stdout).toMatch(/pgbackrest\/sandbox\/sandbox-v1\/backup\/sandbox-hx-sandbox-pg\/backup\.info/);
+        const drill = "/var/lib/hx-sandbox/pitr-drill";
+        const restore = await exec(`/var/lib/backup/scripts/backup-restore.sh --pitr --latest --target ${drill}`);
+        expect(restore.code, restore.stderr).toBe(0);
+        const pg = `runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl --pgdata=${drill} --wait --silent`;
+        const count = await exec(`cd / && ${pg} --log=${drill}/drill.log --options="-c port=5499 -c listen_addresses='' -c unix_socket_directories=${drill}" start \
+  && runuser -u postgres -- psql --no-psqlrc -At --host=${drill} --port=5499 --dbname=sandbox_app --command='SELECT count(*) FROM orders'; rc=$?; ${pg} stop; rm -rf ${drill}; exit $rc`);
+        expect(count.code, count.stderr).toBe(0);
+        expect(count.stdout.trim()).toBe("5000");
     });
 
     it("finds drift after hand edits, and a redeploy repairs it with byte-identical files while the jobs keep working", async () => {

@@ -8,6 +8,8 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadStackConfig } from "../../config/load";
 import { passphraseMessage, renderPgbackrestConf, renderPgbackrestSecrets, repositoryPassphrase } from "../../render/pgbackrest";
+import { planHost } from "../../render/hostPlan";
+import { renderFacts } from "../../scripts/render";
 import { PROJECT_DIR } from "./helpers";
 
 const PG = { postgresql: { pitr: { enabled: true, retentionFull: 3, processMax: 4 } } };
@@ -41,6 +43,17 @@ describe("pgBackRest config for PITR", () => {
             /hosts\[0\]\.postgresql\.pitr\.enabled.*https:\/\/ s3Endpoint.*remoteSync: false on db-1/s,
         );
         expect(() => loadStackConfig("unit", { ...raw, s3Endpoint: "" }, { assumeSecretsSet: true })).toThrow(/s3CaFile.*empty without s3Endpoint/s);
+    });
+
+    it("the jobs' lock folder is the backup user's from the account step, whichever job user (backup or postgres) runs first", () => {
+        const config = loadStackConfig("unit", { hosts: [{ name: "db-1", address: "10.0.0.2", roles: ["postgresql"], remoteSync: false, ...PG }] });
+        const plan = planHost(config, config.hosts[0]!, renderFacts(config));
+        const account = plan.steps.find((st) => st.name === "account")!;
+        expect(account.create).toContain(` ${plan.config.paths.locks} ${config.backupUser} ${config.backupUser} 0750`);
+        // pitr-archiving only grants postgres its ACL on the folder; it never creates it (it would be root's).
+        const archiving = plan.steps.find((st) => st.name === "pitr-archiving")!;
+        expect(archiving.dependsOn).toContain("pgbackrest-config");
+        expect(archiving.create).not.toMatch(/install -d[^\n]*"\$lock_dir"/);
     });
 
     it("keeps a host without sync in a local repository under the storage directory", () => {
