@@ -17,7 +17,7 @@ hx__pg_restore_stream() {
     ) || true
 }
 
-# hx__pg_split_toc MANIFEST ARTIFACT PART DIR JOBS SPLIT_DATA: write
+# hx__pg_split_toc MANIFEST ARTIFACT PART DIR JOBS SPLIT_DATA ERRF: write
 # pg_restore --use-list files into DIR from the stream's TOC:
 # d.K (TABLE DATA) when SPLIT_DATA is 1: contiguous runs of the archive,
 # balanced by the manifest's row counts, so each stream stops reading where
@@ -25,12 +25,12 @@ hx__pg_restore_stream() {
 # objects go to that last one); p.K (indexes and primary/unique constraints,
 # round-robin); rest (everything else: foreign keys, triggers, INDEX ATTACH).
 hx__pg_split_toc() {
-    local m=$1 a=$2 part=$3 dir=$4 jobs=$5 split_data=$6
+    local m=$1 a=$2 part=$3 dir=$4 jobs=$5 split_data=$6 errf=$7
+    # pg_restore's status decides: a database without objects has an empty TOC.
     (
         set +o pipefail
-        hx_open_part "$m" "$a" "$part" 2>/dev/null | pg_restore --list >"$dir/toc" 2>/dev/null
-    ) || true
-    grep --quiet '^[0-9]' "$dir/toc" || return 1
+        hx_open_part "$m" "$a" "$part" 2>/dev/null | pg_restore --list >"$dir/toc" 2>>"$errf"
+    ) || return 1
     jq --raw-output '.content.tables[]? | "\(.table)\t\(.rows)"' "$m" >"$dir/rows"
     awk -v jobs="$jobs" -v dir="$dir" -v split_data="$split_data" -F'\t' '
         FNR == NR { rows[$1] = $2; next }
@@ -94,14 +94,14 @@ hx_pg_restore_into() {
     hx_tmp_register "$dir"
     case $fmt in
         custom)
-            hx__pg_split_toc "$m" "$a" "" "$dir" "$jobs" 1 || return 1
+            hx__pg_split_toc "$m" "$a" "" "$dir" "$jobs" 1 "$errf" || return 1
             hx__pg_restore_stream "$m" "$a" "" "$db" "$errf" --section=pre-data
             hx__pg_run_lists "$m" "$a" "" "$db" "$errf" "$dir" d "$jobs"
             ;;
         parallel)
             schema=$(jq --raw-output '.content.parts[]? | select(.role == "schema") | .name' "$m")
             [[ -n $schema ]] || return 1
-            hx__pg_split_toc "$m" "$a" "$schema" "$dir" "$jobs" 0 || return 1
+            hx__pg_split_toc "$m" "$a" "$schema" "$dir" "$jobs" 0 "$errf" || return 1
             hx__pg_restore_stream "$m" "$a" "$schema" "$db" "$errf" --section=pre-data
             local -a pids=()
             hx__pg_restore_stream "$m" "$a" "$schema" "$db" "$errf" --section=data &

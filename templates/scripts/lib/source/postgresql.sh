@@ -204,7 +204,7 @@ hx_postgresql_restore() {
     fi
     printf '%s\n' 'CREATE DATABASE :"d";' | hx_psql --set=d="$target" 2>>"$errf" ||
         hx_die "$HX_EXIT_FAIL" "cannot create database '$target': $(tr '\n' ' ' <"$errf" | cut -c 1-300)"
-    hx_pg_restore_into "$m" "$a" "$target" "$errf" || hx_die "$HX_EXIT_FAIL" "pg_restore failed"
+    hx_pg_restore_into "$m" "$a" "$target" "$errf" || hx_die "$HX_EXIT_FAIL" "pg_restore failed: $(tr '\n' ' ' <"$errf" | cut -c 1-300)"
     got=$(hx_pg_table_counts "$target" | jq --compact-output --sort-keys 'sort_by(.table)')
     want=$(jq --compact-output --sort-keys '.content.tables | sort_by(.table)' "$m")
     if [[ $got != "$want" ]]; then
