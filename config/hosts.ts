@@ -104,6 +104,7 @@ export function readHost(r: Reader, path: string, value: unknown, defaults: { ss
             format: pg.format === "directory"
                 ? (r.problem(`${p}.format`, pg.format, `"parallel" (the directory format wrote plaintext table files to disk; parallel dumps the same way, encrypted on the fly) or "custom"`), F["postgresql.format"].default)
                 : r.oneOf(`${p}.format`, pg.format, F["postgresql.format"].default, F["postgresql.format"].allowed),
+            parallelThresholdMiB: r.integer(`${p}.parallelThresholdMiB`, pg.parallelThresholdMiB, F["postgresql.parallelThresholdMiB"].default, F["postgresql.parallelThresholdMiB"].min, F["postgresql.parallelThresholdMiB"].max),
             vacuumAnalyzeBefore: r.oneOf(`${p}.vacuumAnalyzeBefore`, pg.vacuumAnalyzeBefore, F["postgresql.vacuumAnalyzeBefore"].default, F["postgresql.vacuumAnalyzeBefore"].allowed),
             analyzeAfter: r.oneOf(`${p}.analyzeAfter`, pg.analyzeAfter, F["postgresql.analyzeAfter"].default, F["postgresql.analyzeAfter"].allowed),
             dataDir: r.string(`${p}.dataDir`, pg.dataDir, F["postgresql.dataDir"].default, names.plainPath, false),

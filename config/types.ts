@@ -10,7 +10,7 @@ export type Maintenance = "never" | "weekly" | "always";
 
 export interface DatabaseSpec {
     readonly name: string;
-    /** Directory format with `pg_dump -j`, packed into one artifact. */
+    /** Always dumped in `parallel` format, whatever its size. */
     readonly large: boolean;
 }
 
@@ -21,7 +21,9 @@ export interface PostgresqlSettings {
     readonly port: number;
     readonly user: string;
     readonly auth: "peer" | "pgpass";
-    readonly format: "custom" | "parallel";
+    /** `auto`: parallel format from `parallelThresholdMiB` (pg_database_size at dump time), custom below. */
+    readonly format: "auto" | "custom" | "parallel";
+    readonly parallelThresholdMiB: number;
     readonly vacuumAnalyzeBefore: Maintenance;
     readonly analyzeAfter: Maintenance;
     /** The cluster's data directory. */

@@ -91,7 +91,9 @@ export interface HostConfigFile {
         readonly auth: "peer" | "pgpass";
         /** `.pgpass` file (0600) when auth is "pgpass", else empty. */
         readonly pgpassFile: string;
-        readonly format: "custom" | "parallel";
+        readonly format: "auto" | "custom" | "parallel";
+        /** With format auto: pg_database_size from which a database is dumped in parallel format. */
+        readonly parallelThresholdMiB: number;
         readonly parallelDumps: number;
         readonly jobs: number;
         /** pg_dump --lock-wait-timeout. */
@@ -173,6 +175,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
                   auth: host.postgresql.auth,
                   pgpassFile: host.postgresql.auth === "pgpass" ? file(PGPASS_NAME) : "",
                   format: host.postgresql.format,
+                  parallelThresholdMiB: host.postgresql.parallelThresholdMiB,
                   parallelDumps: config.postgresqlParallelDumps,
                   jobs: config.postgresqlJobs,
                   lockWaitTimeoutSeconds: 600,

@@ -68,7 +68,7 @@ describe("defaults reproduce the seed document", () => {
         expect(h.configuration?.paths).toContain("/etc/fstab");
         const pg = load({ ...baseRaw(), hosts: [{ name: "h1", address: "x", roles: ["postgresql"] }] }).hosts[0].postgresql;
         expect(pg).toEqual({
-            databases: [], host: "/var/run/postgresql", port: 5432, user: "backup", auth: "peer", format: "custom", vacuumAnalyzeBefore: "weekly", analyzeAfter: "never", dataDir: "/var/lib/postgresql/15/main",
+            databases: [], host: "/var/run/postgresql", port: 5432, user: "backup", auth: "peer", format: "auto", parallelThresholdMiB: 512, vacuumAnalyzeBefore: "weekly", analyzeAfter: "never", dataDir: "/var/lib/postgresql/15/main",
         });
     });
 

@@ -408,6 +408,49 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         }
     });
 
+    it("format auto dumps each database by its size at dump time: parallel from parallelThresholdMiB, custom below, large always parallel", async () => {
+        await pg.sql("CREATE DATABASE tinydb");
+        const bytes = async (db: string) => Number(await pg.sql(`SELECT pg_database_size('${db}')`));
+        const [bulk, tiny] = [await bytes("bulkdb"), await bytes("tinydb")];
+        expect(bulk).toBeGreaterThan(tiny + 2 * 1048576);
+        const threshold = Math.ceil((tiny + 1048576) / 1048576);
+        const saved = host.config.postgresql;
+        try {
+            host.config.postgresql = postgresqlSection(pg, role, [], {
+                databases: [{ name: "bulkdb", large: false }, { name: "tinydb", large: false }, { name: "appdb", large: true }],
+                format: "auto",
+                parallelThresholdMiB: threshold,
+            });
+            host.writeConfig();
+            const logBefore = host.log("postgresql-backup").length;
+            const r = await host.runScript("postgresql-backup.sh", ["daily"]);
+            expect(r.code, r.stderr).toBe(0);
+            const format = (db: string) => (host.readManifest("postgresql", db, host.manifests("postgresql", db).slice(-1)[0]!) as any).content.format;
+            expect([format("bulkdb"), format("tinydb"), format("appdb")]).toEqual(["parallel", "custom", "parallel"]);
+            const chosen = host.log("postgresql-backup").slice(logBefore).split("\n").filter((l) => l.includes("event=dump_format"));
+            const from = threshold * 1048576;
+            // The size is the snapshot's (a new database grows a little on its first connections).
+            const sizeIn = (target: string, fmt: string) => {
+                const line = chosen.find((l) => l.includes(`target="${target}"`)) ?? "";
+                expect(line).toMatch(new RegExp(`format="${fmt}" reason="size" database_bytes="\\d+" parallel_from_bytes="${from}"`));
+                return Number(/database_bytes="(\d+)"/.exec(line)![1]);
+            };
+            expect(sizeIn("bulkdb", "parallel")).toBeGreaterThanOrEqual(from);
+            expect(sizeIn("tinydb", "custom")).toBeLessThan(from);
+            expect(chosen.find((l) => l.includes('target="appdb"'))).toContain('format="parallel" reason="large"');
+            // Restores read the format from the manifest, whichever was chosen.
+            for (const db of ["bulkdb", "tinydb"]) {
+                const manifest = join(host.config.paths.storage, "postgresql", db, host.manifests("postgresql", db).slice(-1)[0]!);
+                const restore = await host.runScript("backup-restore.sh", ["--target", `${db}_auto_restored`, manifest]);
+                expect(restore.code, restore.stderr).toBe(0);
+            }
+            expect(await pg.sql("SELECT count(*) FROM blobs", "bulkdb_auto_restored")).toBe("4000");
+        } finally {
+            host.config.postgresql = saved;
+            host.writeConfig();
+        }
+    });
+
     it("logging.format json: every line a job writes is one ECS JSON object, hostile values included", async () => {
         const logFile = join(host.config.paths.logs, "postgresql-backup.log");
         const verifyLog = join(host.config.paths.logs, "backup-verify.log");

@@ -45,13 +45,18 @@ hx__pg_stderr() { tr '\n' ' ' <"${HX_PG_DB[errf]}" | cut -c 1-300; }
 hx__pg_snapshot_open() {
     local db=$1 snapshot=""
     coproc HX_PG_SNAP { PGDATABASE=$db hx_psql 2>>"${HX_PG_DB[errf]}"; }
-    printf '%s\n' "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;" "SELECT pg_export_snapshot();" 1>&"${HX_PG_SNAP[1]}"
+    printf '%s\n' "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;" "SELECT pg_export_snapshot();" "SELECT pg_database_size(current_database());" 1>&"${HX_PG_SNAP[1]}"
     read -r -t 120 snapshot 0<&"${HX_PG_SNAP[0]}" || true
     [[ $snapshot =~ ^[0-9A-Fa-f-]+$ ]] || {
         HX_STATUS_CAUSE="could not export a snapshot from database: $(hx__pg_stderr)"
         return 1
     }
     HX_PG_DB[snapshot]=$snapshot
+    read -r -t 120 'HX_PG_DB[bytes]' 0<&"${HX_PG_SNAP[0]}" || true
+    [[ ${HX_PG_DB[bytes]} =~ ^[0-9]+$ ]] || {
+        HX_STATUS_CAUSE="could not read the database size: $(hx__pg_stderr)"
+        return 1
+    }
     printf '%s\n' "$HX_PG_COUNT_SQL" 1>&"${HX_PG_SNAP[1]}"
 }
 
@@ -197,8 +202,17 @@ hx__pg_backup_database() {
     hx__pg_db_begin "$target" pgdump-stderr
     hx_info dump_start "dumping database" "type=postgresql" "target=$target" "database=$db" "large=$large"
     hx__pg_snapshot_open "$db"
-    local fmt=custom ntables parts_json=null
-    [[ $large == true || ${HX_PG_DUMP[format]} == parallel ]] && fmt=parallel
+    # The format: `large` forces parallel; `auto` goes by the size in this snapshot.
+    local fmt=custom why=setting ntables parts_json=null
+    if [[ $large == true ]]; then
+        fmt=parallel why=large
+    elif [[ ${HX_PG_DUMP[format]} == auto ]]; then
+        why=size
+        if ((HX_PG_DB[bytes] >= HX_PG_DUMP[parallel_from_bytes])); then fmt=parallel; fi
+    elif [[ ${HX_PG_DUMP[format]} == parallel ]]; then
+        fmt=parallel
+    fi
+    hx_info dump_format "dump format chosen" "type=postgresql" "target=$target" "format=$fmt" "reason=$why" "database_bytes=${HX_PG_DB[bytes]}" "parallel_from_bytes=${HX_PG_DUMP[parallel_from_bytes]}"
     if [[ $fmt == custom ]]; then
         hx_store postgresql "$target" "$target" dump hx_postgresql_check_dump -- hx__pg_dump "$db"
         hx__pg_snapshot_read tables "count rows"

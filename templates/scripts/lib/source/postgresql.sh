@@ -79,9 +79,9 @@ declare -gA HX_PG_RUNNING=()
 hx_postgresql_dump() {
     hx_pg_env || hx_die "$HX_EXIT_USAGE" "$HX_PG_ERROR"
     local -a settings=() names=() large=()
-    hx_cfg_into settings postgresql.parallelDumps postgresql.jobs postgresql.format postgresql.lockWaitTimeoutSeconds
+    hx_cfg_into settings postgresql.parallelDumps postgresql.jobs postgresql.format postgresql.lockWaitTimeoutSeconds postgresql.parallelThresholdMiB
     local parallel=${settings[0]} n i
-    HX_PG_DUMP=([jobs]=${settings[1]} [format]=${settings[2]} [lock_wait]=${settings[3]})
+    HX_PG_DUMP=([jobs]=${settings[1]} [format]=${settings[2]} [lock_wait]=${settings[3]} [parallel_from_bytes]=$((settings[4] * 1048576)))
     # The configured databases before contacting the server, so that a
     # failure to connect is recorded for each of them.
     hx_cfg_into names 'postgresql.databases[].name'
