@@ -53,8 +53,9 @@ SOURCES=()
 hx_source_dirs SOURCES "$ONLY_TYPE"
 DELETED=0
 for dir in "${SOURCES[@]}"; do
-    target=$(basename -- "$dir")
-    type=$(basename -- "$(dirname -- "$dir")")
+    hx_basename_into target "$dir"
+    hx_dirname_into type "$dir"
+    hx_basename_into type "$type"
     mapfile -d '' -t ms < <(hx_manifests "$dir" --reverse)
     ((${#ms[@]} > 0)) || continue
     declare -A last=() left=() why=()
@@ -101,7 +102,7 @@ for dir in "${SOURCES[@]}"; do
         [[ -n $a ]] && needed[$a]=1
     done
     for m in "${ms[@]}"; do
-        name=$(basename -- "$m")
+        hx_basename_into name "$m"
         if [[ -n ${why[$m]} ]]; then
             ((DRY == 0)) || echo "keep   $type/$target/$name ($(tr -d '\n' <<<"${why[$m]}"))"
             continue
@@ -116,7 +117,7 @@ for dir in "${SOURCES[@]}"; do
     done
     # Artifacts no kept manifest refers to (including orphans of old runs).
     while IFS= read -r -d '' a; do
-        b=$(basename -- "$a")
+        hx_basename_into b "$a"
         [[ -n ${needed[$b]:-} ]] && continue
         if ((DRY == 1)); then
             echo "delete $type/$target/$b (artifact not referenced by any kept manifest)"

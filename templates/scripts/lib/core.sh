@@ -16,7 +16,7 @@ export LC_ALL=C
 PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
 export PATH
 
-HX_SCRIPT_NAME=$(basename -- "$0")
+HX_SCRIPT_NAME=${0##*/}
 HX_STEM=${HX_SCRIPT_NAME%.sh}
 HX_JOB=${HX_JOB:-$HX_STEM}
 HX_LOG_FILE=""
@@ -30,18 +30,42 @@ declare -gA HX_SOURCE_MODULE=()
 
 # ---------------------------------------------------------------- logging ---
 
-hx_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-hx_epoch() { date -u +%s; }
+# Times from the printf builtin, not a date process per call: a job logs and
+# stamps dozens of times, and each fork and exec is milliseconds of its fixed cost.
+# hx_utc_into VAR FORMAT [EPOCH]: strftime FORMAT of EPOCH (default now) in UTC.
+hx_utc_into() {
+    local TZ=UTC0
+    printf -v "$1" "%($2)T" "${3:--1}"
+}
+hx_now() {
+    local now
+    hx_utc_into now '%Y-%m-%dT%H:%M:%SZ'
+    printf '%s\n' "$now"
+}
+hx_epoch() { printf '%(%s)T\n' -1; }
 
-# Escape a value for a key="value" log field (one line, quotes escaped).
-hx__logval() {
-    local v=$1
-    v=${v//\\/\\\\}
-    v=${v//\"/\\\"}
-    v=${v//$'\n'/\\n}
-    v=${v//$'\r'/\\r}
-    v=${v//$'\t'/\\t}
-    printf '"%s"' "$v"
+# hx_dirname_into VAR PATH / hx_basename_into VAR PATH: dirname and basename
+# without a process (PATH has no trailing slash).
+hx_dirname_into() {
+    local hx_path=$2
+    if [[ $hx_path != */* ]]; then
+        printf -v "$1" '%s' .
+    else
+        hx_path=${hx_path%/*}
+        printf -v "$1" '%s' "${hx_path:-/}"
+    fi
+}
+hx_basename_into() { printf -v "$1" '%s' "${2##*/}"; }
+
+# hx__logval_into VAR VALUE: VALUE as a key="value" log field (one line, quotes escaped).
+hx__logval_into() {
+    local hx_value=$2
+    hx_value=${hx_value//\\/\\\\}
+    hx_value=${hx_value//\"/\\\"}
+    hx_value=${hx_value//$'\n'/\\n}
+    hx_value=${hx_value//$'\r'/\\r}
+    hx_value=${hx_value//$'\t'/\\t}
+    printf -v "$1" '"%s"' "$hx_value"
 }
 
 # hx__log_json LEVEL EVENT MESSAGE [key=value ...]: one JSON line with ECS
@@ -71,13 +95,16 @@ HX_LOG_FORMAT=keyvalue
 hx_log() {
     local level=$1 event=$2 msg=$3
     shift 3
-    local line kv
+    local line kv ts value
     if [[ ${HX_LOG_FORMAT:-keyvalue} == json ]] && line=$(hx__log_json "$level" "$event" "$msg" "$@"); then
         :
     else
-        line="ts=$(hx_now) level=$level job=$HX_JOB event=$event user=$HX_RUN_USER msg=$(hx__logval "$msg")"
+        hx_utc_into ts '%Y-%m-%dT%H:%M:%SZ'
+        hx__logval_into value "$msg"
+        line="ts=$ts level=$level job=$HX_JOB event=$event user=$HX_RUN_USER msg=$value"
         for kv in "$@"; do
-            line+=" ${kv%%=*}=$(hx__logval "${kv#*=}")"
+            hx__logval_into value "${kv#*=}"
+            line+=" ${kv%%=*}=$value"
         done
     fi
     if [[ -n $HX_LOG_FILE ]]; then
@@ -114,7 +141,7 @@ hx_init() {
     # Read now: the exit hook that exports it must not fail on the config.
     hx_cfg_read HX_STORAGE_QUOTA storageQuotaBytes
     HX_HOST_METRICS=1
-    mkdir -p -- "$HX_STORAGE" "$HX_LOCKS"
+    [[ -d $HX_STORAGE && -d $HX_LOCKS ]] || mkdir -p -- "$HX_STORAGE" "$HX_LOCKS"
     hx_audit start started
     hx_clean_dead_temps
 }

@@ -35,7 +35,7 @@ hx_lock_wait() {
 hx__lock_try() {
     local name=$1
     local file="$HX_LOCKS/$name.lock" guard holder_pid holder_start
-    mkdir -p -- "$HX_LOCKS"
+    [[ -d $HX_LOCKS ]] || mkdir -p -- "$HX_LOCKS"
     exec {guard}>>"$file.guard"
     flock --timeout 30 "$guard" || hx_die "$HX_EXIT_LOCKED" "could not take lock guard $file.guard"
     exec {HX_LOCK_FD}>>"$file"

@@ -61,7 +61,7 @@ hx_manifest_for_artifact() {
 # or those of one type, into ARRAY.
 hx_source_dirs() {
     local -n hx__dirs=$1
-    local only=${2:-} dir
+    local only=${2:-} dir type
     local -a all=()
     shopt -s nullglob
     all=("$HX_STORAGE"/*/*/)
@@ -69,7 +69,8 @@ hx_source_dirs() {
     hx__dirs=()
     for dir in "${all[@]}"; do
         dir=${dir%/}
-        [[ -z $only || $(basename -- "$(dirname -- "$dir")") == "$only" ]] && hx__dirs+=("$dir")
+        type=${dir%/*}
+        [[ -z $only || ${type##*/} == "$only" ]] && hx__dirs+=("$dir")
     done
     return 0
 }
@@ -105,7 +106,7 @@ hx_commit_artifact() {
         if [[ $pc == "${HX_OUT[content_sha]}" && -n $pa && $pa != */* && -f $dir/$pa && $pk == "$HX_KEY_ID" && $pm == "${HX_OUT[method]}" ]] \
             && [[ $(stat --format=%s -- "$dir/$pa") == "$ps" ]] && hx_check_stored "$prev" "$dir/$pa"; then
             ref_artifact=$pa
-            ref_manifest=$(basename -- "$prev")
+            hx_basename_into ref_manifest "$prev"
             artifact=$pa
             stored_sha=$psha
             stored_size=$ps
@@ -128,13 +129,15 @@ hx_commit_artifact() {
     local mbody="$dir/.$base.manifest-body.json.$$.partial"
     hx_tmp_register "$mpart"
     hx_tmp_register "$mbody"
-    now=$(hx_now)
+    local started
+    hx_utc_into now '%Y-%m-%dT%H:%M:%SZ'
+    hx_utc_into started '%Y-%m-%dT%H:%M:%SZ' "$HX_START_EPOCH"
     jq --null-input --sort-keys \
         --argjson format "$HX_MANIFEST_FORMAT" --arg type "$type" --arg target "$target" \
         --argjson source "$source_json" --argjson content "$content_json" \
         --arg host "$HX_HOST" --arg stack "$HX_STACK" --arg job "$HX_JOB" \
         --arg artifact "$artifact" --arg refArtifact "$ref_artifact" --arg refManifest "$ref_manifest" \
-        --arg started "$(date -u -d "@$HX_START_EPOCH" +%Y-%m-%dT%H:%M:%SZ)" --arg created "$now" \
+        --arg started "$started" --arg created "$now" \
         --arg keyId "$HX_KEY_LOADED_ID" --argjson iter "$HX_PBKDF2_ITER" \
         --arg method "${HX_OUT[method]}" --argjson level "${HX_OUT[level]}" \
         --argjson plainSize "${HX_OUT[plain_size]}" --argjson storedSize "$stored_size" \

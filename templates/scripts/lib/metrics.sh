@@ -20,7 +20,7 @@ hx_metrics() {
     local type=$1 target=$2
     shift 2
     [[ -n ${HX_TEXTFILE:-} ]] || return 0
-    if ! mkdir -p -- "$HX_TEXTFILE" 2>/dev/null || [[ ! -w $HX_TEXTFILE ]]; then
+    if ! { [[ -d $HX_TEXTFILE ]] || mkdir -p -- "$HX_TEXTFILE" 2>/dev/null; } || [[ ! -w $HX_TEXTFILE ]]; then
         hx_warn metrics "textfile directory $HX_TEXTFILE is not writable; metrics not updated"
         return 0
     fi
@@ -61,7 +61,7 @@ hx_metrics() {
 # step rewrites the files only when the set of keys changes).
 hx_host_metrics() {
     [[ -n ${HX_TEXTFILE:-} && -d ${HX_STORAGE:-} ]] || return 0
-    mkdir -p -- "$HX_TEXTFILE" 2>/dev/null || return 0
+    [[ -d $HX_TEXTFILE ]] || mkdir -p -- "$HX_TEXTFILE" 2>/dev/null || return 0
     local size avail quota tmp key_file key_mtime
     read -r size avail < <(df --block-size=1 --output=size,avail -- "$HX_STORAGE" 2>/dev/null | tail -n 1) || return 0
     quota=$HX_STORAGE_QUOTA

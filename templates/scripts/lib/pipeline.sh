@@ -127,7 +127,7 @@ hx_artifact_begin() {
     HX_OUT=()
     local type=$1 target=$2 stem=$3 suffix=$4
     HX_OUT[dir]="$HX_STORAGE/$type/$target"
-    mkdir -p -- "${HX_OUT[dir]}"
+    [[ -d ${HX_OUT[dir]} ]] || mkdir -p -- "${HX_OUT[dir]}"
     local -a compression=()
     hx_cfg_into compression compression.method compression.level compression.threads
     HX_OUT[method]=$(hx_compression_method "${compression[0]}")
@@ -139,7 +139,7 @@ hx_artifact_begin() {
     # Names sort by time; two runs within one second wait for the next one.
     local stamp
     while :; do
-        stamp=$(date -u +%Y%m%dT%H%M%SZ)
+        hx_utc_into stamp '%Y%m%dT%H%M%SZ'
         HX_OUT[base]="$stem-$stamp"
         [[ -e ${HX_OUT[dir]}/${HX_OUT[base]}.manifest.json || -e ${HX_OUT[dir]}/${HX_OUT[base]}.$suffix ]] || break
         sleep 0.3

@@ -90,16 +90,19 @@ hx_manifest_artifact() {
     if [[ ${HX_MF_PATH:-} != "$m" ]]; then
         hx_manifest_load "$m" || return 1
     fi
-    printf '%s/%s' "$(dirname -- "$m")" "$HX_MF_ARTIFACT"
+    local dir
+    hx_dirname_into dir "$m"
+    printf '%s/%s' "$dir" "$HX_MF_ARTIFACT"
 }
 
 # hx_verify_artifact MANIFEST [ARTIFACT]: MAC then checksum; no decryption.
 hx_verify_artifact() {
-    local m=$1 a=${2:-}
+    local m=$1 a=${2:-} dir
     HX_VERIFY_ERROR=""
     hx_verify_manifest_mac "$m" || return 1
     if [[ -z $a ]]; then
-        a="$(dirname -- "$m")/$HX_MF_ARTIFACT"
+        hx_dirname_into dir "$m"
+        a="$dir/$HX_MF_ARTIFACT"
     fi
     hx_check_stored "$m" "$a"
 }

@@ -32,10 +32,23 @@ hx__bgsave_state() {
     }
 }
 
-# hx__bgsave_wait: poll every 50 ms until the requested save has finished
-# and succeeded; otherwise set HX_STATUS_CAUSE and return 1.
+# hx__bgsave_wait [TEMP]: poll every 50 ms until the requested save has
+# finished and succeeded; otherwise set HX_STATUS_CAUSE and return 1. With
+# TEMP (the child's temp file), wait without a process while it exists (the
+# child renames it when the RDB is complete), then poll every 10 ms until the
+# server has reaped the child and reports the result.
 hx__bgsave_wait() {
+    local temp=${1:-} interval=0.05
+    [[ -z $temp ]] || interval=0.01
     while :; do
+        if (($(printf '%(%s)T' -1) >= HX_REDIS[deadline])); then
+            HX_STATUS_CAUSE="timed out after ${HX_REDIS[timeout]}s waiting for BGSAVE"
+            return 1
+        fi
+        if [[ -n $temp && -e $temp ]]; then
+            sleep 0.02
+            continue
+        fi
         hx__bgsave_state || return 1
         if [[ ${HX_BGSAVE[in_progress]} == 0 ]]; then
             if [[ -n ${HX_BGSAVE[saves]} && -n ${HX_REDIS[before_saves]} ]]; then
@@ -44,11 +57,7 @@ hx__bgsave_wait() {
                 break
             fi
         fi
-        if (($(printf '%(%s)T' -1) >= HX_REDIS[deadline])); then
-            HX_STATUS_CAUSE="timed out after ${HX_REDIS[timeout]}s waiting for BGSAVE"
-            return 1
-        fi
-        sleep 0.05
+        sleep "$interval"
     done
     [[ ${HX_BGSAVE[status]} == ok ]] || {
         HX_STATUS_CAUSE="BGSAVE finished with status '${HX_BGSAVE[status]}'"

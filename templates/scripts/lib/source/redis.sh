@@ -32,7 +32,7 @@ declare -gA HX_BGSAVE=()
 # shellcheck disable=SC2317  # invoked through hx_store
 hx__redis_live_source() {
     local result cause
-    tail --bytes=+1 --follow=descriptor --pid="${HX_REDIS[poll_pid]}" --sleep-interval=0.05 -- "/dev/fd/${HX_REDIS_LIVE_FD}" 2>>"${HX_REDIS[errf]}" || return
+    tail --bytes=+1 --follow=descriptor --pid="${HX_REDIS[poll_pid]}" --sleep-interval=0.01 -- "/dev/fd/${HX_REDIS_LIVE_FD}" 2>>"${HX_REDIS[errf]}" || return
     read -r result cause <"${HX_REDIS[pollf]}" || true
     [[ ${result:-} == ok ]] || {
         printf '%s\n' "${cause:-BGSAVE wait failed}" >>"${HX_REDIS[errf]}"
@@ -48,11 +48,11 @@ hx__redis_privileged_source() {
     hx_privileged redis-copy-rdb 2>>"${HX_REDIS[errf]}"
 }
 
-# hx__redis_stream_live TARGET: follow the child's temp file while BGSAVE
-# writes it. Returns 1 (nothing kept) when the file it read is not the
+# hx__redis_stream_live TARGET TEMP: follow the child's temp file TEMP while
+# BGSAVE writes it. Returns 1 (nothing kept) when the file it read is not the
 # saved RDB.
 hx__redis_stream_live() {
-    local target=$1 niceness poll_result poll_cause live_id rdb_id
+    local target=$1 temp=$2 niceness poll_result poll_cause live_id rdb_id
     # The stream shares the CPUs with the BGSAVE child it follows: the job
     # yields to it at nice 10, as its systemd unit (Nice=10) runs it anyway.
     niceness=$(nice 2>/dev/null || true)
@@ -60,7 +60,7 @@ hx__redis_stream_live() {
         renice --priority 10 --pid "$$" >/dev/null 2>&1 || true
     fi
     (
-        if hx__bgsave_wait; then
+        if hx__bgsave_wait "$temp"; then
             echo ok
         else
             printf 'failed %s\n' "$HX_STATUS_CAUSE"
@@ -182,7 +182,7 @@ hx_redis_dump() {
             live=1
             read_mode=live
             waited=1 # the poller saw the save finish, whichever file is kept
-            hx__redis_stream_live "$target" || { live=0; read_mode="file"; }
+            hx__redis_stream_live "$target" "$live_tmp" || { live=0; read_mode="file"; }
         fi
     fi
     if ((waited == 0)); then
