@@ -44,7 +44,7 @@ FROM generate_series(1, ${rows}) g;
 CREATE INDEX docs_created ON docs (created);
 `;
 
-async function generate(pg: PostgresInstance, db: string, scale: number): Promise<{ scale: number; docsRows: number; bytesOnDisk: number }> {
+export async function generate(pg: PostgresInstance, db: string, scale: number): Promise<{ scale: number; docsRows: number; bytesOnDisk: number }> {
     const docsRows = 40_000 * scale;
     await pg.sql(`CREATE DATABASE ${db}`);
     const t = await timed(async () => {
@@ -101,20 +101,21 @@ function latestManifest(s: PgSetup, db: string): { path: string; m: Record<strin
     return { path: join(s.host.config.paths.storage, "postgresql", db, name), m: s.host.readManifest("postgresql", db, name) };
 }
 
-/** The database's format for the next pipeline run: custom (default) or parallel (`large: true`). */
-function setFormat(s: PgSetup, db: string, large: boolean): void {
+/** The one database of the next pipeline run, in custom (format custom) or parallel (`large: true`) format. */
+export function setFormat(s: PgSetup, db: string, large: boolean): void {
     s.host.config.postgresql!.databases = [{ name: db, large }];
+    s.host.config.postgresql!.format = "custom";
     s.host.writeConfig();
 }
 
-/** Copy the newest manifest and its artifact of BIG_DB out of storage, so a later run's retention cannot remove them. */
-export function keepLatest(s: PgSetup, name: string): string {
-    const { path: manifest, m } = latestManifest(s, BIG_DB);
+/** Copy the newest manifest and its artifact of `db` out of storage, so a later run's retention cannot remove them. */
+export function keepLatest(s: PgSetup, name: string, db = BIG_DB): string {
+    const { path: manifest, m } = latestManifest(s, db);
     const dir = join(s.plainDir, name);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     copyFileSync(manifest, join(dir, "artifact.manifest.json"));
-    copyFileSync(join(s.host.config.paths.storage, "postgresql", BIG_DB, m.artifact), join(dir, m.artifact));
+    copyFileSync(join(s.host.config.paths.storage, "postgresql", db, m.artifact), join(dir, m.artifact));
     if (s.host.user) chownR(dir, s.host.user);
     return join(dir, "artifact.manifest.json");
 }
@@ -212,12 +213,12 @@ export interface PgRestoreResult {
     parallelRatio: number;
 }
 
-async function dropDb(s: PgSetup, db: string): Promise<void> {
+export async function dropDb(s: PgSetup, db: string): Promise<void> {
     await s.pg.sql(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
 }
 
 /** Flush the previous run's WAL and dirty pages, so no timed run pays for the one before it. */
-async function settle(s: PgSetup): Promise<void> {
+export async function settle(s: PgSetup): Promise<void> {
     await s.pg.sql("CHECKPOINT");
 }
 
@@ -265,8 +266,7 @@ export async function benchPgMemory(s: PgSetup): Promise<PgMemoryResult> {
     const sizes: PgMemoryResult["sizes"] = [];
     try {
         for (const db of [SMALL_DB, BIG_DB]) {
-            s.host.config.postgresql!.databases = [{ name: db, large: false }];
-            s.host.writeConfig();
+            setFormat(s, db, false);
             const r = await runPipeline(s, true);
             const smp = r.sample!;
             sizes.push({ database: db, scale: s.sizes[db]!.scale, bytesOnDisk: s.sizes[db]!.bytesOnDisk, seconds: round(r.seconds), peakRssBytes: smp.peakRssBytes, peakProcesses: smp.peakProcesses, peakTop: smp.peakTop, cpuByComm: smp.cpuByComm, serverCpu: r.serverCpu ?? {} });
@@ -274,6 +274,7 @@ export async function benchPgMemory(s: PgSetup): Promise<PgMemoryResult> {
         }
     } finally {
         s.host.config.postgresql!.databases = saved;
+        s.host.config.postgresql!.format = "auto";
         s.host.writeConfig();
     }
     return { sizes, growth: round(sizes[1]!.peakRssBytes / sizes[0]!.peakRssBytes, 3) };

@@ -69,6 +69,8 @@ export interface RedisResult {
     artifactBytes: number;
     rounds: { plainSeconds: number; pipelineSeconds: number; ratio: number }[];
     ratio: number;
+    /** Median of the per-round pipeline - plain seconds: the job's cost beyond the save and copy. */
+    fixedSeconds: number;
     profile: { seconds: number; cpuByComm: Record<string, number>; peakRssBytes: number };
 }
 
@@ -114,6 +116,7 @@ export async function benchRedis(s: RedisSetup, rounds: number): Promise<RedisRe
         artifactBytes: m.sizes.stored,
         rounds: out,
         ratio: round(median(out.map((x) => x.ratio)), 3),
+        fixedSeconds: round(median(out.map((x) => x.pipelineSeconds - x.plainSeconds))),
         profile: { seconds: round(seconds), cpuByComm: smp.cpuByComm, peakRssBytes: smp.peakRssBytes },
     };
 }
