@@ -31,6 +31,8 @@ HX_SCRIPTS_DIR_SELF=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 
 # shellcheck source-path=SCRIPTDIR source=lib/core.sh
 source "$HX_SCRIPTS_DIR_SELF/lib/core.sh"
+# shellcheck source=lib/log.sh
+source "$HX_SCRIPTS_DIR_SELF/lib/log.sh"
 # shellcheck source=lib/config.sh
 source "$HX_SCRIPTS_DIR_SELF/lib/config.sh"
 # shellcheck source=lib/lock.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hx-backup library: constants, logging, the job lifecycle (traps, temp paths, exit), names, the privileged helper, data-source dispatch and the end of a job
+# hx-backup library: constants, the job lifecycle (traps, temp paths, exit), names and paths, the privileged helper, data-source dispatch and the end of a job
 # Sourced by hx-backup-lib.sh; never run.
 # shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
 
@@ -27,113 +27,6 @@ HX_INVOCATION="$HX_SCRIPT_NAME"
 HX_TMP_PATHS=()
 # Data-source type -> the lib/source module that handles it; each module registers its types.
 declare -gA HX_SOURCE_MODULE=()
-
-# ---------------------------------------------------------------- logging ---
-
-# Times from the printf builtin, not a date process per call: a job logs and
-# stamps dozens of times, and each fork and exec is milliseconds of its fixed cost.
-# hx_utc_into VAR FORMAT [EPOCH]: strftime FORMAT of EPOCH (default now) in UTC.
-hx_utc_into() {
-    local TZ=UTC0
-    printf -v "$1" "%($2)T" "${3:--1}"
-}
-hx_now() {
-    local now
-    hx_utc_into now '%Y-%m-%dT%H:%M:%SZ'
-    printf '%s\n' "$now"
-}
-hx_epoch() { printf '%(%s)T\n' -1; }
-
-# hx_dirname_into VAR PATH / hx_basename_into VAR PATH: dirname and basename
-# without a process (PATH has no trailing slash).
-hx_dirname_into() {
-    local hx_path=$2
-    if [[ $hx_path != */* ]]; then
-        printf -v "$1" '%s' .
-    else
-        hx_path=${hx_path%/*}
-        printf -v "$1" '%s' "${hx_path:-/}"
-    fi
-}
-hx_basename_into() { printf -v "$1" '%s' "${2##*/}"; }
-
-# hx__logval_into VAR VALUE: VALUE as a key="value" log field (one line, quotes escaped).
-hx__logval_into() {
-    local hx_value=$2
-    hx_value=${hx_value//\\/\\\\}
-    hx_value=${hx_value//\"/\\\"}
-    hx_value=${hx_value//$'\n'/\\n}
-    hx_value=${hx_value//$'\r'/\\r}
-    hx_value=${hx_value//$'\t'/\\t}
-    printf -v "$1" '"%s"' "$hx_value"
-}
-
-# hx__log_json LEVEL EVENT MESSAGE [key=value ...]: one JSON line with ECS
-# field names (@timestamp, log.level, event.action, event.outcome, host.name,
-# service.name, message) and ours under hx.* (job, user and every key=value).
-# jq builds it, so any value (quotes, newlines, invalid UTF-8) stays data.
-hx__log_json() {
-    local level=$1 event=$2 msg=$3
-    shift 3
-    jq --null-input --compact-output \
-        --arg ts "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" --arg level "$level" --arg event "$event" --arg msg "$msg" \
-        --arg host "${HX_HOST:-$(hostname)}" --arg job "${HX_JOB:-}" --arg user "${HX_RUN_USER:-}" \
-        '($ARGS.positional | map(index("=") as $i | if $i == null or $i == 0 then {} else {(.[:$i]): .[$i + 1:]} end) | add // {}) as $kv
-        | {"@timestamp": $ts, log: {level: $level}, message: $msg,
-           event: {action: $event, outcome: (if $level == "error" or $kv.result == "failed" then "failure"
-                elif ($kv.result // "") == "ok" or ($event | test("(^|_)ok$")) then "success" else "unknown" end)},
-           host: {name: $host}, service: {name: "hx-backup"},
-           hx: ($kv + {job: $job, user: $user})}' --args "$@" 2>/dev/null
-}
-
-# The line format until the config says (a config that cannot be read is
-# reported in key=value: its format is not known yet).
-HX_LOG_FORMAT=keyvalue
-
-# hx_log LEVEL EVENT MESSAGE [key=value ...]: one line in logging.format
-# (key=value, or JSON lines), to the job's log, stderr and syslog.
-hx_log() {
-    local level=$1 event=$2 msg=$3
-    shift 3
-    local line kv ts value
-    if [[ ${HX_LOG_FORMAT:-keyvalue} == json ]] && line=$(hx__log_json "$level" "$event" "$msg" "$@"); then
-        :
-    else
-        hx_utc_into ts '%Y-%m-%dT%H:%M:%SZ'
-        hx__logval_into value "$msg"
-        line="ts=$ts level=$level job=$HX_JOB event=$event user=$HX_RUN_USER msg=$value"
-        for kv in "$@"; do
-            hx__logval_into value "${kv#*=}"
-            line+=" ${kv%%=*}=$value"
-        done
-    fi
-    if [[ -n $HX_LOG_FILE ]]; then
-        printf '%s\n' "$line" >>"$HX_LOG_FILE" 2>/dev/null || true
-    fi
-    if [[ -z ${HX_QUIET:-} || $level != info ]]; then
-        printf '%s\n' "$line" >&2
-    fi
-    logger --tag hx-backup --id="$$" -- "$line" >/dev/null 2>&1 || true
-}
-hx_info() { hx_log info "$@"; }
-hx_warn() { hx_log warning "$@"; }
-hx_error() { hx_log error "$@"; }
-
-# Audit line: who (user, sudo user), what (invocation), when (ts), result.
-hx_audit() {
-    local what=$1 result=$2
-    shift 2
-    hx_log audit "$what" "audit" "who=$HX_RUN_USER" "sudo_user=${SUDO_USER:-}" "what=$HX_INVOCATION" "result=$result" "$@"
-}
-
-# hx_die CODE MESSAGE: log, record the cause, exit.
-hx_die() {
-    local code=$1
-    shift
-    HX_STATUS_CAUSE=$*
-    hx_error failed "$*" "exit_code=$code"
-    exit "$code"
-}
 
 # hx_init [JOB]: common start of every job script.
 hx_init() {
@@ -222,6 +115,19 @@ hx__on_exit() {
 hx_tmp_register() { HX_TMP_PATHS+=("$1"); }
 
 # ------------------------------------------------------------------ names ---
+
+# hx_dirname_into VAR PATH / hx_basename_into VAR PATH: dirname and basename
+# without a process (PATH has no trailing slash).
+hx_dirname_into() {
+    local hx_path=$2
+    if [[ $hx_path != */* ]]; then
+        printf -v "$1" '%s' .
+    else
+        hx_path=${hx_path%/*}
+        printf -v "$1" '%s' "${hx_path:-/}"
+    fi
+}
+hx_basename_into() { printf -v "$1" '%s' "${2##*/}"; }
 
 # A filesystem- and label-safe name for a source: the name itself when it is
 # plain, otherwise a sanitised form plus a short hash of the real name.
