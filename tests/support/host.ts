@@ -177,7 +177,7 @@ export function renderedSection<K extends "postgresql" | "redis">(name: K): NonN
     return renderedConfig()[name]!;
 }
 
-/** The postgresql section for a throwaway cluster: peer auth as `role` over the cluster's socket, custom format. */
+/** The postgresql section for a throwaway cluster: peer auth as `role` over the cluster's socket, the stack defaults otherwise (format auto: test databases are far below its threshold, so custom). */
 export function postgresqlSection(pg: { socketDir: string; port: number }, role: string, databases: readonly string[], extra: Partial<NonNullable<HostConfig["postgresql"]>> = {}): NonNullable<HostConfig["postgresql"]> {
     return {
         ...renderedSection("postgresql"),
