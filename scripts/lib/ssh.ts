@@ -56,6 +56,9 @@ export async function sshExec(target: SshTarget, command: string, stdin = "", ti
             child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
             child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
             child.on("error", reject);
+            // ssh can exit before it reads stdin (a refused or dropped connection): the write
+            // then fails with EPIPE, and the exit code and stderr below say what happened.
+            child.stdin.on("error", () => undefined);
             child.on("close", (code) => {
                 clearTimeout(timer);
                 resolve({ code: code ?? 255, stdout, stderr });
