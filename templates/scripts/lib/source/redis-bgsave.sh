@@ -38,10 +38,11 @@ hx__bgsave_state() {
 # child renames it when the RDB is complete), then poll every 10 ms until the
 # server has reaped the child and reports the result.
 hx__bgsave_wait() {
-    local temp=${1:-} interval=0.05
+    local temp=${1:-} interval=0.05 now
     [[ -z $temp ]] || interval=0.01
     while :; do
-        if (($(printf '%(%s)T' -1) >= HX_REDIS[deadline])); then
+        printf -v now '%(%s)T' -1
+        if ((now >= HX_REDIS[deadline])); then
             HX_STATUS_CAUSE="timed out after ${HX_REDIS[timeout]}s waiting for BGSAVE"
             return 1
         fi
