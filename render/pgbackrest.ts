@@ -158,7 +158,6 @@ export function pgbackrestWritablePaths(config: StackConfig, host: HostSpec): st
 /** postgres's folder in the storage directory for the restore test's scratch cluster. */
 export const pitrScratchDir = (config: StackConfig): string => `${config.paths.storageDir}/.pitr-scratch`;
 
-
 /**
  * The deploy steps of PITR: pgBackRest's main config (refusing to replace one
  * that is not ours), its 0600 secret include, and archiving (settings, the
