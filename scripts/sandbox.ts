@@ -241,8 +241,9 @@ async function up(): Promise<number> {
     log(`  ssh -i ${s.keyFile} -p ${s.sshPort} -o StrictHostKeyChecking=no root@127.0.0.1`);
     log("    ls -l /opt/hx-backups/*/*; tail /var/log/hx-backups/*.log; cat /etc/hx-backup/backup.json");
     log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER aws --endpoint-url https://127.0.0.1:${s.ports.s3} --ca-bundle ${s.s3CaFile} s3 ls --recursive s3://hx-backup-sandbox/`);
-    log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER NODE_EXTRA_CA_CERTS=${s.s3CaFile} npm run report -- --stack sandbox --stack-dir ${path.relative(process.cwd(), stackDir) || "."}`);
-    log(`  HX_SSH_KEY_FILE=${s.keyFile} npm run drift -- --stack sandbox --stack-dir ${path.relative(process.cwd(), stackDir) || "."}`);
+    const stackArgs = `--stack sandbox --stack-dir ${path.relative(process.cwd(), stackDir) || "."}`;
+    log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER NODE_EXTRA_CA_CERTS=${s.s3CaFile} npm run report -- ${stackArgs}`);
+    log(`  HX_SSH_KEY_FILE=${s.keyFile} npm run drift -- ${stackArgs}`);
     log("  npm run sandbox -- --destroy   # run the delete steps, like pulumi destroy");
     log("  npm run sandbox -- --down      # stop and remove everything");
     const failed = runs.filter((r) => r.code !== 0);
