@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
 import { loadStackConfig } from "../../config/load";
 import { planMonitoring } from "../../render/monitoringPlan";
 import { wrapStep } from "../../render/remote";
@@ -107,11 +108,12 @@ describe.runIf(hasCurl && hasJq)("Grafana API step", () => {
 
 describe.runIf(hasAmtool)("Alertmanager block step on configs as operators write them", () => {
     const SAMPLE = ["route:", "  receiver: default # the team's", "  group_by: [alertname]", "receivers:", "- name: default", "  webhook_configs:", "  - url: http://127.0.0.1:9/"].join("\n");
-    const steps = (amConfig: string) => {
+    const steps = (amConfig: string, extra: Record<string, unknown> = {}) => {
         const config = monitoringConfig({
             alertmanagerConfigPath: amConfig,
             alertmanagerReloadCommand: `echo reload >> ${dir}/am-reloads`,
             notifyEmailTo: ["ops@example.com"], notifyEmailFrom: "hx@example.com", notifySmtpSmarthost: "127.0.0.1:25", notifySmtpRequireTls: false,
+            ...extra,
         });
         const route = planMonitoring(config).find((st) => st.name === "alertmanager-route")!;
         return { install: () => run(route.create, ""), remove: () => run(route.delete!, "") };
@@ -148,6 +150,57 @@ describe.runIf(hasAmtool)("Alertmanager block step on configs as operators write
         expect(after).toContain("team=\"db\"");
         expect(after).not.toContain("hx-backup managed block");
         expect(amtoolOk(file)).toBe(true);
+    });
+
+    it("routes by host, by type and by severity as configured, and the operator's own routes keep their alerts", () => {
+        const file = path.join(dir, "am-routing.yml");
+        const operatorConfig = [
+            "route:",
+            "  receiver: default",
+            "  group_by: [alertname]",
+            "  routes:",
+            "    - matchers: ['team=\"db\"']",
+            "      receiver: team-db",
+            "    - match:",
+            "        service: billing",
+            "      receiver: billing",
+            "receivers:",
+            "- name: default",
+            "- name: team-db",
+            "- name: billing",
+        ].join("\n") + "\n";
+        writeFileSync(file, operatorConfig);
+        const { install } = steps(file, {
+            hosts: [
+                { name: "mon", address: "127.0.0.1", roles: ["monitoring"], remoteSync: false },
+                { name: "db-1", address: "10.0.0.11", remoteSync: false },
+            ],
+            notifyRoutes: ["host=db-1: dba@example.com", "type=redis: cache@example.com"],
+            notifySeverities: ["critical"],
+        });
+        const installed = install();
+        expect(installed.status, installed.stderr).toBe(0);
+        // A receiver is named by its email recipients, the operator's (which send no email) by their names.
+        const receivers = (parse(readFileSync(file, "utf8")) as { receivers: { name: string; email_configs?: { to: string }[] }[] }).receivers;
+        const recipientsOf = (name: string) => receivers.find((r) => r.name === name)?.email_configs?.[0]?.to ?? name;
+        const reaches = (labels: Record<string, string>) => {
+            const r = spawnSync("amtool", ["config", "routes", "test", `--config.file=${file}`, ...Object.entries(labels).map(([k, v]) => `${k}=${v}`)], { encoding: "utf8" });
+            expect(r.status, r.stderr).toBe(0);
+            return r.stdout.trim().split(",").map(recipientsOf);
+        };
+        const backup = { component: "hx-backup", alertname: "BackupFailed", severity: "critical" };
+        expect(reaches({ ...backup, instance: "db-1:9100", type: "postgresql" })).toEqual(["dba@example.com", "default"]);
+        expect(reaches({ ...backup, instance: "10.0.0.11:9100", type: "postgresql" }), "the host's address").toEqual(["dba@example.com", "default"]);
+        expect(reaches({ ...backup, instance: "db-10:9100", type: "postgresql" }), "a host whose name starts with db-1").toEqual(["ops@example.com", "default"]);
+        expect(reaches({ ...backup, instance: "mon:9100", type: "redis" })).toEqual(["cache@example.com", "default"]);
+        expect(reaches({ ...backup, instance: "db-1:9100", type: "redis" }), "the first notifyRoutes entry wins").toEqual(["dba@example.com", "default"]);
+        expect(reaches({ ...backup, instance: "mon:9100", type: "configuration" })).toEqual(["ops@example.com", "default"]);
+        for (const severity of ["warning", "info"]) {
+            expect(reaches({ ...backup, severity, instance: "db-1:9100", type: "redis" }), `severity=${severity} is not emailed`).toEqual(["default"]);
+        }
+        expect(reaches({ alertname: "PostgresDown", severity: "critical", team: "db", instance: "db-1:9100" }), "the operator's team=db route").toEqual(["team-db"]);
+        expect(reaches({ alertname: "InvoiceRunFailed", severity: "critical", service: "billing" }), "the operator's legacy match: route").toEqual(["billing"]);
+        expect(reaches({ ...backup, team: "db", instance: "mon:9100", type: "postgresql" }), "hx-backup's route continues to the operator's").toEqual(["ops@example.com", "team-db"]);
     });
 
     it("edits the file a symlinked config points to, and leaves the link", () => {
