@@ -22,7 +22,7 @@ export interface MonitoringStack {
     readonly prometheus: string;
     readonly nodeExporter: string;
     readonly alertmanager: string;
-    /** The live Alertmanager config (its own route and receiver: the webhook sink). */
+    /** The live Alertmanager config: an operator's routes, inhibit rules and receivers; the root receiver is the webhook sink. */
     readonly alertmanagerConfig: string;
     /** Every alert the webhook sink received, in order. */
     readonly received: WebhookAlert[];
@@ -79,18 +79,51 @@ export async function startMonitoringStack(rules: string, instance = "testhost")
 
     writeFileSync(
         path.join(dir, "alertmanager.yml"),
+        // As an operator's config looks: comments, blank lines, child routes
+        // in both matcher syntaxes, inhibit rules, receivers that are not ours.
+        // None of its routes takes an hx-backup alert, so those reach the sink.
         [
+            "# Managed by the monitoring team.",
+            "global:",
+            "  resolve_timeout: 5m",
+            "",
             "route:",
-            "  receiver: sink",
+            "  receiver: sink # the default",
             "  group_by: [alertname, instance, type, target]",
             "  group_wait: 1s",
             "  group_interval: 1s",
             "  repeat_interval: 1h",
+            "  routes:",
+            "    - matchers: ['team=\"db\"', 'severity=~\"critical|warning\"']",
+            "      receiver: team-db",
+            "      group_by: [alertname, cluster]",
+            "    # Billing still uses the old syntax.",
+            "    - match:",
+            "        service: billing",
+            "      match_re:",
+            "        env: prod|staging",
+            "      receiver: blackhole",
+            "      continue: true",
+            "",
+            "inhibit_rules:",
+            "  - source_matchers: ['alertname=\"NodeDown\"']",
+            "    target_matchers: ['severity=\"warning\"']",
+            "    equal: [instance]",
+            "  - source_match:",
+            "      severity: critical",
+            "    target_match:",
+            "      severity: warning",
+            "    equal: [alertname, cluster]",
+            "",
             "receivers:",
             "  - name: sink",
             "    webhook_configs:",
             `      - url: http://127.0.0.1:${sinkPort}/`,
             "        send_resolved: true",
+            "  - name: team-db",
+            "    webhook_configs:",
+            "      - url: http://127.0.0.1:9/",
+            "  - name: blackhole # drops what it gets",
         ].join("\n") + "\n",
     );
     writeFileSync(
