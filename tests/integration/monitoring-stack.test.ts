@@ -26,8 +26,9 @@ import { MONITORING_TOOLS, startMonitoringStack, type MonitoringStack } from "..
 
 const missing = missingTools([...MONITORING_TOOLS, ...PG_TOOLS, "amtool", "curl", "zstd", "jq", "openssl"]);
 const SMTP_PASSWORD = "smtp-test-password-5e1f";
-/** Where the delivered email is kept for the closing note and for reading (gitignored). */
+/** Where the delivered emails (firing, then resolved) are kept for the closing note and for reading (gitignored; CI uploads them). */
 const EMAIL_ARTIFACT = join(PROJECT_DIR, "test-artifacts", "notification-email.eml");
+const RESOLVED_EMAIL_ARTIFACT = join(PROJECT_DIR, "test-artifacts", "notification-email-resolved.eml");
 if (isCI && (missing.length || !isRoot)) throw new Error(`monitoring stack test needs root and ${missing.join(", ")} in CI`);
 
 const INSTANCE = "testhost";
@@ -170,6 +171,8 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
         writeFileSync(EMAIL_ARTIFACT, mail.raw);
         const resolvedMail = await stack.waitFor("the resolved email", () => smtp.received.find((m) => m.parsed.subject === `[RESOLVED] BackupFailed on ${INSTANCE}: postgresql/${firing.labels.target}`), 120_000);
         expect(resolvedMail.parsed.text).toContain("resolved:");
+        expect(resolvedMail.raw).not.toContain(SMTP_PASSWORD);
+        writeFileSync(RESOLVED_EMAIL_ARTIFACT, resolvedMail.raw);
     });
 
     it("leaves the existing Alertmanager config byte-identical outside hx-backup's blocks, re-runs as a no-op, and destroy restores it exactly", async () => {
