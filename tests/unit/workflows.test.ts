@@ -191,6 +191,18 @@ function setupNodeProblems(list: Step[]): string[] {
     return problems;
 }
 
+/** The test job keeps test-artifacts/: one upload-artifact step after .ci/run that runs even when the tests failed. */
+function artifactUploadProblems(list: Step[]): string[] {
+    const uploads = list.filter(usesAction("actions/upload-artifact"));
+    if (uploads.length !== 1) return [`${uploads.length} actions/upload-artifact steps, not 1`];
+    const upload = uploads[0]!;
+    const problems: string[] = [];
+    if (upload.if !== "always()") problems.push(`the upload runs if: ${String(upload.if)}, not always()`);
+    if (String(upload.with?.path).replace(/\/$/, "") !== "test-artifacts") problems.push(`the upload's path is ${String(upload.with?.path)}, not test-artifacts/`);
+    if (list.indexOf(upload) < list.findIndex(runs(/\bbash \.ci\/run$/))) problems.push("the upload comes before .ci/run");
+    return problems;
+}
+
 // ---------------------------------------------------------------- tests
 
 describe("CI workflows: schema validation (action-validator)", () => {
@@ -498,5 +510,18 @@ describe("CI workflows: the project's own tests", () => {
         expect(ci[0]!.env).toEqual({ CI: "true" });
         expect(existsSync(path.join(ROOT, ".ci", "run"))).toBe(true);
         expect(list.some(runs(/^npm ci\b/)), ".ci/run runs npm ci itself").toBe(false);
+    });
+
+    it("uploads test-artifacts/ after .ci/run, also when the tests failed", () => {
+        expect(artifactUploadProblems(list)).toEqual([]);
+    });
+
+    it("flags an artifact upload that is missing, skipped on failure, of another path, or before the tests", () => {
+        const upload = list.find(usesAction("actions/upload-artifact"))!;
+        const others = list.filter((s) => s !== upload);
+        expect(artifactUploadProblems(others)).toEqual(["0 actions/upload-artifact steps, not 1"]);
+        expect(artifactUploadProblems([...others, { ...upload, if: undefined }])).toEqual(["the upload runs if: undefined, not always()"]);
+        expect(artifactUploadProblems([...others, { ...upload, with: { ...upload.with, path: "artifacts/" } }])).toEqual(["the upload's path is artifacts/, not test-artifacts/"]);
+        expect(artifactUploadProblems([upload, ...others])).toEqual(["the upload comes before .ci/run"]);
     });
 });
