@@ -6,7 +6,7 @@
  * drift detection compares a host against the same plan.
  */
 import type { HostSpec, StackConfig } from "../config/types";
-import { HOST_CONFIG_NAME, locksDir, LOGROTATE_PATH, SUDOERS_PATH, UNIT_DIR } from "./paths";
+import { configLocationPath, hostConfigPath, locksDir, LOGROTATE_PATH, SUDOERS_PATH, UNIT_DIR } from "./paths";
 import { renderHostConfig, serializeHostConfig, PGPASS_NAME, REDIS_AUTH_NAME, S3_CREDENTIALS_NAME, type DeployFacts, type HostConfigFile } from "./hostConfig";
 import { hostJobs, type Job } from "./jobs";
 import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
@@ -131,7 +131,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
     const pitrSteps = planPitrSteps(config, host, facts.currentKeyId, [...base, ...afterAccount]);
     steps.push(...pitrSteps);
 
-    steps.push(fileStep("config", { path: `${p.configDir}/${HOST_CONFIG_NAME}`, owner: "root", group: u, mode: "0640", content: serializeHostConfig(hostConfig) }, afterAccount));
+    steps.push(fileStep("config", { path: hostConfigPath(config), owner: "root", group: u, mode: "0640", content: serializeHostConfig(hostConfig) }, afterAccount));
 
     const scriptSteps: string[] = [];
     for (const script of scriptTemplates()) {
@@ -139,6 +139,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
         steps.push(fileStep(name, { path: `${p.scriptDir}/${script}`, owner: "root", group: "root", mode: isLibrary(script) ? "0644" : "0755", content: readTemplate(`${SCRIPT_TEMPLATE_DIR}/${script}`) }, afterAccount));
         scriptSteps.push(name);
     }
+    steps.push(fileStep("config-location", { path: configLocationPath(config), owner: "root", group: "root", mode: "0644", content: `${hostConfigPath(config)}\n` }, scriptSteps));
 
     steps.push(fileStep("sudoers", { path: SUDOERS_PATH, owner: "root", group: "root", mode: "0440", content: renderSudoers(config, host) }, scriptSteps, { check: `visudo -cf "$tmp"` }));
 

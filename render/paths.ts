@@ -7,6 +7,11 @@ export const UNIT_DIR = "/etc/systemd/system";
 export const SUDOERS_PATH = "/etc/sudoers.d/hx-backup";
 export const LOGROTATE_PATH = "/etc/logrotate.d/hx-backup";
 export const HOST_CONFIG_NAME = "backup.json";
+/** Beside the library, root-owned like it: the config's path, for runs with no HX_BACKUP_CONFIG (by hand, through sudo). */
+export const CONFIG_LOCATION_NAME = "lib/config-path";
+
+export const hostConfigPath = (config: StackConfig) => `${config.paths.configDir}/${HOST_CONFIG_NAME}`;
+export const configLocationPath = (config: StackConfig) => `${config.paths.scriptDir}/${CONFIG_LOCATION_NAME}`;
 
 /** The jobs' lock files (HostConfigFile paths.locks): created by the account step, so every job user finds it. */
 export const locksDir = (config: StackConfig) => `${config.paths.storageDir}/.locks`;

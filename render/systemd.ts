@@ -2,7 +2,7 @@
 import type { HostSpec, StackConfig } from "../config/types";
 import type { Job } from "./jobs";
 import { renderTemplate } from "./template";
-import { HOST_CONFIG_NAME, UNIT_DIR } from "./paths";
+import { hostConfigPath, UNIT_DIR } from "./paths";
 import { pgbackrestWritablePaths } from "./pgbackrest";
 
 export { UNIT_DIR };
@@ -72,7 +72,7 @@ export function renderJobUnits(config: StackConfig, host: HostSpec, job: Job): R
         after: vacuum ? ` ${VACUUM_UNIT}` : "",
         wants: [vacuum ? VACUUM_UNIT : "", analyze ? ANALYZE_UNIT : ""].filter(Boolean).map((u) => ` ${u}`).join(""),
         ...runAs(config, host, job),
-        configFile: `${config.paths.configDir}/${HOST_CONFIG_NAME}`,
+        configFile: hostConfigPath(config),
         execStart: [`${config.paths.scriptDir}/${job.script}`, ...job.args].map(execWord).join(" "),
         capabilities: CAPABILITIES[job.type],
     });

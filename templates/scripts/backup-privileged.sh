@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The only part of hx-backup that runs as root. The backup user may run it
 # through sudo with exactly one argument, a verb; every path comes from the
-# root-owned config /etc/hx-backup/backup.json (HX_BACKUP_CONFIG is ignored
-# under sudo). Data goes to stdout, logs to stderr and backup-privileged.log.
+# root-owned config named in the root-owned lib/config-path beside it
+# (HX_BACKUP_CONFIG is ignored under sudo). Data goes to stdout, logs to stderr and backup-privileged.log.
 #
 # Verbs:
 #   redis-copy-rdb             the configured RDB file

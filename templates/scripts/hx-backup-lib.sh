@@ -16,8 +16,9 @@
 #   5  partial success: the local backup is complete and verified, but the
 #      remote sync failed (it is retried by the next run)
 #
-# Config: $HX_BACKUP_CONFIG, default /etc/hx-backup/backup.json (the rendered
-# HostConfigFile, see render/hostConfig.ts), read through lib/config.sh.
+# Config: $HX_BACKUP_CONFIG (set by the units), else the path in lib/config-path
+# (written by the deploy); the rendered HostConfigFile (render/hostConfig.ts),
+# read through lib/config.sh.
 #
 # Secrets (key halves, passwords, S3 credentials) never appear on argv, in
 # logs or in metrics: keys are read with the `read` builtin and passed to

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from "node:path";
 import { loadStackConfig } from "../../config/load";
 import { renderHostConfig, type HostConfigFile } from "../../render/hostConfig";
 import { isLibrary, scriptTemplates } from "../../render/template";
+import { CONFIG_LOCATION_NAME } from "../../render/paths";
 import { chown, chownR, ensureTestUser, isRoot, run, start, tempDir, removeDir, type OsUser, type RunOptions, type RunResult } from "./env";
 
 export const SCRIPTS_SRC = resolve(__dirname, "../../templates/scripts");
@@ -58,6 +59,8 @@ export function makeHost(opts: { remote?: Partial<HostConfig["remote"]> } = {}):
     }
     chmodSync(scriptsDir, 0o755);
     const configPath = join(etc, "backup.json");
+    // As the config-location step writes it: what runs by hand and through sudo read.
+    writeFileSync(join(scriptsDir, CONFIG_LOCATION_NAME), `${configPath}\n`, { mode: 0o644 });
     // The render's own output for this layout: every field the scripts read, with the stack defaults.
     const config: HostConfig = {
         ...renderedConfig({ configDir: etc, scriptDir: scriptsDir, storageDir: storage, logDir: logs, textfileDir: textfile, encryptionKeyFile: join(etc, "encryption.key"), backupUser: user?.name ?? "backup" }),

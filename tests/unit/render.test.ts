@@ -22,7 +22,7 @@ import { PRIVILEGED_HELPER, SUDOERS_PATH } from "../../render/sudoers";
 import { UNIT_DIR } from "../../render/systemd";
 import { readTemplate } from "../../render/template";
 import { renderFacts, renderStack, writeTree } from "../../scripts/render";
-import { breakRules, isRoot, parseUnit, PROJECT_DIR, removeDir, requireTools, run, skipWithout, stack, STACKS, tempDir, unitValue } from "./helpers";
+import { baseRaw, breakRules, isRoot, load, parseUnit, PROJECT_DIR, removeDir, requireTools, run, skipWithout, stack, STACKS, tempDir, unitValue } from "./helpers";
 
 // Lets a test change one script template's content, as an edited file in templates/scripts would.
 const templateOverrides = vi.hoisted(() => new Map<string, string>());
@@ -210,6 +210,18 @@ describe("unit contents", () => {
             }
         }
         expect(pitrJobs).toBeGreaterThan(0);
+    });
+
+    it("runs by hand and through sudo find the config the units name: config-location writes it beside the library, for any configDir", () => {
+        for (const configDir of ["/etc/hx-backup", "/opt/hx/etc"]) {
+            const config = load({ ...baseRaw(), configDir });
+            const plan = planHost(config, config.hosts[0], renderFacts(config));
+            const step = plan.steps.find((s) => s.name === "config-location")!;
+            expect(step.files).toContainEqual(expect.objectContaining({ path: `${config.paths.scriptDir}/lib/config-path`, owner: "root", group: "root", mode: "0644", content: `${configDir}/backup.json\n` }));
+            const unit = plan.steps.find((s) => /^unit-hx-backup-.*\.service$/.test(s.name))!;
+            expect(unit.files[0].content).toContain(`Environment=HX_BACKUP_CONFIG=${configDir}/backup.json`);
+            expect(step.dependsOn).toEqual(expect.arrayContaining(["script-hx-backup-lib"]));
+        }
     });
 
     it("PostgreSQL maintenance services are hardened too", () => {

@@ -122,18 +122,33 @@ hx__fallback_dirs() {
     HX_TEXTFILE=${HX_BACKUP_FALLBACK_TEXTFILE:-/var/lib/prometheus/node-exporter}
 }
 
+# hx__config_location: the config path the deploy wrote beside the library
+# (lib/config-path, root-owned like the scripts), or nothing.
+hx__config_location() {
+    local location="$HX_SCRIPTS_DIR_SELF/lib/config-path" line=""
+    if [[ -r $location ]]; then
+        IFS= read -r line <"$location" || true
+    fi
+    HX_CONFIG_FILE=$line
+}
+
 # hx_load_config: locate, check and load the config into HX_CFG and HX_* variables.
-# When run through sudo, HX_BACKUP_CONFIG is ignored.
+# The systemd units set HX_BACKUP_CONFIG; runs by hand and every run through
+# sudo (where the caller's HX_BACKUP_CONFIG is ignored) read lib/config-path.
 hx_load_config() {
-    if [[ -n ${SUDO_USER:-} ]]; then
-        HX_CONFIG_FILE=$HX_DEFAULT_CONFIG
+    if [[ -z ${SUDO_USER:-} && -n ${HX_BACKUP_CONFIG:-} ]]; then
+        HX_CONFIG_FILE=$HX_BACKUP_CONFIG
     else
-        HX_CONFIG_FILE=${HX_BACKUP_CONFIG:-$HX_DEFAULT_CONFIG}
+        hx__config_location
     fi
     # Where to log and export the failure until the config says otherwise.
     hx__fallback_dirs
     local problem=""
-    if [[ ! -r $HX_CONFIG_FILE ]]; then
+    if [[ -z $HX_CONFIG_FILE ]]; then
+        problem="config location unknown: $HX_SCRIPTS_DIR_SELF/lib/config-path is missing or empty (the deploy's config-location step writes it: run pulumi up, or set HX_BACKUP_CONFIG)"
+    elif [[ $HX_CONFIG_FILE != /* ]]; then
+        problem="config location is not an absolute path: $HX_CONFIG_FILE (in $HX_SCRIPTS_DIR_SELF/lib/config-path; run pulumi up to rewrite it)"
+    elif [[ ! -r $HX_CONFIG_FILE ]]; then
         problem="config file not readable: $HX_CONFIG_FILE"
     elif ! hx__cfg_flatten || [[ ${HX_CFG[format]:-} != "$HX_CONFIG_FORMAT" ]]; then
         problem="config file is corrupt or has an unsupported format (want format $HX_CONFIG_FORMAT): $HX_CONFIG_FILE"

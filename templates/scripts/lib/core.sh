@@ -7,7 +7,6 @@ readonly HX_VERSION="1.0.0"
 readonly HX_MANIFEST_FORMAT=1
 # The HostConfigFile format this library reads (HOST_CONFIG_FORMAT in render/hostConfig.ts).
 readonly HX_CONFIG_FORMAT=1
-readonly HX_DEFAULT_CONFIG="/etc/hx-backup/backup.json"
 readonly HX_PBKDF2_ITER=10000
 readonly HX_EXIT_OK=0 HX_EXIT_FAIL=1 HX_EXIT_USAGE=2 HX_EXIT_LOCKED=3 HX_EXIT_VERIFY=4 HX_EXIT_PARTIAL=5
 

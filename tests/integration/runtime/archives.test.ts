@@ -5,11 +5,12 @@
  * patterns and hostile path names are data; an unchanged second run stores
  * nothing new.
  */
-import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isRoot, missingTools, run } from "../../support/env";
 import { alarmingLines, makeHost, type TestHost } from "../../support/host";
+import { CONFIG_LOCATION_NAME } from "../../../render/paths";
 
 const missing = missingTools(["tar", "zstd", "jq", "openssl", "setfacl", "getfacl", "setfattr", "getfattr"]);
 const HOSTILE = `we"ird $(touch /tmp/hx-pwned-archive) ; *dir`;
@@ -172,11 +173,31 @@ describe.skipIf(missing.length > 0 || !isRoot)("application and configuration ba
         expect(r.code).toBe(2);
         r = await host.runScript("backup-privileged.sh", ["application-archive"]);
         expect(r.code).toBe(2); // not root
-        // under sudo, HX_BACKUP_CONFIG is ignored: only the root-owned default config counts
-        r = await host.runScript("backup-privileged.sh", ["application-archive"], { asRoot: true, env: { SUDO_USER: "backup", HX_BACKUP_FALLBACK_LOGS: join(host.root, "logs") } });
-        if (!existsSync("/etc/hx-backup/backup.json")) {
+    });
+
+    it("through sudo, the config comes from lib/config-path beside the scripts; the caller's HX_BACKUP_CONFIG is ignored", async () => {
+        const location = join(host.scriptsDir, CONFIG_LOCATION_NAME);
+        const planted = join(host.root, "planted.json");
+        writeFileSync(planted, "{}\n");
+        const asSudo = { asRoot: true, env: { SUDO_USER: "backup", HX_BACKUP_CONFIG: planted } };
+        let r = await host.runScript("backup-privileged.sh", ["configuration-archive"], asSudo);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stderr).not.toContain(planted);
+        // A run by hand without HX_BACKUP_CONFIG reads the same file.
+        r = await host.runScript("backup-health-check.sh", [], { env: { HX_BACKUP_CONFIG: "" } });
+        expect(r.stderr).not.toContain("config location");
+        const saved = readFileSync(location, "utf8");
+        try {
+            rmSync(location);
+            r = await host.runScript("backup-privileged.sh", ["configuration-archive"], asSudo);
             expect(r.code).toBe(2);
-            expect(r.stderr).toContain("/etc/hx-backup/backup.json");
+            expect(r.stderr).toContain(`config location unknown: ${location} is missing or empty`);
+            writeFileSync(location, "etc/backup.json\n");
+            r = await host.runScript("backup-privileged.sh", ["configuration-archive"], asSudo);
+            expect(r.code).toBe(2);
+            expect(r.stderr).toContain("config location is not an absolute path: etc/backup.json");
+        } finally {
+            writeFileSync(location, saved, { mode: 0o644 });
         }
     });
 });
