@@ -416,7 +416,7 @@ export const CONFIG_KEYS = {
     }),
     alertStorageUsedPercent: spec({
         type: "integer", default: 90, min: 50, max: 99, group: "Monitoring",
-        description: "StorageFull fires when the backup filesystem is used beyond this percentage.",
+        description: "StorageFull fires when the backup filesystem is used beyond this percentage; the health check reports a problem from it on.",
     }),
     alertOverdueGraceMinutes: spec({
         type: "integer", default: 30, min: 0, max: 1440, group: "Monitoring",

@@ -60,6 +60,8 @@ export interface HostConfigFile {
     readonly logging: { readonly format: "keyvalue" | "json" };
     /** Local storage quota in bytes, exported as backup_storage_quota_bytes; 0 = none. */
     readonly storageQuotaBytes: number;
+    /** The health check's storage problem threshold: StorageFull's percentage (alertStorageUsedPercent). */
+    readonly storageAlertPercent: number;
     readonly remote: {
         readonly enabled: boolean;
         readonly bucket: string;
@@ -153,6 +155,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
         sizeCheck: config.sizeCheck,
         logging: { format: config.logFormat },
         storageQuotaBytes: config.storageQuotaBytes,
+        storageAlertPercent: config.alertThresholds.storageUsedPercent,
         remote: {
             enabled: remoteEnabled,
             bucket: remoteEnabled ? config.storage.bucketName : "",

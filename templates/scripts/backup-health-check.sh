@@ -124,10 +124,11 @@ for i in "${!HX_JOB_NAMES[@]}"; do
 done
 
 if [[ -d $HX_STORAGE ]]; then
+    hx_cfg_read alert_pct storageAlertPercent
     read -r avail pct < <(df --output=avail,pcent -- "$HX_STORAGE" | tail -n 1)
     pct=${pct%\%}
-    if ((pct >= 90)); then
-        problem "storage $HX_STORAGE is ${pct}% full"
+    if ((pct >= alert_pct)); then
+        problem "storage $HX_STORAGE is ${pct}% full (StorageFull at ${alert_pct}%)"
     else
         ok "storage $HX_STORAGE: ${pct}% used, $((avail / 1024)) MiB free"
     fi

@@ -7,8 +7,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BackupType } from "../../../render/jobs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { missingTools, sleep, which } from "../../support/env";
-import { giveToUser, makeHost, postgresqlSection, type TestHost } from "../../support/host";
+import { missingTools, run, sleep, which } from "../../support/env";
+import { giveToUser, makeHost, postgresqlSection, renderedConfig, type TestHost } from "../../support/host";
 import { NODE_EXPORTER, startNodeExporter, type NodeExporterInstance } from "../../support/nodeExporter";
 import { PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
 import { startS3, type S3Instance } from "../../support/s3";
@@ -72,6 +72,18 @@ describe.skipIf(missing.length > 0)("operator scripts", { timeout: 180_000 }, ()
         expect(r.code, r.stdout).toBe(0);
         expect(r.stdout).toMatch(/ok +postgresql\/appdb: last success/);
         expect(r.stdout).toMatch(/HEALTHY/);
+    });
+
+    it("health check holds storage to the stack's StorageFull percentage (storageAlertPercent), not a number of its own", async () => {
+        const used = Number(/(\d+)%/.exec((await run("df", ["--output=pcent", host.config.paths.storage])).stdout)![1]);
+        for (const [threshold, healthy] of [[used + 1, true], [Math.max(used, 1), false]] as const) {
+            host.config.storageAlertPercent = threshold;
+            host.writeConfig();
+            const r = await host.runScript("backup-health-check.sh");
+            expect(r.stdout).toMatch(healthy ? /ok +storage .*% used/ : new RegExp(`PROBLEM +storage .* is \\d+% full \\(StorageFull at ${threshold}%\\)`));
+        }
+        host.config.storageAlertPercent = renderedConfig().storageAlertPercent;
+        host.writeConfig();
     });
 
     it("test-restore restore-tests the newest artifact of each source", async () => {
