@@ -11,13 +11,7 @@ HX_TYPE=pitr
 # shellcheck source-path=SCRIPTDIR source=hx-backup-lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
 
-if (($# != 0)); then
-    echo "usage: $HX_SCRIPT_NAME" >&2
-    exit "$HX_EXIT_USAGE"
-fi
-HX_ON_EXIT=hx_single_target_on_exit
-HX_SINGLE_TARGET=archive
-hx_init "pitr-archive"
+hx_single_target_job hx_single_target_on_exit archive pitr-archive "$@"
 hx_pitr_init
 hx_lock pitr-status
 hx_pitr_status

@@ -12,13 +12,7 @@ HX_TYPE=pitr
 # shellcheck source-path=SCRIPTDIR source=hx-backup-lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
 
-if (($# != 0)); then
-    echo "usage: $HX_SCRIPT_NAME" >&2
-    exit "$HX_EXIT_USAGE"
-fi
-HX_ON_EXIT=hx_pitr_on_exit
-HX_SINGLE_TARGET=verify
-hx_init "pitr-verify"
+hx_single_target_job hx_pitr_on_exit verify pitr-verify "$@"
 hx_pitr_init
 # Not while a backup writes the repository.
 hx_lock_wait pitr-backup 21600

@@ -10,12 +10,8 @@ HX_TYPE=redis
 # shellcheck source-path=SCRIPTDIR source=hx-backup-lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
 
-if (($# != 0)); then
-    echo "usage: $HX_SCRIPT_NAME" >&2
-    exit "$HX_EXIT_USAGE"
-fi
-HX_ON_EXIT=hx_single_target_on_exit
-hx_init "redis-daily"
+# The target (the instance's name) is known once the dump reads the config.
+hx_single_target_job hx_single_target_on_exit "" redis-daily "$@"
 hx_lock redis-backup
 hx_cfg_section redis || hx_die "$HX_EXIT_USAGE" "config: redis is not configured on this host"
 hx_source redis dump

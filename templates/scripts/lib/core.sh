@@ -27,6 +27,21 @@ HX_TMP_PATHS=()
 # Data-source type -> the lib/source module that handles it; each module registers its types.
 declare -gA HX_SOURCE_MODULE=()
 
+# hx_single_target_job ON_EXIT TARGET JOB [ARGS...]: the start of a job that
+# takes no arguments and writes one target (TARGET, or "" until the job knows
+# it): usage error on any argument, then the exit hook and hx_init JOB.
+hx_single_target_job() {
+    local on_exit=$1 target=$2 job=$3
+    shift 3
+    if (($# != 0)); then
+        echo "usage: $HX_SCRIPT_NAME" >&2
+        exit "$HX_EXIT_USAGE"
+    fi
+    HX_ON_EXIT=$on_exit
+    HX_SINGLE_TARGET=$target
+    hx_init "$job"
+}
+
 # hx_init [JOB]: common start of every job script.
 hx_init() {
     hx_init_common "$@"

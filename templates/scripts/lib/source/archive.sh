@@ -52,13 +52,7 @@ hx_archive_restore_test() {
 hx_archive_script() {
     local type=$1 target=$2 job=$3
     shift 3
-    if (($# != 0)); then
-        echo "usage: $HX_SCRIPT_NAME" >&2
-        exit "$HX_EXIT_USAGE"
-    fi
-    HX_ON_EXIT=hx_single_target_on_exit
-    HX_SINGLE_TARGET=$target
-    hx_init "$job"
+    hx_single_target_job hx_single_target_on_exit "$target" "$job" "$@"
     hx_lock "$type-backup"
     hx_cfg_section "$type" || hx_die "$HX_EXIT_USAGE" "config: $type is not configured on this host"
     hx_archive_dump "$type" "$target" "$type-archive"
