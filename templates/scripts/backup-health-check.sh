@@ -123,6 +123,7 @@ for i in "${!HX_JOB_NAMES[@]}"; do
     done
 done
 
+alert_pct=""
 if [[ -d $HX_STORAGE ]]; then
     hx_cfg_read alert_pct storageAlertPercent
     read -r avail pct < <(df --output=avail,pcent -- "$HX_STORAGE" | tail -n 1)
