@@ -52,32 +52,6 @@ hx__count_to() {
     printf '%s\n' "${BASH_REMATCH[1]}" >"$out"
 }
 
-# Content hash of a pg_dump custom-format stream, ignoring the dump timestamp
-# in its header, so two dumps of an unchanged database hash alike.
-# hx__hash_pgcustom SIZEFILE < stream: prints the hash, writes the size.
-hx__hash_pgcustom() {
-    local sizef=$1
-    local -a hdr
-    read -r -a hdr < <(dd bs=1 count=11 status=none | od -An -v -tu1)
-    local prefix="" x
-    for x in "${hdr[@]}"; do printf -v prefix '%s\\x%02x' "$prefix" "$x"; done
-    if [[ ${#hdr[@]} -ne 11 || ${hdr[0]} != 80 || ${hdr[1]} != 71 || ${hdr[2]} != 68 || ${hdr[3]} != 77 || ${hdr[4]} != 80 ]]; then
-        { printf '%b' "$prefix"; hx__count_to "$sizef.rest"; } | openssl dgst -sha256 -r
-        printf '%s\n' "$(($(<"$sizef.rest") + ${#hdr[@]}))" >"$sizef"
-        return
-    fi
-    local vmaj=${hdr[5]} vmin=${hdr[6]} isz=${hdr[8]} complen tslen
-    if ((vmaj > 1 || vmin >= 15)); then complen=1; else complen=$((1 + isz)); fi
-    tslen=$((7 * (1 + isz)))
-    {
-        printf '%b' "$prefix"
-        dd bs=1 count="$complen" status=none
-        dd bs=1 count="$tslen" status=none of=/dev/null
-        hx__count_to "$sizef.rest"
-    } | openssl dgst -sha256 -r
-    printf '%s\n' "$(($(<"$sizef.rest") + 11 + complen + tslen))" >"$sizef"
-}
-
 # hx__hash_raw SIZEFILE < stream: prints the sha256, writes the size.
 hx__hash_raw() { hx__count_to "$1" | openssl dgst -sha256 -r; }
 

@@ -136,15 +136,15 @@ hx_open_part() {
 
 # hx_content_check MANIFEST ARTIFACT: decrypt + decompress and compare the
 # plaintext content hash and size with the manifest (end-to-end check of the
-# key). A parallel dump is checked part by part.
+# key). An artifact whose manifest lists parts is checked part by part.
 hx_content_check() {
-    local m=$1 a=$2 hasher tmp name want want_size got size index="" total=0 type format
-    read -r type format want want_size < <(jq --raw-output '"\(.type) \(.content.format // "-") \(.sha256.content) \(.sizes.plain)"' "$m")
+    local m=$1 a=$2 hasher tmp name want want_size got size index="" total=0 type format multipart
+    read -r type format multipart want want_size < <(jq --raw-output '"\(.type) \(.content.format // "-") \(.content.parts != null) \(.sha256.content) \(.sizes.plain)"' "$m")
     hasher=$(hx_source "$type" content_hasher "$format") || return 1
     tmp=$(mktemp --directory -- "$HX_STORAGE/.content-check.$$.tmpXXXXXX.partial")
     hx_tmp_register "$tmp"
     local -a parts=("")
-    if [[ $format == parallel ]]; then
+    if [[ $multipart == true ]]; then
         mapfile -t parts < <(jq --raw-output '.content.parts[]? | "\(.name) \(.sha256.content)"' "$m")
         ((${#parts[@]} > 0)) || {
             HX_VERIFY_ERROR="manifest lists no parts"

@@ -173,10 +173,36 @@ hx_postgresql_restore_test() {
 }
 
 
+# Content hash of a pg_dump custom-format stream, ignoring the dump timestamp
+# in its header, so two dumps of an unchanged database hash alike.
+# hx__postgresql_hash_custom SIZEFILE < stream: prints the hash, writes the size.
+hx__postgresql_hash_custom() {
+    local sizef=$1
+    local -a hdr
+    read -r -a hdr < <(dd bs=1 count=11 status=none | od -An -v -tu1)
+    local prefix="" x
+    for x in "${hdr[@]}"; do printf -v prefix '%s\\x%02x' "$prefix" "$x"; done
+    if [[ ${#hdr[@]} -ne 11 || ${hdr[0]} != 80 || ${hdr[1]} != 71 || ${hdr[2]} != 68 || ${hdr[3]} != 77 || ${hdr[4]} != 80 ]]; then
+        { printf '%b' "$prefix"; hx__count_to "$sizef.rest"; } | openssl dgst -sha256 -r
+        printf '%s\n' "$(($(<"$sizef.rest") + ${#hdr[@]}))" >"$sizef"
+        return
+    fi
+    local vmaj=${hdr[5]} vmin=${hdr[6]} isz=${hdr[8]} complen tslen
+    if ((vmaj > 1 || vmin >= 15)); then complen=1; else complen=$((1 + isz)); fi
+    tslen=$((7 * (1 + isz)))
+    {
+        printf '%b' "$prefix"
+        dd bs=1 count="$complen" status=none
+        dd bs=1 count="$tslen" status=none of=/dev/null
+        hx__count_to "$sizef.rest"
+    } | openssl dgst -sha256 -r
+    printf '%s\n' "$(($(<"$sizef.rest") + 11 + complen + tslen))" >"$sizef"
+}
+
 # hx_postgresql_content_hasher FORMAT: custom and parallel dumps hash their
-# TOC-independent content (see hx__hash_pgcustom); a plain SQL dump its bytes.
+# TOC-independent content (see hx__postgresql_hash_custom); a plain SQL dump its bytes.
 hx_postgresql_content_hasher() {
-    if [[ $1 =~ ^(custom|parallel)$ ]]; then echo hx__hash_pgcustom; else echo hx__hash_raw; fi
+    if [[ $1 =~ ^(custom|parallel)$ ]]; then echo hx__postgresql_hash_custom; else echo hx__hash_raw; fi
 }
 
 # hx_postgresql_restore MANIFEST ARTIFACT TARGET FORCE: into database TARGET
@@ -215,6 +241,6 @@ hx_postgresql_restore() {
 
 # hx_postgresql_check_dump SIZEFILE CHECKFILE < dump: the checker of a
 # pg_dump -Fc stream (its content hash leaves out the TOC's timestamps).
-hx_postgresql_check_dump() { hx__hash_pgcustom "$1"; }
+hx_postgresql_check_dump() { hx__postgresql_hash_custom "$1"; }
 
 HX_SOURCE_MODULE[postgresql]=postgresql
