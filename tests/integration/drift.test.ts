@@ -58,23 +58,26 @@ describe.runIf(root && tools.length === 0)("npm run drift against a real host ov
         expect(check, check.log).toMatchObject({ code: 0, drifted: 0 });
     });
 
-    it("reports a hand-edited script, a chmod-ed key, a removed unit and a stray file, each by kind", async () => {
+    it("reports a hand-edited script, a chmod-ed key, a removed unit and a stray file, each by kind; the library's lib/ and lib/source/ too", async () => {
         const edit = await host.exec(
-            "echo '# hand edit' >> /var/lib/backup/scripts/application-backup.sh && chmod 0644 /etc/hx-backup/keys/box-v1.key && rm /etc/systemd/system/hx-backup-application-daily.timer && touch /etc/systemd/system/hx-backup-stray.service && chown root /etc/hx-backup/backup.json && chgrp root /etc/hx-backup/backup.json",
+            "echo '# hand edit' >> /var/lib/backup/scripts/application-backup.sh && echo '# hand edit' >> /var/lib/backup/scripts/lib/source/redis.sh && echo '# hand edit' >> /var/lib/backup/scripts/lib/config-path && touch /var/lib/backup/scripts/lib/source/stray.sh && chmod 0644 /etc/hx-backup/keys/box-v1.key && rm /etc/systemd/system/hx-backup-application-daily.timer && touch /etc/systemd/system/hx-backup-stray.service && chown root /etc/hx-backup/backup.json && chgrp root /etc/hx-backup/backup.json",
         );
         expect(edit.code, edit.stderr).toBe(0);
         const [r] = await detectDrift(config, { keyFile: host.keyFile });
         const found = r.drifts.map((d) => `${d.kind} ${d.path}`).sort();
         expect(found).toEqual([
             "changed /var/lib/backup/scripts/application-backup.sh",
+            "changed /var/lib/backup/scripts/lib/config-path",
+            "changed /var/lib/backup/scripts/lib/source/redis.sh",
             "extra /etc/systemd/system/hx-backup-stray.service",
+            "extra /var/lib/backup/scripts/lib/source/stray.sh",
             "missing /etc/systemd/system/hx-backup-application-daily.timer",
             "mode /etc/hx-backup/keys/box-v1.key",
             "owner /etc/hx-backup/backup.json",
         ]);
         expect(r.drifts.find((d) => d.kind === "mode")).toMatchObject({ expected: "0600", actual: "0644" });
         const check = await onHostCheck();
-        expect(check, check.log).toMatchObject({ code: 1, drifted: 5 });
+        expect(check, check.log).toMatchObject({ code: 1, drifted: 8 });
     });
 
     it("npm run drift exits 1 and prints each difference; after a redeploy only the stray file it does not own remains", async () => {
@@ -83,14 +86,14 @@ describe.runIf(root && tools.length === 0)("npm run drift against a real host ov
         const cli = () => spawnSync("npx", ["tsx", "scripts/drift.ts", "--stack", "box", "--stack-dir", stackDir], { cwd: path.resolve(__dirname, "../.."), encoding: "utf8", env: { ...process.env, HX_SSH_KEY_FILE: host.keyFile } });
         const before = cli();
         expect(before.status, before.stderr).toBe(1);
-        expect(before.stdout).toMatch(/^box: 5 differences$/m);
+        expect(before.stdout).toMatch(/^box: 8 differences$/m);
         expect(before.stdout).toMatch(/^ {2}mode {4}\/etc\/hx-backup\/keys\/box-v1\.key {2}\(expected 0600, found 0644\)$/m);
         await applySteps(host.exec, planHost(config, config.hosts[0], renderFacts(config)).steps, secrets, config.hosts[0]);
         const [r] = await detectDrift(config, { keyFile: host.keyFile });
-        expect(r.drifts.map((d) => `${d.kind} ${d.path}`)).toEqual(["extra /etc/systemd/system/hx-backup-stray.service"]);
+        expect(r.drifts.map((d) => `${d.kind} ${d.path}`).sort()).toEqual(["extra /etc/systemd/system/hx-backup-stray.service", "extra /var/lib/backup/scripts/lib/source/stray.sh"]);
         const after = cli();
         expect(after.status).toBe(1);
-        await host.exec("rm /etc/systemd/system/hx-backup-stray.service");
+        await host.exec("rm /etc/systemd/system/hx-backup-stray.service /var/lib/backup/scripts/lib/source/stray.sh");
         const clean = cli();
         expect(clean.status, clean.stdout + clean.stderr).toBe(0);
         expect(clean.stdout.trim()).toBe("box: no drift");

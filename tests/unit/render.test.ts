@@ -654,8 +654,8 @@ describe("idempotence: identical inputs give identical steps; a change re-runs o
         for (const host of ["db-2", "app-1", "mon-1"]) expect(c[host], host).toEqual(["config", "keyring"]);
     });
 
-    it("a changed script template re-runs only its own step", () => {
-        const script = scriptTemplates()[0];
+    it.each([scriptTemplates()[0], "lib/source/redis.sh", "lib/core.sh"])("a changed script template re-runs only its own step: %s", (script) => {
+        expect(scriptTemplates()).toContain(script);
         const stepName = `script-${script.replace(/\.sh$/, "").replace(/[^A-Za-z0-9.-]+/g, "-")}`;
         const before = production();
         const beforePlans = before.hosts.map((h) => planHost(before, h, facts(before)));
