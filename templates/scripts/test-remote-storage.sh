@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Check the remote storage end to end with a throwaway object: endpoint and
-# TLS policy, credentials, put (with the configured KMS key and storage
-# class), head (size + sha256 metadata), get (content), delete.
+# TLS policy, credentials, put (with the configured storage class; the
+# bucket's default encryption applies), head (size + sha256 metadata), get
+# (content), delete.
 #
 # Usage: test-remote-storage.sh
 # Exit codes: 0 ok, 1 a step failed, 2 remote sync disabled or misconfigured.
