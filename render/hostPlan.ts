@@ -12,9 +12,9 @@ import { hostJobs, type Job } from "./jobs";
 import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
 import { renderSudoers } from "./sudoers";
 import { isLibrary, readTemplate, renderTemplate, SCRIPT_TEMPLATE_DIR, scriptTemplates } from "./template";
-import { installSecretFilesScript, sha256 } from "./remote";
+import { sha256 } from "./remote";
 import { pitrFirstFullStep, planPitrSteps } from "./pgbackrest";
-import { digestOf, fileStep, secretFilesStep, stepScript, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
+import { digestOf, fileStep, installSecretFilesScript, secretFilesStep, stepScript, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
 
 export interface HostPlan {
     readonly host: HostSpec;
@@ -141,7 +141,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
     }
     steps.push(fileStep("config-location", { path: configLocationPath(config), owner: "root", group: "root", mode: "0644", content: `${hostConfigPath(config)}\n` }, scriptSteps));
 
-    steps.push(fileStep("sudoers", { path: SUDOERS_PATH, owner: "root", group: "root", mode: "0440", content: renderSudoers(config, host) }, scriptSteps, { check: `visudo -cf "$tmp"` }));
+    steps.push(fileStep("sudoers", { path: SUDOERS_PATH, owner: "root", group: "root", mode: "0440", content: renderSudoers(config, host) }, scriptSteps, { check: ["visudo", "-cf"] }));
 
     steps.push(fileStep("logrotate", { path: LOGROTATE_PATH, owner: "root", group: "root", mode: "0644", content: renderTemplate("logrotate/hx-backup", { stack: config.stack, host: host.name, logDir: p.logDir, user: u }) }, afterAccount));
 

@@ -7,9 +7,9 @@
 import type { StackConfig } from "../config/types";
 import { renderAlertmanagerBlocks, smtpPasswordPath } from "./alertmanager";
 import { manifestDir } from "./paths";
-import { installFileScript, installSecretFilesScript, removeFilesScript, sha256 } from "./remote";
+import { sha256 } from "./remote";
 import { shellQuote } from "./shell";
-import { digestOf, fileStep, stepScript, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
+import { digestOf, fileStep, installFileScript, installSecretFilesScript, removeFilesScript, stepScript, withManifestEntry, type FileCheck, type PlannedSecretFile, type Step } from "./step";
 import { readTemplate, renderTemplate } from "./template";
 
 export const RULES_TEMPLATE = "monitoring/backup-alert-rules.yml";
@@ -93,7 +93,7 @@ export function planMonitoring(config: StackConfig): Step[] {
     if (!m) return [];
     const rules = renderRules(config);
     const rulesFile = { path: m.rulesPath, owner: "root", group: "root", mode: "0644", content: rules };
-    const check = `${shellQuote(m.promtool)} check rules "$tmp"`;
+    const check: FileCheck = [m.promtool, "check", "rules"];
     // Prometheus runs as its own user: it needs search (x) permission on every folder above the rules
     // file, which may sit in the 0750 backup storage folder (the seed's /opt/hx-backups/monitoring).
     const ancestors = m.rulesPath.split("/").slice(1, -1).map((_, i, parts) => `/${parts.slice(0, i + 1).join("/")}`);

@@ -6,9 +6,9 @@
  */
 import type { StackConfig } from "../config/types";
 import { manifestDir } from "./paths";
-import { installFileScript, installSecretFilesScript, removeFilesScript, sha256, type FileTarget } from "./remote";
-import { shellQuote } from "./shell";
-import { readTemplate } from "./template";
+import { sha256, type FileTarget } from "./remote";
+import { shellCommand, shellQuote } from "./shell";
+import { readTemplate, STEP_TEMPLATE_DIR } from "./template";
 
 export interface PlannedFile extends FileTarget {
     readonly content: string;
@@ -49,8 +49,32 @@ export const digestOf = (value: unknown): string => sha256(JSON.stringify(value)
 /** The step script with its digest as a first comment line, so that a changed digest changes the command. */
 export const withDigest = (script: string, digest: string): string => `# hx-backup step digest ${digest}\n${script}`;
 
+/**
+ * A command that gates a file install: it runs with the temp file as its last
+ * argument, and the file replaces the target only when it passes
+ * (e.g. `["visudo", "-cf"]`).
+ */
+export type FileCheck = readonly string[];
+
+/** install-files.sh's positional parameters: path, owner, group and mode of each file. */
+const fileFields = (targets: readonly FileTarget[]): string[] => targets.flatMap((t) => [t.path, t.owner, t.group, t.mode]);
+
+/** Installs one file from stdin (templates/steps/install-files.sh), gated by `check` when given. */
+export function installFileScript(target: FileTarget, check?: FileCheck): string {
+    return stepScript("install-files", { from: "stdin", check: check ? shellCommand(...check) : "" }, fileFields([target]));
+}
+
+/** Installs several secret files; stdin carries one base64 line per file, in order. */
+export function installSecretFilesScript(targets: readonly FileTarget[]): string {
+    return stepScript("install-files", { from: "lines", check: "" }, fileFields(targets));
+}
+
+export function removeFilesScript(paths: readonly string[]): string {
+    return stepScript("remove-files", {}, paths);
+}
+
 /** A step that installs one file from stdin; `check` gates the install, `delete` replaces the plain removal. */
-export function fileStep(name: string, file: PlannedFile, dependsOn: string[], opts: { check?: string; delete?: string } = {}): Step {
+export function fileStep(name: string, file: PlannedFile, dependsOn: string[], opts: { check?: FileCheck; delete?: string } = {}): Step {
     return {
         name,
         create: installFileScript(file, opts.check),
@@ -59,7 +83,7 @@ export function fileStep(name: string, file: PlannedFile, dependsOn: string[], o
         files: [file],
         secretFiles: [],
         dependsOn,
-        digest: digestOf({ path: file.path, mode: file.mode, owner: file.owner, group: file.group, content: sha256(file.content), check: opts.check ?? "" }),
+        digest: digestOf({ path: file.path, mode: file.mode, owner: file.owner, group: file.group, content: sha256(file.content), check: opts.check ? shellCommand(...opts.check) : "" }),
     };
 }
 
@@ -78,8 +102,6 @@ export function secretFilesStep(name: string, files: readonly PlannedSecretFile[
         digest: digestOf({ files }),
     };
 }
-
-const STEP_TEMPLATE_DIR = "steps";
 
 /**
  * A step script from its static POSIX-sh body, templates/steps/<name>.sh. Only
@@ -114,17 +136,12 @@ export function withManifestEntry(config: StackConfig, step: Step): Step {
         mode: "0644",
         content: manifestLines(step.files, step.secretFiles),
     };
-    const write = [
-        `install -d -o root -g root -m 0755 ${shellQuote(manifestDir(config))}`,
-        `printf '%s' ${shellQuote(entry.content)} > ${shellQuote(`${entry.path}.tmp`)}`,
-        `chmod 0644 ${shellQuote(`${entry.path}.tmp`)}`,
-        `mv -f ${shellQuote(`${entry.path}.tmp`)} ${shellQuote(entry.path)}`,
-    ].join("\n");
+    const write = stepScript("manifest-entry", { manifest_dir: manifestDir(config), manifest_entry: entry.path, manifest_lines: entry.content });
     return {
         ...step,
         create: `${step.create}\n${write}`,
         // Steps without a delete keep their files (the keyring), and so keep their entry.
-        ...(step.delete ? { delete: `${step.delete}\nrm -f ${shellQuote(entry.path)}` } : {}),
+        ...(step.delete ? { delete: `${step.delete}\n${removeFilesScript([entry.path])}` } : {}),
         files: [...step.files, entry],
     };
 }

@@ -22,6 +22,9 @@ export function templateFiles(relativeDir: string): string[] {
 
 export const SCRIPT_TEMPLATE_DIR = "scripts";
 
+/** The step scripts' static POSIX-sh bodies (see stepScript). */
+export const STEP_TEMPLATE_DIR = "steps";
+
 /** Scripts shipped to every host: every .sh under templates/scripts, the library's lib/ included. */
 export function scriptTemplates(): string[] {
     return templateFiles(SCRIPT_TEMPLATE_DIR).filter((f) => f.endsWith(".sh"));

@@ -15,9 +15,9 @@ import type { StackConfig } from "../../config/types";
 import { serializeHostConfig } from "../../render/hostConfig";
 import { planHost, scriptTemplates, SCRIPT_TEMPLATE_DIR, type HostPlan } from "../../render/hostPlan";
 import { planMonitoring, renderRules } from "../../render/monitoringPlan";
-import { installFileScript, sha256, wrapStep } from "../../render/remote";
+import { sha256, wrapStep } from "../../render/remote";
 import { shellQuote } from "../../render/shell";
-import type { Step } from "../../render/step";
+import { installFileScript, type Step } from "../../render/step";
 import { PRIVILEGED_HELPER, SUDOERS_PATH } from "../../render/sudoers";
 import { UNIT_DIR } from "../../render/systemd";
 import { readTemplate } from "../../render/template";
@@ -291,7 +291,7 @@ describe.skipIf(noVisudo)("the real visudo", () => {
     describe("the install step never installs a broken drop-in", () => {
         const me = userInfo().username;
         const group = run("id", ["-gn"]).stdout.trim();
-        const check = 'visudo -cf "$tmp"';
+        const check = ["visudo", "-cf"];
         const GOOD = "Defaults:backup !requiretty, env_reset\nbackup ALL=(root) NOPASSWD: /var/lib/backup/scripts/backup-privileged.sh redis-copy-rdb\n";
         const BROKEN = "backup ALL=(root NOPASSWD /var/lib/backup/scripts/backup-privileged.sh\n";
 
@@ -555,7 +555,7 @@ describe("hostile values", () => {
         const name = "it's \"x\" $(touch pwned); `touch pwned` *.json\nline2";
         const target = path.join(sub, name);
         const content = `content with $(touch ${marker}) and 'quotes'\n`;
-        const script = installFileScript({ path: target, owner: me, group, mode: "0600" }, 'test -s "$tmp"');
+        const script = installFileScript({ path: target, owner: me, group, mode: "0600" }, ["test", "-s"]);
         expect(script).not.toMatch(/^target=\/.* \$\(touch/m);
         const res = run("sh", ["-c", wrapStep(script, false)], { input: content, cwd: dir });
         expect(res.status, res.stderr).toBe(0);
