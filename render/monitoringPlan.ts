@@ -8,7 +8,6 @@ import type { StackConfig } from "../config/types";
 import { renderAlertmanagerBlocks, smtpPasswordPath } from "./alertmanager";
 import { manifestDir } from "./paths";
 import { sha256 } from "./remote";
-import { shellQuote } from "./shell";
 import { digestOf, fileStep, installFileScript, installSecretFilesScript, removeFilesScript, stepScript, withManifestEntry, type FileCheck, type PlannedSecretFile, type Step } from "./step";
 import { readTemplate, renderTemplate } from "./template";
 
@@ -94,16 +93,14 @@ export function planMonitoring(config: StackConfig): Step[] {
     const rules = renderRules(config);
     const rulesFile = { path: m.rulesPath, owner: "root", group: "root", mode: "0644", content: rules };
     const check: FileCheck = [m.promtool, "check", "rules"];
-    // Prometheus runs as its own user: it needs search (x) permission on every folder above the rules
-    // file, which may sit in the 0750 backup storage folder (the seed's /opt/hx-backups/monitoring).
+    // Every folder above the rules file: Prometheus, its own user, needs to pass through them.
     const ancestors = m.rulesPath.split("/").slice(1, -1).map((_, i, parts) => `/${parts.slice(0, i + 1).join("/")}`);
-    const traversable = `chmod o+x ${ancestors.map(shellQuote).join(" ")}`;
     const steps: Step[] = [
         {
             name: "alert-rules",
             // A file that fails promtool never replaces the live one; Prometheus re-reads only a checked file.
-            create: `${installFileScript(rulesFile, check)}\n${traversable}\n${m.reloadCommand}`,
-            delete: `rm -f ${shellQuote(m.rulesPath)}\n${m.reloadCommand} || true`,
+            create: `${installFileScript(rulesFile, check)}\n${stepScript("prometheus-rules", { action: "install", reload: m.reloadCommand }, ancestors)}`,
+            delete: `${removeFilesScript([m.rulesPath])}\n${stepScript("prometheus-rules", { action: "remove", reload: m.reloadCommand })}`,
             stdin: rules,
             files: [rulesFile],
             secretFiles: [],
@@ -119,7 +116,7 @@ export function planMonitoring(config: StackConfig): Step[] {
     } else if (m.grafanaMode === "api") {
         steps.push({
             name: "dashboard",
-            create: grafanaApiScript(m.grafanaUrl),
+            create: stepScript("grafana-dashboard-api", { grafana_url: m.grafanaUrl }),
             // No delete: the token is only on create's stdin, and a leftover dashboard harms nothing.
             // stdin: first line the token (added by the component as a secret), then the dashboard.
             stdin: dashboard,
@@ -130,24 +127,6 @@ export function planMonitoring(config: StackConfig): Step[] {
         });
     }
     return steps.map((s) => withManifestEntry(config, s));
-}
-
-/** Reads the token from stdin's first line into a 0600 header file: it never reaches argv. */
-const tokenHeader = [
-    "umask 077",
-    "hdr=$(mktemp)",
-    "trap 'rm -f \"$hdr\"' EXIT",
-    "IFS= read -r token",
-    "printf 'Authorization: Bearer %s\\nContent-Type: application/json\\n' \"$token\" > \"$hdr\"",
-    "unset token",
-].join("\n");
-
-function grafanaApiScript(url: string): string {
-    return [
-        tokenHeader,
-        // The rest of stdin is the dashboard; wrap it in the API's envelope with jq.
-        `jq --compact-output '{dashboard: ., overwrite: true, message: "hx-backup deploy"}' | curl --fail --silent --show-error --header @"$hdr" --data-binary @- ${shellQuote(`${url}/api/dashboards/db`)} >/dev/null`,
-    ].join("\n");
 }
 
 /**
