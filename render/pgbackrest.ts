@@ -14,7 +14,6 @@ import { PITR_REPOSITORY_FOLDER } from "../config/names";
 import type { HostSpec, PitrSettings, StackConfig } from "../config/types";
 import { locksDir } from "./paths";
 import { sha256 } from "./remote";
-import { shellQuote } from "./shell";
 import { digestOf, fileStep, secretFilesStep, stepScript, type PlannedSecretFile, type Step } from "./step";
 
 export const PGBACKREST_CONF = "/etc/pgbackrest/pgbackrest.conf";
@@ -168,11 +167,7 @@ export function planPitrSteps(config: StackConfig, host: HostSpec, currentKeyId:
     const pitr = pg?.pitr;
     if (!pg || !pitr) return [];
     const conf = renderPgbackrestConf(config, host, currentKeyId);
-    const q = shellQuote(PGBACKREST_CONF);
-    const notOurs = `if [ -e ${q} ] && ! head -n 1 ${q} | grep -q '^# Managed by hx-backup'; then
-  echo ${shellQuote(`hx-backup: host ${host.name}: ${PGBACKREST_CONF} exists and is not managed by hx-backup; pgBackRest reads one main config, so move it aside (or merge it into postgresql.pitr) and deploy again`)} >&2
-  exit 1
-fi`;
+    const notOurs = stepScript("pgbackrest-config-guard", { host: host.name, conf: PGBACKREST_CONF });
     const configStep = fileStep("pgbackrest-config", { path: PGBACKREST_CONF, owner: "postgres", group: "postgres", mode: "0600", content: conf.main }, [...after]);
     const secretFiles: PlannedSecretFile[] = [
         { path: PGBACKREST_SECRETS_CONF, owner: "postgres", group: "postgres", mode: "0600", secret: { kind: "pgbackrest", keyId: currentKeyId, s3: conf.repository.type === "s3" } },
