@@ -6,7 +6,7 @@
  * drift detection compares a host against the same plan.
  */
 import type { HostSpec, StackConfig } from "../config/types";
-import { configLocationPath, hostConfigPath, locksDir, LOGROTATE_PATH, SUDOERS_PATH, UNIT_DIR } from "./paths";
+import { configLocationPath, createdUserMarker, hostConfigPath, locksDir, LOGROTATE_PATH, SUDOERS_PATH, UNIT_DIR } from "./paths";
 import { renderHostConfig, serializeHostConfig, PGPASS_NAME, REDIS_AUTH_NAME, S3_CREDENTIALS_NAME, type DeployFacts, type HostConfigFile } from "./hostConfig";
 import { hostJobs, type Job } from "./jobs";
 import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
@@ -58,11 +58,8 @@ function directories(config: StackConfig): DirSpec[] {
     return dirs;
 }
 
-/** Marker recording that this tool created the user, so destroy never deletes a pre-existing account. */
-const userMarker = (config: StackConfig) => `${config.paths.configDir}/.created-user`;
-
 /** What the account's create and delete scripts both need. */
-const accountValues = (config: StackConfig) => ({ user: config.backupUser, user_marker: userMarker(config), textfile_dir: config.paths.textfileDir });
+const accountValues = (config: StackConfig) => ({ user: config.backupUser, user_marker: createdUserMarker(config), textfile_dir: config.paths.textfileDir });
 
 /** A step name safe for a Pulumi resource name. */
 const slug = (text: string) => text.replace(/[^A-Za-z0-9.-]+/g, "-").replace(/^-+|-+$/g, "");

@@ -27,5 +27,8 @@ export function watchedLocations(config: StackConfig): string[] {
     return [...scriptDirs, p.keyringDir, manifestDir(config), `${p.configDir}/*`, `${UNIT_DIR}/hx-backup-*`, `${SUDOERS_PATH}*`, `${LOGROTATE_PATH}*`];
 }
 
+/** Marker recording that this tool created the backup user (the account step), so destroy never deletes a pre-existing account. */
+export const createdUserMarker = (config: StackConfig) => `${config.paths.configDir}/.created-user`;
+
 /** Files in watched locations that the running system writes, not a deploy. */
-export const runtimeFiles = (config: StackConfig) => [`${config.paths.configDir}/.created-user`];
+export const runtimeFiles = (config: StackConfig) => [createdUserMarker(config)];
