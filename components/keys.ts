@@ -5,8 +5,8 @@ import { createHash } from "node:crypto";
 export interface EncryptionKeysArgs {
     /** Prefix of every key id (`<prefix>-v<N>`). Required; the stack name is a good choice. */
     readonly keyIdPrefix: string;
-    /** Current key version. Versions 1..N are all generated and kept, so older backups stay restorable. Default: 1. */
-    readonly version?: number;
+    /** Current key version. Versions 1..N are all generated and kept, so older backups stay restorable. Required; the default is config/schema.ts `encryptionKeyVersion`. */
+    readonly version: number;
     /** Refuse to delete keys on `pulumi destroy`. Default: true. */
     readonly protectKeys?: boolean;
 }
@@ -32,7 +32,7 @@ export class EncryptionKeys extends pulumi.ComponentResource {
 
     constructor(name: string, args: EncryptionKeysArgs, opts?: pulumi.ComponentResourceOptions) {
         super("hx-backup:keys:EncryptionKeys", name, {}, opts);
-        const version = args.version ?? 1;
+        const version = args.version;
         if (!Number.isInteger(version) || version < 1) throw new Error(`EncryptionKeys: version must be a whole number >= 1, got ${version}`);
         this.keyIds = Array.from({ length: version }, (_, i) => `${args.keyIdPrefix}-v${i + 1}`);
         this.currentKeyId = this.keyIds[this.keyIds.length - 1];

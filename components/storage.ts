@@ -12,18 +12,18 @@ export interface BackupStorageArgs {
     readonly region?: string;
     /** Lifecycle per retention class (from config/lifecycle). Required. */
     readonly lifecycle: readonly ClassLifecycle[];
-    /** How objects carry their retention class: key prefix or object tag. Default: "prefix". */
-    readonly retentionBy?: "prefix" | "tag";
-    /** Days before noncurrent versions expire. Default: 30. */
-    readonly noncurrentVersionExpireDays?: number;
-    /** Days before incomplete multipart uploads are aborted. Default: 7. */
-    readonly abortMultipartDays?: number;
+    /** How objects carry their retention class: key prefix or object tag. Required; the default is config/schema.ts `retentionBy`. */
+    readonly retentionBy: "prefix" | "tag";
+    /** Days before noncurrent versions expire. Required; the default is config/schema.ts `noncurrentVersionExpireDays`. */
+    readonly noncurrentVersionExpireDays: number;
+    /** Days before incomplete multipart uploads are aborted. Required; the default is config/schema.ts `abortMultipartDays`. */
+    readonly abortMultipartDays: number;
     /** Object Lock default retention; omit to leave Object Lock off. Default: off. */
     readonly objectLock?: { readonly mode: "GOVERNANCE" | "COMPLIANCE"; readonly days: number };
-    /** Waiting period before the KMS key is deleted after destroy (7-30). Default: 30. */
-    readonly kmsDeletionWindowDays?: number;
-    /** Allow destroy to delete a bucket that still holds objects. Default: false. */
-    readonly forceDestroy?: boolean;
+    /** Waiting period before the KMS key is deleted after destroy (7-30). Required; the default is config/schema.ts `kmsDeletionWindowDays`. */
+    readonly kmsDeletionWindowDays: number;
+    /** Allow destroy to delete a bucket that still holds objects. Required; the default is config/schema.ts `forceDestroyBucket`. */
+    readonly forceDestroy: boolean;
 }
 
 /**
@@ -46,22 +46,22 @@ export class BackupStorage extends pulumi.ComponentResource {
     constructor(name: string, args: BackupStorageArgs, opts?: pulumi.ComponentResourceOptions) {
         super("hx-backup:storage:BackupStorage", name, {}, opts);
         const child = { parent: this };
-        const retentionBy = args.retentionBy ?? "prefix";
+        const retentionBy = args.retentionBy;
         const locked = args.objectLock !== undefined;
 
         const kmsKey = new aws.kms.Key(`${name}-kms`, {
             description: `hx-backup bucket ${args.bucketName}`,
             enableKeyRotation: true,
-            deletionWindowInDays: args.kmsDeletionWindowDays ?? 30,
+            deletionWindowInDays: args.kmsDeletionWindowDays,
         }, child);
         new aws.kms.Alias(`${name}-kms-alias`, { name: `alias/hx-backup-${args.bucketName}`, targetKeyId: kmsKey.keyId }, child);
 
         const bucket = new aws.s3.Bucket(`${name}-bucket`, {
             bucket: args.bucketName,
             objectLockEnabled: locked,
-            forceDestroy: args.forceDestroy ?? false,
+            forceDestroy: args.forceDestroy,
             ...(args.region ? { region: args.region } : {}),
-        }, { ...child, protect: !(args.forceDestroy ?? false) });
+        }, { ...child, protect: !args.forceDestroy });
         const region = bucket.region;
 
         const ownership = new aws.s3.BucketOwnershipControls(`${name}-ownership`, {
@@ -100,8 +100,8 @@ export class BackupStorage extends pulumi.ComponentResource {
                 prefix: args.prefix,
                 lifecycle: args.lifecycle,
                 retentionBy,
-                noncurrentVersionExpireDays: args.noncurrentVersionExpireDays ?? 30,
-                abortMultipartDays: args.abortMultipartDays ?? 7,
+                noncurrentVersionExpireDays: args.noncurrentVersionExpireDays,
+                abortMultipartDays: args.abortMultipartDays,
             }),
         }, { ...child, dependsOn: [versioning] });
 

@@ -35,8 +35,9 @@ export function renderRules(config: StackConfig): string {
     });
 }
 
-export function renderDashboardFile(config: StackConfig): string {
-    return renderTemplate(DASHBOARD_TEMPLATE, { dashboardUid: config.monitoring?.dashboardUid ?? "hx-backup" });
+/** The dashboard file for `dashboardUid` (config.monitoring.dashboardUid; its default is config/schema.ts `dashboardUid`). */
+export function renderDashboardFile(dashboardUid: string): string {
+    return renderTemplate(DASHBOARD_TEMPLATE, { dashboardUid });
 }
 
 /** The seed's monitoring config path. */
@@ -110,7 +111,7 @@ export function planMonitoring(config: StackConfig): Step[] {
     ];
     steps.push(fileStep("monitoring-conf", { path: monitoringConfPath(config), owner: "root", group: "root", mode: "0644", content: renderMonitoringConf(config) }, []));
     steps.push(...planAlertmanager(config));
-    const dashboard = renderDashboardFile(config);
+    const dashboard = renderDashboardFile(m.dashboardUid);
     if (m.grafanaMode === "file") {
         steps.push(fileStep("dashboard", { path: `${m.grafanaDashboardDir}/${m.dashboardUid}.json`, owner: "root", group: "root", mode: "0644", content: dashboard }, []));
     } else if (m.grafanaMode === "api") {

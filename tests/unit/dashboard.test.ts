@@ -75,7 +75,7 @@ describe("the dashboard model", () => {
             monitoringHost: "mon",
             dashboardUid: "hx-backup-prod",
         });
-        const installed = JSON.parse(renderDashboardFile(config));
+        const installed = JSON.parse(renderDashboardFile(config.monitoring!.dashboardUid));
         expect(installed.uid).toBe("hx-backup-prod");
         expect(installed).toEqual(renderDashboard("hx-backup-prod"));
         expect(readTemplate(DASHBOARD_TEMPLATE)).not.toMatch(/\{\{hx\.(?!dashboardUid\}\})/);
