@@ -8,7 +8,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { renderHostConfig, type HostConfigFile } from "../../render/hostConfig";
+import { HOST_CONFIG_FORMAT, renderHostConfig, type HostConfigFile } from "../../render/hostConfig";
 import { loadStackFromFiles, renderFacts } from "../../scripts/render";
 import { PROJECT_DIR, STACKS } from "./helpers";
 
@@ -178,6 +178,31 @@ function unreadFields(reads: readonly ConfigRead[], rendered: readonly Rendered[
     const all = new Set(rendered.flatMap(({ config }) => leaves(config)));
     return [...all].filter((leaf) => !reads.some((r) => covers(r, leaf))).sort();
 }
+
+/** The config format the host library accepts: `readonly HX_CONFIG_FORMAT=<n>` in lib/core.sh. */
+function libraryConfigFormat(coreSh: string): number {
+    const found = [...coreSh.matchAll(/^readonly HX_CONFIG_FORMAT=(\d+)$/gm)];
+    if (found.length !== 1) throw new Error(`lib/core.sh: expected one "readonly HX_CONFIG_FORMAT=<n>" line, found ${found.length}`);
+    return Number(found[0][1]);
+}
+
+describe("the backup.json format", () => {
+    const coreSh = readFileSync(path.join(TEMPLATES, "scripts", "lib", "core.sh"), "utf8");
+
+    it("the library reads the format the render writes (HX_CONFIG_FORMAT = HOST_CONFIG_FORMAT)", () => {
+        expect(libraryConfigFormat(coreSh)).toBe(HOST_CONFIG_FORMAT);
+        for (const name of STACKS) {
+            const config = stack(name);
+            for (const host of config.hosts) expect(renderHostConfig(config, host, renderFacts(config)).format).toBe(HOST_CONFIG_FORMAT);
+        }
+    });
+
+    it("catches a library that was bumped alone, and a constant it cannot find", () => {
+        const bumped = coreSh.replace(/^readonly HX_CONFIG_FORMAT=\d+$/m, `readonly HX_CONFIG_FORMAT=${HOST_CONFIG_FORMAT + 1}`);
+        expect(libraryConfigFormat(bumped)).not.toBe(HOST_CONFIG_FORMAT);
+        expect(() => libraryConfigFormat(coreSh.replace(/^readonly HX_CONFIG_FORMAT=/m, "HX_CONFIG_FORMAT="))).toThrow(/found 0/);
+    });
+});
 
 describe("the backup.json contract", () => {
     const reads = allReads();
