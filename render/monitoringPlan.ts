@@ -117,7 +117,7 @@ export function planMonitoring(config: StackConfig): Step[] {
     } else if (m.grafanaMode === "api") {
         steps.push({
             name: "dashboard",
-            create: stepScript("grafana-dashboard-api", { grafana_url: m.grafanaUrl }),
+            create: stepScript("grafana-dashboard-api", { dashboards_api: `${m.grafanaUrl}/api/dashboards/db` }),
             // No delete: the token is only on create's stdin, and a leftover dashboard harms nothing.
             // stdin: first line the token (added by the component as a secret), then the dashboard.
             stdin: dashboard,
