@@ -110,6 +110,30 @@ s3_copy() {
     fi
 }
 
+# sync_restore_test DIR TYPE TARGET: the source's restore-test record
+# (lib/verify.sh hx_restore_test_record), uploaded as restore-test.json beside
+# the source's objects outside the retention classes (hx_s3_source_key),
+# replacing the previous one, whenever it changed since the last upload.
+sync_restore_test() {
+    local dir=$1 type=$2 target=$3 sha key
+    local record="$dir/.restore-test.json" marker="$dir/.restore-test.json.synced" part="$dir/.restore-test.json.synced.$$.partial"
+    [[ -f $record ]] || return 0
+    if ! sha=$(openssl dgst -sha256 -r <"$record"); then
+        HX_REMOTE_ERROR="cannot read the restore-test record $record"
+        return 1
+    fi
+    sha=${sha%% *}
+    if [[ -f $marker && $(<"$marker") == "$sha" ]]; then
+        return 0
+    fi
+    key=$(hx_s3_source_key "$type" "$target" restore-test.json)
+    with_retries hx_s3_put "$record" "$key" "$sha" "" || return 1
+    hx_tmp_register "$part"
+    printf '%s\n' "$sha" >"$part"
+    mv -f -- "$part" "$marker"
+    hx_info synced "restore-test record uploaded" "type=$type" "target=$target" "key=$key"
+}
+
 FAILED=0
 UPLOADED=0
 for dir in "${SOURCES[@]}"; do
@@ -117,6 +141,7 @@ for dir in "${SOURCES[@]}"; do
     type=$(basename -- "$(dirname -- "$dir")")
     state="$dir/.remote-classes"
     ok=1
+    result=0 # stays 0 unless an upload failed (and the loop below stopped)
     mapfile -d '' -t ms < <(hx_manifests "$dir")
     for m in "${ms[@]}"; do
         name=$(basename -- "$m")
@@ -178,6 +203,10 @@ for dir in "${SOURCES[@]}"; do
         UPLOADED=$((UPLOADED + 1))
         hx_info synced "uploaded" "type=$type" "target=$target" "class=$class" "key=$akey"
     done
+    if ((result == 0)) && ! sync_restore_test "$dir" "$type" "$target"; then
+        ok=0
+        hx_error sync_failed "restore-test record upload failed: $HX_REMOTE_ERROR" "type=$type" "target=$target"
+    fi
     if ((ok == 1)); then
         hx_metrics "$type" "$target" backup_remote_sync_status=1 "backup_remote_sync_last_success_timestamp=$(hx_epoch)"
     else

@@ -128,6 +128,8 @@ for dir in "${SOURCES[@]}"; do
             hx_info restore_test_ok "restore test passed" "type=$type" "target=$target" "manifest=$newest"
             echo "OK   $type/$target restore test ($(basename -- "$newest"))"
         else
+            # Not restore-tested because it did not verify: recorded as a failed restore test (hx_restore_test records its own).
+            [[ $newest == "$newest_ok" ]] || hx_restore_test_record "$newest" failed "$EPOCHREALTIME" "${HX_VERIFY_ERROR:-newest artifact did not verify}"
             FAILURES=$((FAILURES + 1))
             hx_error restore_test_failed "restore test failed: ${HX_VERIFY_ERROR:-newest artifact did not verify}" "type=$type" "target=$target" "manifest=$newest"
             echo "FAIL $type/$target restore test: ${HX_VERIFY_ERROR:-newest artifact did not verify}"

@@ -3,7 +3,9 @@
 # manifest MAC and checksum, decrypt, and restore into a scratch target
 # (PostgreSQL: scratch database, compared by tables and row counts; Redis:
 # redis-check-rdb and key count; archives: extract to a temp dir and
-# compare). Nothing is overwritten. Updates backup_restore_test_status.
+# compare). Nothing is overwritten. Updates backup_restore_test_status and
+# each source's restore-test record (lib/verify.sh hx_restore_test_record),
+# which the next sync uploads for the compliance report.
 #
 # Usage: test-restore.sh [TYPE]
 # Exit codes: 0 all passed, 4 a restore test failed, 1 nothing to test.

@@ -88,12 +88,14 @@ hx_s3_download() {
 }
 
 # hx_s3_put FILE KEY SHA256 CLASS: upload (multipart when large), then check
-# the object's size and the sha256 recorded in its metadata.
+# the object's size and the sha256 recorded in its metadata. An empty CLASS
+# uploads an object of no retention class (no class metadata or tag), which
+# no class's lifecycle rule expires.
 hx_s3_put() {
     local file=$1 key=$2 sha=$3 class=$4 out size head
     size=$(stat --format=%s -- "$file")
     # No SSE headers: the bucket's default SSE-KMS key applies (see HostConfigFile.remote.credentialsFile).
-    local -a extra=(--storage-class "$HX_S3_STORAGE_CLASS" --metadata "sha256=$sha,retention-class=$class")
+    local -a extra=(--storage-class "$HX_S3_STORAGE_CLASS" --metadata "sha256=$sha${class:+,retention-class=$class}")
     if ! out=$(hx_aws s3 cp --only-show-errors --no-progress "${extra[@]}" "$file" "s3://$HX_S3_BUCKET/$key" 2>&1); then
         HX_REMOTE_ERROR="upload failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
         return 1
@@ -110,7 +112,7 @@ hx_s3_put() {
         HX_REMOTE_ERROR="uploaded checksum metadata differs for $key"
         return 1
     fi
-    if [[ $HX_S3_RETENTION_BY == tag ]]; then
+    if [[ $HX_S3_RETENTION_BY == tag && -n $class ]]; then
         if ! out=$(hx_aws s3api put-object-tagging --bucket "$HX_S3_BUCKET" --key "$key" --tagging "TagSet=[{Key=retention-class,Value=$class}]" 2>&1); then
             HX_REMOTE_ERROR="tagging failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
             return 1
@@ -127,4 +129,14 @@ hx_s3_key() {
     else
         printf '%s%s/%s/%s/%s/%s' "$p" "$class" "$HX_HOST" "$type" "$target" "$file"
     fi
+}
+
+# hx_s3_source_key TYPE TARGET FILE: the key of a source's object outside the
+# retention classes, `<prefix>/<host>/<type>/<target>/<file>` in both layouts
+# (the source's restore-test record): no class prefix or tag, so no class's
+# lifecycle rule expires it; overwritten versions go with the housekeeping rule.
+hx_s3_source_key() {
+    local p=""
+    [[ -n $HX_S3_PREFIX ]] && p="$HX_S3_PREFIX/"
+    printf '%s%s/%s/%s/%s' "$p" "$HX_HOST" "$1" "$2" "$3"
 }

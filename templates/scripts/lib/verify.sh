@@ -187,13 +187,79 @@ hx_content_check() {
     fi
 }
 
-# hx_restore_test MANIFEST [ARTIFACT]: full restore test of one artifact.
+# hx_restore_test MANIFEST [ARTIFACT]: full restore test of one artifact. A
+# manifest of a local source also gets its restore-test record, passed or
+# failed (hx_restore_test_record).
 hx_restore_test() {
-    local m=$1 a=${2:-}
+    local m=$1 a=${2:-} started=$EPOCHREALTIME rc=0
+    hx__restore_test_run "$m" "$a" || rc=1
+    if ((rc == 0)); then
+        hx_restore_test_record "$m" ok "$started" ""
+    else
+        hx_restore_test_record "$m" failed "$started" "${HX_VERIFY_ERROR:-restore test failed}"
+    fi
+    return "$rc"
+}
+
+hx__restore_test_run() {
+    local m=$1 a=$2
     [[ -n $a ]] || a=$(hx_manifest_artifact "$m")
     hx_verify_artifact "$m" "$a" || return 1
     hx_content_check "$m" "$a" || return 1
     hx_source "$(jq --raw-output '.type' "$m")" restore_test "$m" "$a"
+}
+
+# hx_restore_test_record MANIFEST ok|failed STARTED ERROR: the outcome of a
+# restore test of a local source's manifest (STORAGE/TYPE/TARGET/), as that
+# source's .restore-test.json: when, the result, the manifest and artifact
+# tested, the duration, signed with the current key as manifests are
+# (hx_manifest_sign). backup-sync.sh uploads it beside the source's objects
+# for the compliance report. Only the latest is kept; it is replaced
+# atomically. STARTED is an $EPOCHREALTIME. A manifest elsewhere (an S3
+# download) records nothing. Never fails the caller: a record that cannot be
+# written is logged.
+hx_restore_test_record() {
+    local m=$1 result=$2 started=$3 error=$4 dir storage type target
+    [[ -n ${HX_STORAGE:-} ]] || return 0
+    dir=$(cd -- "$(dirname -- "$m")" 2>/dev/null && pwd -P) || return 0
+    storage=$(cd -- "$HX_STORAGE" 2>/dev/null && pwd -P) || return 0
+    [[ ${dir%/*/*} == "$storage" && ${dir##*/} != .* ]] || return 0
+    target=${dir##*/}
+    type=${dir%/*}
+    type=${type##*/}
+    [[ -n ${HX_SOURCE_MODULE[$type]:-} ]] || return 0
+    local now=$EPOCHREALTIME finished started_at ms name sha tested
+    ms=$(((${now/./} - ${started/./}) / 1000))
+    hx_utc_into finished '%Y-%m-%dT%H:%M:%SZ' "${now%.*}"
+    hx_utc_into started_at '%Y-%m-%dT%H:%M:%SZ' "${started%.*}"
+    hx_basename_into name "$m"
+    sha=$(openssl dgst -sha256 -r <"$m" 2>/dev/null) || sha=""
+    sha=${sha%% *}
+    # What the tested manifest says of itself, as far as it can be read (a failed test may be of a malformed one).
+    tested=$(jq --compact-output '{artifact, createdAt} | map_values(if type == "string" then . else null end)' -- "$m" 2>/dev/null) || tested='{}'
+    if [[ ${HX_KEY_LOADED_ID:-} != "$HX_KEY_ID" ]] && ! hx_key_load "$HX_KEY_ID"; then
+        hx_warn restore_test_record "restore-test record not written: encryption key: $HX_KEY_ERROR" "type=$type" "target=$target"
+        return 0
+    fi
+    local body="$dir/.restore-test-body.json.$$.partial" part="$dir/.restore-test.json.$$.partial"
+    hx_tmp_register "$body"
+    hx_tmp_register "$part"
+    if jq --null-input --sort-keys \
+        --arg host "$HX_HOST" --arg stack "$HX_STACK" --arg job "$HX_JOB" \
+        --arg type "$type" --arg target "$target" --arg manifest "$name" --arg manifestSha "$sha" --argjson tested "$tested" \
+        --arg started "$started_at" --arg finished "$finished" --argjson ms "$ms" --arg result "$result" --arg error "${error:0:500}" \
+        '{format: 1, kind: "restore-test", host: $host, stack: $stack, job: $job, type: $type, target: $target,
+          manifest: $manifest, manifestSha256: (if $manifestSha == "" then null else $manifestSha end),
+          artifact: $tested.artifact, manifestCreatedAt: $tested.createdAt,
+          startedAt: $started, finishedAt: $finished, durationMs: $ms,
+          result: $result, error: (if $result == "ok" then null else $error end)}' >"$body" \
+        && hx_manifest_sign "$body" "$part" && mv -f -- "$part" "$dir/.restore-test.json"; then
+        rm -f -- "$body"
+    else
+        rm -f -- "$body" "$part"
+        hx_warn restore_test_record "restore-test record not written" "type=$type" "target=$target"
+    fi
+    return 0
 }
 
 # ---------------------------------------------------------------- restore ---
