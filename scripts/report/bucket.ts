@@ -1,6 +1,7 @@
 /**
  * Reading the bucket: the listing under the backup prefix, every manifest's
- * body, and in tag mode each manifest's retention-class tag.
+ * and restore-test record's body, and in tag mode each manifest's
+ * retention-class tag.
  *
  * Through @aws-sdk/client-s3 rather than the AWS CLI the hosts use: the report
  * fetches one small object per backup, and one in-process client with a few
@@ -14,6 +15,7 @@
 import { GetObjectCommand, GetObjectTaggingCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import { PITR_REPOSITORY_FOLDER } from "../../config/names";
 import { RETENTION_TAG } from "../../render/storagePolicy";
+import { parseRestoreTestKey } from "./facts";
 import type { BucketObject, BucketSnapshot, ReportPolicy } from "./model";
 
 /** A problem with what the operator gave (stack, flags, credentials): printed as is, exit 2. */
@@ -85,8 +87,9 @@ async function listRange(client: S3Client, bucket: string, prefix: string, range
 
 /**
  * The listing under `<prefix>/` (except the pgBackRest repositories, which
- * hold no manifests and can hold millions of WAL files) and every manifest
- * body; a manifest that cannot be read is recorded as such, not fatal.
+ * hold no manifests and can hold millions of WAL files), every manifest body
+ * and every restore-test record; one that cannot be read is recorded as
+ * such, not fatal.
  */
 export async function readBucket(client: S3Client, policy: ReportPolicy): Promise<BucketSnapshot> {
     const bucket = policy.bucket.name;
@@ -101,7 +104,8 @@ export async function readBucket(client: S3Client, policy: ReportPolicy): Promis
         throw explainS3Error(e, policy);
     }
     const manifests = listed.filter((o) => o.key.endsWith(".manifest.json"));
-    const bodies = await inParallel(manifests, async (o) => {
+    const records = listed.filter((o) => parseRestoreTestKey(o.key, policy.bucket) !== null);
+    const bodies = await inParallel([...manifests, ...records], async (o) => {
         try {
             const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: o.key }));
             return (await r.Body?.transformToString("utf8")) ?? undefined;
@@ -125,5 +129,9 @@ export async function readBucket(client: S3Client, policy: ReportPolicy): Promis
         });
     }
     const objects: BucketObject[] = listed.map((o) => ({ ...o, ...(tags.has(o.key) ? { retentionTag: tags.get(o.key)! } : {}) }));
-    return { objects, manifestBodies: new Map(manifests.map((o, i) => [o.key, bodies[i]])) };
+    return {
+        objects,
+        manifestBodies: new Map(manifests.map((o, i) => [o.key, bodies[i]])),
+        restoreTestBodies: new Map(records.map((o, i) => [o.key, bodies[manifests.length + i]])),
+    };
 }

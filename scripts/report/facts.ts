@@ -18,8 +18,10 @@ import {
     type MacKeyring,
     type MacStatus,
     type Problem,
+    type ProblemKind,
     type Report,
     type ReportPolicy,
+    type RestoreTestFact,
     type SourceReport,
     type TimelineDay,
 } from "./model";
@@ -61,6 +63,24 @@ export function parseObjectKey(key: string, bucket: ReportPolicy["bucket"], rete
     const [host, type, target, file] = rest;
     if (!host || !type || !target || !file || host.startsWith("_")) return null;
     return { retentionClass, host, type, target, file, dir: key.slice(0, key.length - file.length) };
+}
+
+/** The file name of a source's restore-test record in the bucket (backup-sync.sh sync_restore_test). */
+export const RESTORE_TEST_FILE = "restore-test.json";
+
+/**
+ * Where a restore-test record sits: `<prefix>/<host>/<type>/<target>/restore-test.json`
+ * in both layouts (lib/remote.sh hx_s3_source_key), outside the retention classes.
+ */
+export function parseRestoreTestKey(key: string, bucket: ReportPolicy["bucket"]): SourceKey | null {
+    const prefix = bucket.prefix.replace(/\/+$/, "");
+    const root = prefix ? `${prefix}/` : "";
+    if (!key.startsWith(root)) return null;
+    const parts = key.slice(root.length).split("/");
+    if (parts.length !== 4 || parts[3] !== RESTORE_TEST_FILE) return null;
+    const [host, type, target] = parts;
+    if (!host || !type || !target || host.startsWith("_")) return null;
+    return { host, type, target };
 }
 
 const SAFE_NAME = /^[A-Za-z0-9._-]+$/;
@@ -112,6 +132,7 @@ function groupObjects(objects: readonly BucketObject[], bucket: ReportPolicy["bu
     const groups = new Map<string, Grouped>();
     const unrecognized: string[] = [];
     for (const object of objects) {
+        if (parseRestoreTestKey(object.key, bucket)) continue; // placed by buildReport
         const parsed = parseObjectKey(object.key, bucket, object.retentionTag);
         if (!parsed) {
             unrecognized.push(object.key);
@@ -222,6 +243,136 @@ function examineManifest(
     };
 }
 
+/** The checks a restore-test record must pass before its MAC (the fields hx_restore_test_record writes); null when it passes them. */
+export function restoreTestShapeProblem(r: Json, source: SourceKey): string | null {
+    if (!isObject(r)) return "not a JSON object";
+    if (r.format !== 1 || r.kind !== "restore-test") return "not a restore-test record of format 1";
+    const mac = r.mac;
+    if (!isObject(mac) || !SAFE_NAME.test(str(mac.keyId) ?? "") || !HEX64.test(str(mac.value) ?? "")) return "no well-formed mac";
+    if (r.result !== "ok" && r.result !== "failed") return "result is neither ok nor failed";
+    if (str(r.finishedAt) === null || Number.isNaN(Date.parse(str(r.finishedAt)!))) return "finishedAt is not a time";
+    // The MAC covers these: a record copied beside another source would otherwise vouch for it.
+    if (r.host !== source.host || r.type !== source.type || r.target !== source.target) {
+        return `names ${String(r.host)}/${String(r.type)}/${String(r.target)}, not the source it sits beside`;
+    }
+    if (hasLoneSurrogate(r)) return "holds a lone UTF-16 surrogate, which jq cannot read";
+    return null;
+}
+
+interface RestoreTestContext {
+    readonly source: SourceKey;
+    readonly key: string | undefined;
+    readonly body: string | undefined;
+    readonly keyring: MacKeyring | undefined;
+    readonly now: Date;
+    /** File names of the source's manifests in the bucket. */
+    readonly manifests: ReadonlySet<string>;
+    /** Without restore-test jobs or backup jobs for the source, nothing is expected. */
+    readonly restoreTestJobs: readonly ExpectedSource["jobs"][number][];
+    readonly backupJobs: readonly ExpectedSource["jobs"][number][] | undefined;
+    readonly graceSeconds: number;
+    /** createdAt of the source's oldest dated manifest: a missing record is due once the source is older than the allowed age. */
+    readonly oldestBackup: string | null;
+}
+
+/** The restore-test rule: the verification schedule's gap, the upload's delay (the source's next backup syncs the record), the test's duration and the grace. */
+function restoreTestAllowance(c: RestoreTestContext, durationSeconds: number): { seconds: number; rule: string } | null {
+    if (!c.backupJobs || c.backupJobs.length === 0 || c.restoreTestJobs.length === 0) return null;
+    const gap = (jobs: RestoreTestContext["restoreTestJobs"]) => Math.min(...jobs.map((j) => j.maxIntervalSeconds + j.jitterSeconds));
+    const test = gap(c.restoreTestJobs);
+    const upload = gap(c.backupJobs);
+    const seconds = test + upload + Math.ceil(durationSeconds) + c.graceSeconds;
+    return {
+        seconds,
+        rule: `the longest gap between runs of ${c.restoreTestJobs.map((j) => j.name).join(", ")} plus the timer's start delay (${duration(test)}), the longest gap between the source's backups plus the start delay (${duration(upload)}: the next backup's sync uploads the record), the test's own duration and ${c.graceSeconds / 60} minutes' grace: ${duration(seconds)}`,
+    };
+}
+
+function examineRestoreTest(c: RestoreTestContext): { fact: RestoreTestFact; issues: { kind: ProblemKind; severity: Problem["severity"]; message: string }[] } {
+    const issues: { kind: ProblemKind; severity: Problem["severity"]; message: string }[] = [];
+    const empty = { key: c.key ?? null, result: null, error: null, startedAt: null, finishedAt: null, ageSeconds: null, durationMs: null, manifest: null, artifact: null, manifestInBucket: null, job: null, keyId: null };
+    if (c.key === undefined) {
+        const allowance = restoreTestAllowance(c, 0);
+        if (!allowance) return { issues, fact: { ...empty, state: "not-expected", mac: "not-checked", allowedAgeSeconds: null, rule: null, problems: [] } };
+        const sourceAge = c.oldestBackup ? (c.now.getTime() - Date.parse(c.oldestBackup)) / 1000 : 0;
+        if (sourceAge <= allowance.seconds) {
+            return { issues, fact: { ...empty, state: "not-due", mac: "not-checked", allowedAgeSeconds: allowance.seconds, rule: allowance.rule, problems: [] } };
+        }
+        const message = `no restore-test record in the bucket, and the source's oldest backup is ${duration(Math.round(sourceAge))} old, past the ${duration(allowance.seconds)} the verification schedule allows`;
+        issues.push({ kind: "restore-test-missing", severity: "error", message });
+        return { issues, fact: { ...empty, state: "missing", mac: "not-checked", allowedAgeSeconds: allowance.seconds, rule: allowance.rule, problems: [message] } };
+    }
+    let record: JsonObject | null = null;
+    let shape: string | null;
+    if (c.body === undefined) shape = "could not be read from the bucket";
+    else {
+        try {
+            const parsed = JSON.parse(c.body) as Json;
+            shape = restoreTestShapeProblem(parsed, c.source);
+            if (shape === null) record = parsed as JsonObject;
+        } catch {
+            shape = "is not valid JSON";
+        }
+    }
+    if (!record) {
+        const allowance = restoreTestAllowance(c, 0);
+        const message = `restore-test record ${shape}`;
+        issues.push({ kind: "restore-test-malformed", severity: "error", message });
+        return { issues, fact: { ...empty, state: "untrusted", mac: "malformed", allowedAgeSeconds: allowance?.seconds ?? null, rule: allowance?.rule ?? null, problems: [message] } };
+    }
+    const macField = record.mac as JsonObject;
+    const keyId = macField.keyId as string;
+    let mac: MacStatus;
+    if (!c.keyring) mac = "not-checked";
+    else {
+        const macKey = c.keyring.get(keyId);
+        if (macKey === undefined) {
+            mac = "key-missing";
+            issues.push({ kind: "key-missing", severity: "warning", message: `key ${keyId} is not in the keyring given with --keys: the restore-test record's MAC is not checked` });
+        } else if (macMatches(record, macKey, macField.value as string)) mac = "verified";
+        else {
+            mac = "mismatch";
+            issues.push({ kind: "restore-test-mac-mismatch", severity: "error", message: "the restore-test record's MAC does not verify (tampered with, or signed with another key): its result cannot be trusted" });
+        }
+    }
+    const finishedAt = record.finishedAt as string;
+    const durationMs = typeof record.durationMs === "number" && record.durationMs >= 0 ? record.durationMs : null;
+    const ageSeconds = Math.max(0, Math.round((c.now.getTime() - Date.parse(finishedAt)) / 1000));
+    const allowance = restoreTestAllowance(c, (durationMs ?? 0) / 1000);
+    const result = record.result as "ok" | "failed";
+    const manifest = str(record.manifest);
+    const error = str(record.error);
+    const stale = allowance !== null && ageSeconds > allowance.seconds;
+    // A record whose MAC fails says nothing trustworthy: its result and age are not judged.
+    if (mac !== "mismatch") {
+        if (result === "failed") issues.push({ kind: "restore-test-failed", severity: "error", message: `the last restore test (${finishedAt}${manifest ? `, of ${manifest}` : ""}) failed: ${error ?? "no cause recorded"}` });
+        if (stale) issues.push({ kind: "restore-test-stale", severity: "error", message: `the last restore test is ${duration(ageSeconds)} old, past the ${duration(allowance.seconds)} the verification schedule allows` });
+    }
+    const state: RestoreTestFact["state"] = mac === "mismatch" ? "untrusted" : result === "failed" ? "failed" : stale ? "stale" : "ok";
+    return {
+        issues,
+        fact: {
+            state,
+            key: c.key,
+            result,
+            error,
+            startedAt: str(record.startedAt),
+            finishedAt,
+            ageSeconds,
+            durationMs,
+            manifest,
+            artifact: str(record.artifact),
+            manifestInBucket: manifest === null ? null : c.manifests.has(manifest),
+            job: str(record.job),
+            keyId,
+            mac,
+            allowedAgeSeconds: allowance?.seconds ?? null,
+            rule: allowance?.rule ?? null,
+            problems: issues.map((i) => i.message),
+        },
+    };
+}
+
 const byCreated = (a: BackupFact, b: BackupFact): number => (a.createdAt ?? "").localeCompare(b.createdAt ?? "") || a.manifestKey.localeCompare(b.manifestKey);
 
 /** The BackupDelayed rule (README "BackupDelayed"), with the stack's grace. */
@@ -293,7 +444,7 @@ const duration = (seconds: number): string => {
 export { duration as formatDuration };
 
 export const RESTORE_TEST_NOTE =
-    "Restore tests run on the hosts (backup-verify.sh --restore-test, weekly; test-restore.sh) and record backup_restore_test_status in node_exporter's textfile metrics and the job log. Nothing of them is uploaded, so the bucket cannot say when the last one ran or whether it passed: read the RestoreTestFailed alert or the Grafana dashboard.";
+    "A restore-test record is the host's own statement, signed with the backup key: the host restored its local copy of the newest backup, not the bucket's. Only the latest record of each source is kept, and it reaches the bucket with the source's next sync, so a failure may show up to one backup interval late (the RestoreTestFailed alert fires at once). The PITR restore test (pitr-verify) uploads no record: see its metrics.";
 
 export interface BuildOptions {
     /** The MAC halves of the keys given with --keys; undefined: MACs are not checked. */
@@ -313,6 +464,12 @@ export function buildReport(policy: ReportPolicy, snapshot: BucketSnapshot, opti
 
     const expectedFor = (host: string, type: string): ExpectedSource | undefined =>
         policy.hosts.find((h) => h.name === host && h.remoteSync)?.sources.find((s) => s.type === type);
+    const restoreTests = new Map<string, string>();
+    for (const o of snapshot.objects) {
+        const source = parseRestoreTestKey(o.key, policy.bucket);
+        if (source) restoreTests.set(sourceId(source), o.key);
+    }
+    const placedRestoreTests = new Set<string>();
 
     for (const group of [...groups.values()].sort((a, b) => sourceId(a.source).localeCompare(sourceId(b.source)))) {
         const { host, type, target } = group.source;
@@ -369,6 +526,22 @@ export function buildReport(policy: ReportPolicy, snapshot: BucketSnapshot, opti
         for (const c of classCoverage.filter((x) => !x.met)) {
             problems.push({ kind: "retention-short", severity: "warning", ...at, key: null, message: `${c.retentionClass}: restorable backups cover ${c.covered} of the ${c.required} ${c.retentionClass} period(s) the policy keeps by now` });
         }
+        const restoreTestKey = restoreTests.get(sourceId(group.source));
+        if (restoreTestKey) placedRestoreTests.add(restoreTestKey);
+        const dated = backups.filter((b) => b.createdAt !== null);
+        const restoreTest = examineRestoreTest({
+            source: group.source,
+            key: restoreTestKey,
+            body: restoreTestKey === undefined ? undefined : snapshot.restoreTestBodies.get(restoreTestKey),
+            keyring,
+            now,
+            manifests: new Set(group.manifests.map((m) => m.parsed.file)),
+            restoreTestJobs: expected ? (policy.hosts.find((h) => h.name === host)?.restoreTestJobs ?? []) : [],
+            backupJobs: expected?.jobs,
+            graceSeconds: policy.overdueGraceSeconds,
+            oldestBackup: dated[0]?.createdAt ?? null,
+        });
+        for (const { kind, severity, message } of restoreTest.issues) problems.push({ kind, severity, ...at, key: restoreTestKey ?? null, message });
         const enc = newestManifest?.encryption as JsonObject | undefined;
         const firstDay = timelineDays(policy);
         sources.push({
@@ -381,7 +554,7 @@ export function buildReport(policy: ReportPolicy, snapshot: BucketSnapshot, opti
                 ? { cipher: str(enc.cipher) ?? "?", kdf: str(enc.kdf) ?? "?", digest: str(enc.digest) ?? "?", iter: typeof enc.iter === "number" ? enc.iter : null, keyId: str(enc.keyId) ?? "?" }
                 : null,
             coverage: classCoverage,
-            lastRestoreTest: { known: false, note: RESTORE_TEST_NOTE },
+            lastRestoreTest: restoreTest.fact,
             backups,
             olderThanTimeline: backups.filter((b) => b.day !== null && dayNumber(b.day) <= dayNumber(today) - firstDay).length,
             timeline: days,
@@ -437,7 +610,8 @@ export function buildReport(policy: ReportPolicy, snapshot: BucketSnapshot, opti
         sources,
         missingSources,
         problems: problems.sort(problemOrder),
-        unrecognizedObjects: unrecognized,
+        // A record beside no backup of its source (all expired, or a stray upload) belongs to no source shown.
+        unrecognizedObjects: [...unrecognized, ...[...restoreTests.values()].filter((k) => !placedRestoreTests.has(k))].sort(),
         totals: { objects: snapshot.objects.length, manifests: all.length, restorable: all.filter((b) => b.restorable).length, broken: all.filter((b) => !b.restorable).length },
         cannotKnow: cannotKnow(keyring !== undefined),
     };

@@ -5,7 +5,7 @@
  * bucket is escaped: object keys and manifest fields are untrusted text.
  */
 import { formatDuration } from "./facts";
-import type { BackupFact, Problem, Report, SourceReport, TimelineDay } from "./model";
+import type { BackupFact, Problem, Report, RestoreTestFact, SourceReport, TimelineDay } from "./model";
 
 export const esc = (value: unknown): string =>
     String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
@@ -78,11 +78,38 @@ function timelineHtml(s: SourceReport): string {
     return `<div class="timeline" data-source="${esc(`${s.host}/${s.type}/${s.target}`)}">${days}${undated}</div><div class="axis">${axis}</div>${older}`;
 }
 
+const RESTORE_TEST_BADGES: Record<RestoreTestFact["state"], [string, "ok" | "bad" | "warn" | "muted"]> = {
+    ok: ["passed", "ok"],
+    failed: ["FAILED", "bad"],
+    stale: ["too old", "bad"],
+    missing: ["MISSING", "bad"],
+    "not-due": ["none yet, not due", "muted"],
+    untrusted: ["record not trustworthy", "bad"],
+    "not-expected": ["not scheduled", "muted"],
+};
+
+function macBadge(mac: BackupFact["mac"]): string {
+    return mac === "verified" ? badge("verified", "ok") : mac === "not-checked" ? badge("not checked", "muted") : mac === "key-missing" ? badge("no key", "warn") : badge(mac, "bad");
+}
+
+function restoreTestHtml(t: RestoreTestFact): string {
+    const [text, kind] = RESTORE_TEST_BADGES[t.state];
+    const head = `<span class="restore-test" data-state="${esc(t.state)}">${badge(text, kind)}</span>`;
+    const rule = t.rule ? `<br><span class="muted">allowed age: ${esc(t.rule)}</span>` : "";
+    if (!t.finishedAt) return `${head} ${t.problems.map((p) => `<span class="sev-error">${esc(p)}</span>`).join(" ")}${t.key ? ` <code>${esc(t.key)}</code>` : ""}${rule}`;
+    const age = t.ageSeconds !== null ? ` — ${esc(formatDuration(t.ageSeconds))} old${t.allowedAgeSeconds !== null ? `, allowed ${esc(formatDuration(t.allowedAgeSeconds))}` : ""}` : "";
+    const tested = t.manifest ? `<br>tested <code>${esc(t.manifest)}</code>${t.manifestInBucket === false ? ` <span class="muted">(not, or no longer, in the bucket)</span>` : ""}${t.durationMs !== null ? `, took ${esc((t.durationMs / 1000).toFixed(1))} s` : ""}${t.job ? ` <span class="muted">(${esc(t.job)})</span>` : ""}` : "";
+    const error = t.error ? `<br><span class="sev-error">${esc(t.error)}</span>` : "";
+    return `${head} ${when(t.finishedAt)}${age}; MAC ${macBadge(t.mac)}${tested}${error}${t.problems.filter((p) => !t.error || !p.includes(t.error)).map((p) => `<br><span class="sev-error">${esc(p)}</span>`).join("")}${rule}`;
+}
+
 function sourceHtml(s: SourceReport, problems: readonly Problem[]): string {
     const mine = problems.filter((p) => p.host === s.host && p.type === s.type && p.target === s.target);
     const broken = s.backups.filter((b) => !b.restorable).length;
     const rpo = s.newest?.rpoMet === true ? badge("RPO met", "ok") : s.newest?.rpoMet === false || (s.expected && !s.newest) ? badge("RPO missed", "bad") : badge("no schedule", "muted");
-    const badges = [rpo, broken ? badge(`${broken} broken`, "bad") : badge("chain intact", "ok"), s.expected ? "" : badge("not expected by the stack", "warn")].join(" ");
+    const rt = s.lastRestoreTest.state;
+    const rtBadge = rt === "ok" ? badge("restore test passed", "ok") : rt === "not-expected" || rt === "not-due" ? "" : badge(`restore test ${RESTORE_TEST_BADGES[rt][0]}`, "bad");
+    const badges = [rpo, broken ? badge(`${broken} broken`, "bad") : badge("chain intact", "ok"), rtBadge, s.expected ? "" : badge("not expected by the stack", "warn")].join(" ");
     const newest = s.newest
         ? `${when(s.newest.createdAt)} — ${esc(formatDuration(s.newest.ageSeconds))} old${s.schedule?.thresholdSeconds ? `, allowed ${esc(formatDuration(s.schedule.thresholdSeconds))}` : ""}`
         : "no restorable backup";
@@ -95,7 +122,7 @@ function sourceHtml(s: SourceReport, problems: readonly Problem[]): string {
         .reverse()
         .map(
             ({ b }) =>
-                `<tr><td>${when(b.createdAt)}</td><td>${esc(b.retentionClass ?? "untagged")}</td><td>${b.mac === "verified" ? badge("verified", "ok") : b.mac === "not-checked" ? badge("not checked", "muted") : b.mac === "key-missing" ? badge("no key", "warn") : badge(b.mac, "bad")}</td><td>${b.artifact === "present" ? badge("present", "ok") : badge(b.artifact, "bad")}${b.dedup ? ` <span class="muted">dedup of ${esc(b.dedup.manifest)}</span>` : ""}</td><td><code>${esc(b.manifestKey)}</code>${b.problems.map((p) => `<br><span class="sev-error">${esc(p)}</span>`).join("")}</td></tr>`,
+                `<tr><td>${when(b.createdAt)}</td><td>${esc(b.retentionClass ?? "untagged")}</td><td>${macBadge(b.mac)}</td><td>${b.artifact === "present" ? badge("present", "ok") : badge(b.artifact, "bad")}${b.dedup ? ` <span class="muted">dedup of ${esc(b.dedup.manifest)}</span>` : ""}</td><td><code>${esc(b.manifestKey)}</code>${b.problems.map((p) => `<br><span class="sev-error">${esc(p)}</span>`).join("")}</td></tr>`,
         )
         .join("");
     return `<section class="source${broken || mine.some((p) => p.severity === "error") ? " broken" : ""}" data-source="${esc(`${s.host}/${s.type}/${s.target}`)}">
@@ -105,7 +132,7 @@ ${timelineHtml(s)}
 <tr><th>Newest restorable backup</th><td>${newest}${s.schedule ? `<br><span class="muted">${esc(s.schedule.rule)}; ${esc(s.schedule.jobs.map((j) => `${j.name}: ${j.description}`).join("; "))}</span>` : ""}</td></tr>
 <tr><th>Oldest restorable point</th><td>${when(s.oldestRestorable)}</td></tr>
 <tr><th>Encryption (newest)</th><td>${enc}</td></tr>
-<tr><th>Last restore test</th><td>${badge("not in the bucket", "muted")} <span class="muted">${esc(s.lastRestoreTest.note)}</span></td></tr>
+<tr><th>Last restore test</th><td>${restoreTestHtml(s.lastRestoreTest)}</td></tr>
 </tbody></table>
 <table><thead><tr><th>Retention class</th><th>Manifests uploaded in class</th><th>Periods with a restorable backup</th><th>Lifecycle expiry</th><th></th></tr></thead><tbody>${coverage}</tbody></table>
 <details><summary>${s.backups.length} backup(s) in the bucket</summary><table><thead><tr><th>Created</th><th>Class</th><th>MAC</th><th>Artifact</th><th>Manifest</th></tr></thead><tbody>${rows}</tbody></table></details>

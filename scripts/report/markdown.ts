@@ -1,9 +1,26 @@
 /** report.md: the short summary for a ticket or a mail; the page has the detail. */
 import { formatDuration } from "./facts";
-import type { Report } from "./model";
+import type { Report, RestoreTestFact } from "./model";
 
 /** Table cells carry untrusted text: pipes and newlines would break the table, backticks the code spans. */
 const cell = (value: unknown): string => String(value ?? "").replace(/\\/g, "\\\\").replace(/\|/g, "\\|").replace(/`/g, "'").replace(/\r?\n/g, " ");
+
+const RESTORE_TEST_WORDS: Record<RestoreTestFact["state"], string> = {
+    ok: "passed",
+    failed: "**failed**",
+    stale: "**too old**",
+    missing: "**missing**",
+    "not-due": "none yet (not due)",
+    untrusted: "**record not trustworthy**",
+    "not-expected": "not scheduled",
+};
+
+function restoreTestCell(t: RestoreTestFact): string {
+    const words = RESTORE_TEST_WORDS[t.state];
+    if (!t.finishedAt) return words;
+    const age = t.ageSeconds !== null ? ` (${formatDuration(t.ageSeconds)}${t.allowedAgeSeconds !== null ? ` / ${formatDuration(t.allowedAgeSeconds)}` : ""})` : "";
+    return `${words} ${cell(t.finishedAt)}${age}, MAC ${t.mac}`;
+}
 
 export function renderMarkdown(report: Report): string {
     const errors = report.problems.filter((p) => p.severity === "error");
@@ -24,14 +41,14 @@ export function renderMarkdown(report: Report): string {
         "",
         "## Sources",
         "",
-        "| Host | Type | Target | Newest restorable | Age / allowed | RPO | Restorable / backups | Oldest restorable | Key |",
-        "|---|---|---|---|---|---|---|---|---|",
-        ...report.missingSources.map((m) => `| ${cell(m.host)} | ${cell(m.type)} | ${cell(m.target ?? "")} | **missing** | | missed | 0 / 0 | | |`),
+        "| Host | Type | Target | Newest restorable | Age / allowed | RPO | Restorable / backups | Oldest restorable | Key | Last restore test |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        ...report.missingSources.map((m) => `| ${cell(m.host)} | ${cell(m.type)} | ${cell(m.target ?? "")} | **missing** | | missed | 0 / 0 | | | |`),
         ...report.sources.map((s) => {
             const ok = s.backups.filter((b) => b.restorable).length;
             const age = s.newest ? `${formatDuration(s.newest.ageSeconds)} / ${s.schedule?.thresholdSeconds ? formatDuration(s.schedule.thresholdSeconds) : "–"}` : "";
             const rpo = s.newest?.rpoMet === true ? "met" : s.newest?.rpoMet === false || (s.expected && !s.newest) ? "**missed**" : "–";
-            return `| ${cell(s.host)} | ${cell(s.type)} | ${cell(s.target)} | ${cell(s.newest?.createdAt ?? "none")} | ${age} | ${rpo} | ${ok} / ${s.backups.length} | ${cell(s.oldestRestorable ?? "")} | ${cell(s.encryption?.keyId ?? "")} |`;
+            return `| ${cell(s.host)} | ${cell(s.type)} | ${cell(s.target)} | ${cell(s.newest?.createdAt ?? "none")} | ${age} | ${rpo} | ${ok} / ${s.backups.length} | ${cell(s.oldestRestorable ?? "")} | ${cell(s.encryption?.keyId ?? "")} | ${restoreTestCell(s.lastRestoreTest)} |`;
         }),
         "",
         "## Keys",

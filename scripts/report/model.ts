@@ -35,6 +35,8 @@ export interface ExpectedHost {
     /** false: the host keeps its backups local, and nothing of it is expected in the bucket. */
     readonly remoteSync: boolean;
     readonly sources: readonly ExpectedSource[];
+    /** The jobs that restore-test every source of the host (backup-verify.sh --restore-test, on the verification schedule). */
+    readonly restoreTestJobs: readonly ExpectedJob[];
 }
 
 /** One backup type a host's roles call for, with the jobs that write it. */
@@ -56,10 +58,11 @@ export interface BucketObject {
     readonly retentionTag?: string;
 }
 
-/** What was read from the bucket: the listing and each manifest's body (undefined: it could not be read). */
+/** What was read from the bucket: the listing, each manifest's body and each restore-test record's (undefined: it could not be read). */
 export interface BucketSnapshot {
     readonly objects: readonly BucketObject[];
     readonly manifestBodies: ReadonlyMap<string, string | undefined>;
+    readonly restoreTestBodies: ReadonlyMap<string, string | undefined>;
 }
 
 /** keyId -> MAC half of the key, hex. */
@@ -121,13 +124,43 @@ export interface SourceReport {
     readonly oldestRestorable: string | null;
     readonly encryption: { readonly cipher: string; readonly kdf: string; readonly digest: string; readonly iter: number | null; readonly keyId: string } | null;
     readonly coverage: readonly ClassCoverage[];
-    readonly lastRestoreTest: { readonly known: false; readonly note: string };
+    readonly lastRestoreTest: RestoreTestFact;
     readonly backups: readonly BackupFact[];
     /** Backups older than the timeline's first day (monthly and yearly copies). */
     readonly olderThanTimeline: number;
     readonly timeline: readonly TimelineDay[];
     /** Backups whose manifest gives no usable date: shown beside the timeline, never dropped. */
     readonly undated: readonly number[];
+}
+
+/**
+ * The source's restore-test record (lib/verify.sh hx_restore_test_record),
+ * which backup-sync.sh uploads as `<prefix>/<host>/<type>/<target>/restore-test.json`.
+ * state: ok (passed, within the allowed age, MAC verified or not checked),
+ * failed, stale, missing (none, and one is due), not-due (none yet, the
+ * source is younger than the allowed age), untrusted (MAC fails or the
+ * record is malformed), not-expected (the stack schedules no restore test of it).
+ */
+export interface RestoreTestFact {
+    readonly state: "ok" | "failed" | "stale" | "missing" | "not-due" | "untrusted" | "not-expected";
+    readonly key: string | null;
+    readonly result: "ok" | "failed" | null;
+    readonly error: string | null;
+    readonly startedAt: string | null;
+    readonly finishedAt: string | null;
+    readonly ageSeconds: number | null;
+    readonly durationMs: number | null;
+    /** The manifest (file name) and artifact tested, and whether the bucket holds that manifest for the source. */
+    readonly manifest: string | null;
+    readonly artifact: string | null;
+    readonly manifestInBucket: boolean | null;
+    readonly job: string | null;
+    readonly keyId: string | null;
+    readonly mac: MacStatus;
+    /** The age the verification schedule allows, and how it is derived; null without a restore-test schedule. */
+    readonly allowedAgeSeconds: number | null;
+    readonly rule: string | null;
+    readonly problems: readonly string[];
 }
 
 export interface KeyFact {
@@ -154,7 +187,12 @@ export type ProblemKind =
     | "retention-short"
     | "key-rotation-due"
     | "orphan-artifact"
-    | "unexpected-source";
+    | "unexpected-source"
+    | "restore-test-failed"
+    | "restore-test-stale"
+    | "restore-test-missing"
+    | "restore-test-mac-mismatch"
+    | "restore-test-malformed";
 
 export interface Problem {
     readonly kind: ProblemKind;

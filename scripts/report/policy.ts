@@ -9,7 +9,7 @@ import type { StackConfig } from "../../config/types";
 import { hostJobs } from "../../render/jobs";
 import { renderLifecycleRules } from "../../render/storagePolicy";
 import { renderFacts } from "../render";
-import type { ExpectedHost, ExpectedSource, ReportPolicy } from "./model";
+import type { ExpectedHost, ExpectedJob, ExpectedSource, ReportPolicy } from "./model";
 
 /** Job types that write backups into the bucket (verification and drift write none). */
 export const BACKUP_TYPES = ["postgresql", "redis", "application", "configuration"] as const;
@@ -40,13 +40,20 @@ function expectedSources(config: StackConfig, host: StackConfig["hosts"][number]
     });
 }
 
+/** The jobs whose runs restore-test every source of the host and write the records the bucket holds. */
+function restoreTestJobs(config: StackConfig, host: StackConfig["hosts"][number]): ExpectedJob[] {
+    return hostJobs(config, host)
+        .filter((j) => j.script === "backup-verify.sh" && j.args.includes("--restore-test"))
+        .map((j) => ({ name: j.name, onCalendar: j.onCalendar, description: j.description, maxIntervalSeconds: j.maxIntervalSeconds, jitterSeconds: j.jitterSeconds }));
+}
+
 export function policyFromStack(config: StackConfig): ReportPolicy {
     const { zone, note } = reportZone(config.retentionTimeZone);
     const facts = renderFacts(config);
     const expirationDays = Object.fromEntries(
         RETENTION_CLASSES.map((c) => [c, config.storage.lifecycle.find((l) => l.retentionClass === c)?.expirationDays ?? 0]),
     ) as Record<RetentionClass, number>;
-    const hosts: ExpectedHost[] = config.hosts.map((h) => ({ name: h.name, remoteSync: h.remoteSync, sources: expectedSources(config, h) }));
+    const hosts: ExpectedHost[] = config.hosts.map((h) => ({ name: h.name, remoteSync: h.remoteSync, sources: expectedSources(config, h), restoreTestJobs: restoreTestJobs(config, h) }));
     return {
         stack: config.stack,
         bucket: {

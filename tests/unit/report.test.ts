@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { dayOf, isoWeek, periodsBetween, runsOnDay } from "../../scripts/report/calendar";
 import { jqCanonical, jqNumber, macHalfOfKeyFile, macMatches, manifestMac, type Json } from "../../scripts/report/canonical";
-import { buildReport, parseObjectKey, timelineDays } from "../../scripts/report/facts";
+import { buildReport, parseObjectKey, parseRestoreTestKey, timelineDays } from "../../scripts/report/facts";
 import { esc, renderHtml } from "../../scripts/report/html";
 import { readKeyring } from "../../scripts/report/keyring";
 import { renderMarkdown } from "../../scripts/report/markdown";
@@ -120,7 +120,9 @@ function stackPolicy(raw: Record<string, unknown> = {}): ReportPolicy {
 interface Made {
     objects: BucketObject[];
     bodies: Map<string, string>;
+    restoreTests: Map<string, string>;
 }
+const emptyBucket = (): Made => ({ objects: [], bodies: new Map(), restoreTests: new Map() });
 
 /** One backup as backup-sync.sh leaves it: manifest and artifact under one class directory. */
 function addBackup(
@@ -155,23 +157,73 @@ function addBackup(
     return { manifestKey, artifactKey };
 }
 
-/** Every expected source of stackPolicy() backed up daily for `days` days up to today, the first one of the run yearly. */
-function healthyBucket(days = 10): Made {
-    const made: Made = { objects: [], bodies: new Map() };
+/**
+ * A source's restore-test record as lib/verify.sh hx_restore_test_record
+ * writes it and backup-sync.sh uploads it (replacing the previous one).
+ */
+function addRestoreTest(
+    into: Made,
+    o: { host: string; type: string; target: string; finished: string; manifest?: string; result?: "ok" | "failed"; error?: string; durationMs?: number; key?: string; keyHex?: string; prefix?: string },
+): string {
+    const durationMs = o.durationMs ?? 90_000;
+    const result = o.result ?? "ok";
+    const body: { [k: string]: Json } = {
+        format: 1,
+        kind: "restore-test",
+        host: o.host,
+        stack: "unit",
+        job: "verification-weekly",
+        type: o.type,
+        target: o.target,
+        manifest: o.manifest ?? null,
+        manifestSha256: "c".repeat(64),
+        artifact: o.manifest ? o.manifest.replace(/\.manifest\.json$/, ".tar.zst.enc") : null,
+        manifestCreatedAt: null,
+        startedAt: new Date(Date.parse(o.finished) - durationMs).toISOString().replace(/\.\d+Z$/, "Z"),
+        finishedAt: o.finished,
+        durationMs,
+        result,
+        error: result === "ok" ? null : (o.error ?? "decrypted content hash differs from the manifest"),
+    };
+    const keyId = o.key ?? "unit-v2";
+    body.mac = { alg: "hmac-sha256", keyId, value: manifestMac(body, o.keyHex ?? KEYRING.get(keyId)!) };
+    const key = `${o.prefix ?? "hx"}/${o.host}/${o.type}/${o.target}/restore-test.json`;
+    into.objects = into.objects.filter((x) => x.key !== key);
+    into.objects.push({ key, size: 600, lastModified: o.finished });
+    into.restoreTests.set(key, JSON.stringify(body));
+    return key;
+}
+
+const SOURCES = [
+    { host: "db-1", type: "postgresql", target: "app", at: "02:01:00" },
+    { host: "db-1", type: "postgresql", target: "_globals", at: "02:01:00" },
+    { host: "db-1", type: "configuration", target: "system", at: "01:31:00" },
+    { host: "cache-1", type: "redis", target: "redis-6379", at: "02:02:00" },
+] as const;
+
+/**
+ * Every expected source of stackPolicy() backed up daily for `days` days up
+ * to today, the first one of the run yearly, and (restoreTests) its newest
+ * backup restore-tested this morning.
+ */
+function healthyBucket(days = 10, restoreTests = true): Made {
+    const made = emptyBucket();
     for (let d = days - 1; d >= 0; d--) {
         const day = new Date(NOW.getTime() - d * 86_400_000).toISOString().slice(0, 10);
         const cls = d === days - 1 ? "yearly" : "daily";
-        addBackup(made, { host: "db-1", type: "postgresql", target: "app", created: `${day}T02:01:00Z`, cls });
-        addBackup(made, { host: "db-1", type: "postgresql", target: "_globals", created: `${day}T02:01:00Z`, cls });
-        addBackup(made, { host: "db-1", type: "configuration", target: "system", created: `${day}T01:31:00Z`, cls });
-        addBackup(made, { host: "cache-1", type: "redis", target: "redis-6379", created: `${day}T02:02:00Z`, cls });
+        for (const s of SOURCES) addBackup(made, { host: s.host, type: s.type, target: s.target, created: `${day}T${s.at}Z`, cls });
+    }
+    const today = NOW.toISOString().slice(0, 10);
+    if (restoreTests) {
+        for (const s of SOURCES) addRestoreTest(made, { ...s, finished: `${today}T05:10:00Z`, manifest: `${s.target}-${today.replace(/-/g, "")}T${s.at.replace(/:/g, "")}Z.manifest.json` });
     }
     return made;
 }
 
 /** keyring null: as without --keys. */
 const build = (made: Made, policy = stackPolicy(), keyring: ReadonlyMap<string, string> | null = KEYRING, now = NOW) =>
-    buildReport(policy, { objects: made.objects, manifestBodies: made.bodies }, { keyring: keyring ?? undefined, now });
+    buildReport(policy, { objects: made.objects, manifestBodies: made.bodies, restoreTestBodies: made.restoreTests }, { keyring: keyring ?? undefined, now });
+
 
 describe("report facts", () => {
     it("a healthy bucket has no problems: every RPO met, chains intact, retention covered, one timeline entry per backup", () => {
@@ -185,13 +237,14 @@ describe("report facts", () => {
             expect(s.timeline.flatMap((d) => d.backups)).toHaveLength(s.backups.length);
             expect(s.oldestRestorable).toBe(s.backups[0].createdAt);
         }
-        expect(report.totals).toEqual({ objects: 80, manifests: 40, restorable: 40, broken: 0 });
+        expect(report.totals).toEqual({ objects: 84, manifests: 40, restorable: 40, broken: 0 });
         const app = report.sources.find((s) => s.target === "app")!;
         expect(app.coverage.find((c) => c.retentionClass === "daily")).toMatchObject({ objects: 9, covered: 7, required: 7, policy: 7, expirationDays: 8 });
         expect(app.coverage.find((c) => c.retentionClass === "yearly")).toMatchObject({ objects: 1, covered: 1, required: 1 });
         expect(app.encryption).toEqual({ cipher: "aes-256-cbc", kdf: "pbkdf2", digest: "sha256", iter: 100000, keyId: "unit-v2" });
-        expect(app.lastRestoreTest.known).toBe(false);
-        expect(report.cannotKnow.join(" ")).toMatch(/restore test/i);
+        expect(app.lastRestoreTest).toMatchObject({ state: "ok", result: "ok", mac: "verified", manifest: "app-20260320T020100Z.manifest.json", manifestInBucket: true, finishedAt: "2026-03-20T05:10:00Z" });
+        expect(report.unrecognizedObjects).toEqual([]);
+        expect(report.cannotKnow.join(" ")).toMatch(/restore-test record is the host's own statement/i);
     });
 
     it("names a missing artifact, a deduplicated manifest left without its artifact, and a size that differs", () => {
@@ -235,13 +288,13 @@ describe("report facts", () => {
         ]);
         expect(report.problems.map((p) => p.kind)).toEqual(["missing-source", "missing-source"]);
         const localOnly = stackPolicy({ hosts: [{ name: "db-1", address: "10.0.0.1", roles: ["configuration"] }, { name: "cache-1", address: "10.0.0.2", roles: ["redis"], remoteSync: false }] });
-        const onlyConfig: Made = { objects: [], bodies: new Map() };
+        const onlyConfig = emptyBucket();
         addBackup(onlyConfig, { host: "db-1", type: "configuration", target: "system", created: "2026-03-20T01:31:00Z" });
         expect(build(onlyConfig, localOnly).missingSources).toEqual([]);
     });
 
     it("marks a scheduled day without a backup as missed, but not days before the first backup or past daily retention", () => {
-        const made: Made = { objects: [], bodies: new Map() };
+        const made = emptyBucket();
         for (const day of ["2026-03-02", "2026-03-10", "2026-03-14", "2026-03-15", "2026-03-17", "2026-03-18", "2026-03-19", "2026-03-20"]) {
             addBackup(made, { host: "db-1", type: "configuration", target: "system", created: `${day}T01:31:00Z` });
         }
@@ -263,7 +316,7 @@ describe("report facts", () => {
     });
 
     it("measures the recovery point against the schedule's longest gap plus the timer delay, the run's duration and 30 minutes", () => {
-        const made: Made = { objects: [], bodies: new Map() };
+        const made = emptyBucket();
         addBackup(made, { host: "db-1", type: "configuration", target: "system", created: "2026-03-19T11:30:00Z" });
         const policy = stackPolicy({ timerRandomizedDelaySec: 300, hosts: [{ name: "db-1", address: "10.0.0.1", roles: ["configuration"] }] });
         // 24 h + 5 min start delay + the 1-minute run + 30 min: 24 h 36 min.
@@ -276,7 +329,7 @@ describe("report facts", () => {
     });
 
     it("derives each key's age from the oldest manifest that used it, flags the current key past the rotation policy, and calls older keys retired", () => {
-        const made: Made = { objects: [], bodies: new Map() };
+        const made = emptyBucket();
         addBackup(made, { host: "db-1", type: "configuration", target: "system", created: "2025-10-01T01:31:00Z", cls: "monthly", key: "unit-v1" });
         addBackup(made, { host: "db-1", type: "configuration", target: "system", created: "2025-12-01T01:31:00Z", cls: "monthly", key: "unit-v2" });
         addBackup(made, { host: "db-1", type: "configuration", target: "system", created: "2026-03-20T01:31:00Z", key: "unit-v2" });
@@ -320,7 +373,7 @@ describe("report facts", () => {
         expect(parseObjectKey("hx/h/postgresql/app/app-1.manifest.json", bucket)).toBeNull();
         const tagged = { ...bucket, retentionBy: "tag" as const };
         expect(parseObjectKey("hx/h/postgresql/app/app-1.manifest.json", tagged, "monthly")).toMatchObject({ retentionClass: "monthly", host: "h", dir: "hx/h/postgresql/app/" });
-        const made: Made = { objects: [], bodies: new Map() };
+        const made = emptyBucket();
         addBackup(made, { host: "db-1", type: "configuration", target: "system", created: "2026-03-20T01:31:00Z", cls: "yearly", tagMode: true });
         const report = build(made, stackPolicy({ retentionBy: "tag", hosts: [{ name: "db-1", address: "10.0.0.1", roles: ["configuration"] }] }));
         expect(report.problems).toEqual([]);
@@ -332,6 +385,123 @@ describe("report facts", () => {
         expect(report.objectLock).toEqual({ mode: "COMPLIANCE", days: 45 });
         expect(report.lifecycleRules.map((r) => r.id)).toEqual(["hx-backup-daily", "hx-backup-weekly", "hx-backup-monthly", "hx-backup-yearly", "hx-backup-housekeeping", "hx-backup-delete-markers"]);
         expect(build(healthyBucket(1)).objectLock).toBeNull();
+    });
+});
+
+describe("report facts: the last restore test", () => {
+    // No start delay: the allowed age is the weekly verification gap, the daily backup gap (its sync uploads the record), the test's 90 s and 30 minutes.
+    const policy = () => stackPolicy({ timerRandomizedDelaySec: 0 });
+    const ALLOWED = 7 * 86_400 + 86_400 + 90 + 1800;
+    const at = (host: string, type: string, target: string) => (r: ReturnType<typeof build>) => r.sources.find((s) => s.host === host && s.type === type && s.target === target)!.lastRestoreTest;
+    const app = at("db-1", "postgresql", "app");
+    const restoreProblems = (r: ReturnType<typeof build>) => r.problems.filter((p) => p.kind.startsWith("restore-test") || p.kind === "key-missing").map((p) => [p.kind, p.severity, `${p.host}/${p.type}/${p.target}`, p.key]);
+
+    it("a fresh passed test is ok, its allowed age derived from the verification schedule and the source's backup schedule", () => {
+        const r = build(healthyBucket(), policy());
+        expect(r.problems).toEqual([]);
+        expect(app(r)).toMatchObject({ state: "ok", ageSeconds: 6 * 3600 + 50 * 60, durationMs: 90_000, allowedAgeSeconds: ALLOWED, job: "verification-weekly", keyId: "unit-v2" });
+        expect(app(r).rule).toMatch(/verification-weekly .*\(7d 0h\).*\(1d 0h: the next backup's sync uploads the record\).*30 minutes' grace: 8d 0h 31m$/);
+        // A slower verification schedule allows more: monthly.
+        const monthly = build(healthyBucket(), stackPolicy({ timerRandomizedDelaySec: 0, scheduleVerification: "0 5 1 * *" }));
+        expect(app(monthly).allowedAgeSeconds).toBe(31 * 86_400 + 86_400 + 90 + 1800);
+    });
+
+    it("a failed test is an error naming the manifest and the cause, and the page and summary say so", () => {
+        const made = healthyBucket();
+        const key = addRestoreTest(made, { host: "db-1", type: "postgresql", target: "app", finished: "2026-03-20T05:10:00Z", manifest: "app-20260320T020100Z.manifest.json", result: "failed", error: "table orders: 4999 rows restored, the manifest recorded 5000" });
+        const r = build(made, policy());
+        expect(restoreProblems(r)).toEqual([["restore-test-failed", "error", "db-1/postgresql/app", key]]);
+        expect(r.problems.find((p) => p.kind === "restore-test-failed")?.message).toBe("the last restore test (2026-03-20T05:10:00Z, of app-20260320T020100Z.manifest.json) failed: table orders: 4999 rows restored, the manifest recorded 5000");
+        expect(app(r)).toMatchObject({ state: "failed", result: "failed", mac: "verified" });
+        const html = renderHtml(r);
+        expect(html).toMatch(/<span class="restore-test" data-state="failed"><span class="badge b-bad">FAILED<\/span>/);
+        expect(html).toContain("4999 rows restored");
+        expect(renderMarkdown(r)).toMatch(/\| db-1 \| postgresql \| app \|.*\| \*\*failed\*\* 2026-03-20T05:10:00Z \(6h 50m \/ 8d 0h 31m\), MAC verified \|/);
+    });
+
+    it("a passed test older than the schedule allows is stale, one second past it and not at it", () => {
+        const made = healthyBucket();
+        const finished = new Date(NOW.getTime() - ALLOWED * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+        const key = addRestoreTest(made, { host: "db-1", type: "postgresql", target: "app", finished, manifest: "app-20260301T020100Z.manifest.json" });
+        const atLimit = build(made, policy());
+        expect(app(atLimit)).toMatchObject({ state: "ok", ageSeconds: ALLOWED });
+        expect(restoreProblems(atLimit)).toEqual([]);
+        const later = build(made, policy(), KEYRING, new Date(NOW.getTime() + 1000));
+        expect(restoreProblems(later)).toEqual([["restore-test-stale", "error", "db-1/postgresql/app", key]]);
+        expect(later.problems.find((p) => p.kind === "restore-test-stale")?.message).toBe("the last restore test is 8d 0h 31m old, past the 8d 0h 31m the verification schedule allows");
+        expect(app(later).state).toBe("stale");
+        // The tested manifest has since left the bucket (retention): said, not a problem.
+        expect(app(later).manifestInBucket).toBe(false);
+    });
+
+    it("no record is an error once the source is older than the allowed age, and not before", () => {
+        const r = build(healthyBucket(10, false), policy());
+        expect(restoreProblems(r)).toEqual(
+            [...SOURCES].sort((a, b) => a.host.localeCompare(b.host) || a.type.localeCompare(b.type) || a.target.localeCompare(b.target)).map((s) => ["restore-test-missing", "error", `${s.host}/${s.type}/${s.target}`, null]),
+        );
+        expect(app(r)).toMatchObject({ state: "missing", key: null, finishedAt: null, allowedAgeSeconds: 7 * 86_400 + 86_400 + 1800 });
+        expect(r.problems.find((p) => p.kind === "restore-test-missing")?.message).toMatch(/^no restore-test record in the bucket, and the source's oldest backup is 9d \d+h \d+m old, past the 8d 0h 30m the verification schedule allows$/);
+        expect(renderHtml(r)).toContain('data-state="missing"');
+        // A source backed up for three days only: its first restore test is not due yet.
+        const young = build(healthyBucket(3, false), policy());
+        expect(restoreProblems(young)).toEqual([]);
+        expect(app(young).state).toBe("not-due");
+        // A source the stack does not expect has no schedule to measure against.
+        const stray = emptyBucket();
+        addBackup(stray, { host: "old-host", type: "application", target: "data", created: "2026-03-01T01:00:00Z" });
+        expect(at("old-host", "application", "data")(build(stray, policy())).state).toBe("not-expected");
+    });
+
+    it("a record whose MAC does not verify is an error and not trusted; without --keys it is not checked; an unknown key is a warning", () => {
+        const made = healthyBucket();
+        const key = addRestoreTest(made, { host: "db-1", type: "postgresql", target: "app", finished: "2026-03-20T05:10:00Z", result: "failed" });
+        // Turned into a pass by someone without the key: the MAC no longer matches.
+        const forged = made.restoreTests.get(key)!.replace('"result":"failed"', '"result":"ok"');
+        expect(forged).not.toBe(made.restoreTests.get(key));
+        made.restoreTests.set(key, forged);
+        const r = build(made, policy());
+        expect(restoreProblems(r)).toEqual([["restore-test-mac-mismatch", "error", "db-1/postgresql/app", key]]);
+        expect(app(r)).toMatchObject({ state: "untrusted", mac: "mismatch", result: "ok" });
+        expect(renderHtml(r)).toMatch(/data-state="untrusted".*MAC <span class="badge b-bad">mismatch<\/span>/s);
+        const blind = build(made, policy(), null);
+        expect(restoreProblems(blind)).toEqual([]);
+        expect(app(blind)).toMatchObject({ state: "ok", mac: "not-checked" });
+        // Signed with a key the keyring lacks.
+        const other = healthyBucket();
+        const k3 = addRestoreTest(other, { host: "db-1", type: "postgresql", target: "app", finished: "2026-03-20T05:10:00Z", key: "unit-v3", keyHex: randomBytes(32).toString("hex") });
+        expect(restoreProblems(build(other, policy()))).toEqual([["key-missing", "warning", "db-1/postgresql/app", k3]]);
+    });
+
+    it("a malformed record, or one copied beside another source, is an error", () => {
+        const made = healthyBucket();
+        const broken = addRestoreTest(made, { host: "db-1", type: "postgresql", target: "app", finished: "2026-03-20T05:10:00Z" });
+        made.restoreTests.set(broken, "{not json");
+        // The redis source's record, signed as it is, copied beside the configuration source.
+        const copied = "hx/db-1/configuration/system/restore-test.json";
+        made.restoreTests.set(copied, made.restoreTests.get("hx/cache-1/redis/redis-6379/restore-test.json")!);
+        const r = build(made, policy());
+        expect(restoreProblems(r)).toEqual([
+            ["restore-test-malformed", "error", "db-1/configuration/system", copied],
+            ["restore-test-malformed", "error", "db-1/postgresql/app", broken],
+        ]);
+        expect(r.problems.find((p) => p.key === copied)?.message).toBe("restore-test record names cache-1/redis/redis-6379, not the source it sits beside");
+        expect(app(r)).toMatchObject({ state: "untrusted", mac: "malformed" });
+    });
+
+    it("in tag mode the record sits beside the source's objects, untagged, and is no orphan artifact", () => {
+        const made = emptyBucket();
+        addBackup(made, { host: "db-1", type: "configuration", target: "system", created: "2026-03-20T01:31:00Z", cls: "yearly", tagMode: true });
+        addRestoreTest(made, { host: "db-1", type: "configuration", target: "system", finished: "2026-03-20T05:10:00Z", manifest: "system-20260320T013100Z.manifest.json" });
+        const r = build(made, stackPolicy({ retentionBy: "tag", hosts: [{ name: "db-1", address: "10.0.0.1", roles: ["configuration"] }] }));
+        expect(r.problems).toEqual([]);
+        expect(r.sources[0].lastRestoreTest).toMatchObject({ state: "ok", manifestInBucket: true });
+        const bucket = { name: "b", prefix: "hx", region: "r", retentionBy: "prefix" as const };
+        expect(parseRestoreTestKey("hx/db-1/configuration/system/restore-test.json", bucket)).toEqual({ host: "db-1", type: "configuration", target: "system" });
+        expect(parseRestoreTestKey("hx/daily/db-1/configuration/system/restore-test.json", bucket)).toBeNull();
+        // A record beside no backup of its source is listed, not dropped.
+        const alone = emptyBucket();
+        addRestoreTest(alone, { host: "gone", type: "redis", target: "redis-6379", finished: "2026-03-20T05:10:00Z" });
+        expect(build(alone, policy()).unrecognizedObjects).toEqual(["hx/gone/redis/redis-6379/restore-test.json"]);
     });
 });
 
