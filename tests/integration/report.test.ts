@@ -1,24 +1,29 @@
 /**
  * npm run report against a real S3 (s3rver) holding what the real host
  * scripts uploaded: application and configuration backups (one of them
- * deduplicated) synced by backup-sync.sh. Then two artifacts are deleted and
- * one manifest is tampered with, and the report must name exactly those
- * problems plus the source the stack expects and the bucket lacks. The page
- * is then opened in headless Chromium: it renders, with one mark per backup;
- * the screenshot is kept under test-artifacts/.
+ * deduplicated) synced by backup-sync.sh, then a restore test
+ * (test-restore.sh) whose records the next sync uploads. Then two artifacts
+ * are deleted, one manifest and one restore-test record are tampered with,
+ * and the report must name exactly those problems plus the source the stack
+ * expects and the bucket lacks. The page is then opened in headless
+ * Chromium: it renders, with one mark per backup; the screenshot is kept
+ * under test-artifacts/. Last, a restore test that fails on the host
+ * (backup-verify.sh --all --restore-test, the weekly job) reaches
+ * the report through the sync.
  */
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync, writeSync, closeSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readBucket, s3ClientFor } from "../../scripts/report/bucket";
 import type { Report, ReportPolicy } from "../../scripts/report/model";
+import { CHROMIUM, screenshotPage, withReportPage } from "../../scripts/report/screenshot";
 import { isRoot, missingTools, run, tempDir, removeDir, which } from "../support/env";
 import { giveToUser, makeHost, type TestHost } from "../support/host";
 import { startS3, type S3Instance } from "../support/s3";
 
 const AWS = which("/usr/bin/aws") ?? "aws";
-const CHROMIUM = "/usr/bin/chromium";
 const missing = missingTools([AWS, "tar", "zstd", "jq", "openssl", CHROMIUM]);
 const REPO = resolve(__dirname, "../..");
 const SCREENSHOT = join(REPO, "test-artifacts", "report.png");
@@ -98,6 +103,11 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
             writeFileSync(join(etc, "app.conf"), `setting=${n}\n`);
             await backup("configuration-backup.sh", "configuration", "system");
         }
+        // The weekly restore test, then the sync that uploads its records (the next backup's, on a host).
+        const tested = await host.runScript("test-restore.sh", [], { asRoot: true });
+        expect(tested.code, tested.stderr + tested.stdout).toBe(0);
+        const synced = await host.runScript("backup-sync.sh", [], { asRoot: true });
+        expect(synced.code, synced.stderr).toBe(0);
         // A PITR repository shares the prefix (see the listing test below).
         for (const name of ["backup/testhost-15-main/backup.info", "backup/testhost-15-main/decoy.manifest.json", "archive/testhost-15-main/archive.info"]) {
             await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${PREFIX}/pgbackrest/testhost/test-v1/${name}`, Body: "not ours" }));
@@ -143,6 +153,15 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
         expect(app.newest?.rpoMet).toBe(true);
         expect(rep.keys).toMatchObject([{ keyId: "test-v1", current: true, status: "ok", manifests: 7, inKeyring: true }]);
         expect(readFileSync(join(out, "report.md"), "utf8")).toMatch(/missing-source testhost\/redis/);
+        // The restore test each source's newest backup had on the host, as its record in the bucket says, signed with the host's key.
+        for (const [type, target] of [["application", "data"], ["configuration", "system"]] as const) {
+            const s = rep.sources.find((x) => x.type === type)!;
+            expect(s.lastRestoreTest).toMatchObject({ state: "ok", result: "ok", mac: "verified", keyId: "test-v1", job: "test-restore", manifest: host.manifests(type, target).at(-1), manifestInBucket: true, key: `${PREFIX}/testhost/${type}/${target}/restore-test.json` });
+            expect(s.lastRestoreTest.ageSeconds).toBeLessThan(600);
+            expect(s.lastRestoreTest.durationMs).toBeGreaterThan(0);
+            expect(existsSync(join(host.config.paths.storage, type, target, ".restore-test.json"))).toBe(true);
+        }
+        expect(readFileSync(join(out, "report.md"), "utf8")).toMatch(/\| testhost \| application \| data \|.*\| passed \S+Z \(\d+m \/ \d+d \d+h \d+m\), MAC verified \|/);
     });
 
     it("after two artifacts are deleted and one manifest is tampered with, names exactly those problems", async () => {
@@ -157,6 +176,11 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
         const tampered = await readJson(confSecond);
         (tampered.sizes as { plain: number }).plain += 1;
         await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: confSecond, Body: `${JSON.stringify(tampered, null, 2)}\n` }));
+        // A restore-test record made to vouch for another manifest, without the key.
+        const confRecord = `${PREFIX}/testhost/configuration/system/restore-test.json`;
+        const forged = await readJson(confRecord);
+        forged.manifest = manifestKeys("configuration")[0].split("/").pop();
+        await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: confRecord, Body: `${JSON.stringify(forged, null, 2)}\n` }));
 
         const out = join(work, "damaged");
         const r = await report(["--stack", "test", "--stack-dir", stackDir, "--out", out, "--keys", join(host.root, "etc", "keys")]);
@@ -169,6 +193,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
                 { kind: "artifact-missing", host: "testhost", type: "application", key: appDedup },
                 { kind: "artifact-missing", host: "testhost", type: "configuration", key: confFirst },
                 { kind: "mac-mismatch", host: "testhost", type: "configuration", key: confSecond },
+                { kind: "restore-test-mac-mismatch", host: "testhost", type: "configuration", key: confRecord },
                 { kind: "missing-source", host: "testhost", type: "redis", key: null },
             ]),
         );
@@ -188,21 +213,9 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
         expect(unkeyed.problems.map((p) => p.kind)).toEqual(["artifact-missing", "artifact-missing", "artifact-missing", "missing-source"]);
 
         // In headless Chromium: the page renders, with exactly one mark per backup.
-        const { chromium } = await import("playwright-core");
-        const profile = tempDir("hx-report-chromium-");
-        const browser = await chromium.launchPersistentContext(profile, {
-            executablePath: CHROMIUM,
-            headless: true,
-            args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            viewport: { width: 1280, height: 900 },
-        });
-        try {
-            const page = await browser.newPage();
-            const requests: string[] = [];
-            page.on("request", (req) => requests.push(req.url()));
-            await page.goto(`file://${join(out, "report.html")}`);
+        await withReportPage(join(out, "report.html"), async (page, requests) => {
             expect(await page.title()).toBe("Backup compliance report: test");
-            expect(requests).toEqual([`file://${join(out, "report.html")}`]);
+            expect(requests).toEqual([pathToFileURL(join(out, "report.html")).href]);
             expect(await page.locator(".timeline .mark.backup").count()).toBe(rep.totals.manifests);
             for (const s of rep.sources) {
                 expect(await page.locator(`.timeline[data-source="${s.host}/${s.type}/${s.target}"] .mark.backup`).count()).toBe(s.backups.length);
@@ -212,13 +225,39 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
             expect(await page.locator("ul.problems > li").count()).toBe(rep.problems.length);
             const box = await page.locator(".timeline .mark.backup").first().boundingBox();
             expect(box && box.width >= 10 && box.height >= 6).toBe(true);
-            mkdirSync(join(REPO, "test-artifacts"), { recursive: true });
-            await page.screenshot({ path: SCREENSHOT, fullPage: true });
+            expect(await page.locator('[data-source="testhost/application/data"] .restore-test[data-state="ok"]').count()).toBe(1);
+            expect(await page.locator('[data-source="testhost/configuration/system"] .restore-test[data-state="untrusted"]').count()).toBe(1);
+            await screenshotPage(page, SCREENSHOT);
             console.log(`report screenshot: ${SCREENSHOT}`);
-        } finally {
-            await browser.close();
-            removeDir(profile);
-        }
+        });
+    });
+
+    it("a restore test that fails on the host reaches the report with its cause, through the next sync", async () => {
+        // One flipped byte in the newest local application artifact (the bucket's copy is not read by the test).
+        const dir = join(host.config.paths.storage, "application", "data");
+        const newest = host.readManifest("application", "data", host.manifests("application", "data").at(-1)!) as { artifact: string };
+        const fd = openSync(join(dir, newest.artifact), "r+");
+        const byte = Buffer.alloc(1);
+        readSync(fd, byte, 0, 1, 100);
+        writeSync(fd, Buffer.from([byte[0] ^ 0xff]), 0, 1, 100);
+        closeSync(fd);
+        // The weekly verification job: the newest artifact fails verification, so its restore test is recorded as failed.
+        const tested = await host.runScript("backup-verify.sh", ["--all", "--restore-test", "--type", "application"], { asRoot: true });
+        expect(tested.code, tested.stdout).toBe(4);
+        const local = JSON.parse(readFileSync(join(dir, ".restore-test.json"), "utf8")) as Record<string, unknown>;
+        expect(local).toMatchObject({ result: "failed", type: "application", target: "data", job: "verification", manifest: host.manifests("application", "data").at(-1) });
+        expect(local.error).toMatch(/sha256 differs/);
+        const synced = await host.runScript("backup-sync.sh", ["--type", "application"], { asRoot: true });
+        expect(synced.code, synced.stderr).toBe(0);
+        const out = join(work, "failed-restore");
+        const r = await report(["--stack", "test", "--stack-dir", stackDir, "--out", out, "--keys", join(host.root, "etc", "keys")]);
+        expect(r.code).toBe(1);
+        const rep = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as Report;
+        const failed = rep.problems.filter((p) => p.kind === "restore-test-failed");
+        expect(failed.map((p) => [p.host, p.type, p.target, p.key])).toEqual([["testhost", "application", "data", `${PREFIX}/testhost/application/data/restore-test.json`]]);
+        expect(failed[0].message).toMatch(/^the last restore test \(\S+Z, of data-\S+\.manifest\.json\) failed: artifact sha256 differs/);
+        expect(rep.sources.find((s) => s.type === "application")!.lastRestoreTest).toMatchObject({ state: "failed", mac: "verified" });
+        expect(readFileSync(join(out, "report.md"), "utf8")).toMatch(/\| testhost \| application \| data \|.*\| \*\*failed\*\* /);
     });
 
     it("bad input is an exit 2 naming the flag or field and the fix", async () => {
