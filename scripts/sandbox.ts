@@ -6,29 +6,38 @@
  * is never touched) with PostgreSQL, Redis, application data, node_exporter
  * and Prometheus, plus an S3-compatible endpoint (s3rver). Deploys the
  * `sandbox` stack with the real program over real SSH, runs every job the way
- * its timer would, then a restore test, and prints a summary.
+ * its timer would, then a restore test and the sync that uploads its
+ * records, writes the compliance report of the sandbox's bucket (the code of
+ * `npm run report`) with a screenshot of it into test-artifacts/sandbox-report/,
+ * and prints a summary.
  *
  * A second run against a running sandbox redeploys (every step runs again)
  * and runs the jobs again. `--destroy` runs the delete commands in reverse
  * order, like `pulumi destroy`; `--down` stops everything and removes it.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { Agent } from "node:https";
 import * as path from "node:path";
 import { parse, stringify } from "yaml";
 import { shellCommand } from "../render/shell";
 import { deployWithMocks, destroyWithState, type DeployReport } from "./sandbox/deploy";
 import { namespaceMembers, removeSandboxDir, startSandboxHost, stopNamespace } from "./sandbox/host";
-import { runJobService, type JobRun } from "./sandbox/jobs";
+import { runAsUnit, runJobService, scriptDirOf, type JobRun } from "./sandbox/jobs";
 import { allocatePorts, PG_SOCKET_DIR, startServices, type SandboxPorts } from "./sandbox/services";
 import { sshExec, type SshTarget } from "./lib/ssh";
 import { loopbackCertificate } from "./lib/tls";
+import { loadStackFromFiles } from "./render";
+import { produceReport, writeReport } from "./report";
+import { screenshotReport } from "./report/screenshot";
 
 const ROOT = path.resolve(__dirname, "..");
 export const SANDBOX_DIR = process.env.HX_SANDBOX_DIR ?? path.join(ROOT, ".sandbox");
 const STATE = path.join(SANDBOX_DIR, "sandbox.json");
 const DEPLOY_STATE = path.join(SANDBOX_DIR, "deploy-state.json");
 const S3_KEY = "S3RVER";
+/** Where each run leaves the compliance report of the sandbox's bucket and its screenshot (git-ignored). */
+export const SANDBOX_REPORT_DIR = path.join(ROOT, "test-artifacts", "sandbox-report");
 
 export interface SandboxState {
     readonly pid: number;
@@ -226,6 +235,23 @@ async function up(): Promise<number> {
         runs.push(...results);
         for (const r of results) log(`  ${r.unit}: exit ${r.code} in ${r.seconds.toFixed(1)} s${r.code ? `\n${r.stderr.trim().split("\n").slice(-5).join("\n")}` : ""}`);
     }
+    // On a host the restore-test records reach the bucket with each source's next backup (its sync); here, right away.
+    const weekly = verification.find((j) => j.name === "verification-weekly");
+    if (weekly) {
+        const service = weekly.timer.replace(/\.timer$/, ".service");
+        log("Running backup-sync.sh as the verification job's user, as the next backup's sync would (uploads the restore-test records)...");
+        const sync = await runAsUnit(exec, service, "backup-sync.sh", [`${await scriptDirOf(exec, service)}/backup-sync.sh`]);
+        runs.push(sync);
+        log(`  ${sync.unit}: exit ${sync.code} in ${sync.seconds.toFixed(1)} s${sync.code ? `\n${sync.stderr.trim().split("\n").slice(-5).join("\n")}` : ""}`);
+    }
+
+    log("Writing the compliance report of the bucket (npm run report's code) and its screenshot...");
+    let reportSummary: { files: string[]; line: string } | undefined;
+    try {
+        reportSummary = await sandboxReport(s, stackDir, exec);
+    } catch (err) {
+        log(`  the report failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
 
     const metrics = spawnSync("curl", ["-fsS", `http://127.0.0.1:${s.ports.nodeExporter}/metrics`], { encoding: "utf8" });
     log("");
@@ -234,6 +260,11 @@ async function up(): Promise<number> {
     const pitr = hosts.sandbox.pitr;
     if (pitr) log(`  ${pitrSummary(metrics.stdout ?? "", pitr.stanza)}`);
     log("");
+    if (reportSummary) {
+        log(`Compliance report: ${reportSummary.line}`);
+        for (const f of reportSummary.files) log(`  ${path.relative(process.cwd(), f) || f}`);
+        log("");
+    }
     log(`node_exporter: http://127.0.0.1:${s.ports.nodeExporter}/metrics`);
     log(`Prometheus:    http://127.0.0.1:${s.ports.prometheus}/  (alerts: /alerts, rules: /rules)`);
     log(`S3 (s3rver):   https://127.0.0.1:${s.ports.s3}/  (S3RVER / S3RVER; CA ${s.s3CaFile})`);
@@ -248,7 +279,43 @@ async function up(): Promise<number> {
     log("  npm run sandbox -- --down      # stop and remove everything");
     const failed = runs.filter((r) => r.code !== 0);
     writeFileSync(path.join(SANDBOX_DIR, "last-run.json"), JSON.stringify({ deploy: { steps: report.steps.length, bytes, seconds: report.seconds }, runs }, null, 2));
-    return failed.length ? 1 : 0;
+    return failed.length || !reportSummary ? 1 : 0;
+}
+
+/**
+ * The compliance report of the sandbox's bucket, by the code `npm run report`
+ * runs (produceReport, writeReport), over HTTPS with the sandbox's CA and
+ * with the MACs checked against the host's keyring (copied for the run into
+ * a private directory, removed after); then a full-page screenshot.
+ */
+async function sandboxReport(s: SandboxState, stackDir: string, exec: ReturnType<typeof execOn>): Promise<{ files: string[]; line: string }> {
+    const keyringDir = loadStackFromFiles(stackDir, "sandbox").paths.keyringDir;
+    const keys = await exec(shellCommand("bash", "-c", 'set -euo pipefail; cd -- "$1"; for f in *.key; do printf "%s %s\\n" "$f" "$(head -n 1 -- "$f")"; done', "keys", keyringDir));
+    if (keys.code !== 0) throw new Error(`sandbox report: reading the host's keyring ${keyringDir} failed: ${keys.stderr.trim()}`);
+    const keysDir = mkdtempSync(path.join(SANDBOX_DIR, "report-keys-"));
+    try {
+        for (const line of keys.stdout.split("\n").filter(Boolean)) {
+            const [name, hex] = line.split(" ");
+            if (!/^[A-Za-z0-9._-]+\.key$/.test(name) || !/^[0-9a-fA-F]{128}$/.test(hex ?? "")) throw new Error(`sandbox report: ${keyringDir} holds a file that is not a key (${name})`);
+            writeFileSync(path.join(keysDir, name), `${hex}\n`, { mode: 0o600 });
+        }
+        const report = await produceReport({
+            stack: "sandbox",
+            stackDir,
+            keysDir,
+            s3: { credentials: { accessKeyId: S3_KEY, secretAccessKey: S3_KEY }, requestHandler: { httpsAgent: new Agent({ ca: readFileSync(s.s3CaFile) }) } },
+        });
+        rmSync(SANDBOX_REPORT_DIR, { recursive: true, force: true });
+        const files = writeReport(report, SANDBOX_REPORT_DIR);
+        const png = path.join(SANDBOX_REPORT_DIR, "report.png");
+        await screenshotReport(path.join(SANDBOX_REPORT_DIR, "report.html"), png);
+        const errors = report.problems.filter((p) => p.severity === "error").length;
+        const tested = report.sources.filter((x) => x.lastRestoreTest.state === "ok").length;
+        const line = `${report.sources.length} sources, ${report.totals.manifests} backups (${report.totals.broken} broken), ${report.missingSources.length} missing sources, ${tested} of ${report.sources.length} with a passed restore test; ${errors} errors, ${report.problems.length - errors} warnings; MACs checked with the host's keyring`;
+        return { files: [...files, png], line };
+    } finally {
+        rmSync(keysDir, { recursive: true, force: true });
+    }
 }
 
 /** TERM, wait up to 5 s, then KILL. */

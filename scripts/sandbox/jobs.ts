@@ -88,6 +88,23 @@ export async function runUnit(exec: Exec, unit: UnitInfo): Promise<JobRun> {
     return { unit: unit.name, code, seconds: (Date.now() - started) / 1000, stdout, stderr };
 }
 
+/**
+ * Runs `argv` the way `service`'s ExecStart runs (its user, groups,
+ * environment, umask and capabilities), in place of its own command: a
+ * script a job runs itself (backup-sync.sh after a backup), as that job would.
+ */
+export async function runAsUnit(exec: Exec, service: string, name: string, argv: string[]): Promise<JobRun> {
+    const unit = await readUnit(exec, service);
+    return runUnit(exec, { ...unit, name, wants: [], execStart: [argv] });
+}
+
+/** The directory of the script `service` runs (its first ExecStart's command). */
+export async function scriptDirOf(exec: Exec, service: string): Promise<string> {
+    const command = (await readUnit(exec, service)).execStart[0]?.[0];
+    if (!command?.includes("/")) throw new Error(`unit ${service} has no ExecStart with a script path`);
+    return command.slice(0, command.lastIndexOf("/"));
+}
+
 /** Runs `hx-backup-<job>.service` with the units it pulls in, in systemd's order. Returns the job's own run last. */
 export async function runJobService(exec: Exec, service: string): Promise<JobRun[]> {
     const unit = await readUnit(exec, service);
