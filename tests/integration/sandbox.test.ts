@@ -1,6 +1,7 @@
 /**
  * `npm run sandbox` end to end, as a user runs it: deploy over real SSH, run
- * every job as its timer would, restore test, summary; drift found and
+ * every job as its timer would, restore test, the compliance report of the
+ * bucket with its screenshot, summary; drift found and
  * repaired by a redeploy that leaves the installed files byte-identical;
  * destroy removes the automation and keeps backups and keys; down removes it all.
  */
@@ -16,6 +17,7 @@ import { sshExec } from "../../scripts/lib/ssh";
 import { readTemplate } from "../../render/template";
 import { shellCommand } from "../../render/shell";
 import type { SandboxState } from "../../scripts/sandbox";
+import type { Report } from "../../scripts/report/model";
 
 const ROOT = path.resolve(__dirname, "../..");
 const root = process.getuid?.() === 0;
@@ -46,7 +48,9 @@ describe.runIf(root && missing.length === 0)("npm run sandbox, end to end", () =
         return out.stdout;
     };
 
+    let startedAt: number;
     beforeAll(() => {
+        startedAt = Date.now();
         first = sandbox();
     }, 900_000);
 
@@ -69,6 +73,34 @@ describe.runIf(root && missing.length === 0)("npm run sandbox, end to end", () =
         expect(first.stdout).toMatch(/PITR \(stanza sandbox-hx-sandbox-pg\): recovery window \d+ s, \S+Z \.\. \S+Z; WAL archive lag \d+ s; restart pending: no/);
         expect(first.stdout).toMatch(/node_exporter: http:\/\/127\.0\.0\.1:\d+\/metrics/);
         expect(first.stdout).toMatch(/Prometheus: +http:\/\/127\.0\.0\.1:\d+\//);
+    });
+
+    it("leaves the compliance report of its bucket (npm run report's code) and a full-page screenshot of it, and prints their paths", () => {
+        const out = path.join(ROOT, "test-artifacts", "sandbox-report");
+        expect(first.stdout).toMatch(/^Compliance report: \d+ sources, \d+ backups \(0 broken\), 0 missing sources, (\d+) of \1 with a passed restore test; 0 errors, \d+ warnings; MACs checked with the host's keyring$/m);
+        for (const name of ["report.html", "report.json", "report.md", "report.png"]) {
+            expect(first.stdout).toContain(`  test-artifacts/sandbox-report/${name}\n`);
+            expect(existsSync(path.join(out, name)), name).toBe(true);
+        }
+        const report = JSON.parse(readFileSync(path.join(out, "report.json"), "utf8")) as Report;
+        // This run's report, not one left by an earlier run.
+        expect(Date.parse(report.generatedAt)).toBeGreaterThanOrEqual(startedAt - 1000);
+        expect(report).toMatchObject({ stack: "sandbox", macCheck: "keyring", missingSources: [] });
+        const sources = report.sources.map((x) => `${x.host}/${x.type}/${x.target}`);
+        expect([...new Set(report.sources.map((x) => `${x.host}/${x.type}`))].sort()).toEqual(["sandbox/application", "sandbox/configuration", "sandbox/postgresql", "sandbox/redis"]);
+        expect(sources).toContain("sandbox/postgresql/sandbox_app");
+        for (const x of report.sources) {
+            expect(x.backups.every((b) => b.mac === "verified" && b.artifact === "present"), `${x.type}/${x.target}`).toBe(true);
+            expect(x.lastRestoreTest, `${x.type}/${x.target}`).toMatchObject({ state: "ok", result: "ok", mac: "verified", manifestInBucket: true });
+        }
+        expect(readFileSync(path.join(out, "report.md"), "utf8")).toContain("| sandbox | postgresql | sandbox_app |");
+        // A PNG (signature, then the IHDR chunk's width and height) of the whole page: the viewport's width, taller than one screen.
+        const png = readFileSync(path.join(out, "report.png"));
+        expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);
+        expect(png.subarray(12, 16).toString("ascii")).toBe("IHDR");
+        expect(png.readUInt32BE(16)).toBe(1280);
+        expect(png.readUInt32BE(20)).toBeGreaterThan(900);
+        expect(png.length).toBeGreaterThan(50_000);
     });
 
     it("node_exporter serves the backup metrics and Prometheus loaded the project's rules", () => {
