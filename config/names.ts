@@ -3,6 +3,8 @@
  * expected form in words, so the loader can report "key: got X, expected Y".
  */
 
+import { RETENTION_CLASSES } from "./lifecycle";
+
 export type Check = (value: string) => string | null;
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -10,12 +12,16 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 /** The PITR repositories' folder under the bucket prefix; with tag-mode keys (`<prefix>/<host>/...`) a host of that name would share it. */
 export const PITR_REPOSITORY_FOLDER = "pgbackrest";
 
+
 export const hostName: Check = (v) =>
     !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(v)
         ? "a host name: lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-'"
         : v === PITR_REPOSITORY_FOLDER
           ? `another host name: "${PITR_REPOSITORY_FOLDER}" is the bucket folder of the PITR repositories`
-          : null;
+          : // With retentionBy "prefix" each class is a folder under the prefix; a host's restore-test record (`<prefix>/<host>/...`) under one would fall to its lifecycle rule.
+            (RETENTION_CLASSES as readonly string[]).includes(v)
+            ? `another host name: "${v}" is the bucket folder of a retention class, whose lifecycle rule would expire the host's restore-test record`
+            : null;
 
 export const address: Check = (v) =>
     /^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$/.test(v) ? null : "an IP address or DNS name (letters, digits, '.', ':', '-')";

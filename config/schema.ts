@@ -222,7 +222,7 @@ export const CONFIG_KEYS = {
     }),
     scheduleDatabaseWeekly: spec({
         type: "string", default: "0 3 * * 0", check: schedule, required: true, group: "Schedules",
-        description: "Weekly PostgreSQL run: VACUUM ANALYZE, backup, then a restore test.",
+        description: "Weekly PostgreSQL run: VACUUM ANALYZE (postgresql.vacuumAnalyzeBefore), then a backup kept in the weekly class. Restore tests run with the verification job (scheduleVerification).",
     }),
     scheduleApplicationDaily: spec({
         type: "string", default: "0 1 * * *", check: schedule, required: true, group: "Schedules",
@@ -523,7 +523,7 @@ export const ROLE_CONFIG_PATHS = {
 const MAINTENANCE = ["never", "weekly", "always"] as const;
 
 export const HOST_FIELDS = {
-    name: { type: "string", defaultText: "(required)", description: "Host name: lowercase letters, digits, `-`; unique in the stack; not `pgbackrest` (the bucket folder of the PITR repositories). Used in unit names, S3 keys and metric labels." },
+    name: { type: "string", defaultText: "(required)", description: "Host name: lowercase letters, digits, `-`; unique in the stack; not `pgbackrest` (the bucket folder of the PITR repositories) nor a retention class (`daily`, `weekly`, `monthly`, `yearly`: their bucket folders). Used in unit names, S3 keys and metric labels." },
     address: { type: "string", defaultText: "(required)", description: "IP address or DNS name to connect to." },
     port: { type: "integer", default: 22, ...PORT, description: "SSH port." },
     sshUser: { type: "string", defaultText: "`sshUser`", description: "SSH user for this host." },

@@ -255,6 +255,11 @@ describe("each invalid value is reported with key path, value seen and expected 
         expectProblem(err, "hosts[0].name", name, /a host name: lowercase letters, digits and '-'/);
     });
 
+    it.each(["daily", "weekly", "monthly", "yearly"])("a host named like a retention class's bucket folder is refused: %s", (name) => {
+        const err = configError({ hosts: [{ name, address: "10.0.0.1" }] });
+        expectProblem(err, "hosts[0].name", name, new RegExp(`another host name: "${name}" is the bucket folder of a retention class`));
+    });
+
     it("a host named like the bucket folder of the PITR repositories is refused", () => {
         const err = configError({ hosts: [{ name: "pgbackrest", address: "10.0.0.1" }] });
         expectProblem(err, "hosts[0].name", "pgbackrest", /another host name: "pgbackrest" is the bucket folder of the PITR repositories/);
