@@ -12,7 +12,6 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 /** The PITR repositories' folder under the bucket prefix; with tag-mode keys (`<prefix>/<host>/...`) a host of that name would share it. */
 export const PITR_REPOSITORY_FOLDER = "pgbackrest";
 
-
 export const hostName: Check = (v) =>
     !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(v)
         ? "a host name: lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-'"
