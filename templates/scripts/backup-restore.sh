@@ -7,7 +7,8 @@
 #           storage directory and verified first); a local artifact is
 #           restored with the newest valid manifest that describes it (its
 #           own or a deduplicated one). A failed verification of a local
-#           source sets its backup_verification_status to 0.
+#           source sets its backup_verification_status to 0 (an artifact no
+#           manifest refers to is refused and records nothing).
 #   TARGET  postgresql: database name (default: the original database)
 #           postgresql globals: output SQL file (required)
 #           redis: output RDB file (required)
@@ -120,7 +121,7 @@ elif [[ $SRC == *.manifest.json ]]; then
     MANIFEST=$SRC
 else
     hx_manifest_for_artifact "$SRC" || {
-        hx_record_verification "$SRC" 0
+        ((HX_MANIFEST_REFS == 0)) || hx_record_verification "$SRC" 0 # an orphan is no backup (see backup-verify.sh)
         hx_die "$HX_EXIT_VERIFY" "$HX_VERIFY_ERROR"
     }
     MANIFEST=$HX_MANIFEST_FOUND

@@ -9,7 +9,8 @@
 # retention.timeZone (local: the host's zone, as restic does).
 #
 # Usage: backup-retention.sh [--type TYPE] [--dry-run]
-#   --dry-run  list what would be deleted and why; change nothing
+#   --dry-run  list what would be deleted and why; delete nothing (the
+#              verification of the newest backups still records its outcome)
 # Exit codes: see hx-backup-lib.sh.
 set -Eeuo pipefail
 HX_ARGS="$*"
@@ -70,9 +71,18 @@ for dir in "${SOURCES[@]}"; do
         created_of[$fname]=$c
         artifact_of[$fname]=$a
     done < <(jq --raw-output '[input_filename, (.createdAt // "" | tostring), (.artifact // "" | tostring)] | @tsv' "${ms[@]}" 2>/dev/null || true)
+    # Newest first until one verifies: each check's outcome is the source's
+    # verification status (0 if a newer backup failed, even when an older one passed).
+    verified=""
     for m in "${ms[@]}"; do
-        if [[ -z $newest_verified ]] && hx_verify_artifact "$m" 2>/dev/null; then
-            newest_verified=$m
+        if [[ -z $newest_verified ]]; then
+            if hx_verify_artifact "$m"; then
+                newest_verified=$m
+                verified=${verified:-1}
+            else
+                verified=0
+                hx_error verify_failed "verification failed: $HX_VERIFY_ERROR" "type=$type" "target=$target" "manifest=$m"
+            fi
         fi
         created=${created_of[$m]:-}
         reasons=""
@@ -127,6 +137,10 @@ for dir in "${SOURCES[@]}"; do
         fi
     done < <(find "$dir" -mindepth 1 -maxdepth 1 -type f \( -name '*.enc' -o -name '*.enc.tar' \) ! -name '.*' -mmin +"$ORPHAN_MINUTES" -print0)
     unset last left why needed created_of artifact_of
-    ((DRY == 1)) || hx_metrics "$type" "$target" "backup_storage_usage_bytes=$(hx_storage_usage "$dir")"
+    if ((DRY == 1)); then
+        hx_metrics "$type" "$target" "backup_verification_status=$verified"
+    else
+        hx_metrics "$type" "$target" "backup_verification_status=$verified" "backup_storage_usage_bytes=$(hx_storage_usage "$dir")"
+    fi
 done
 hx_info retention_ok "retention applied" "deleted_manifests=$DELETED" "dry_run=$DRY"

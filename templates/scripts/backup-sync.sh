@@ -142,6 +142,8 @@ for dir in "${SOURCES[@]}"; do
     state="$dir/.remote-classes"
     ok=1
     result=0 # stays 0 unless an upload failed (and the loop below stopped)
+    # The outcome of this run's verifications of the source: 0 if any failed.
+    verified=()
     mapfile -d '' -t ms < <(hx_manifests "$dir")
     for m in "${ms[@]}"; do
         name=$(basename -- "$m")
@@ -149,9 +151,11 @@ for dir in "${SOURCES[@]}"; do
         [[ -f $marker ]] && continue
         if ! hx_verify_artifact "$m"; then
             hx_error sync_skip "not uploading an artifact that fails verification: $HX_VERIFY_ERROR" "manifest=$m"
+            verified=(backup_verification_status=0)
             ok=0
             continue
         fi
+        ((${#verified[@]} > 0)) || verified=(backup_verification_status=1)
         created=$(jq --raw-output '.createdAt' "$m")
         class=$(retention_class "$state" "$created")
         artifact=$(jq --raw-output '.artifact' "$m")
@@ -208,10 +212,10 @@ for dir in "${SOURCES[@]}"; do
         hx_error sync_failed "restore-test record upload failed: $HX_REMOTE_ERROR" "type=$type" "target=$target"
     fi
     if ((ok == 1)); then
-        hx_metrics "$type" "$target" backup_remote_sync_status=1 "backup_remote_sync_last_success_timestamp=$(hx_epoch)"
+        hx_metrics "$type" "$target" backup_remote_sync_status=1 "backup_remote_sync_last_success_timestamp=$(hx_epoch)" "${verified[@]}"
     else
         FAILED=$((FAILED + 1))
-        hx_metrics "$type" "$target" backup_remote_sync_status=0
+        hx_metrics "$type" "$target" backup_remote_sync_status=0 "${verified[@]}"
     fi
 done
 if ((FAILED > 0)); then

@@ -11,7 +11,9 @@
 #       checked against the newest valid manifest that describes it (its own
 #       or a deduplicated one). Either way the source's
 #       backup_verification_status (and, with --restore-test,
-#       backup_restore_test_status) records the outcome.
+#       backup_restore_test_status) records the outcome; an artifact no
+#       manifest refers to is refused (exit 4) and records nothing, as --all
+#       only warns about such orphans.
 # Exit codes: 0 all verified, 4 any verification or restore test failed,
 # 2 usage/config, 3 locked (see hx-backup-lib.sh).
 set -Eeuo pipefail
@@ -68,7 +70,9 @@ if [[ -n $TARGET_PATH ]]; then
     m=$TARGET_PATH
     if [[ $m != *.manifest.json ]]; then
         hx_manifest_for_artifact "$TARGET_PATH" || {
-            hx_record_verification "$TARGET_PATH" 0
+            # An artifact no manifest refers to is no backup (--all only warns
+            # about it): refused, but the source's status is left alone.
+            ((HX_MANIFEST_REFS == 0)) || hx_record_verification "$TARGET_PATH" 0
             hx_die "$HX_EXIT_VERIFY" "$HX_VERIFY_ERROR"
         }
         m=$HX_MANIFEST_FOUND

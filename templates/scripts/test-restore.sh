@@ -3,9 +3,10 @@
 # manifest MAC and checksum, decrypt, and restore into a scratch target
 # (PostgreSQL: scratch database, compared by tables and row counts; Redis:
 # redis-check-rdb and key count; archives: extract to a temp dir and
-# compare). Nothing is overwritten. Updates backup_restore_test_status and
-# each source's restore-test record (lib/verify.sh hx_restore_test_record),
-# which the next sync uploads for the compliance report.
+# compare). Nothing is overwritten. Updates backup_restore_test_status,
+# backup_verification_status from the MAC and checksum step, and each
+# source's restore-test record (lib/verify.sh hx_restore_test_record), which
+# the next sync uploads for the compliance report.
 #
 # Usage: test-restore.sh [TYPE]
 # Exit codes: 0 all passed, 4 a restore test failed, 1 nothing to test.
@@ -32,12 +33,12 @@ for dir in "${SOURCES[@]}"; do
     if hx_restore_test "$newest"; then
         ms=$((($(date +%s%N) - t0) / 1000000))
         printf '  ok    %-40s %6d ms  %s\n' "$type/$target" "$ms" "$(basename -- "$newest")"
-        hx_metrics "$type" "$target" backup_restore_test_status=1
+        hx_metrics "$type" "$target" backup_restore_test_status=1 backup_verification_status=1
         hx_info restore_test_ok "restore test passed" "type=$type" "target=$target" "ms=$ms"
     else
         FAILED=$((FAILED + 1))
         printf '  FAIL  %-40s %s\n' "$type/$target" "$HX_VERIFY_ERROR"
-        hx_metrics "$type" "$target" backup_restore_test_status=0
+        hx_metrics "$type" "$target" backup_restore_test_status=0 "backup_verification_status=$HX_RESTORE_VERIFIED"
         hx_error restore_test_failed "restore test failed: $HX_VERIFY_ERROR" "type=$type" "target=$target"
     fi
 done

@@ -33,15 +33,18 @@ hx_manifests() {
 # hx_manifest_for_artifact ARTIFACT: the manifest that describes ARTIFACT,
 # its own or a deduplicated one that refers to it; when several do, the
 # newest whose MAC verifies (logged with how many there were). Sets
-# HX_MANIFEST_FOUND, or HX_VERIFY_ERROR and returns 1.
+# HX_MANIFEST_FOUND, or HX_VERIFY_ERROR and returns 1; HX_MANIFEST_REFS is
+# how many manifests refer to it (0: an orphan, no backup at all).
 hx_manifest_for_artifact() {
     local path=$1 name=${1##*/} m
     local -a newest_first=() refs=()
     HX_MANIFEST_FOUND=""
+    HX_MANIFEST_REFS=0
     mapfile -d '' -t newest_first < <(hx_manifests "$(dirname -- "$path")" --reverse)
     for m in "${newest_first[@]}"; do
         [[ $(jq --raw-output '.artifact' -- "$m" 2>/dev/null) == "$name" ]] && refs+=("$m")
     done
+    HX_MANIFEST_REFS=${#refs[@]}
     if ((${#refs[@]} == 0)); then
         HX_VERIFY_ERROR="no manifest found for $path"
         return 1

@@ -189,7 +189,8 @@ hx_content_check() {
 
 # hx_restore_test MANIFEST [ARTIFACT]: full restore test of one artifact. A
 # manifest of a local source also gets its restore-test record, passed or
-# failed (hx_restore_test_record).
+# failed (hx_restore_test_record). Sets HX_RESTORE_VERIFIED: 1 when its MAC
+# and checksum passed, else 0.
 hx_restore_test() {
     local m=$1 a=${2:-} started=$EPOCHREALTIME rc=0
     hx__restore_test_run "$m" "$a" || rc=1
@@ -203,8 +204,10 @@ hx_restore_test() {
 
 hx__restore_test_run() {
     local m=$1 a=$2
+    HX_RESTORE_VERIFIED=0
     [[ -n $a ]] || a=$(hx_manifest_artifact "$m")
     hx_verify_artifact "$m" "$a" || return 1
+    HX_RESTORE_VERIFIED=1
     hx_content_check "$m" "$a" || return 1
     hx_source "$(jq --raw-output '.type' "$m")" restore_test "$m" "$a"
 }

@@ -3,7 +3,7 @@
  * full-backup-test.sh, test-restore.sh, test-remote-storage.sh (s3rver) and
  * test-monitoring.sh (node_exporter serving the textfile metrics).
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BackupType } from "../../../render/jobs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -91,6 +91,26 @@ describe.skipIf(missing.length > 0)("operator scripts", { timeout: 180_000 }, ()
         expect(r.code, r.stdout + r.stderr).toBe(0);
         expect(r.stdout).toMatch(/ok +postgresql\/appdb/);
         expect(r.stdout).toMatch(/All 2 restore test\(s\) passed/);
+        // Its MAC and checksum step is a verification: a tampered artifact sets 0, repaired 1.
+        const dir = join(host.config.paths.storage, "postgresql", "appdb");
+        const art = join(dir, (host.readManifest("postgresql", "appdb", host.manifests("postgresql", "appdb").slice(-1)[0]!) as any).artifact);
+        const orig = readFileSync(art);
+        const bad = Buffer.from(orig);
+        bad[Math.floor(bad.length / 2)]! ^= 0x01;
+        writeFileSync(art, bad);
+        try {
+            const failed = await host.runScript("test-restore.sh", ["postgresql"]);
+            expect(failed.code).toBe(4);
+            expect(failed.stdout).toMatch(/FAIL +postgresql\/appdb +artifact sha256 differs/);
+            expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(0);
+            expect(host.metric("backup_restore_test_status", "postgresql", "appdb")).toBe(0);
+        } finally {
+            writeFileSync(art, orig);
+        }
+        const again = await host.runScript("test-restore.sh", ["postgresql"]);
+        expect(again.code, again.stdout + again.stderr).toBe(0);
+        expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(1);
+        expect(host.metric("backup_restore_test_status", "postgresql", "appdb")).toBe(1);
     });
 
     it("test-remote-storage round-trips a probe object, and fails when S3 is down", async () => {

@@ -126,12 +126,18 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         expect(rr.code, rr.stderr).toBe(0);
         expect(await pg.sql("SELECT count(*) FROM items", "hx_by_artifact")).toBe("5000");
         await pg.sql("DROP DATABASE hx_by_artifact");
-        // An artifact no manifest describes is still refused, naming it.
+        // An artifact no manifest describes is still refused, naming it; like an orphan in --all
+        // it is no backup, so the source's verification status is left as it was.
         const stray = join(dir, "stray-20250101T000000Z.dump.zst.enc");
         writeFileSync(stray, "x");
+        expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(1);
         const none = await host.runScript("backup-verify.sh", [stray]);
         expect(none.code).toBe(4);
         expect(none.stderr).toContain(`no manifest found for ${stray}`);
+        expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(1);
+        const noneRestore = await host.runScript("backup-restore.sh", ["--target", "hx_never_restored", stray]);
+        expect(noneRestore.code).toBe(4);
+        expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(1);
         rmSync(stray);
     });
 

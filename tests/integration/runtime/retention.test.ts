@@ -4,11 +4,11 @@
  * and artifacts referenced by kept (deduplicated) manifests are never deleted.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { missingTools, run } from "../../support/env";
-import { giveToUser, makeHost, type TestHost } from "../../support/host";
+import { alarmingLines, giveToUser, makeHost, type TestHost } from "../../support/host";
 
 const missing = missingTools(["jq", "openssl"]);
 
@@ -67,6 +67,10 @@ describe.skipIf(missing.length > 0)("backup-retention.sh", { timeout: 60_000 }, 
         expect(host.manifests("postgresql", "db")).toHaveLength(7);
         const r = await host.runScript("backup-retention.sh", []);
         expect(r.code, r.stderr).toBe(0);
+        // A good run says nothing alarming; its check of the newest backup records status 1.
+        expect(alarmingLines(dry.stderr + r.stderr)).toEqual([]);
+        expect(alarmingLines(host.log("backup-retention"))).toEqual([]);
+        expect(host.metric("backup_verification_status", "postgresql", "db")).toBe(1);
         expect(host.manifests("postgresql", "db")).toEqual(["2026-02-20T02:00:00Z", "2026-03-06T12:00:00Z", "2026-03-09T02:00:00Z", "2026-03-10T02:00:00Z"].map((s) => `${name(s)}.manifest.json`));
         // 03-05's manifest is gone, but its artifact is still referenced by 03-09
         expect(existsSync(join(dir, `${name("2026-03-05T02:00:00Z")}.dump.zst.enc`))).toBe(true);
@@ -128,5 +132,13 @@ describe.skipIf(missing.length > 0)("backup-retention.sh", { timeout: 60_000 }, 
         expect(r.code, r.stderr).toBe(0);
         expect(host.manifests("postgresql", "db")).toEqual([`${name("2026-03-09T02:00:00Z")}.manifest.json`, `${name("2026-03-10T02:00:00Z")}.manifest.json`]);
         expect(readdirSync(dir).filter((f) => f.endsWith(".enc"))).toHaveLength(2);
+        // The failed check of the newest is recorded and logged with its cause.
+        expect(host.metric("backup_verification_status", "postgresql", "db")).toBe(0);
+        expect(host.log("backup-retention")).toMatch(new RegExp(`level=error .*event=verify_failed .*sha256 differs.*${name("2026-03-10T02:00:00Z")}`));
+        // The corrupt backup removed, the next check passes and restores 1.
+        rmSync(join(dir, `${name("2026-03-10T02:00:00Z")}.manifest.json`));
+        const again = await host.runScript("backup-retention.sh", ["--dry-run"]);
+        expect(again.code, again.stderr).toBe(0);
+        expect(host.metric("backup_verification_status", "postgresql", "db")).toBe(1);
     });
 });

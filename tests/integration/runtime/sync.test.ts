@@ -4,11 +4,11 @@
  * catch-up), restore from an s3:// key, tag layout, TLS required for
  * non-loopback endpoints.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isRoot, missingTools, run, which } from "../../support/env";
-import { giveToUser, makeHost, type TestHost } from "../../support/host";
+import { alarmingLines, giveToUser, makeHost, type TestHost } from "../../support/host";
 import { startS3, type S3Instance } from "../../support/s3";
 
 const AWS = which("/usr/bin/aws") ?? "aws";
@@ -111,6 +111,33 @@ describe.skipIf(missing.length > 0 || !isRoot)("backup-sync.sh", { timeout: 180_
         const k = await keys();
         const newest = local[local.length - 1]!;
         expect(k.some((x) => x.endsWith(newest))).toBe(true);
+    });
+
+    it("an artifact that fails verification is not uploaded and sets backup_verification_status 0; repaired, the next sync uploads it, restores 1 and says nothing alarming", async () => {
+        const dir = join(host.config.paths.storage, "application", "data");
+        const newest = host.manifests("application", "data").slice(-1)[0]!;
+        const art = join(dir, (host.readManifest("application", "data", newest) as any).artifact);
+        // Not synced yet, as after an outage.
+        rmSync(join(dir, `.${newest}.synced`));
+        const orig = readFileSync(art);
+        const bad = Buffer.from(orig);
+        bad[Math.floor(bad.length / 2)]! ^= 0x01;
+        writeFileSync(art, bad);
+        expect(host.metric("backup_verification_status", "application", "data")).toBe(1);
+        const s = await host.runScript("backup-sync.sh", [], { asRoot: true });
+        expect(s.code).toBe(1);
+        expect(host.log("backup-sync")).toMatch(/level=error .*event=sync_skip .*sha256 differs/);
+        expect(host.metric("backup_verification_status", "application", "data")).toBe(0);
+        expect(host.metric("backup_remote_sync_status", "application", "data")).toBe(0);
+        writeFileSync(art, orig);
+        const logBefore = host.log("backup-sync").length;
+        const good = await host.runScript("backup-sync.sh", [], { asRoot: true });
+        expect(good.code, good.stderr).toBe(0);
+        expect(existsSync(join(dir, `.${newest}.synced`))).toBe(true);
+        expect(host.metric("backup_verification_status", "application", "data")).toBe(1);
+        expect(host.metric("backup_remote_sync_status", "application", "data")).toBe(1);
+        expect(alarmingLines(good.stderr)).toEqual([]);
+        expect(alarmingLines(host.log("backup-sync").slice(logBefore))).toEqual([]);
     });
 
     it("restores from an s3:// key after verifying it", async () => {
