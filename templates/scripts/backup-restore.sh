@@ -125,6 +125,7 @@ else
         hx_die "$HX_EXIT_VERIFY" "$HX_VERIFY_ERROR"
     }
     MANIFEST=$HX_MANIFEST_FOUND
+    echo "Using manifest $MANIFEST (the newest valid of $HX_MANIFEST_REFS that describe the artifact)"
 fi
 [[ -f $MANIFEST ]] || hx_die "$HX_EXIT_USAGE" "no such manifest: $MANIFEST"
 

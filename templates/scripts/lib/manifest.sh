@@ -52,9 +52,10 @@ hx_manifest_for_artifact() {
     for m in "${refs[@]}"; do
         if hx_verify_manifest_mac "$m"; then
             HX_MANIFEST_FOUND=$m
-            hx_info manifest_found "using the newest valid of ${#refs[@]} manifest(s) that describe the artifact" "artifact=$path" "manifest=$m"
+            hx_info manifest_found "using the newest valid of ${#refs[@]} manifest(s) that describe the artifact" "artifact=$path" "manifest=$m" "manifests=${#refs[@]}"
             return 0
         fi
+        hx_warn manifest_skipped "a newer manifest that describes the artifact fails verification: $HX_VERIFY_ERROR" "artifact=$path" "manifest=$m"
     done
     HX_VERIFY_ERROR="none of the ${#refs[@]} manifest(s) that describe $path verifies: $HX_VERIFY_ERROR"
     return 1

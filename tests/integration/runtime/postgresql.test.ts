@@ -141,6 +141,50 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         rmSync(stray);
     });
 
+    it("with several manifests of one artifact and the newest one's MAC broken, verify and restore by artifact path use the newest valid one and say which", async () => {
+        const dir = join(host.config.paths.storage, "postgresql", "appdb");
+        const savedRetention = host.config.retention;
+        // Retention off: two more unchanged runs add two deduplicated manifests of the same artifact.
+        host.config.retention = { ...savedRetention, daily: 0, weekly: 0, monthly: 0, yearly: 0 };
+        host.writeConfig();
+        try {
+            for (let i = 0; i < 2; i++) {
+                const r = await host.runScript("postgresql-backup.sh", ["daily"]);
+                expect(r.code, r.stderr).toBe(0);
+            }
+            const ms = host.manifests("postgresql", "appdb");
+            expect(ms).toHaveLength(3);
+            const arts = new Set(ms.map((m) => (host.readManifest("postgresql", "appdb", m) as any).artifact));
+            expect(arts.size).toBe(1);
+            const art = join(dir, [...arts][0]!);
+            const [, older, newest] = ms.map((m) => join(dir, m));
+            // The newest manifest's MAC no longer matches its body.
+            writeFileSync(newest!, readFileSync(newest!, "utf8").replace(/"job": "postgresql-daily"/, '"job": "postgresql-forged"'));
+            const logBefore = host.log("backup-verify").length;
+            const v = await host.runScript("backup-verify.sh", [art]);
+            expect(v.code, v.stderr + v.stdout).toBe(0);
+            expect(v.stdout).toContain(`OK   ${older}`);
+            const vlog = host.log("backup-verify").slice(logBefore);
+            expect(vlog).toMatch(new RegExp(`level=warning .*event=manifest_skipped .*MAC mismatch.*manifest="${newest!.replace(/[.]/g, "\\.")}"`));
+            expect(vlog).toMatch(new RegExp(`event=manifest_found .*msg="using the newest valid of 3 manifest\\(s\\) that describe the artifact" .*manifest="${older!.replace(/[.]/g, "\\.")}" manifests="3"`));
+            expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(1);
+            const rr = await host.runScript("backup-restore.sh", ["--target", "hx_by_older_manifest", art]);
+            expect(rr.code, rr.stderr).toBe(0);
+            expect(rr.stdout).toContain(`Using manifest ${older} (the newest valid of 3 that describe the artifact)`);
+            expect(host.log("backup-restore")).toMatch(new RegExp(`event=restore_start .*manifest="${older!.replace(/[.]/g, "\\.")}"`));
+            expect(await pg.sql("SELECT count(*) FROM items", "hx_by_older_manifest")).toBe("5000");
+            await pg.sql("DROP DATABASE hx_by_older_manifest");
+            rmSync(newest!);
+        } finally {
+            host.config.retention = savedRetention;
+            host.writeConfig();
+        }
+        // Retention back on: one manifest of the day again, as the later tests expect.
+        const ret = await host.runScript("backup-retention.sh", []);
+        expect(ret.code, ret.stderr).toBe(0);
+        expect(host.manifests("postgresql", "appdb")).toHaveLength(1);
+    });
+
     it("test mode checks connectivity, dumps, verifies and leaves nothing behind", async () => {
         const before = readdirSync(join(host.config.paths.storage, "postgresql", "appdb")).sort();
         const r = await host.runScript("postgresql-backup.sh", ["test"]);
