@@ -72,5 +72,8 @@ if ((${#HX_PG_FAILED[@]} > 0)); then
     ((HX_PG_VERIFY_FAILED == 0)) || RC=$HX_EXIT_VERIFY
 fi
 hx_finish_job postgresql "$RC" || RC=$?
+# Retention and sync have just checked the stored backups and recorded any
+# pass; a database whose new artifact failed its own checks keeps its 0.
+for target in "${HX_PG_VERIFY_FAILED_TARGETS[@]}"; do hx_metrics postgresql "$target" backup_verification_status=0; done
 if ((RC != 0)) && [[ -z $HX_STATUS_CAUSE ]]; then HX_STATUS_CAUSE="remote sync failed"; fi
 exit "$RC"

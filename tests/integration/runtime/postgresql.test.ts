@@ -458,6 +458,35 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         }
     });
 
+    it("a stream that fails to decrypt in the structure check fails the backup (exit 4) with the decryptor's own error as the cause, custom and parallel", async () => {
+        // openssl's decryption, and only it, reads the ciphertext without its last 32 bytes, as from a
+        // truncated file: pg_restore --list still gets the whole TOC, so only the decryptor's status
+        // and stderr tell. (An exported function: the scripts put the system PATH first.)
+        const env = { "BASH_FUNC_openssl%%": '() { if [[ ${1:-} == enc && " $* " == *" -d "* ]]; then head -c -32 | command openssl "$@"; return "${PIPESTATUS[1]}"; fi; command openssl "$@"; }' };
+        const causeFile = join(host.config.paths.textfile, "hx_backup_cause-postgresql-appdb.prom");
+        const saved = host.config.postgresql;
+        try {
+            for (const large of [false, true]) {
+                host.config.postgresql = postgresqlSection(pg, role, ["appdb"], { databases: [{ name: "appdb", large }] });
+                host.writeConfig();
+                const before = host.manifests("postgresql", "appdb");
+                const r = await host.runScript("postgresql-backup.sh", ["daily"], { env });
+                expect(r.code, `large=${large}: ${r.stderr}`).toBe(4);
+                expect(readFileSync(causeFile, "utf8"), `large=${large}`).toMatch(/cause="structure check: decryption of the new artifact failed \(status 1\): bad decrypt/);
+                expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(0);
+                expect(host.manifests("postgresql", "appdb")).toEqual(before);
+            }
+            // Without the fault the same backup passes and the cause is cleared.
+            const ok = await host.runScript("postgresql-backup.sh", ["daily"]);
+            expect(ok.code, ok.stderr).toBe(0);
+            expect(existsSync(causeFile)).toBe(false);
+            expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(1);
+        } finally {
+            host.config.postgresql = saved;
+            host.writeConfig();
+        }
+    });
+
     it("format auto dumps each database by its size at dump time: parallel from parallelThresholdMiB, custom below, large always parallel", async () => {
         await pg.sql("CREATE DATABASE tinydb");
         const bytes = async (db: string) => Number(await pg.sql(`SELECT pg_database_size('${db}')`));

@@ -7,7 +7,8 @@
 
 declare -gA HX_PG_DUMP # defined in postgresql.sh
 # HX_PG_DB: one database's state, in its own subshell (target, start, errf,
-# snapshot, sizes, tables, plan, parts, toc, data, header).
+# snapshot, sizes, tables, plan, parts, toc, data, header, and part_* of the
+# last hx__pg_toc_check).
 declare -gA HX_PG_DB=()
 
 # Per-database exit trap: the failure's metrics and cause.
@@ -131,18 +132,29 @@ hx__pg_dump_part() {
     hx__pg_dump "$db" "${selection[@]}"
 }
 
-# hx__pg_toc_check PART_FILE: decrypt one part and read its TOC; prints
-# "<header ok 0/1> <entries> <table data entries>". pg_restore --list stops
-# reading after the TOC, so the decrypt and decompress before it end on a
-# closed pipe (EPIPE where SIGPIPE is ignored, as systemd starts services):
-# their stderr is dropped. A stream that cannot be decrypted or decompressed
-# shows as a listing without a header, which fails the check.
+# hx__pg_toc_check PART_FILE: decrypt one part and read its TOC into
+# HX_PG_DB[part_header] (1 if the archive header parses), [part_toc] (TOC
+# entries) and [part_data] (table data entries). pg_restore --list stops
+# reading after the TOC; cat drains the rest of the stream in the same stage,
+# so the decrypt and decompress before it always run to the end (no EPIPE,
+# which is what they get where SIGPIPE is ignored, as systemd starts
+# services) and their stderr is kept: a non-zero status of either fails the
+# check with its stderr as HX_STATUS_CAUSE.
 hx__pg_toc_check() {
-    local listing header_ok=0
-    listing=$(set +o pipefail; { hx_decrypt "$HX_PBKDF2_ITER" <"$1" | hx_decompress "${HX_OUT[method]}"; } 2>/dev/null | pg_restore --list 2>>"${HX_PG_DB[errf]}" || true)
-    grep --quiet --extended-regexp '^;[[:space:]]+Format: CUSTOM' <<<"$listing" && header_ok=1
-    listing=$(grep --invert-match '^;' <<<"$listing" || true)
-    printf '%s %s %s\n' "$header_ok" "$(grep --count . <<<"$listing" || true)" "$(grep --count ' TABLE DATA ' <<<"$listing" || true)"
+    local part=$1 out="${HX_OUT[work]}/toc" stage
+    local -a st=(0 0 0) names=(decryption decompression "reading the TOC") errs=("$out.decrypt-err" "$out.decompress-err" "$out.list-err")
+    hx_decrypt "$HX_PBKDF2_ITER" <"$part" 2>"${errs[0]}" | hx_decompress "${HX_OUT[method]}" 2>"${errs[1]}" \
+        | { pg_restore --list 2>>"${HX_PG_DB[errf]}" || true; cat >/dev/null; } >"$out" 2>"${errs[2]}" || st=("${PIPESTATUS[@]}")
+    for stage in 0 1 2; do
+        if ((st[stage] != 0)); then
+            HX_STATUS_CAUSE="structure check: ${names[stage]} of the new artifact failed (status ${st[stage]}): $(head -c 300 -- "${errs[stage]}" | tr '\n' ' ')"
+            return 1
+        fi
+    done
+    HX_PG_DB[part_header]=0
+    grep --quiet --extended-regexp '^;[[:space:]]+Format: CUSTOM' -- "$out" && HX_PG_DB[part_header]=1
+    read -r 'HX_PG_DB[part_toc]' 'HX_PG_DB[part_data]' < <(awk '!/^;/ && NF { n++; if (/ TABLE DATA /) d++ } END { print n + 0, d + 0 }' "$out")
+    rm -f -- "$out" "${errs[@]}"
 }
 
 # Parallel dump of one database without plaintext on disk: one pg_dump per
@@ -176,17 +188,17 @@ hx__pg_dump_parallel() {
         return 1
     fi
     # Each part must parse; each data part must hold every table given to it.
-    local header entries data want
+    local want
     HX_PG_DB[toc]=0
     HX_PG_DB[data]=0
     HX_PG_DB[header]=1
     for i in "${!names[@]}"; do
-        read -r header entries data < <(hx__pg_toc_check "$work/parts/${names[i]}")
+        hx__pg_toc_check "$work/parts/${names[i]}" || return "$HX_EXIT_VERIFY"
         want=0
         ((i == 0)) || want=$(jq --argjson i "$((i - 1))" '.[$i].tables | length' <<<"${HX_PG_DB[plan]}")
-        if ((header == 0)) || ((data < want)); then HX_PG_DB[header]=0; fi
-        HX_PG_DB[toc]=$((HX_PG_DB[toc] + entries))
-        HX_PG_DB[data]=$((HX_PG_DB[data] + data))
+        if ((HX_PG_DB[part_header] == 0)) || ((HX_PG_DB[part_data] < want)); then HX_PG_DB[header]=0; fi
+        HX_PG_DB[toc]=$((HX_PG_DB[toc] + HX_PG_DB[part_toc]))
+        HX_PG_DB[data]=$((HX_PG_DB[data] + HX_PG_DB[part_data]))
     done
     hx_pack_parts "${names[@]}" || return 1
     HX_PG_DB[parts]=$(jq --null-input --compact-output --argjson plan "${HX_PG_DB[plan]}" --argjson parts "${HX_OUT[parts_json]}" '
@@ -218,7 +230,10 @@ hx__pg_backup_database() {
         hx__pg_snapshot_read tables "count rows"
         hx__pg_snapshot_close
         # Structure: the TOC must list the expected objects.
-        read -r 'HX_PG_DB[header]' 'HX_PG_DB[toc]' 'HX_PG_DB[data]' < <(hx__pg_toc_check "${HX_OUT[partial]}")
+        hx__pg_toc_check "${HX_OUT[partial]}" || exit "$HX_EXIT_VERIFY"
+        HX_PG_DB[header]=${HX_PG_DB[part_header]}
+        HX_PG_DB[toc]=${HX_PG_DB[part_toc]}
+        HX_PG_DB[data]=${HX_PG_DB[part_data]}
     else
         hx__pg_snapshot_read tables "count rows"
         hx__pg_dump_parallel "$db" "$target"

@@ -74,7 +74,8 @@ declare -gA HX_PG_RUNNING=()
 # non-template one) and the globals, at most postgresql.parallelDumps at a
 # time, each in its own subshell; a run folder (HX_PG_DUMP[rundir]) gets each
 # success's manifest path. Sets HX_PG_FAILED (the targets that failed) and
-# HX_PG_VERIFY_FAILED (1 when one failed verification). Until the loop has
+# HX_PG_VERIFY_FAILED (1 when one failed verification; the targets that did
+# in HX_PG_VERIFY_FAILED_TARGETS). Until the loop has
 # run, HX_PG_PENDING lists the targets a failure must be recorded for.
 hx_postgresql_dump() {
     hx_pg_env || hx_die "$HX_EXIT_USAGE" "$HX_PG_ERROR"
@@ -112,6 +113,7 @@ hx_postgresql_dump() {
 
     HX_PG_FAILED=()
     HX_PG_VERIFY_FAILED=0
+    HX_PG_VERIFY_FAILED_TARGETS=()
     HX_PG_RUNNING=()
     hx__pg_backup_globals &
     HX_PG_RUNNING[$!]=_globals
@@ -132,7 +134,10 @@ hx__pg_collect() {
     [[ -n $done_pid && -n ${HX_PG_RUNNING[$done_pid]:-} ]] || return 0
     if ((rc != 0)); then
         HX_PG_FAILED+=("${HX_PG_RUNNING[$done_pid]}")
-        ((rc != HX_EXIT_VERIFY)) || HX_PG_VERIFY_FAILED=1
+        if ((rc == HX_EXIT_VERIFY)); then
+            HX_PG_VERIFY_FAILED=1
+            HX_PG_VERIFY_FAILED_TARGETS+=("${HX_PG_RUNNING[$done_pid]}")
+        fi
     fi
     unset "HX_PG_RUNNING[$done_pid]"
 }
