@@ -38,6 +38,7 @@ done
 HX_DRY_RUN=$DRY # hx_init's cleanup of dead runs' temp paths only lists them
 hx_init "${HX_JOB:-retention}"
 hx_lock "backup-retention"
+hx_retention_zone || hx_die "$HX_EXIT_USAGE" "$HX_ZONE_ERROR"
 RULES=(daily weekly monthly yearly)
 counts=()
 hx_cfg_into counts retention.daily retention.weekly retention.monthly retention.yearly

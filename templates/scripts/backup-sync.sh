@@ -44,11 +44,13 @@ fi
 SOURCES=()
 hx_source_dirs SOURCES "$ONLY_TYPE"
 
-if ! hx_remote_env; then
+# The retention classes are counted in retention.timeZone: a zone this host
+# cannot use stops the sync, as unusable credentials do.
+if ! hx_retention_zone || ! hx_remote_env; then
     for dir in "${SOURCES[@]}"; do
         hx_metrics "$(basename -- "$(dirname -- "$dir")")" "$(basename -- "$dir")" backup_remote_sync_status=0
     done
-    hx_die "$HX_EXIT_USAGE" "$HX_REMOTE_ERROR"
+    hx_die "$HX_EXIT_USAGE" "${HX_ZONE_ERROR:-$HX_REMOTE_ERROR}"
 fi
 # hx-style retry: attempt, then wait base*2^n (capped) between attempts.
 with_retries() {

@@ -79,16 +79,33 @@ hx_source_dirs() {
     return 0
 }
 
-# hx_period_keys CREATED_AT: the day, ISO week, month and year a backup
-# belongs to for retention (and for its upload's retention class), in the
-# zone retention.timeZone names (local: the host's).
-hx_period_keys() {
+# hx_retention_zone: retention.timeZone into HX_RETENTION_TZ, checked: local,
+# UTC, or a zone the host's time zone database has. date(1) takes a TZ it
+# cannot find as UTC without a word, so a zone missing from tzdata would
+# silently count UTC days: returns 1 with HX_ZONE_ERROR instead (the
+# scripts refuse to run, exit 2).
+HX_RETENTION_TZ=""
+HX_ZONE_ERROR=""
+hx_retention_zone() {
     local zone
     hx_cfg_read zone retention.timeZone
-    if [[ $zone == local ]]; then
+    if [[ $zone != local && $zone != UTC ]] && { [[ ! $zone =~ ^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$ ]] || [[ ! -f /usr/share/zoneinfo/$zone ]]; }; then
+        HX_ZONE_ERROR="config: retention.timeZone (retentionTimeZone) '$zone' is not in this host's time zone database (no /usr/share/zoneinfo/$zone): install or update the tzdata package, or set retentionTimeZone to local or UTC"
+        return 1
+    fi
+    HX_RETENTION_TZ=$zone
+}
+
+# hx_period_keys CREATED_AT: the day, ISO week, month and year a backup
+# belongs to for retention (and for its upload's retention class), in the
+# zone retention.timeZone names (local: the host's). Call hx_retention_zone
+# first, outside any $(...), so that a bad zone stops the script.
+hx_period_keys() {
+    [[ -n $HX_RETENTION_TZ ]] || hx_retention_zone || hx_die "$HX_EXIT_USAGE" "$HX_ZONE_ERROR"
+    if [[ $HX_RETENTION_TZ == local ]]; then
         date -d "$1" '+%Y-%m-%d %G-W%V %Y-%m %Y'
     else
-        TZ=$zone date -d "$1" '+%Y-%m-%d %G-W%V %Y-%m %Y'
+        TZ=$HX_RETENTION_TZ date -d "$1" '+%Y-%m-%d %G-W%V %Y-%m %Y'
     fi
 }
 

@@ -111,6 +111,21 @@ describe.skipIf(missing.length > 0)("backup-retention.sh", { timeout: 60_000 }, 
             berlin(dry.stdout);
         });
 
+        it("a zone missing from the host's time zone database (which date(1) would take as UTC without a word) is refused with exit 2 by retention and sync, naming retentionTimeZone and the fix", async () => {
+            await setup("Bogus/Zone");
+            const dry = await host.runScript("backup-retention.sh", ["--dry-run"]);
+            expect(dry.code, dry.stdout + dry.stderr).toBe(2);
+            expect(dry.stdout).toBe("");
+            expect(dry.stderr).toMatch(/retention\.timeZone \(retentionTimeZone\) 'Bogus\/Zone' is not in this host's time zone database \(no \/usr\/share\/zoneinfo\/Bogus\/Zone\): install or update the tzdata package/);
+            expect(host.log("backup-retention")).toMatch(/level=error .*retentionTimeZone\) 'Bogus\/Zone'/);
+            host.config.remote = { ...host.config.remote, enabled: true };
+            host.writeConfig();
+            const sync = await host.runScript("backup-sync.sh");
+            expect(sync.code, sync.stderr).toBe(2);
+            expect(sync.stderr).toMatch(/retentionTimeZone\) 'Bogus\/Zone' is not in this host's time zone database/);
+            expect(host.metric("backup_remote_sync_status", "postgresql", "db")).toBe(0);
+        });
+
         it("UTC: the same backups fall into fewer days", async () => {
             await setup("UTC");
             const dry = await host.runScript("backup-retention.sh", ["--dry-run"], { env: { TZ: "Europe/Berlin" } });
