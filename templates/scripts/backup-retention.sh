@@ -51,6 +51,19 @@ if ((KEEP_N[daily] + KEEP_N[weekly] + KEEP_N[monthly] + KEEP_N[yearly] == 0)); t
     exit 0
 fi
 
+# prune_artifact PATH: delete (or, with --dry-run, list) an artifact no
+# kept manifest refers to, and its record of remote copies.
+prune_artifact() {
+    local a=$1 b
+    hx_basename_into b "$a"
+    if ((DRY == 1)); then
+        echo "delete $type/$target/$b (artifact not referenced by any kept manifest)"
+    else
+        rm -f -- "$a" "$dir/.$b.remote"
+        hx_info pruned "deleted unreferenced artifact" "type=$type" "target=$target" "artifact=$b"
+    fi
+}
+
 SOURCES=()
 hx_source_dirs SOURCES "$ONLY_TYPE"
 DELETED=0
@@ -126,18 +139,23 @@ for dir in "${SOURCES[@]}"; do
         DELETED=$((DELETED + 1))
         hx_info pruned "deleted by retention policy" "type=$type" "target=$target" "manifest=$name"
     done
-    # Artifacts no kept manifest refers to (including orphans of old runs).
+    # Artifacts no kept manifest refers to: those of the manifests pruned
+    # above at once (committed backups, not a run in progress; left for
+    # orphanMinutes, backup-verify.sh --all would report them as orphans), any
+    # other (an orphan of an old run) once older than orphanMinutes.
+    declare -A gone=()
+    for m in "${ms[@]}"; do
+        a=${artifact_of[$m]:-}
+        [[ -z ${why[$m]} && -n $a && -z ${needed[$a]:-} && -z ${gone[$a]:-} && $a != */* && $a != .* && ($a == *.enc || $a == *.enc.tar) && -f $dir/$a ]] || continue
+        gone[$a]=1
+        prune_artifact "$dir/$a"
+    done
     while IFS= read -r -d '' a; do
         hx_basename_into b "$a"
-        [[ -n ${needed[$b]:-} ]] && continue
-        if ((DRY == 1)); then
-            echo "delete $type/$target/$b (artifact not referenced by any kept manifest)"
-        else
-            rm -f -- "$a" "$dir/.$b.remote"
-            hx_info pruned "deleted unreferenced artifact" "type=$type" "target=$target" "artifact=$b"
-        fi
+        [[ -n ${needed[$b]:-} || -n ${gone[$b]:-} ]] && continue
+        prune_artifact "$a"
     done < <(find "$dir" -mindepth 1 -maxdepth 1 -type f \( -name '*.enc' -o -name '*.enc.tar' \) ! -name '.*' -mmin +"$ORPHAN_MINUTES" -print0)
-    unset last left why needed created_of artifact_of
+    unset last left why needed created_of artifact_of gone
     if ((DRY == 1)); then
         hx_metrics "$type" "$target" "backup_verification_status=$verified"
     else

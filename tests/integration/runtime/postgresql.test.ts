@@ -187,8 +187,11 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
 
     it("test mode checks connectivity, dumps, verifies and leaves nothing behind", async () => {
         const before = readdirSync(join(host.config.paths.storage, "postgresql", "appdb")).sort();
+        const logBefore = host.log("postgresql-backup").length;
         const r = await host.runScript("postgresql-backup.sh", ["test"]);
         expect(r.code, r.stderr).toBe(0);
+        expect(alarmingLines(r.stderr)).toEqual([]);
+        expect(alarmingLines(host.log("postgresql-backup").slice(logBefore))).toEqual([]);
         expect(r.stdout).toContain("Self-test passed");
         expect(r.stdout).toMatch(/appdb\s+OK/);
         expect(readdirSync(join(host.config.paths.storage, "postgresql", "appdb")).sort()).toEqual(before);
@@ -196,8 +199,11 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
     });
 
     it("verifies everything and restore-tests the newest artifact of each source", async () => {
+        const logBefore = host.log("backup-verify").length;
         const r = await host.runScript("backup-verify.sh", ["--all", "--restore-test"]);
         expect(r.code, r.stdout + r.stderr).toBe(0);
+        expect(alarmingLines(r.stderr)).toEqual([]);
+        expect(alarmingLines(host.log("backup-verify").slice(logBefore))).toEqual([]);
         expect(r.stdout).toMatch(/OK\s+postgresql\/appdb restore test/);
         expect(host.metric("backup_restore_test_status", "postgresql", "appdb")).toBe(1);
         expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(1);

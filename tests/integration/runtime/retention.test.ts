@@ -137,6 +137,29 @@ describe.skipIf(missing.length > 0)("backup-retention.sh", { timeout: 60_000 }, 
         });
     });
 
+    it("deletes the artifact of a manifest it prunes at once, but keeps a young artifact no manifest names (a run may be committing it) until orphanMinutes", async () => {
+        const dir = await fabricate(host);
+        // Both just written, as on the day of a same-day daily and weekly run.
+        const pruned = join(dir, `${name("2026-03-06T10:00:00Z")}.dump.zst.enc`);
+        const now = new Date();
+        utimesSync(pruned, now, now);
+        const young = join(dir, "db-20260311T020000Z.dump.zst.enc");
+        writeFileSync(young, randomBytes(100));
+        giveToUser(host, young);
+        const dry = await host.runScript("backup-retention.sh", ["--dry-run"]);
+        expect(dry.stdout).toContain(`delete postgresql/db/${name("2026-03-06T10:00:00Z")}.dump.zst.enc (artifact not referenced by any kept manifest)`);
+        expect(dry.stdout).not.toContain("db-20260311T020000Z");
+        const r = await host.runScript("backup-retention.sh", []);
+        expect(r.code, r.stderr).toBe(0);
+        expect(host.manifests("postgresql", "db")).not.toContain(`${name("2026-03-06T10:00:00Z")}.manifest.json`);
+        expect(existsSync(pruned)).toBe(false);
+        expect(existsSync(young)).toBe(true);
+        // So verification reports only the real orphan, not the pruned backup's artifact.
+        const v = await host.runScript("backup-verify.sh", ["--all"]);
+        expect(v.code, v.stdout + v.stderr).toBe(0);
+        expect(alarmingLines(v.stderr)).toEqual([expect.stringMatching(/event=orphan .*db-20260311T020000Z/)]);
+    });
+
     it("never deletes the newest verified backup", async () => {
         host.config.retention = { ...host.config.retention, daily: 0, weekly: 0, monthly: 0, yearly: 1 };
         host.writeConfig();
