@@ -21,6 +21,7 @@ import type { Step } from "../../render/step";
 import { renderFacts } from "../../scripts/render";
 import { applySteps, destroySteps, type StepRun } from "../../scripts/sandbox/apply";
 import { runJobService } from "../../scripts/sandbox/jobs";
+import { alarmingLines } from "../support/host";
 import { metric, PG_CTL, PITR_DATA as DATA, PITR_SOCKET as SOCKET, pitrHostMissing, startPitrHost, TEXTFILE, type PitrHost } from "../support/pitrHost";
 
 const root = process.getuid?.() === 0;
@@ -133,8 +134,14 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         }
     });
 
+    /** What the PITR jobs' logs gained since `sizes` (from logSizes()). */
+    const PITR_LOGS = ["pitr-backup", "pitr-status", "pitr-verify"].map((n) => `/var/log/hx-backups/${n}.log`);
+    const logSizes = async () => (await sh(`for f in ${PITR_LOGS.join(" ")}; do stat -c %s "$f" 2>/dev/null || echo 0; done`)).split("\n").map(Number);
+    const logsSince = async (sizes: number[]) => (await Promise.all(PITR_LOGS.map((f, i) => sh(`tail -c +${sizes[i]! + 1} ${f} 2>/dev/null || true`)))).join("\n");
+
     it("full and differential backups run as postgres from their units; the status job reports the window, no lag and no failure", async () => {
         await sql("INSERT INTO marker (note) VALUES ('before full')");
+        const logsBefore = await logSizes();
         const [full] = (await runJobService(box.host.exec, "hx-backup-pitr-full.service")).slice(-1);
         outputs.push(full.stdout, full.stderr);
         expect(full.code, full.stderr).toBe(0);
@@ -170,12 +177,18 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         expect(metric(archive, "backup_expected_interval_seconds")).toBe(300);
         // The jobs ran as postgres: their logs are postgres's.
         expect(await sh("stat -c %U /var/log/hx-backups/pitr-backup.log /var/log/hx-backups/pitr-status.log")).toBe("postgres\npostgres");
+        // Good runs say nothing alarming, on stderr or in their logs.
+        expect(alarmingLines([full.stderr, diff.stderr, status.stderr].join("\n"))).toEqual([]);
+        expect(alarmingLines(await logsSince(logsBefore))).toEqual([]);
     });
 
     it("the weekly verification checks the repository and restores the latest point with a canary (status and restore seconds)", async () => {
+        const logsBefore = await logSizes();
         const [verify] = (await runJobService(box.host.exec, "hx-backup-pitr-verify.service")).slice(-1);
         outputs.push(verify.stdout, verify.stderr);
         expect(verify.code, verify.stderr).toBe(0);
+        expect(alarmingLines(verify.stderr)).toEqual([]);
+        expect(alarmingLines(await logsSince(logsBefore))).toEqual([]);
         const m = await prom("hx_backup-pitr-verify.prom");
         expect(metric(m, "backup_verification_status")).toBe(1);
         expect(metric(m, "backup_restore_test_status")).toBe(1);
@@ -222,7 +235,7 @@ describe.runIf(root && tools.length === 0)("PITR deploy steps and jobs on a real
         expect(atT.code, atT.stderr).toBe(0);
         expect(atT.stdout).toContain(`to ${T} in /var/lib/hx-pitr/at-t`);
         // The live config is in /etc: the copy gets a minimal one, and says so.
-        expect(atT.stderr).toMatch(/configuration is outside its data directory: wrote a minimal postgresql.conf/);
+        expect(atT.stderr).toMatch(/level=warning .*event=restore_config .*configuration is outside its data directory: wrote a minimal postgresql.conf/);
         let copy = await box.startCopy("/var/lib/hx-pitr/at-t");
         try {
             expect(await copy.q("SELECT string_agg(name, ',' ORDER BY name) FROM points")).toBe("A");

@@ -71,7 +71,11 @@ hx_pitr_copy_config() {
         chmod 0600 -- "$dir/$file"
         ((EUID != 0)) || chown postgres:postgres -- "$dir/$file"
     done
-    hx_warn restore_config "the cluster's configuration is outside its data directory: wrote a minimal postgresql.conf and pg_hba.conf (local peer only) into the copy; put your own there before serving from it" "target_dir=$dir"
+    # Something to act on for a copy an operator restored; a restore test's
+    # scratch copy (HX_PITR[scratch_dir]) is thrown away.
+    local level=warning scratch=${HX_PITR[scratch_dir]:-}
+    [[ -z $scratch || $(realpath --canonicalize-missing -- "$scratch") != "$dir" ]] || level=info
+    hx_log "$level" restore_config "the cluster's configuration is outside its data directory: wrote a minimal postgresql.conf and pg_hba.conf (local peer only) into the copy; put your own there before serving from it" "target_dir=$dir"
 }
 
 # hx_pitr_bindir DIR: the server binaries for the cluster in DIR.
