@@ -17,7 +17,12 @@ HX_QUIET=1
 # shellcheck source-path=SCRIPTDIR source=hx-backup-lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
 
-ONLY=${1:-}
+if (($# > 1)); then
+    echo "usage: $HX_SCRIPT_NAME [TYPE]" >&2
+    exit "$HX_EXIT_USAGE"
+fi
+ONLY=""
+(($# == 0)) || ONLY=$(hx_type_arg TYPE "$1")
 hx_init test-restore
 SOURCES=()
 hx_source_dirs SOURCES "$ONLY"

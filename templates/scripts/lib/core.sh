@@ -212,15 +212,18 @@ hx_finish_job() {
 
 # ---------------------------------------------------------------- sources ---
 
-# hx_type_option ARGS...: the TYPE of a `--type TYPE` option at the start of
-# ARGS, which must name a data source; otherwise a usage error (exit 2).
-hx_type_option() {
+# hx_type_arg WHAT TYPE: TYPE, which must name a data source; otherwise a
+# usage error (exit 2) that names WHAT (the option or argument).
+hx_type_arg() {
     if [[ -z ${2:-} || -z ${HX_SOURCE_MODULE[$2]:-} ]]; then
-        echo "$HX_SCRIPT_NAME: --type needs one of: ${!HX_SOURCE_MODULE[*]} (got '${2:-}')" >&2
+        echo "$HX_SCRIPT_NAME: $1 needs one of: ${!HX_SOURCE_MODULE[*]} (got '${2:-}')" >&2
         exit "$HX_EXIT_USAGE"
     fi
     printf '%s\n' "$2"
 }
+
+# hx_type_option ARGS...: the TYPE of a `--type TYPE` option at the start of ARGS.
+hx_type_option() { hx_type_arg --type "${2:-}"; }
 
 # hx_source TYPE VERB ARGS...: run the data-source module's VERB for TYPE
 # (hx_<module>_<verb>): dump, content_hasher, restore_test or restore.

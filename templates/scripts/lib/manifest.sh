@@ -15,13 +15,9 @@ hx_manifest_sign() {
 
 # hx_previous_manifest DIR: newest committed manifest in DIR (or nothing).
 hx_previous_manifest() {
-    local dir=$1
-    local -a mlist=()
-    shopt -s nullglob
-    mlist=("$dir"/*.manifest.json)
-    shopt -u nullglob
-    ((${#mlist[@]} > 0)) || return 0
-    printf '%s\n' "${mlist[@]}" | sort | tail -n 1
+    local -a newest_first=()
+    mapfile -d '' -t newest_first < <(hx_manifests "$1" --reverse)
+    ((${#newest_first[@]} == 0)) || printf '%s\n' "${newest_first[0]}"
 }
 
 # hx_manifests DIR [--reverse]: the committed manifests of one source

@@ -86,11 +86,18 @@ describe.skipIf(missing.length > 0)("operator scripts", { timeout: 180_000 }, ()
         host.writeConfig();
     });
 
-    it("test-restore restore-tests the newest artifact of each source", async () => {
-        const r = await host.runScript("test-restore.sh");
+    it("test-restore restore-tests the newest artifact of each source, or of one type; an unknown type is a usage error", async () => {
+        let r = await host.runScript("test-restore.sh");
         expect(r.code, r.stdout + r.stderr).toBe(0);
         expect(r.stdout).toMatch(/ok +postgresql\/appdb/);
         expect(r.stdout).toMatch(/All 2 restore test\(s\) passed/);
+        r = await host.runScript("test-restore.sh", ["application"]);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toContain("no backups found to restore-test of type application");
+        r = await host.runScript("test-restore.sh", ["postgres"]);
+        expect(r.code).toBe(2);
+        expect(r.stderr).toMatch(/test-restore\.sh: TYPE needs one of: .*postgresql.* \(got 'postgres'\)/);
+        expect(r.stdout).toBe("");
         // Its MAC and checksum step is a verification: a tampered artifact sets 0, repaired 1.
         const dir = join(host.config.paths.storage, "postgresql", "appdb");
         const art = join(dir, (host.readManifest("postgresql", "appdb", host.manifests("postgresql", "appdb").slice(-1)[0]!) as any).artifact);
