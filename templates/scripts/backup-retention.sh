@@ -68,9 +68,7 @@ SOURCES=()
 hx_source_dirs SOURCES "$ONLY_TYPE"
 DELETED=0
 for dir in "${SOURCES[@]}"; do
-    hx_basename_into target "$dir"
-    hx_dirname_into type "$dir"
-    hx_basename_into type "$type"
+    hx_source_of "$dir" type target
     mapfile -d '' -t ms < <(hx_manifests "$dir" --reverse)
     ((${#ms[@]} > 0)) || continue
     declare -A last=() left=() why=()
@@ -154,7 +152,7 @@ for dir in "${SOURCES[@]}"; do
         hx_basename_into b "$a"
         [[ -n ${needed[$b]:-} || -n ${gone[$b]:-} ]] && continue
         prune_artifact "$a"
-    done < <(find "$dir" -mindepth 1 -maxdepth 1 -type f \( -name '*.enc' -o -name '*.enc.tar' \) ! -name '.*' -mmin +"$ORPHAN_MINUTES" -print0)
+    done < <(hx_artifacts 1 "$dir" -mmin +"$ORPHAN_MINUTES")
     unset last left why needed created_of artifact_of gone
     if ((DRY == 1)); then
         hx_metrics "$type" "$target" "backup_verification_status=$verified"

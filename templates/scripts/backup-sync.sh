@@ -48,7 +48,8 @@ hx_source_dirs SOURCES "$ONLY_TYPE"
 # cannot use stops the sync, as unusable credentials do.
 if ! hx_retention_zone || ! hx_remote_env; then
     for dir in "${SOURCES[@]}"; do
-        hx_metrics "$(basename -- "$(dirname -- "$dir")")" "$(basename -- "$dir")" backup_remote_sync_status=0
+        hx_source_of "$dir" type target
+        hx_metrics "$type" "$target" backup_remote_sync_status=0
     done
     hx_die "$HX_EXIT_USAGE" "${HX_ZONE_ERROR:-$HX_REMOTE_ERROR}"
 fi
@@ -139,8 +140,7 @@ sync_restore_test() {
 FAILED=0
 UPLOADED=0
 for dir in "${SOURCES[@]}"; do
-    target=$(basename -- "$dir")
-    type=$(basename -- "$(dirname -- "$dir")")
+    hx_source_of "$dir" type target
     state="$dir/.remote-classes"
     ok=1
     result=0 # stays 0 unless an upload failed (and the loop below stopped)

@@ -105,8 +105,7 @@ fi
 SOURCES=()
 hx_source_dirs SOURCES "$ONLY_TYPE"
 for dir in "${SOURCES[@]}"; do
-    target=$(basename -- "$dir")
-    type=$(basename -- "$(dirname -- "$dir")")
+    hx_source_of "$dir" type target
     mapfile -d '' -t ms < <(hx_manifests "$dir")
     ((${#ms[@]} > 0)) || continue
     ok=1
@@ -143,16 +142,11 @@ for dir in "${SOURCES[@]}"; do
 done
 
 # Artifacts without any manifest are never treated as backups; report them.
+refs=()
 while IFS= read -r -d '' orphan; do
-    d=$(dirname -- "$orphan")
-    b=$(basename -- "$orphan")
-    mapfile -d '' -t ms < <(hx_manifests "$d")
-    used=0
-    for m in "${ms[@]}"; do
-        [[ $(jq --raw-output '.artifact' "$m" 2>/dev/null) == "$b" ]] && used=1 && break
-    done
-    ((used == 1)) || hx_warn orphan "artifact has no manifest (incomplete or foreign); ignored" "path=$orphan"
-done < <(find "$HX_STORAGE" -mindepth 3 -maxdepth 3 -type f \( -name '*.enc' -o -name '*.enc.tar' \) ! -name '.*' -print0 2>/dev/null)
+    hx_artifact_refs refs "$orphan"
+    ((${#refs[@]} > 0)) || hx_warn orphan "artifact has no manifest (incomplete or foreign); ignored" "path=$orphan"
+done < <(hx_artifacts 3 "$HX_STORAGE" 2>/dev/null)
 
 now=$(hx_epoch)
 if ((FAILURES > 0)); then

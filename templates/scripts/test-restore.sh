@@ -29,8 +29,7 @@ hx_source_dirs SOURCES "$ONLY"
 FAILED=0
 TESTED=0
 for dir in "${SOURCES[@]}"; do
-    target=$(basename -- "$dir")
-    type=$(basename -- "$(dirname -- "$dir")")
+    hx_source_of "$dir" type target
     newest=$(hx_previous_manifest "$dir")
     [[ -n $newest ]] || continue
     TESTED=$((TESTED + 1))

@@ -26,20 +26,30 @@ hx_manifests() {
     find "$1" -mindepth 1 -maxdepth 1 -type f -name '*.manifest.json' ! -name '.*' -print0 | sort --zero-terminated ${2:+"$2"}
 }
 
+# hx_artifact_refs ARRAY ARTIFACT: the manifests beside ARTIFACT that name it
+# (its own, deduplicated ones), newest first, into ARRAY.
+hx_artifact_refs() {
+    local -n hx__refs=$1
+    local name=${2##*/} m
+    local -a newest_first=()
+    hx__refs=()
+    mapfile -d '' -t newest_first < <(hx_manifests "$(dirname -- "$2")" --reverse)
+    for m in "${newest_first[@]}"; do
+        [[ $(jq --raw-output '.artifact' -- "$m" 2>/dev/null) == "$name" ]] && hx__refs+=("$m")
+    done
+    return 0
+}
+
 # hx_manifest_for_artifact ARTIFACT: the manifest that describes ARTIFACT,
 # its own or a deduplicated one that refers to it; when several do, the
 # newest whose MAC verifies (logged with how many there were). Sets
 # HX_MANIFEST_FOUND, or HX_VERIFY_ERROR and returns 1; HX_MANIFEST_REFS is
 # how many manifests refer to it (0: an orphan, no backup at all).
 hx_manifest_for_artifact() {
-    local path=$1 name=${1##*/} m
-    local -a newest_first=() refs=()
+    local path=$1 m
+    local -a refs=()
     HX_MANIFEST_FOUND=""
-    HX_MANIFEST_REFS=0
-    mapfile -d '' -t newest_first < <(hx_manifests "$(dirname -- "$path")" --reverse)
-    for m in "${newest_first[@]}"; do
-        [[ $(jq --raw-output '.artifact' -- "$m" 2>/dev/null) == "$name" ]] && refs+=("$m")
-    done
+    hx_artifact_refs refs "$path"
     HX_MANIFEST_REFS=${#refs[@]}
     if ((${#refs[@]} == 0)); then
         HX_VERIFY_ERROR="no manifest found for $path"
@@ -55,6 +65,37 @@ hx_manifest_for_artifact() {
     done
     HX_VERIFY_ERROR="none of the ${#refs[@]} manifest(s) that describe $path verifies: $HX_VERIFY_ERROR"
     return 1
+}
+
+# hx_source_of DIR TYPE_VAR TARGET_VAR: the type and target of a source
+# directory (STORAGE/TYPE/TARGET).
+hx_source_of() {
+    local -n hx__of_type=$2 hx__of_target=$3
+    local dir=${1%/}
+    hx__of_target=${dir##*/}
+    dir=${dir%/*}
+    hx__of_type=${dir##*/}
+}
+
+# hx_local_source_of MANIFEST TYPE_VAR TARGET_VAR: the local source
+# (STORAGE/TYPE/TARGET/) a manifest belongs to; returns 1 for a copy
+# elsewhere (an S3 download) or an unknown type.
+hx_local_source_of() {
+    local dir storage
+    dir=$(cd -- "$(dirname -- "$1")" 2>/dev/null && pwd -P) || return 1
+    storage=$(cd -- "$HX_STORAGE" 2>/dev/null && pwd -P) || return 1
+    [[ ${dir%/*/*} == "$storage" && ${dir##*/} != .* ]] || return 1
+    hx_source_of "$dir" "$2" "$3"
+    local -n hx__local_type=$2
+    [[ -n ${HX_SOURCE_MODULE[$hx__local_type]:-} ]]
+}
+
+# hx_artifacts DEPTH DIR [FIND-TEST...]: the artifact files (*.enc, *.enc.tar;
+# never a dot-named temp) DEPTH levels below DIR, NUL-separated.
+hx_artifacts() {
+    local depth=$1 dir=$2
+    shift 2
+    find "$dir" -mindepth "$depth" -maxdepth "$depth" -type f \( -name '*.enc' -o -name '*.enc.tar' \) ! -name '.*' "$@" -print0
 }
 
 # hx_source_dirs ARRAY [TYPE]: every source directory (STORAGE/TYPE/TARGET),

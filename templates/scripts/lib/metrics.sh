@@ -198,12 +198,7 @@ hx_single_target_on_exit() {
 # backup_verification_status) 1 or 0 of that source. A copy elsewhere (an S3
 # download) belongs to no local source and records nothing.
 hx_record_verification() {
-    local m=$1 ok=$2 metric=${3:-backup_verification_status} dir storage
-    dir=$(cd -- "$(dirname -- "$m")" 2>/dev/null && pwd -P) || return 0
-    storage=$(cd -- "$HX_STORAGE" 2>/dev/null && pwd -P) || return 0
-    [[ ${dir%/*/*} == "$storage" && ${dir##*/} != .* ]] || return 0
-    local type=${dir%/*}
-    type=${type##*/}
-    [[ -n ${HX_SOURCE_MODULE[$type]:-} ]] || return 0
-    hx_metrics "$type" "${dir##*/}" "$metric=$ok"
+    local m=$1 ok=$2 metric=${3:-backup_verification_status} type target
+    hx_local_source_of "$m" type target || return 0
+    hx_metrics "$type" "$target" "$metric=$ok"
 }

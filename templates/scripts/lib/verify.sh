@@ -222,16 +222,10 @@ hx__restore_test_run() {
 # download) records nothing. Never fails the caller: a record that cannot be
 # written is logged.
 hx_restore_test_record() {
-    local m=$1 result=$2 started=$3 error=$4 dir storage type target
+    local m=$1 result=$2 started=$3 error=$4 type target
     [[ -n ${HX_STORAGE:-} ]] || return 0
-    dir=$(cd -- "$(dirname -- "$m")" 2>/dev/null && pwd -P) || return 0
-    storage=$(cd -- "$HX_STORAGE" 2>/dev/null && pwd -P) || return 0
-    [[ ${dir%/*/*} == "$storage" && ${dir##*/} != .* ]] || return 0
-    target=${dir##*/}
-    type=${dir%/*}
-    type=${type##*/}
-    [[ -n ${HX_SOURCE_MODULE[$type]:-} ]] || return 0
-    local now=$EPOCHREALTIME finished started_at ms name sha tested
+    hx_local_source_of "$m" type target || return 0
+    local dir="$HX_STORAGE/$type/$target" now=$EPOCHREALTIME finished started_at ms name sha tested
     ms=$(((${now/./} - ${started/./}) / 1000))
     hx_utc_into finished '%Y-%m-%dT%H:%M:%SZ' "${now%.*}"
     hx_utc_into started_at '%Y-%m-%dT%H:%M:%SZ' "${started%.*}"
