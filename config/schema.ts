@@ -264,7 +264,7 @@ export const CONFIG_KEYS = {
     }),
     retentionTimeZone: spec({
         type: "string", default: "local", check: names.timeZone, required: true, group: "Retention",
-        description: "Zone in which retention counts days, ISO weeks, months and years (and marks uploads' retention class): `local` (the host's zone, as restic and borg do), `UTC`, or an IANA name such as `Europe/Berlin`.",
+        description: "Zone in which retention counts days, ISO weeks, months and years (and marks uploads' retention class): `local` (the host's zone, as restic and borg do), `UTC`, or an IANA name such as `Europe/Berlin`, which the host's time zone database (`/usr/share/zoneinfo`, package tzdata) must have: retention and sync refuse to run (exit 2) rather than count UTC days, as `date` would.",
     }),
 
     // --- Encryption --------------------------------------------------------
