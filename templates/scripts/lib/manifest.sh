@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hx-backup library: manifests: sign, find the previous one, commit an artifact
+# hx-backup library: manifests and source folders: sign, find (the previous one, those naming an artifact), list sources and artifacts, retention period keys, commit an artifact
 # Sourced by hx-backup-lib.sh; never run.
 # shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
 declare -gA HX_OUT # the artifact record, see lib/pipeline.sh
