@@ -150,6 +150,9 @@ hx_backup_succeeded() {
     hx_failure_cause "$type" "$target" ""
 }
 
+# The longest cause a metric label carries (bytes; the cause is ASCII).
+readonly HX_CAUSE_MAX=300
+
 # hx_failure_cause TYPE TARGET CAUSE: backup_last_failure_info{cause=...} 1,
 # the cause BackupFailed shows (and an email carries), in a file of its own
 # beside the target's metrics; an empty CAUSE removes it.
@@ -164,9 +167,15 @@ hx_failure_cause() {
     # Printable ASCII only (LC_ALL=C): a label value must be valid UTF-8, and the cut below counts bytes.
     cause=${cause//[$'\n\r\t']/ }
     cause=${cause//[^[:print:]]/?}
+    # A long cause (pgBackRest's, libpq's) is cut at a word's end and marked, not mid-word.
+    if ((${#cause} > HX_CAUSE_MAX)); then
+        cause=${cause:0:HX_CAUSE_MAX}
+        [[ $cause != *' '* ]] || cause=${cause% *}
+        cause="$cause ..."
+    fi
     tmp=$(mktemp -- "$file.$$.tmpXXXXXX.partial") || return 0
     printf '# TYPE backup_last_failure_info gauge\nbackup_last_failure_info{type="%s",target="%s",cause="%s"} 1\n' \
-        "$(hx__label "$type")" "$(hx__label "$target")" "$(hx__label "${cause:0:200}")" >"$tmp"
+        "$(hx__label "$type")" "$(hx__label "$target")" "$(hx__label "$cause")" >"$tmp"
     chmod 0644 -- "$tmp"
     mv -f -- "$tmp" "$file"
 }

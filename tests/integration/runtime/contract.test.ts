@@ -4,10 +4,10 @@
  * that names the field, in the output, the log and the config-failure
  * metric, and never a silent fallback.
  */
-import { readdirSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { missingTools } from "../../support/env";
+import { missingTools, run } from "../../support/env";
 import { makeHost, type TestHost } from "../../support/host";
 
 const missing = missingTools(["jq", "openssl", "flock"]);
@@ -91,5 +91,33 @@ describe.skipIf(missing.length > 0)("scripts read only what the render writes", 
         expect(r.code).toBe(2);
         expect(r.stderr).toContain("is not what this library implements");
         host.writeConfig();
+    });
+});
+
+describe.skipIf(missing.length > 0)("the failure cause BackupFailed shows", () => {
+    let host: TestHost;
+    beforeAll(() => {
+        host = makeHost();
+        host.writeConfig();
+    });
+    afterAll(() => host?.cleanup());
+
+    const causeOf = async (cause: string) => {
+        const lib = join(host.scriptsDir, "hx-backup-lib.sh");
+        const r = await run("bash", ["-c", 'set -Eeuo pipefail; source "$1"; hx_load_config; hx_failure_cause postgresql appdb "$2"', "_", lib, cause], { env: { HX_BACKUP_CONFIG: host.configPath } });
+        expect(r.code, r.stderr).toBe(0);
+        return /cause="(.*)"\} 1$/m.exec(readFileSync(join(host.config.paths.textfile, "hx_backup_cause-postgresql-appdb.prom"), "utf8"))![1];
+    };
+
+    it("keeps a short cause whole, and cuts a long one at a word's end, marked", async () => {
+        expect(await causeOf("pg_dump failed: disk full")).toBe("pg_dump failed: disk full");
+        const long = `${"connection to server failed: ".repeat(12)}Is the server running locally and accepting connections`;
+        const cut = await causeOf(long);
+        expect(cut.length).toBeLessThanOrEqual(304);
+        expect(cut).toMatch(/ \.\.\.$/);
+        expect(long.startsWith(cut.slice(0, -4))).toBe(true);
+        expect(long[cut.length - 4]).toBe(" ");
+        // Newlines and non-ASCII never reach the label.
+        expect(await causeOf('line1\nline2 "quoted" \u00e9')).toBe('line1 line2 \\"quoted\\" ??');
     });
 });
