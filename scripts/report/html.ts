@@ -70,8 +70,11 @@ function timelineHtml(s: SourceReport): string {
             return `<div class="${cls}" data-date="${d.date}" data-state="${d.state}" title="${title}">${d.backups.map((i) => mark(s.backups[i], i)).join("")}</div>`;
         })
         .join("");
+    // The first day, each Monday and today, but no label within two days of the first or of today: an MM-DD is wider than a day.
+    const last = s.timeline.length - 1;
+    const labelled = (d: (typeof s.timeline)[number], i: number) => i === 0 || i === last || (isMonday(d.date) && i > 2 && last - i > 2);
     const axis = s.timeline
-        .map((d, i) => `<span class="${i > 0 && isMonday(d.date) ? "weekstart" : ""}">${i === 0 || isMonday(d.date) || i === s.timeline.length - 1 ? esc(d.date.slice(5)) : ""}</span>`)
+        .map((d, i) => `<span class="${i > 0 && isMonday(d.date) ? "weekstart" : ""}">${labelled(d, i) ? esc(d.date.slice(5)) : ""}</span>`)
         .join("");
     const undated = s.undated.length ? `<div class="day" data-date="undated" data-state="broken" title="manifests without a usable date">${s.undated.map((i) => mark(s.backups[i], i)).join("")}</div>` : "";
     const older = s.olderThanTimeline ? `<p class="muted">${s.olderThanTimeline} older backup(s) before this window (weekly, monthly and yearly copies), listed below.</p>` : "";

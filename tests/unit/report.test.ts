@@ -406,6 +406,20 @@ describe("report facts: the last restore test", () => {
         expect(app(monthly).allowedAgeSeconds).toBe(31 * 86_400 + 86_400 + 90 + 1800);
     });
 
+    it("the timeline's date labels never crowd: none within two days of the first or of today", () => {
+        // Today a Tuesday: the Monday before it goes unlabelled, as does one just after the first day.
+        for (const now of [new Date("2026-12-01T12:00:00Z"), new Date("2026-12-07T12:00:00Z"), NOW]) {
+            const html = renderHtml(build(healthyBucket(), policy(), KEYRING, now));
+            for (const axis of html.match(/<div class="axis">.*?<\/div>/g)!) {
+                const labels = [...axis.matchAll(/<span[^>]*>([^<]*)<\/span>/g)].map((m, i) => [i, m[1]] as const).filter(([, text]) => text);
+                const last = [...axis.matchAll(/<span/g)].length - 1;
+                expect(labels[0][0]).toBe(0);
+                expect(labels[labels.length - 1][0]).toBe(last);
+                for (let k = 1; k < labels.length; k++) expect(labels[k][0] - labels[k - 1][0], axis).toBeGreaterThan(2);
+            }
+        }
+    });
+
     it("a failed test is an error naming the manifest and the cause, and the page and summary say so", () => {
         const made = healthyBucket();
         const key = addRestoreTest(made, { host: "db-1", type: "postgresql", target: "app", finished: "2026-03-20T05:10:00Z", manifest: "app-20260320T020100Z.manifest.json", result: "failed", error: "table orders: 4999 rows restored, the manifest recorded 5000" });
