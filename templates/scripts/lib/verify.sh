@@ -225,7 +225,14 @@ hx_restore_test_record() {
     local m=$1 result=$2 started=$3 error=$4 type target
     [[ -n ${HX_STORAGE:-} ]] || return 0
     hx_local_source_of "$m" type target || return 0
-    local dir="$HX_STORAGE/$type/$target" now=$EPOCHREALTIME finished started_at ms name sha tested
+    local dir="$HX_STORAGE/$type/$target" now=$EPOCHREALTIME finished started_at ms name sha tested newest
+    # The record speaks for the source's newest backup: a test of an older one
+    # (by path, looking for a good copy) must not replace its failure.
+    newest=$(hx_previous_manifest "$dir")
+    if [[ ${newest##*/} != "${m##*/}" ]]; then
+        hx_info restore_test_record "restore-test record not replaced: not the source's newest backup" "type=$type" "target=$target" "manifest=$m"
+        return 0
+    fi
     ms=$(((${now/./} - ${started/./}) / 1000))
     hx_utc_into finished '%Y-%m-%dT%H:%M:%SZ' "${now%.*}"
     hx_utc_into started_at '%Y-%m-%dT%H:%M:%SZ' "${started%.*}"

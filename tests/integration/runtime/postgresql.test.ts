@@ -4,7 +4,7 @@
  * MAC, metrics, dedup, verification, restore test and restore.
  */
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isRoot, missingTools, run, waitFor } from "../../support/env";
 import { alarmingLines, makeHost, postgresqlSection, type TestHost } from "../../support/host";
@@ -175,6 +175,16 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
             expect(await pg.sql("SELECT count(*) FROM items", "hx_by_older_manifest")).toBe("5000");
             await pg.sql("DROP DATABASE hx_by_older_manifest");
             rmSync(newest!);
+            // The restore-test record speaks for the newest backup: a test of an older one leaves it alone.
+            const record = join(dir, ".restore-test.json");
+            const recorded = () => (JSON.parse(readFileSync(record, "utf8")) as { manifest: string }).manifest;
+            let t = await host.runScript("backup-verify.sh", ["--restore-test", older!]);
+            expect(t.code, t.stderr + t.stdout).toBe(0);
+            expect(recorded()).toBe(basename(older!));
+            t = await host.runScript("backup-verify.sh", ["--restore-test", join(dir, ms[0]!)]);
+            expect(t.code, t.stderr + t.stdout).toBe(0);
+            expect(recorded()).toBe(basename(older!));
+            expect(host.log("backup-verify")).toMatch(/event=restore_test_record .*not replaced: not the source's newest backup/);
         } finally {
             host.config.retention = savedRetention;
             host.writeConfig();
