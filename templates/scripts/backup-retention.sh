@@ -154,6 +154,11 @@ for dir in "${SOURCES[@]}"; do
         prune_artifact "$a"
     done < <(hx_artifacts 1 "$dir" -mmin +"$ORPHAN_MINUTES")
     unset last left why needed created_of artifact_of gone
+    if [[ $verified == 1 && -f $dir/$HX_SYNC_UNVERIFIED ]]; then
+        # Newer backups passed, but an older one the sync could not upload did not.
+        verified=0
+        hx_warn verify_failed "a backup the last sync checked failed verification and is not uploaded; run backup-verify.sh --all" "type=$type" "target=$target"
+    fi
     if ((DRY == 1)); then
         hx_metrics "$type" "$target" "backup_verification_status=$verified"
     else

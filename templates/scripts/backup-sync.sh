@@ -203,8 +203,9 @@ for dir in "${SOURCES[@]}"; do
             hx_error sync_failed "upload failed: $HX_REMOTE_ERROR" "type=$type" "target=$target" "manifest=$name"
             break
         fi
-        printf 'artifact %s\nmanifest %s\nclass %s\n' "$akey" "$mkey" "$class" >"$marker.tmp"
-        mv -f -- "$marker.tmp" "$marker"
+        hx_tmp_register "$marker.$$.partial"
+        printf 'artifact %s\nmanifest %s\nclass %s\n' "$akey" "$mkey" "$class" >"$marker.$$.partial"
+        mv -f -- "$marker.$$.partial" "$marker"
         printf '%s %s %s\n' "$created" "$class" "$name" >>"$state"
         UPLOADED=$((UPLOADED + 1))
         hx_info synced "uploaded" "type=$type" "target=$target" "class=$class" "key=$akey"
@@ -212,6 +213,20 @@ for dir in "${SOURCES[@]}"; do
     if ((result == 0)) && ! sync_restore_test "$dir" "$type" "$target"; then
         ok=0
         hx_error sync_failed "restore-test record upload failed: $HX_REMOTE_ERROR" "type=$type" "target=$target"
+    fi
+    # A manifest that failed here stays failed for retention's later check of
+    # newer backups (HX_SYNC_UNVERIFIED), until a sync that ran through finds
+    # it passing or gone.
+    if ((result == 0)); then
+        if [[ ${verified[0]:-} == backup_verification_status=0 ]]; then
+            hx_tmp_register "$dir/$HX_SYNC_UNVERIFIED.$$.partial"
+            hx_epoch >"$dir/$HX_SYNC_UNVERIFIED.$$.partial"
+            mv -f -- "$dir/$HX_SYNC_UNVERIFIED.$$.partial" "$dir/$HX_SYNC_UNVERIFIED"
+        elif [[ -f $dir/$HX_SYNC_UNVERIFIED ]]; then
+            # What it marked passed or is gone: the status it set to 0 is 1 again.
+            rm -f -- "${dir:?}/$HX_SYNC_UNVERIFIED"
+            verified=(backup_verification_status=1)
+        fi
     fi
     if ((ok == 1)); then
         hx_metrics "$type" "$target" backup_remote_sync_status=1 "backup_remote_sync_last_success_timestamp=$(hx_epoch)" "${verified[@]}"

@@ -67,6 +67,11 @@ hx_manifest_for_artifact() {
     return 1
 }
 
+# In a source folder: the mark of a backup the sync found failing and did not
+# upload (backup-sync.sh writes and clears it; retention keeps the source's
+# verification status at 0 while it is there).
+readonly HX_SYNC_UNVERIFIED=.sync-unverified
+
 # hx_source_of DIR TYPE_VAR TARGET_VAR: the type and target of a source
 # directory (STORAGE/TYPE/TARGET).
 hx_source_of() {

@@ -136,8 +136,30 @@ describe.skipIf(missing.length > 0 || !isRoot)("backup-sync.sh", { timeout: 180_
         expect(existsSync(join(dir, `.${newest}.synced`))).toBe(true);
         expect(host.metric("backup_verification_status", "application", "data")).toBe(1);
         expect(host.metric("backup_remote_sync_status", "application", "data")).toBe(1);
+        expect(existsSync(join(dir, ".sync-unverified"))).toBe(false);
         expect(alarmingLines(good.stderr)).toEqual([]);
         expect(alarmingLines(host.log("backup-sync").slice(logBefore))).toEqual([]);
+
+        // Again, with a backup job after it: the job's sync finds the old backup failing, then its retention
+        // checks newest first and the job's new backup passes; the status stays 0 all the same.
+        const second = host.manifests("application", "data").slice(-1)[0]!;
+        const art2 = join(dir, (host.readManifest("application", "data", second) as any).artifact);
+        const orig2 = readFileSync(art2);
+        rmSync(join(dir, `.${second}.synced`));
+        const bad2 = Buffer.from(orig2);
+        bad2[Math.floor(bad2.length / 2)]! ^= 0x01;
+        writeFileSync(art2, bad2);
+        const job = await host.runScript("application-backup.sh", [], { asRoot: true });
+        expect(job.code, job.stderr).toBe(5);
+        expect(host.manifests("application", "data").slice(-1)[0]).not.toBe(second);
+        expect(host.metric("backup_verification_status", "application", "data")).toBe(0);
+        expect(host.log("backup-retention")).toMatch(/level=warning .*event=verify_failed .*the last sync checked failed verification/);
+        // Retention pruned the older same-day backup: the next sync finds it gone, clears its mark and sets 1.
+        expect(host.manifests("application", "data")).not.toContain(second);
+        const after = await host.runScript("backup-sync.sh", [], { asRoot: true });
+        expect(after.code, after.stderr).toBe(0);
+        expect(existsSync(join(dir, ".sync-unverified"))).toBe(false);
+        expect(host.metric("backup_verification_status", "application", "data")).toBe(1);
     });
 
     it("restores from an s3:// key after verifying it", async () => {
