@@ -145,7 +145,9 @@ hx_load_config() {
     hx__fallback_dirs
     local problem=""
     if [[ -z $HX_CONFIG_FILE ]]; then
-        problem="config location unknown: $HX_SCRIPTS_DIR_SELF/lib/config-path is missing or empty (the deploy's config-location step writes it: run pulumi up, or set HX_BACKUP_CONFIG)"
+        local or_env=", or set HX_BACKUP_CONFIG"
+        [[ -z ${SUDO_USER:-} ]] || or_env="; through sudo HX_BACKUP_CONFIG is ignored"
+        problem="config location unknown: $HX_SCRIPTS_DIR_SELF/lib/config-path is missing or empty (the deploy's config-location step writes it: run pulumi up$or_env)"
     elif [[ $HX_CONFIG_FILE != /* ]]; then
         problem="config location is not an absolute path: $HX_CONFIG_FILE (in $HX_SCRIPTS_DIR_SELF/lib/config-path; run pulumi up to rewrite it)"
     elif [[ ! -r $HX_CONFIG_FILE ]]; then

@@ -191,7 +191,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("application and configuration ba
             rmSync(location);
             r = await host.runScript("backup-privileged.sh", ["configuration-archive"], asSudo);
             expect(r.code).toBe(2);
-            expect(r.stderr).toContain(`config location unknown: ${location} is missing or empty`);
+            expect(r.stderr).toContain(`config location unknown: ${location} is missing or empty (the deploy's config-location step writes it: run pulumi up; through sudo HX_BACKUP_CONFIG is ignored)`);
             writeFileSync(location, "etc/backup.json\n");
             r = await host.runScript("backup-privileged.sh", ["configuration-archive"], asSudo);
             expect(r.code).toBe(2);
