@@ -130,15 +130,17 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
 
     steps.push(fileStep("config", { path: hostConfigPath(config), owner: "root", group: u, mode: "0640", content: serializeHostConfig(hostConfig) }, afterAccount));
 
+    // Scripts after the config they read (a new script may read a new field), and the
+    // config-location before anything that runs them by hand or through sudo.
     const scriptSteps: string[] = [];
     for (const script of scriptTemplates()) {
         const name = `script-${slug(script.replace(/\.sh$/, ""))}`;
-        steps.push(fileStep(name, { path: `${p.scriptDir}/${script}`, owner: "root", group: "root", mode: isLibrary(script) ? "0644" : "0755", content: readTemplate(`${SCRIPT_TEMPLATE_DIR}/${script}`) }, afterAccount));
+        steps.push(fileStep(name, { path: `${p.scriptDir}/${script}`, owner: "root", group: "root", mode: isLibrary(script) ? "0644" : "0755", content: readTemplate(`${SCRIPT_TEMPLATE_DIR}/${script}`) }, [...afterAccount, "config"]));
         scriptSteps.push(name);
     }
     steps.push(fileStep("config-location", { path: configLocationPath(config), owner: "root", group: "root", mode: "0644", content: `${hostConfigPath(config)}\n` }, scriptSteps));
 
-    steps.push(fileStep("sudoers", { path: SUDOERS_PATH, owner: "root", group: "root", mode: "0440", content: renderSudoers(config, host) }, scriptSteps, { check: ["visudo", "-cf"] }));
+    steps.push(fileStep("sudoers", { path: SUDOERS_PATH, owner: "root", group: "root", mode: "0440", content: renderSudoers(config, host) }, [...scriptSteps, "config-location"], { check: ["visudo", "-cf"] }));
 
     steps.push(fileStep("logrotate", { path: LOGROTATE_PATH, owner: "root", group: "root", mode: "0644", content: renderTemplate("logrotate/hx-backup", { stack: config.stack, host: host.name, logDir: p.logDir, user: u }) }, afterAccount));
 
@@ -147,7 +149,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
     for (const unit of allUnits) {
         const unitPath = `${UNIT_DIR}/${unit.name}`;
         const name = `unit-${slug(unit.name)}`;
-        steps.push(fileStep(name, { path: unitPath, owner: "root", group: "root", mode: "0644", content: unit.content }, [...scriptSteps, "config"], { delete: stepScript("unit-remove", { unit: unit.name, unit_path: unitPath }) }));
+        steps.push(fileStep(name, { path: unitPath, owner: "root", group: "root", mode: "0644", content: unit.content }, [...scriptSteps, "config", "config-location"], { delete: stepScript("unit-remove", { unit: unit.name, unit_path: unitPath }) }));
         unitSteps.push(name);
     }
     const timers = jobs.map((j) => unitName(j.name, "timer"));

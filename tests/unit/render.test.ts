@@ -221,6 +221,9 @@ describe("unit contents", () => {
             const unit = plan.steps.find((s) => /^unit-hx-backup-.*\.service$/.test(s.name))!;
             expect(unit.files[0].content).toContain(`Environment=HX_BACKUP_CONFIG=${configDir}/backup.json`);
             expect(step.dependsOn).toEqual(expect.arrayContaining(["script-hx-backup-lib"]));
+            // Scripts after the config they read; sudoers and units (what runs them) after the location.
+            for (const s of plan.steps.filter((x) => x.name.startsWith("script-"))) expect(s.dependsOn, s.name).toContain("config");
+            for (const s of plan.steps.filter((x) => x.name === "sudoers" || x.name.startsWith("unit-"))) expect(s.dependsOn, s.name).toContain("config-location");
         }
     });
 
