@@ -199,7 +199,9 @@ function artifactUploadProblems(list: Step[]): string[] {
     const problems: string[] = [];
     if (upload.if !== "always()") problems.push(`the upload runs if: ${String(upload.if)}, not always()`);
     if (String(upload.with?.path).replace(/\/$/, "") !== "test-artifacts") problems.push(`the upload's path is ${String(upload.with?.path)}, not test-artifacts/`);
-    if (list.indexOf(upload) < list.findIndex(runs(/\bbash \.ci\/run$/))) problems.push("the upload comes before .ci/run");
+    const ciRun = list.findIndex(runs(/\bbash \.ci\/run$/));
+    if (ciRun < 0) problems.push("no step runs bash .ci/run");
+    else if (list.indexOf(upload) < ciRun) problems.push("the upload comes before .ci/run");
     return problems;
 }
 
