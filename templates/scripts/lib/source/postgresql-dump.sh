@@ -135,17 +135,18 @@ hx__pg_dump_part() {
 # hx__pg_toc_check PART_FILE: decrypt one part and read its TOC into
 # HX_PG_DB[part_header] (1 if the archive header parses), [part_toc] (TOC
 # entries) and [part_data] (table data entries). pg_restore --list stops
-# reading after the TOC; cat drains the rest of the stream in the same stage,
-# so the decrypt and decompress before it always run to the end (no EPIPE,
-# which is what they get where SIGPIPE is ignored, as systemd starts
-# services) and their stderr is kept: a non-zero status of either fails the
-# check with its stderr as HX_STATUS_CAUSE.
+# reading after the TOC, and the decompression before it with it (the
+# pipeline proved while writing that the whole stream decodes); cat then
+# drains the decrypted rest, so the decryption always runs to its end and
+# its status is real. The decompression's EPIPE (where SIGPIPE is ignored,
+# as systemd starts services) is expected and kept off stderr; its message
+# is the cause only when the TOC could not be read.
 hx__pg_toc_check() {
     local part=$1 out="${HX_OUT[work]}/toc" stage
-    local -a st=(0 0 0) names=(decryption decompression "reading the TOC") errs=("$out.decrypt-err" "$out.decompress-err" "$out.list-err")
-    hx_decrypt "$HX_PBKDF2_ITER" <"$part" 2>"${errs[0]}" | hx_decompress "${HX_OUT[method]}" 2>"${errs[1]}" \
-        | { pg_restore --list 2>>"${HX_PG_DB[errf]}" || true; cat >/dev/null; } >"$out" 2>"${errs[2]}" || st=("${PIPESTATUS[@]}")
-    for stage in 0 1 2; do
+    local -a st=(0 0) names=(decryption "reading the TOC") errs=("$out.decrypt-err" "$out.list-err" "$out.decompress-err")
+    hx_decrypt "$HX_PBKDF2_ITER" <"$part" 2>"${errs[0]}" \
+        | { hx_decompress "${HX_OUT[method]}" 2>"${errs[2]}" | { pg_restore --list 2>>"${HX_PG_DB[errf]}" || true; }; cat >/dev/null; } >"$out" 2>"${errs[1]}" || st=("${PIPESTATUS[@]}")
+    for stage in 0 1; do
         if ((st[stage] != 0)); then
             HX_STATUS_CAUSE="structure check: ${names[stage]} of the new artifact failed (status ${st[stage]}): $(head -c 300 -- "${errs[stage]}" | tr '\n' ' ')"
             return 1
@@ -153,6 +154,10 @@ hx__pg_toc_check() {
     done
     HX_PG_DB[part_header]=0
     grep --quiet --extended-regexp '^;[[:space:]]+Format: CUSTOM' -- "$out" && HX_PG_DB[part_header]=1
+    if ((HX_PG_DB[part_header] == 0)) && [[ -s ${errs[2]} ]]; then
+        HX_STATUS_CAUSE="structure check: decompression of the new artifact failed: $(head -c 300 -- "${errs[2]}" | tr '\n' ' ')"
+        return 1
+    fi
     read -r 'HX_PG_DB[part_toc]' 'HX_PG_DB[part_data]' < <(awk '!/^;/ && NF { n++; if (/ TABLE DATA /) d++ } END { print n + 0, d + 0 }' "$out")
     rm -f -- "$out" "${errs[@]}"
 }
