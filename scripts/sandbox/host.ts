@@ -99,7 +99,9 @@ export async function startSandboxHost(dir: string, port?: number): Promise<Sand
             `exec /usr/sbin/sshd -D -e -f '${path.join(dir, "sshd_config")}'`,
         ].join("\n") + "\n",
     );
-    const child = spawn("unshare", ["--mount", "--propagation", "private", "bash", path.join(dir, "namespace-init.sh")], {
+    // Its own PID namespace and /proc as well: the host's userdel, pgrep and dead-PID checks see only its
+    // own processes, not another test host's user that the same UID was given in a separate overlay.
+    const child = spawn("unshare", ["--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc", "bash", path.join(dir, "namespace-init.sh")], {
         stdio: ["ignore", "ignore", "pipe"],
         detached: true,
     });

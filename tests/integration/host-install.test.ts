@@ -1,13 +1,13 @@
 /**
  * Runs a host's real remote step scripts, exactly as the Host component sends
  * them (wrapped command line, stdin), on this machine inside a private mount
- * namespace whose /etc, /var and /opt are overlays: every change vanishes
- * afterwards. Proves the steps install what the plan says with the right
+ * and PID namespace whose /etc, /var and /opt are overlays: every change
+ * vanishes afterwards. Proves the steps install what the plan says with the right
  * owners and modes, are idempotent (a second run changes no byte), refuse a
  * broken sudoers file, and that the delete steps remove the automation but
  * keep backups and keys.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -47,6 +47,14 @@ function testPlan(): HostPlan {
     return planHost(config, config.hosts[0], facts);
 }
 
+/** The `count` highest system UIDs (100-999, useradd's --system range) that no account here has. */
+function freeSystemUids(count: number): number[] {
+    const taken = new Set(readFileSync("/etc/passwd", "utf8").split("\n").map((l) => Number(l.split(":")[2])));
+    const free: number[] = [];
+    for (let uid = 999; uid >= 100 && free.length < count; uid--) if (!taken.has(uid)) free.push(uid);
+    return free;
+}
+
 /** Shell that lists every managed path with owner, group, mode and content hash. */
 const SNAPSHOT = `snapshot() {
   for p in /etc/hx-backup /var/lib/backup/scripts /etc/sudoers.d/hx-backup /etc/logrotate.d/hx-backup /opt/hx-backups /var/log/hx-backups $(ls -d /etc/systemd/system/hx-backup-* 2>/dev/null); do
@@ -60,6 +68,8 @@ describe.runIf(runnable)("host install steps, run for real in a throwaway mount 
     let work: string;
     let report: Record<string, string>;
     let plan: HostPlan;
+    let squatted: number[] = [];
+    let squatters: ChildProcess[] = [];
 
     beforeAll(() => {
         plan = testPlan();
@@ -94,6 +104,7 @@ run() { # phase id
 : > "$W/failures"
 while read -r id; do run create "$id"; done < "$W/order"
 snapshot > "$W/snap1"
+id -u hxbackup > "$W/uid"
 while read -r id; do run create "$id"; done < "$W/order"
 snapshot > "$W/snap2"
 # The sudo path, as an operator runs a job by hand: one allowed verb, and anything else refused.
@@ -111,8 +122,18 @@ tac "$W/order" | while read -r id; do run delete "$id"; done
 snapshot > "$W/snap3"
 `;
         writeFileSync(path.join(work, "driver.sh"), driver);
-        execFileSync("unshare", ["--mount", "--propagation", "private", "bash", path.join(work, "driver.sh")], { stdio: "pipe" });
-        report = Object.fromEntries(["failures", "snap1", "snap2", "snap3", "bad-sudoers.rc", "bad-sudoers.out", "sudoers-before", "sudoers-after", "sudoers-dir", "sudo-ok.rc", "sudo-ok.err", "sudo-ok.list", "sudo-other.rc", "sudo-cat.rc"].map((f) => [f, readFileSync(path.join(work, f), "utf8")]));
+        // Squat the system UIDs useradd would pick here (it takes the highest free ones), as another test
+        // host's backup user would from its own overlay: destroy must still remove this host's user.
+        squatted = freeSystemUids(3);
+        squatters = squatted.map((uid) => spawn("setpriv", [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sleep", "600"], { stdio: "ignore" }));
+        // Its own PID namespace and /proc too: userdel refuses a user whose UID any visible process runs
+        // as, and a parallel test's user on this machine can hold the UID the overlay's useradd picks.
+        try {
+            execFileSync("unshare", ["--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc", "bash", path.join(work, "driver.sh")], { stdio: "pipe" });
+        } finally {
+            for (const squatter of squatters) squatter.kill("SIGKILL");
+        }
+        report = Object.fromEntries(["failures", "uid", "snap1", "snap2", "snap3", "bad-sudoers.rc", "bad-sudoers.out", "sudoers-before", "sudoers-after", "sudoers-dir", "sudo-ok.rc", "sudo-ok.err", "sudo-ok.list", "sudo-other.rc", "sudo-cat.rc"].map((f) => [f, readFileSync(path.join(work, f), "utf8")]));
         for (const step of plan.steps) {
             const id = `${String(plan.steps.indexOf(step)).padStart(2, "0")}-${step.name}`;
             report[`out-${step.name}`] = readFileSync(path.join(work, `out-create-${id}`), "utf8");
@@ -120,6 +141,7 @@ snapshot > "$W/snap3"
     });
 
     afterAll(() => {
+        for (const squatter of squatters) squatter.kill("SIGKILL");
         if (work) rmSync(work, { recursive: true, force: true });
     });
 
@@ -181,5 +203,7 @@ snapshot > "$W/snap3"
         expect(after).toContain("/etc/hx-backup/encryption.key");
         expect(after).toContain("/opt/hx-backups/redis/main/artifact.enc");
         expect(after).toContain("no-user");
+        // The user had one of the UIDs a process outside the namespace was running as.
+        expect(squatted).toContain(Number(report.uid));
     });
 });
