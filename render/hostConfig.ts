@@ -23,6 +23,8 @@ export { HOST_CONFIG_NAME };
 export const S3_CREDENTIALS_NAME = "s3-credentials";
 export const REDIS_AUTH_NAME = "redis.auth";
 export const PGPASS_NAME = "pgpass";
+/** pgBackRest's jobs run as postgres, which owns the cluster (render/systemd.ts). */
+export const PITR_USER = "postgres";
 
 /** Stack-wide values that come from resources, not config (known at deploy time). */
 export interface DeployFacts {
@@ -38,6 +40,8 @@ export interface HostConfigFile {
     readonly format: number;
     readonly stack: string;
     readonly host: string;
+    /** The user the backup jobs run as (their units' User=): a job started as root refuses and names it. */
+    readonly backupUser: string;
     readonly paths: {
         readonly scripts: string;
         readonly storage: string;
@@ -113,6 +117,8 @@ export interface HostConfigFile {
         readonly dataDir: string;
         /** postgres's folder for the restore test's scratch cluster. */
         readonly scratchDir: string;
+        /** The user pgBackRest's jobs run as (their units' User=): a job started as root refuses and names it. */
+        readonly user: string;
     };
     readonly redis: null | {
         readonly host: string;
@@ -140,6 +146,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
         format: HOST_CONFIG_FORMAT,
         stack: config.stack,
         host: host.name,
+        backupUser: config.backupUser,
         paths: {
             scripts: paths.scriptDir,
             storage: paths.storageDir,
@@ -199,7 +206,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
 function pitrSection(config: StackConfig, host: HostSpec, keyId: string): NonNullable<HostConfigFile["pitr"]> {
     const { stanza, repository } = renderPgbackrestConf(config, host, keyId);
     const where = repository.s3 ? `s3:${repository.s3.bucket}${repository.path}` : `posix:${repository.path}`;
-    return { stanza, archiveTimeoutSeconds: host.postgresql!.pitr!.archiveTimeoutSeconds, repository: where, dataDir: host.postgresql!.dataDir, scratchDir: pitrScratchDir(config) };
+    return { stanza, archiveTimeoutSeconds: host.postgresql!.pitr!.archiveTimeoutSeconds, repository: where, dataDir: host.postgresql!.dataDir, scratchDir: pitrScratchDir(config), user: PITR_USER };
 }
 
 /** Stable serialisation: same input, same bytes, same hash. */

@@ -4,6 +4,7 @@ import type { Job } from "./jobs";
 import { renderTemplate } from "./template";
 import { hostConfigPath, UNIT_DIR } from "./paths";
 import { pgbackrestWritablePaths } from "./pgbackrest";
+import { PITR_USER } from "./hostConfig";
 
 export { UNIT_DIR };
 export const unitName = (job: string, kind: "service" | "timer") => `hx-backup-${job}.${kind}`;
@@ -50,7 +51,7 @@ function runAs(config: StackConfig, host: HostSpec, job: Job) {
     }
     const writable = [...common, ...pgbackrestWritablePaths(config, host)];
     // RemoveIPC=no: at the unit's end systemd would remove every IPC object of the user, the live server's shared memory and semaphores with them.
-    return { user: "postgres", group: "postgres", supplementaryGroups: config.backupUser, readWritePaths: writable.map((d) => `-${unitValue("ReadWritePaths", d)}`).join(" "), removeIpc: "no" };
+    return { user: PITR_USER, group: PITR_USER, supplementaryGroups: config.backupUser, readWritePaths: writable.map((d) => `-${unitValue("ReadWritePaths", d)}`).join(" "), removeIpc: "no" };
 }
 
 export interface RenderedUnit {
