@@ -24,6 +24,9 @@ HX_CONFIG_FILE=""
 HX_RUN_USER=$(id -un 2>/dev/null || echo "uid-$EUID")
 HX_INVOCATION="$HX_SCRIPT_NAME"
 HX_TMP_PATHS=()
+# The script's own arguments (this file is sourced without any, so "$@" is the
+# script's), for the command hx_refuse_root names.
+HX_ARGV=("$@")
 # Data-source type -> the lib/source module that handles it; each module registers its types.
 declare -gA HX_SOURCE_MODULE=()
 
@@ -85,7 +88,33 @@ hx_init_common() {
     trap 'exit 143' TERM
     trap 'exit 130' INT
     hx_load_config
+    hx_refuse_root
     hx__open_log
+}
+
+# hx_refuse_root: a job started as root (a hand run without `sudo -u`) would
+# leave root-owned artifacts, source folders, manifests, records, markers,
+# locks, logs and metrics that its own user's next runs cannot read, lock or
+# replace. So it refuses (exit 2) before writing anything, the exit hook and
+# the log file included, and names the command to run instead. Scripts that
+# need root set HX_ROOT_OK=1 (backup-restore.sh keeps owners and modes,
+# backup-privileged.sh is the root helper).
+hx_refuse_root() {
+    ((EUID == 0)) && [[ -z ${HX_ROOT_OK:-} ]] || return 0
+    local user command
+    # pgBackRest's jobs run as postgres, every other job as the backup user.
+    if [[ ${HX_TYPE:-} == pitr ]] && hx_cfg_section pitr; then
+        hx_cfg_read user pitr.user
+    else
+        hx_cfg_read user backupUser
+    fi
+    [[ $user != root ]] || return 0
+    trap - EXIT ERR
+    HX_LOG_FILE=""
+    printf -v command '%q ' sudo -u "$user" "$HX_SCRIPTS_DIR_SELF/$HX_SCRIPT_NAME" "${HX_ARGV[@]}"
+    command=${command% }
+    hx_error run_as_root "refusing to run as root: the files this job writes must stay $user's; run instead: $command" "run_as=$user"
+    exit "$HX_EXIT_USAGE"
 }
 
 hx__on_err() {
