@@ -83,13 +83,17 @@ hx_init_common() {
     HX_JOB=${1:-$HX_JOB}
     HX_INVOCATION="$HX_SCRIPT_NAME${HX_ARGS:+ $HX_ARGS}"
     HX_START_EPOCH=$(hx_epoch)
-    trap 'hx__on_exit' EXIT
-    trap 'hx__on_err "$LINENO" "$BASH_COMMAND"' ERR
+    hx__traps
     trap 'exit 143' TERM
     trap 'exit 130' INT
     hx_load_config
     hx_refuse_root
     hx__open_log
+}
+
+hx__traps() {
+    trap 'hx__on_exit' EXIT
+    trap 'hx__on_err "$LINENO" "$BASH_COMMAND"' ERR
 }
 
 # hx_refuse_root: a job started as root (a hand run without `sudo -u`) would
@@ -98,23 +102,48 @@ hx_init_common() {
 # replace. So it refuses (exit 2) before writing anything, the exit hook and
 # the log file included, and names the command to run instead. Scripts that
 # need root set HX_ROOT_OK=1 (backup-restore.sh keeps owners and modes,
-# backup-privileged.sh is the root helper).
+# backup-privileged.sh is the root helper); their log stays the user's.
 hx_refuse_root() {
-    ((EUID == 0)) && [[ -z ${HX_ROOT_OK:-} ]] || return 0
+    ((EUID == 0)) || return 0
     local user command
+    # Until it knows it may run, a job writes nothing: no log, no exit hook
+    # (a config error here included).
+    if [[ -z ${HX_ROOT_OK:-} ]]; then
+        trap - EXIT ERR
+        HX_LOG_FILE=""
+    fi
     # pgBackRest's jobs run as postgres, every other job as the backup user.
     if [[ ${HX_TYPE:-} == pitr ]] && hx_cfg_section pitr; then
         hx_cfg_read user pitr.user
     else
         hx_cfg_read user backupUser
     fi
-    [[ $user != root ]] || return 0
-    trap - EXIT ERR
-    HX_LOG_FILE=""
+    if [[ -n ${HX_ROOT_OK:-} ]]; then
+        [[ $user == root ]] || hx__log_owned_by "$user"
+        return 0
+    fi
+    # A host whose jobs run as root has nothing to protect.
+    if [[ $user == root ]]; then
+        hx__traps
+        return 0
+    fi
     printf -v command '%q ' sudo -u "$user" "$HX_SCRIPTS_DIR_SELF/$HX_SCRIPT_NAME" "${HX_ARGV[@]}"
     command=${command% }
     hx_error run_as_root "refusing to run as root: the files this job writes must stay $user's; run instead: $command" "run_as=$user"
     exit "$HX_EXIT_USAGE"
+}
+
+# hx__log_owned_by USER: a root run's log file, created (never through a
+# link: noclobber opens it O_EXCL) or taken over as USER's. USER's runs write
+# the same file (the units run the helper as the backup user), and could not
+# append to a root-owned one.
+hx__log_owned_by() {
+    local file="$HX_LOGS/$HX_STEM.log"
+    [[ -d $HX_LOGS && ! -L $file ]] || return 0
+    [[ -e $file ]] || (set -o noclobber && : >"$file") 2>/dev/null || return 0
+    if [[ -O $file && ! -L $file ]]; then
+        chown --no-dereference -- "$1:" "$file" 2>/dev/null || true
+    fi
 }
 
 hx__on_err() {
