@@ -11,8 +11,8 @@ export const unitName = (job: string, kind: "service" | "timer") => `hx-backup-$
 export const VACUUM_UNIT = "hx-backup-postgresql-vacuum-analyze.service";
 export const ANALYZE_UNIT = "hx-backup-postgresql-analyze.service";
 
-/** What each backup type needs beyond an unprivileged user, granted as ambient capabilities. */
-const CAPABILITIES: Record<Job["type"], string> = {
+/** What each backup type needs beyond an unprivileged user, granted as ambient capabilities (the test hosts' jobs get them too). */
+export const CAPABILITIES: Record<Job["type"], string> = {
     postgresql: "",
     // Read every file whatever its owner or mode; owners, modes, ACLs and xattrs are read as data.
     redis: "CAP_DAC_READ_SEARCH",

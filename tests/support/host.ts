@@ -11,6 +11,8 @@ import { loadStackConfig } from "../../config/load";
 import { renderHostConfig, type HostConfigFile } from "../../render/hostConfig";
 import { isLibrary, scriptTemplates } from "../../render/template";
 import { CONFIG_LOCATION_NAME } from "../../render/paths";
+import type { BackupType } from "../../render/jobs";
+import { CAPABILITIES } from "../../render/systemd";
 import { chown, chownR, ensureTestUser, isRoot, run, start, tempDir, removeDir, type OsUser, type RunOptions, type RunResult } from "./env";
 
 export const SCRIPTS_SRC = resolve(__dirname, "../../templates/scripts");
@@ -28,9 +30,9 @@ export interface TestHost {
     writeConfig(raw?: string): void;
     /** Add a key to the keyring; returns its hex. `current` also makes it the current key. */
     addKey(id: string, current?: boolean): string;
-    /** Run a script as the unprivileged test user (or as root with asRoot). */
-    runScript(name: string, args?: readonly string[], opts?: RunOptions & { asRoot?: boolean }): Promise<RunResult>;
-    startScript(name: string, args?: readonly string[], opts?: RunOptions & { asRoot?: boolean }): ReturnType<typeof start>;
+    /** Run a script as the unprivileged test user (or as root with asRoot, or as a job type's unit with unit). */
+    runScript(name: string, args?: readonly string[], opts?: ScriptOptions): Promise<RunResult>;
+    startScript(name: string, args?: readonly string[], opts?: ScriptOptions): ReturnType<typeof start>;
     /** Parsed metrics: key `name{type="..",target=".."}` -> value. */
     metrics(): Map<string, number>;
     metric(name: string, type: string, target: string): number | undefined;
@@ -39,6 +41,16 @@ export interface TestHost {
     manifests(type: string, target: string): string[];
     readManifest(type: string, target: string, name: string): Record<string, unknown>;
     cleanup(): void;
+}
+
+export interface ScriptOptions extends RunOptions {
+    readonly asRoot?: boolean;
+    /**
+     * Run as that job type's unit does: as the test user holding the unit's
+     * AmbientCapabilities, so its privileged reads run the helper directly.
+     * Jobs refuse to run as root (lib/core.sh hx_refuse_root).
+     */
+    readonly unit?: BackupType;
 }
 
 export function makeHost(opts: { remote?: Partial<HostConfig["remote"]> } = {}): TestHost {
@@ -99,7 +111,15 @@ export function makeHost(opts: { remote?: Partial<HostConfig["remote"]> } = {}):
             const env = { HX_BACKUP_CONFIG: configPath, HX_BACKUP_FALLBACK_LOGS: logs, HX_BACKUP_FALLBACK_TEXTFILE: textfile, ...(o.env ?? {}) };
             // SIGPIPE ignored, as systemd starts every service (IgnoreSIGPIPE=yes): a reader that
             // stops early then shows as EPIPE errors on the writer's stderr, as it would on a host.
-            return start("env", ["--ignore-signal=PIPE", join(scriptsDir, name), ...args], { ...o, env, user: o.asRoot ? undefined : (o.user ?? user), timeoutMs: o.timeoutMs ?? 300_000 });
+            const argv = ["--ignore-signal=PIPE", join(scriptsDir, name), ...args];
+            const timeoutMs = o.timeoutMs ?? 300_000;
+            if (o.unit) {
+                if (!user || o.asRoot) throw new Error("unit: runs as the test user, which needs the tests to run as root");
+                const caps = CAPABILITIES[o.unit].split(/\s+/).filter(Boolean).map((c) => `+${c.replace(/^CAP_/, "").toLowerCase()}`).join(",");
+                const as = [`--reuid=${user.uid}`, `--regid=${user.gid}`, "--clear-groups", ...(caps ? [`--inh-caps=${caps}`, `--ambient-caps=${caps}`] : [])];
+                return start("setpriv", [...as, "--", "env", ...argv], { ...o, env: { HOME: "/nonexistent", ...env }, user: undefined, timeoutMs });
+            }
+            return start("env", argv, { ...o, env, user: o.asRoot ? undefined : (o.user ?? user), timeoutMs });
         },
         runScript(name, args = [], o = {}) {
             return host.startScript(name, args, o).done;

@@ -1,6 +1,7 @@
 /**
  * application-backup.sh / configuration-backup.sh through the privileged
- * helper (run as root here, as sudo would), and backup-restore.sh: owners,
+ * helper (as their units run them: the test user with the units'
+ * capabilities), and backup-restore.sh as root: owners,
  * modes, ACLs and xattrs survive; TLS keys are 0600; include/exclude
  * patterns and hostile path names are data; an unchanged second run stores
  * nothing new.
@@ -56,7 +57,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("application and configuration ba
     afterAll(() => host?.cleanup());
 
     it("archives application data with patterns applied and hostile names as data", async () => {
-        const r = await host.runScript("application-backup.sh", [], { asRoot: true });
+        const r = await host.runScript("application-backup.sh", [], { unit: "application" });
         expect(r.code, r.stderr).toBe(0);
         expect(existsSync("/tmp/hx-pwned-archive")).toBe(false);
         const ms = host.manifests("application", "data");
@@ -101,7 +102,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("application and configuration ba
         const dir = join(host.config.paths.storage, "application", "data");
         const size = () => readdirSync(dir).filter((f) => !f.startsWith(".")).reduce((s, f) => s + statSync(join(dir, f)).size, 0);
         const before = size();
-        const r = await host.runScript("application-backup.sh", [], { asRoot: true });
+        const r = await host.runScript("application-backup.sh", [], { unit: "application" });
         expect(r.code, r.stderr).toBe(0);
         const added = size() - before;
         // retention (restic semantics) keeps the newest of the day: the new
@@ -123,18 +124,18 @@ describe.skipIf(missing.length > 0 || !isRoot)("application and configuration ba
         const bytes = readFileSync(join(dir, art));
         bytes[bytes.length - 20]! ^= 0xff;
         writeFileSync(join(dir, art), bytes);
-        const r = await host.runScript("application-backup.sh", [], { asRoot: true });
+        const r = await host.runScript("application-backup.sh", [], { unit: "application" });
         expect(r.code, r.stderr).toBe(0);
         const ms = host.manifests("application", "data");
         const newest = host.readManifest("application", "data", ms[ms.length - 1]!) as any;
         expect(newest.dedup).toBeNull();
         expect(newest.artifact).not.toBe(art);
-        const v = await host.runScript("backup-verify.sh", ["--all", "--type", "application"], { asRoot: true });
+        const v = await host.runScript("backup-verify.sh", ["--all", "--type", "application"]);
         expect(v.code, v.stdout).toBe(0);
     });
 
     it("archives configuration with TLS keys at 0600 and a network snapshot", async () => {
-        const r = await host.runScript("configuration-backup.sh", [], { asRoot: true });
+        const r = await host.runScript("configuration-backup.sh", [], { unit: "configuration" });
         expect(r.code, r.stderr).toBe(0);
         expect(alarmingLines(r.stderr)).toEqual([]);
         expect(alarmingLines(host.log("configuration-backup"))).toEqual([]);
@@ -152,13 +153,13 @@ describe.skipIf(missing.length > 0 || !isRoot)("application and configuration ba
         expect(snap.some((f) => f.endsWith(".rules"))).toBe(true);
         expect(readFileSync(join(out, "hx-network-snapshot", "ip-address.txt"), "utf8")).toMatch(/lo/);
         // the snapshot is deterministic: an unchanged host deduplicates
-        const again = await host.runScript("configuration-backup.sh", [], { asRoot: true });
+        const again = await host.runScript("configuration-backup.sh", [], { unit: "configuration" });
         expect(again.code, again.stderr).toBe(0);
         expect(host.metric("backup_dedup_saved_bytes", "configuration", "system")).toBeGreaterThan(0);
     });
 
     it("restore-tests archives (list, extract, compare)", async () => {
-        const r = await host.runScript("backup-verify.sh", ["--all", "--restore-test"], { asRoot: true });
+        const r = await host.runScript("backup-verify.sh", ["--all", "--restore-test"]);
         expect(r.code, r.stdout + r.stderr).toBe(0);
         expect(host.metric("backup_restore_test_status", "application", "data")).toBe(1);
         expect(host.metric("backup_restore_test_status", "configuration", "system")).toBe(1);

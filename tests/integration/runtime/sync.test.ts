@@ -60,7 +60,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("backup-sync.sh", { timeout: 180_
     });
 
     it("uploads artifact and manifest under the retention class prefix, checked", async () => {
-        const r = await host.runScript("application-backup.sh", [], { asRoot: true });
+        const r = await host.runScript("application-backup.sh", [], { unit: "application" });
         expect(r.code, r.stderr).toBe(0);
         const k = await keys();
         expect(k).toHaveLength(2);
@@ -76,7 +76,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("backup-sync.sh", { timeout: 180_
     });
 
     it("a deduplicated backup uploads no artifact bytes (server-side copy into its class)", async () => {
-        const r = await host.runScript("application-backup.sh", [], { asRoot: true });
+        const r = await host.runScript("application-backup.sh", [], { unit: "application" });
         expect(r.code, r.stderr).toBe(0);
         const k = await keys();
         const daily = k.filter((x) => x.startsWith("backups/daily/"));
@@ -86,7 +86,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("backup-sync.sh", { timeout: 180_
         // age (copy onto itself with REPLACE). Real S3 updates LastModified;
         // s3rver keeps the file's mtime, so the test checks the request.
         const art = daily.find((x) => x.endsWith(".enc"))!;
-        const again = await host.runScript("application-backup.sh", [], { asRoot: true });
+        const again = await host.runScript("application-backup.sh", [], { unit: "application" });
         expect(again.code, again.stderr).toBe(0);
         expect(host.log("backup-sync")).toMatch(/event=sync_refresh .*existing object copied onto itself/);
         const head = JSON.parse(await aws("s3api", "head-object", "--bucket", "hx-backups", "--key", art));
@@ -97,7 +97,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("backup-sync.sh", { timeout: 180_
     it("an S3 outage is a partial success: local backup kept, sync status 0, caught up later", async () => {
         await s3.halt();
         writeFileSync(join(host.root, "app", "g.txt"), "new file");
-        const r = await host.runScript("application-backup.sh", [], { asRoot: true });
+        const r = await host.runScript("application-backup.sh", [], { unit: "application" });
         expect(r.code).toBe(5);
         expect(host.metric("backup_last_run_status", "application", "data")).toBe(1);
         expect(host.metric("backup_remote_sync_status", "application", "data")).toBe(0);
@@ -105,7 +105,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("backup-sync.sh", { timeout: 180_
         const local = host.manifests("application", "data");
         expect(local.length).toBeGreaterThan(0);
         await s3.start();
-        const s = await host.runScript("backup-sync.sh", [], { asRoot: true });
+        const s = await host.runScript("backup-sync.sh", []);
         expect(s.code, s.stderr).toBe(0);
         expect(host.metric("backup_remote_sync_status", "application", "data")).toBe(1);
         const k = await keys();
@@ -124,14 +124,14 @@ describe.skipIf(missing.length > 0 || !isRoot)("backup-sync.sh", { timeout: 180_
         bad[Math.floor(bad.length / 2)]! ^= 0x01;
         writeFileSync(art, bad);
         expect(host.metric("backup_verification_status", "application", "data")).toBe(1);
-        const s = await host.runScript("backup-sync.sh", [], { asRoot: true });
+        const s = await host.runScript("backup-sync.sh", []);
         expect(s.code).toBe(1);
         expect(host.log("backup-sync")).toMatch(/level=error .*event=sync_skip .*sha256 differs/);
         expect(host.metric("backup_verification_status", "application", "data")).toBe(0);
         expect(host.metric("backup_remote_sync_status", "application", "data")).toBe(0);
         writeFileSync(art, orig);
         const logBefore = host.log("backup-sync").length;
-        const good = await host.runScript("backup-sync.sh", [], { asRoot: true });
+        const good = await host.runScript("backup-sync.sh", []);
         expect(good.code, good.stderr).toBe(0);
         expect(existsSync(join(dir, `.${newest}.synced`))).toBe(true);
         expect(host.metric("backup_verification_status", "application", "data")).toBe(1);
@@ -149,14 +149,14 @@ describe.skipIf(missing.length > 0 || !isRoot)("backup-sync.sh", { timeout: 180_
         const bad2 = Buffer.from(orig2);
         bad2[Math.floor(bad2.length / 2)]! ^= 0x01;
         writeFileSync(art2, bad2);
-        const job = await host.runScript("application-backup.sh", [], { asRoot: true });
+        const job = await host.runScript("application-backup.sh", [], { unit: "application" });
         expect(job.code, job.stderr).toBe(5);
         expect(host.manifests("application", "data").slice(-1)[0]).not.toBe(second);
         expect(host.metric("backup_verification_status", "application", "data")).toBe(0);
         expect(host.log("backup-retention")).toMatch(/level=warning .*event=verify_failed .*the last sync checked failed verification/);
         // Retention pruned the older same-day backup: the next sync finds it gone, clears its mark and sets 1.
         expect(host.manifests("application", "data")).not.toContain(second);
-        const after = await host.runScript("backup-sync.sh", [], { asRoot: true });
+        const after = await host.runScript("backup-sync.sh", []);
         expect(after.code, after.stderr).toBe(0);
         expect(existsSync(join(dir, ".sync-unverified"))).toBe(false);
         expect(host.metric("backup_verification_status", "application", "data")).toBe(1);
@@ -177,7 +177,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("backup-sync.sh", { timeout: 180_
         host.writeConfig();
         try {
             writeFileSync(join(host.root, "app", "h.txt"), "tag mode");
-            const r = await host.runScript("application-backup.sh", [], { asRoot: true });
+            const r = await host.runScript("application-backup.sh", [], { unit: "application" });
             expect(r.code, r.stderr).toBe(0);
             const k = (await keys()).filter((x) => x.startsWith("tagged/"));
             const art = k.find((x) => x.endsWith(".enc"))!;
@@ -195,7 +195,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("backup-sync.sh", { timeout: 180_
         const saved = host.config.remote.endpoint;
         host.config.remote.endpoint = "http://s3.example.com:9000";
         host.writeConfig();
-        const r = await host.runScript("backup-sync.sh", [], { asRoot: true });
+        const r = await host.runScript("backup-sync.sh", []);
         expect(r.code).toBe(2);
         expect(host.log("backup-sync")).toMatch(/TLS is required/);
         host.config.remote.endpoint = saved;
