@@ -78,7 +78,7 @@ export async function benchStorage(): Promise<StorageResult> {
         for (const [type, script] of [["application", "application-backup.sh"], ["configuration", "configuration-backup.sh"]] as const) {
             const dir = join(host.config.paths.storage, type);
             const runOnce = async () => {
-                const r = await host.runScript(script, [], { asRoot: true, timeoutMs: 1_800_000 });
+                const r = await host.runScript(script, [], { unit: type, timeoutMs: 1_800_000 });
                 if (r.code !== 0) throw new Error(`${script} exited ${r.code}: ${r.stderr.slice(-2000)}`);
             };
             await runOnce();

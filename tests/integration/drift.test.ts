@@ -15,6 +15,8 @@ import { detectDrift } from "../../scripts/drift";
 import { renderFacts } from "../../scripts/render";
 import { applySteps } from "../../scripts/sandbox/apply";
 import { removeSandboxDir, startSandboxHost, type SandboxHost } from "../../scripts/sandbox/host";
+import { runJobService } from "../../scripts/sandbox/jobs";
+import { unitName } from "../../render/systemd";
 
 const root = process.getuid?.() === 0;
 const tools = ["unshare", "ssh", "ssh-keygen", "sshd"].filter((t) => spawnSync("bash", ["-c", `PATH=$PATH:/usr/sbin command -v ${t}`]).status !== 0);
@@ -42,9 +44,9 @@ describe.runIf(root && tools.length === 0)("npm run drift against a real host ov
         if (host) removeSandboxDir(host.dir);
     });
 
-    /** Runs the on-host check (as the drift-check timer would, minus systemd) and reads its metric. */
+    /** Runs the on-host check as its timer's service would (its unit's user and capabilities) and reads its metric. */
     const onHostCheck = async () => {
-        const run = await host.exec("bash /var/lib/backup/scripts/backup-drift-check.sh");
+        const run = (await runJobService(host.exec, unitName("drift-check", "service"))).at(-1)!;
         const prom = await host.exec("cat /var/lib/prometheus/node-exporter/hx_backup-drift-files.prom");
         const value = /^backup_config_drift\{[^}]*\} (\d+)$/m.exec(prom.stdout)?.[1];
         return { code: run.code, drifted: value === undefined ? undefined : Number(value), log: run.stdout + run.stderr };

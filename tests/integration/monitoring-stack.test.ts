@@ -198,14 +198,14 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
         host.config.stack = notifying.stack; // the monitoring host's own backup.json names the stack whose blocks it checks
         host.writeConfig();
         try {
-            const clean = await host.runScript("backup-drift-check.sh", [], { asRoot: true });
+            const clean = await host.runScript("backup-drift-check.sh", [], { unit: "drift" });
             expect(clean.code, clean.stderr).toBe(0);
             writeFileSync(stack.alertmanagerConfig, live.replace('receiver: "hx-backup-mon-email"', 'receiver: "someone-else"'));
-            const edited = await host.runScript("backup-drift-check.sh", [], { asRoot: true });
+            const edited = await host.runScript("backup-drift-check.sh", [], { unit: "drift" });
             expect(edited.code).toBe(1);
             expect(edited.stderr).toMatch(/hx-backup's managed block changed: .*alertmanager\.yml/);
             writeFileSync(stack.alertmanagerConfig, originalAlertmanagerConfig);
-            const removed = await host.runScript("backup-drift-check.sh", [], { asRoot: true });
+            const removed = await host.runScript("backup-drift-check.sh", [], { unit: "drift" });
             expect(removed.stderr).toMatch(/hx-backup's managed block missing/);
         } finally {
             writeFileSync(stack.alertmanagerConfig, live);

@@ -64,7 +64,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
 
     /** Runs one backup job and returns the S3 key of the manifest it uploaded (from the sync marker). */
     async function backup(script: string, type: "application" | "configuration", target: string): Promise<void> {
-        const r = await host.runScript(script, [], { asRoot: true });
+        const r = await host.runScript(script, [], { unit: type });
         expect(r.code, r.stderr).toBe(0);
         const newest = host.manifests(type, target).at(-1)!;
         const marker = readFileSync(join(host.config.paths.storage, type, target, `.${newest}.synced`), "utf8");
@@ -104,9 +104,9 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
             await backup("configuration-backup.sh", "configuration", "system");
         }
         // The weekly restore test, then the sync that uploads its records (the next backup's, on a host).
-        const tested = await host.runScript("test-restore.sh", [], { asRoot: true });
+        const tested = await host.runScript("test-restore.sh", []);
         expect(tested.code, tested.stderr + tested.stdout).toBe(0);
-        const synced = await host.runScript("backup-sync.sh", [], { asRoot: true });
+        const synced = await host.runScript("backup-sync.sh", []);
         expect(synced.code, synced.stderr).toBe(0);
         // A PITR repository shares the prefix (see the listing test below).
         for (const name of ["backup/testhost-15-main/backup.info", "backup/testhost-15-main/decoy.manifest.json", "archive/testhost-15-main/archive.info"]) {
@@ -242,12 +242,12 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
         writeSync(fd, Buffer.from([byte[0] ^ 0xff]), 0, 1, 100);
         closeSync(fd);
         // The weekly verification job: the newest artifact fails verification, so its restore test is recorded as failed.
-        const tested = await host.runScript("backup-verify.sh", ["--all", "--restore-test", "--type", "application"], { asRoot: true });
+        const tested = await host.runScript("backup-verify.sh", ["--all", "--restore-test", "--type", "application"]);
         expect(tested.code, tested.stdout).toBe(4);
         const local = JSON.parse(readFileSync(join(dir, ".restore-test.json"), "utf8")) as Record<string, unknown>;
         expect(local).toMatchObject({ result: "failed", type: "application", target: "data", job: "verification", manifest: host.manifests("application", "data").at(-1) });
         expect(local.error).toMatch(/sha256 differs/);
-        const synced = await host.runScript("backup-sync.sh", ["--type", "application"], { asRoot: true });
+        const synced = await host.runScript("backup-sync.sh", ["--type", "application"]);
         expect(synced.code, synced.stderr).toBe(0);
         const out = join(work, "failed-restore");
         const r = await report(["--stack", "test", "--stack-dir", stackDir, "--out", out, "--keys", join(host.root, "etc", "keys")]);
