@@ -16,6 +16,7 @@ import { GetObjectCommand, GetObjectTaggingCommand, ListObjectsV2Command, S3Clie
 import { PITR_REPOSITORY_FOLDER } from "../../config/names";
 import { RETENTION_TAG } from "../../render/storagePolicy";
 import { parseRestoreTestKey } from "./facts";
+import { keepPitrListing } from "./pitr";
 import type { BucketObject, BucketSnapshot, ReportPolicy } from "./model";
 
 /** A problem with what the operator gave (stack, flags, credentials): printed as is, exit 2. */
@@ -69,8 +70,8 @@ export function explainS3Error(e: unknown, policy: ReportPolicy): Error {
 
 type Listed = { key: string; size: number; lastModified: string };
 
-/** The objects under `prefix` in key order, after `startAfter` and before `stopAt` (all pages up to there). */
-async function listRange(client: S3Client, bucket: string, prefix: string, range: { startAfter?: string; stopAt?: string }): Promise<Listed[]> {
+/** The objects under `prefix` in key order, after `startAfter` and before `stopAt` (all pages up to there), those `keep` accepts. */
+async function listRange(client: S3Client, bucket: string, prefix: string, range: { startAfter?: string; stopAt?: string }, keep: (key: string) => boolean = () => true): Promise<Listed[]> {
     const objects: Listed[] = [];
     let token: string | undefined;
     do {
@@ -78,7 +79,7 @@ async function listRange(client: S3Client, bucket: string, prefix: string, range
         for (const o of page.Contents ?? []) {
             if (!o.Key) continue;
             if (range.stopAt !== undefined && Buffer.compare(Buffer.from(o.Key), Buffer.from(range.stopAt)) >= 0) return objects;
-            objects.push({ key: o.Key, size: o.Size ?? 0, lastModified: (o.LastModified ?? new Date(0)).toISOString() });
+            if (keep(o.Key)) objects.push({ key: o.Key, size: o.Size ?? 0, lastModified: (o.LastModified ?? new Date(0)).toISOString() });
         }
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
@@ -86,20 +87,22 @@ async function listRange(client: S3Client, bucket: string, prefix: string, range
 }
 
 /**
- * The listing under `<prefix>/` (except the pgBackRest repositories, which
- * hold no manifests and can hold millions of WAL files), every manifest body
- * and every restore-test record; one that cannot be read is recorded as
- * such, not fatal.
+ * The listing under `<prefix>/`, the pgBackRest repositories apart (their
+ * WAL can run to millions of objects: only their keys and dates are kept,
+ * without each backup's own files), every manifest body and every
+ * restore-test record; one that cannot be read is recorded as such, not fatal.
  */
 export async function readBucket(client: S3Client, policy: ReportPolicy): Promise<BucketSnapshot> {
     const bucket = policy.bucket.name;
     const prefix = policy.bucket.prefix.replace(/\/+$/, "");
     const root = prefix ? `${prefix}/` : "";
     const listed: Listed[] = [];
+    let pitrObjects: Listed[];
     try {
         // S3 lists in UTF-8 byte order: the keys before the repositories' folder, then those after it ("0" follows "/").
         listed.push(...(await listRange(client, bucket, root, { stopAt: `${root}${PITR_REPOSITORY_FOLDER}/` })));
         listed.push(...(await listRange(client, bucket, root, { startAfter: `${root}${PITR_REPOSITORY_FOLDER}0` })));
+        pitrObjects = await listRange(client, bucket, `${root}${PITR_REPOSITORY_FOLDER}/`, {}, (key) => keepPitrListing(key, policy.bucket.prefix));
     } catch (e) {
         throw explainS3Error(e, policy);
     }
@@ -133,5 +136,6 @@ export async function readBucket(client: S3Client, policy: ReportPolicy): Promis
         objects,
         manifestBodies: new Map(manifests.map((o, i) => [o.key, bodies[i]])),
         restoreTestBodies: new Map(records.map((o, i) => [o.key, bodies[manifests.length + i]])),
+        pitrObjects,
     };
 }

@@ -6,6 +6,7 @@
 import { RETENTION_CLASSES, type RetentionClass } from "../../config/lifecycle";
 import { dayFromNumber, dayNumber, dayOf, periodKey, periodsBetween, runsOnDay } from "./calendar";
 import { hasLoneSurrogate, macMatches, type Json } from "./canonical";
+import { PITR_NOTE, pitrReports, WAL_SEGMENT_NOTE } from "./pitr";
 import {
     REPORT_FORMAT,
     type ArtifactStatus,
@@ -582,6 +583,16 @@ export function buildReport(policy: ReportPolicy, snapshot: BucketSnapshot, opti
         }
     }
 
+    const pitr = pitrReports(policy.hosts.flatMap((h) => (h.pitr ? [h.pitr] : [])), snapshot.pitrObjects, {
+        prefix: policy.bucket.prefix,
+        now,
+        graceSeconds: policy.overdueGraceSeconds,
+        zone,
+        timelineDays: timelineDays(policy),
+    });
+    problems.push(...pitr.problems);
+    missingSources.push(...pitr.missing);
+
     const keyIds = [...new Set([...policy.encryption.keyIds, ...keyUse.keys()])].sort();
     const keys: KeyFact[] = keyIds.map((keyId) => {
         const use = keyUse.get(keyId);
@@ -608,12 +619,13 @@ export function buildReport(policy: ReportPolicy, snapshot: BucketSnapshot, opti
         lifecycleRules: policy.lifecycleRules,
         keys,
         sources,
+        pitr: pitr.reports,
         missingSources,
         problems: problems.sort(problemOrder),
         // A record beside no backup of its source (all expired, or a stray upload) belongs to no source shown.
-        unrecognizedObjects: [...unrecognized, ...[...restoreTests.values()].filter((k) => !placedRestoreTests.has(k))].sort(),
+        unrecognizedObjects: [...unrecognized, ...pitr.unrecognized, ...[...restoreTests.values()].filter((k) => !placedRestoreTests.has(k))].sort(),
         totals: { objects: snapshot.objects.length, manifests: all.length, restorable: all.filter((b) => b.restorable).length, broken: all.filter((b) => !b.restorable).length },
-        cannotKnow: cannotKnow(keyring !== undefined),
+        cannotKnow: [...cannotKnow(keyring !== undefined), ...(pitr.reports.length || pitr.missing.length ? [PITR_NOTE, WAL_SEGMENT_NOTE] : [])],
     };
 }
 

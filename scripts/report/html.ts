@@ -5,7 +5,7 @@
  * bucket is escaped: object keys and manifest fields are untrusted text.
  */
 import { formatDuration } from "./facts";
-import type { BackupFact, Problem, Report, RestoreTestFact, SourceReport, TimelineDay } from "./model";
+import type { BackupFact, PitrBackupFact, PitrReport, Problem, Report, RestoreTestFact, SourceReport, TimelineDay } from "./model";
 
 export const esc = (value: unknown): string =>
     String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
@@ -29,6 +29,7 @@ table{border-collapse:collapse;width:100%;margin:6px 0}th,td{text-align:left;pad
 .day[data-state=not-scheduled],.day[data-state=before-first],.day[data-state=beyond-daily-retention]{background:repeating-linear-gradient(45deg,#fff,#fff 3px,var(--bg) 3px,var(--bg) 6px)}
 .day[data-state=today]{outline:1px solid var(--muted)}
 .mark{display:block;width:12px;height:8px;border-radius:2px}.mark.ok{background:var(--ok)}.mark.dedup{background:#fff;border:2px solid var(--ok)}.mark.broken{background:var(--bad)}
+.mark.pitr.full{background:#0969da}.mark.pitr.diff,.mark.pitr.incr{background:#fff;border:2px solid #0969da}
 .axis{display:flex;gap:2px;font-size:10px;color:var(--muted)}.axis span{width:18px;white-space:nowrap;overflow:visible}.axis span.weekstart{margin-left:6px}
 .legend{display:flex;gap:14px;flex-wrap:wrap;font-size:12px;color:var(--muted);margin:6px 0}.legend .day{min-height:14px;width:14px;display:inline-flex;vertical-align:middle}
 details summary{cursor:pointer;color:var(--muted)}
@@ -62,23 +63,69 @@ const DAY_WORDS: Record<TimelineDay["state"], string> = {
     today: "today (the run may still be ahead)",
 };
 
-function timelineHtml(s: SourceReport): string {
-    const days = s.timeline
+/** The day columns and their axis; `markOf` draws the mark of the backup with that index. */
+function dayColumns(timeline: readonly TimelineDay[], markOf: (index: number) => string): { days: string; axis: string } {
+    const days = timeline
         .map((d, i) => {
             const cls = `day${i > 0 && isMonday(d.date) ? " weekstart" : ""}`;
             const title = esc(`${d.date}: ${DAY_WORDS[d.state]}${d.backups.length ? ` (${d.backups.length} backup${d.backups.length > 1 ? "s" : ""})` : ""}`);
-            return `<div class="${cls}" data-date="${d.date}" data-state="${d.state}" title="${title}">${d.backups.map((i) => mark(s.backups[i], i)).join("")}</div>`;
+            return `<div class="${cls}" data-date="${d.date}" data-state="${d.state}" title="${title}">${d.backups.map(markOf).join("")}</div>`;
         })
         .join("");
     // The first day, each Monday and today, but no label within two days of the first or of today: an MM-DD is wider than a day.
-    const last = s.timeline.length - 1;
-    const labelled = (d: (typeof s.timeline)[number], i: number) => i === 0 || i === last || (isMonday(d.date) && i > 2 && last - i > 2);
-    const axis = s.timeline
-        .map((d, i) => `<span class="${i > 0 && isMonday(d.date) ? "weekstart" : ""}">${labelled(d, i) ? esc(d.date.slice(5)) : ""}</span>`)
-        .join("");
+    const last = timeline.length - 1;
+    const labelled = (d: TimelineDay, i: number) => i === 0 || i === last || (isMonday(d.date) && i > 2 && last - i > 2);
+    const axis = timeline.map((d, i) => `<span class="${i > 0 && isMonday(d.date) ? "weekstart" : ""}">${labelled(d, i) ? esc(d.date.slice(5)) : ""}</span>`).join("");
+    return { days, axis };
+}
+
+function timelineHtml(s: SourceReport): string {
+    const { days, axis } = dayColumns(s.timeline, (i) => mark(s.backups[i], i));
     const undated = s.undated.length ? `<div class="day" data-date="undated" data-state="broken" title="manifests without a usable date">${s.undated.map((i) => mark(s.backups[i], i)).join("")}</div>` : "";
     const older = s.olderThanTimeline ? `<p class="muted">${s.olderThanTimeline} older backup(s) before this window (weekly, monthly and yearly copies), listed below.</p>` : "";
     return `<div class="timeline" data-source="${esc(`${s.host}/${s.type}/${s.target}`)}">${days}${undated}</div><div class="axis">${axis}</div>${older}`;
+}
+
+function pitrMark(b: PitrBackupFact, index: number): string {
+    const title = esc([`${b.type} backup ${b.label}`, `completed ${b.completedAt}`, ...(b.full ? [`depends on ${b.full}`] : [])].join("\n"));
+    return `<span class="mark pitr ${b.type}" data-pitr-backup="${index}" title="${title}"></span>`;
+}
+
+const bytes = (n: number): string => (n % (1024 * 1024) === 0 ? `${n / 1024 / 1024} MiB` : `${n} bytes`);
+
+function pitrHtml(p: PitrReport, problems: readonly Problem[]): string {
+    const mine = problems.filter((x) => x.host === p.host && x.type === "pitr" && x.target === p.target);
+    const gaps = p.timelines.reduce((n, t) => n + t.gaps.length, 0);
+    const badges = [
+        p.walSegments === 0 ? badge("no WAL", "bad") : gaps ? badge(`WAL gap${gaps > 1 ? `s: ${gaps}` : ""}`, "bad") : badge("WAL continuous", "ok"),
+        p.newestWal?.lagMet === false ? badge("archive lag", "warn") : "",
+        p.retention ? (p.retention.met ? badge(`${p.retention.fullBackups} of ${p.retention.retentionFull} full backups`, "ok") : badge(`${p.retention.fullBackups} full backups, policy ${p.retention.retentionFull}`, "warn")) : "",
+        p.expected ? "" : badge(p.currentKey ? "not expected by the stack" : "older key's repository", p.retention ? "muted" : "warn"),
+    ].join(" ");
+    const { days, axis } = dayColumns(p.timeline, (i) => pitrMark(p.backups[i], i));
+    const newest = p.newestWal
+        ? `<code>${esc(p.newestWal.name)}</code> (${esc(p.newestWal.archiveId)}), uploaded ${when(p.newestWal.archivedAt)} — ${esc(formatDuration(p.newestWal.ageSeconds))} old${p.newestWal.thresholdSeconds !== null ? `, WalArchiveLag threshold ${esc(formatDuration(p.newestWal.thresholdSeconds))}` : ""}`
+        : "none archived";
+    const timelines = p.timelines
+        .map((t) => `<tr><td>${esc(t.archiveId)}</td><td><code>${esc(t.timeline)}</code></td><td><code>${esc(t.first)}</code></td><td><code>${esc(t.last)}</code></td><td>${t.segments}</td><td>${t.gaps.length ? t.gaps.map((g) => `<span class="sev-error">WAL gap: <code>${esc(g.first)}</code>${g.missing > 1 ? ` to <code>${esc(g.last)}</code> (${g.missing})` : ""}</span>`).join("<br>") : badge("continuous", "ok")}</td></tr>`)
+        .join("");
+    const sets = [...p.backups]
+        .reverse()
+        .map((b) => `<tr><td><code>${esc(b.label)}</code></td><td>${esc(b.type)}</td><td>${when(b.completedAt)}</td><td>${esc(b.labelTime)}</td><td>${b.full ? `<code>${esc(b.full)}</code>` : ""}</td></tr>`)
+        .join("");
+    return `<section class="source${mine.some((x) => x.severity === "error") ? " broken" : ""}" data-pitr="${esc(`${p.host}/${p.target}`)}">
+<header><h3>${esc(p.host)} / pitr / ${esc(p.target)}</h3>${badges}</header>
+<div class="timeline" data-pitr-timeline="${esc(`${p.host}/${p.target}`)}">${days}</div><div class="axis">${axis}</div>
+<table><tbody>
+<tr><th>Repository</th><td><code>${esc(p.repository)}</code> (key <code>${esc(p.keyId)}</code>)${p.backupInfo ? "" : ` <span class="sev-error">no backup.info</span>`}${p.archiveInfo ? "" : ` <span class="sev-error">no archive.info</span>`}</td></tr>
+<tr><th>Oldest restorable point</th><td>${when(p.oldestRestorable)} <span class="muted">(completion of the oldest full backup)</span></td></tr>
+<tr><th>Full backups</th><td>${p.retention ? `${p.retention.fullBackups}, repo1-retention-full ${p.retention.retentionFull}${p.retention.required < p.retention.retentionFull ? ` (${p.retention.required} due so far)` : ""}` : `${p.backups.filter((b) => b.type === "full").length}`}${p.incomplete.length ? `<br><span class="muted">running or aborted (only backup.manifest.copy): ${p.incomplete.map((l) => `<code>${esc(l)}</code>`).join(", ")}</span>` : ""}</td></tr>
+<tr><th>Newest archived WAL</th><td>${newest}</td></tr>
+</tbody></table>
+<table><thead><tr><th>Archive</th><th>Timeline</th><th>First segment</th><th>Last segment</th><th>Segments</th><th>Continuity (${esc(bytes(p.walSegmentBytes))} segments assumed)</th></tr></thead><tbody>${timelines}</tbody></table>
+${mine.length ? `<ul>${mine.map((x) => `<li class="sev-${x.severity}">${esc(x.message)}</li>`).join("")}</ul>` : ""}
+<details><summary>${p.backups.length} backup set(s) in the repository</summary><table><thead><tr><th>Label</th><th>Type</th><th>Completed (backup.manifest uploaded)</th><th>Label time (host's local time)</th><th>Depends on</th></tr></thead><tbody>${sets}</tbody></table></details>
+</section>`;
 }
 
 const RESTORE_TEST_BADGES: Record<RestoreTestFact["state"], [string, "ok" | "bad" | "warn" | "muted"]> = {
@@ -150,14 +197,15 @@ function problemItem(p: Problem): string {
 export function renderHtml(report: Report): string {
     const errors = report.problems.filter((p) => p.severity === "error").length;
     const warnings = report.problems.length - errors;
-    const hosts = [...new Set([...report.sources.map((s) => s.host), ...report.missingSources.map((m) => m.host)])].sort();
+    const hosts = [...new Set([...report.sources.map((s) => s.host), ...report.pitr.map((p) => p.host), ...report.missingSources.map((m) => m.host)])].sort();
     const hostSections = hosts
         .map((h) => {
             const missing = report.missingSources
                 .filter((m) => m.host === h)
-                .map((m) => `<section class="source missing" data-missing="${esc(`${m.host}/${m.type}/${m.target ?? ""}`)}"><header><h3>${esc(m.host)} / ${esc(m.type)}${m.target ? ` / ${esc(m.target)}` : ""}</h3>${badge("MISSING: nothing in the bucket", "bad")}</header><p>The stack expects this source from the host's roles, and the bucket holds no backup of it.</p></section>`)
+                .map((m) => `<section class="source missing" data-missing="${esc(`${m.host}/${m.type}/${m.target ?? ""}`)}"><header><h3>${esc(m.host)} / ${esc(m.type)}${m.target ? ` / ${esc(m.target)}` : ""}</h3>${badge("MISSING: nothing in the bucket", "bad")}</header><p>${m.type === "pitr" ? "The stack archives this stanza into the bucket (postgresql.pitr), and the bucket holds no pgBackRest repository of it for the current key." : "The stack expects this source from the host's roles, and the bucket holds no backup of it."}</p></section>`)
                 .join("");
-            return `<h2>Host ${esc(h)}</h2>${missing}${report.sources.filter((s) => s.host === h).map((s) => sourceHtml(s, report.problems)).join("")}`;
+            const pitr = report.pitr.filter((p) => p.host === h).map((p) => pitrHtml(p, report.problems)).join("");
+            return `<h2>Host ${esc(h)}</h2>${missing}${report.sources.filter((s) => s.host === h).map((s) => sourceHtml(s, report.problems)).join("")}${pitr}`;
         })
         .join("");
     const keys = report.keys
@@ -193,7 +241,7 @@ export function renderHtml(report: Report): string {
 </div>
 <h2>Problems</h2>
 ${report.problems.length ? `<ul class="problems">${report.problems.map(problemItem).join("")}</ul>` : `<p class="noproblems">No problems found in what the bucket can show (see "What this report cannot know").</p>`}
-<div class="legend"><span><span class="mark ok" style="display:inline-block"></span> backup</span><span><span class="mark dedup" style="display:inline-block"></span> deduplicated backup</span><span><span class="mark broken" style="display:inline-block"></span> broken (artifact missing or MAC fails)</span><span><span class="day" data-state="missed"></span> scheduled day without a backup</span><span><span class="day" data-state="not-scheduled"></span> nothing expected (not scheduled, before the first backup, or past daily retention)</span></div>
+<div class="legend"><span><span class="mark ok" style="display:inline-block"></span> backup</span><span><span class="mark dedup" style="display:inline-block"></span> deduplicated backup</span><span><span class="mark broken" style="display:inline-block"></span> broken (artifact missing or MAC fails)</span>${report.pitr.length ? `<span><span class="mark pitr full" style="display:inline-block"></span> pgBackRest full</span><span><span class="mark pitr diff" style="display:inline-block"></span> pgBackRest differential or incremental</span>` : ""}<span><span class="day" data-state="missed"></span> scheduled day without a backup</span><span><span class="day" data-state="not-scheduled"></span> nothing expected (not scheduled, before the first backup, or past daily retention)</span></div>
 ${hostSections}
 <h2>Encryption keys</h2>
 <p class="muted">Cipher ${esc(report.sources.find((s) => s.encryption)?.encryption?.cipher ?? "–")}. A key's age is derived from the oldest manifest createdAt that used it.</p>

@@ -51,6 +51,23 @@ export function renderMarkdown(report: Report): string {
             return `| ${cell(s.host)} | ${cell(s.type)} | ${cell(s.target)} | ${cell(s.newest?.createdAt ?? "none")} | ${age} | ${rpo} | ${ok} / ${s.backups.length} | ${cell(s.oldestRestorable ?? "")} | ${cell(s.encryption?.keyId ?? "")} | ${restoreTestCell(s.lastRestoreTest)} |`;
         }),
         "",
+        ...(report.pitr.length
+            ? [
+                  "## Point-in-time recovery (pgBackRest)",
+                  "",
+                  "| Host | Stanza | Key | Full backups / retention | Backup sets | Oldest restorable | Newest WAL (age / threshold) | WAL continuity |",
+                  "|---|---|---|---|---|---|---|---|",
+                  ...report.pitr.map((p) => {
+                      const gaps = p.timelines.reduce((n, t) => n + t.gaps.length, 0);
+                      const full = p.backups.filter((b) => b.type === "full").length;
+                      const retention = p.retention ? `${full} / ${p.retention.retentionFull}${p.retention.met ? "" : " **!**"}` : `${full} / –`;
+                      const wal = p.newestWal ? `${cell(p.newestWal.name)} (${formatDuration(p.newestWal.ageSeconds)} / ${p.newestWal.thresholdSeconds !== null ? formatDuration(p.newestWal.thresholdSeconds) : "–"})${p.newestWal.lagMet === false ? " **lag**" : ""}` : "**none**";
+                      const continuity = p.walSegments === 0 ? "**no WAL**" : gaps ? `**${gaps} gap(s)**` : `continuous (${p.timelines.length} timeline(s))`;
+                      return `| ${cell(p.host)} | ${cell(p.target)} | ${cell(p.keyId)}${p.expected ? "" : " (not expected)"} | ${retention} | ${p.backups.length} | ${cell(p.oldestRestorable ?? "")} | ${wal} | ${continuity} |`;
+                  }),
+                  "",
+              ]
+            : []),
         "## Keys",
         "",
         ...report.keys.map((k) => `- \`${cell(k.keyId)}\`${k.current ? " (current)" : ""}: ${k.status}, first used ${k.firstUsedAt ?? "never"}${k.ageDays !== null ? ` (${k.ageDays} days; policy ${k.rotationDays})` : ""}`),

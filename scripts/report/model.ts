@@ -37,6 +37,26 @@ export interface ExpectedHost {
     readonly sources: readonly ExpectedSource[];
     /** The jobs that restore-test every source of the host (backup-verify.sh --restore-test, on the verification schedule). */
     readonly restoreTestJobs: readonly ExpectedJob[];
+    /** The pgBackRest repository the host archives into in the bucket (postgresql.pitr with remoteSync); null otherwise. */
+    readonly pitr: ExpectedPitr | null;
+}
+
+/** A PITR host's repository as render/pgbackrest.ts configures it, for the current key. */
+export interface ExpectedPitr {
+    readonly host: string;
+    /** stanzaName(host). */
+    readonly stanza: string;
+    readonly keyId: string;
+    /** repo1-path as a key prefix, ending in `/`: `<prefix>/pgbackrest/<host>/<keyId>/`. */
+    readonly repository: string;
+    /** repo1-retention-full (postgresql.pitr.retentionFull). */
+    readonly retentionFull: number;
+    readonly fullJob: ExpectedJob;
+    /** pitr-full and pitr-differential: the days a backup set is due. */
+    readonly backupJobs: readonly ExpectedJob[];
+    /** WalArchiveLag's threshold: alertWalArchiveLagTimeouts archive timeouts. */
+    readonly archiveLagThresholdSeconds: number;
+    readonly lagRule: string;
 }
 
 /** One backup type a host's roles call for, with the jobs that write it. */
@@ -63,6 +83,8 @@ export interface BucketSnapshot {
     readonly objects: readonly BucketObject[];
     readonly manifestBodies: ReadonlyMap<string, string | undefined>;
     readonly restoreTestBodies: ReadonlyMap<string, string | undefined>;
+    /** The pgBackRest repositories' objects under `<prefix>/pgbackrest/`, without the backups' own files. */
+    readonly pitrObjects: readonly BucketObject[];
 }
 
 /** keyId -> MAC half of the key, hex. */
@@ -192,7 +214,68 @@ export type ProblemKind =
     | "restore-test-stale"
     | "restore-test-missing"
     | "restore-test-mac-mismatch"
-    | "restore-test-malformed";
+    | "restore-test-malformed"
+    | "wal-gap"
+    | "wal-archive-lag"
+    | "retention-exceeded"
+    | "pitr-backup-orphan";
+
+/** One pgBackRest backup set: a label whose backup.manifest exists. */
+export interface PitrBackupFact {
+    readonly label: string;
+    readonly type: "full" | "diff" | "incr";
+    /** backup.manifest's LastModified: pgBackRest writes it when the backup completes. */
+    readonly completedAt: string;
+    /** The label's time, the host's local time without a zone: shown, never compared. */
+    readonly labelTime: string;
+    /** The full backup a diff or incr depends on. */
+    readonly full: string | null;
+    readonly manifestKey: string;
+    readonly manifestCopy: boolean;
+}
+
+/** The archived segments of one timeline of one archive id (`<pgVersion>-<id>`). */
+export interface WalTimelineFact {
+    readonly archiveId: string;
+    readonly timeline: string;
+    readonly first: string;
+    readonly last: string;
+    readonly segments: number;
+    /** Runs of segment names missing between first and last. */
+    readonly gaps: readonly { readonly first: string; readonly last: string; readonly missing: number }[];
+    /** Segment names whose low 8 hex digits exceed what the assumed segment size allows. */
+    readonly segmentNumbersBeyondAssumedSize: number;
+}
+
+/** One stanza in one pgBackRest repository of the bucket. */
+export interface PitrReport {
+    readonly host: string;
+    readonly type: "pitr";
+    /** The stanza. */
+    readonly target: string;
+    readonly keyId: string;
+    readonly repository: string;
+    /** The stack's repository for the host's current key. */
+    readonly expected: boolean;
+    readonly currentKey: boolean;
+    readonly backupInfo: boolean;
+    readonly archiveInfo: boolean;
+    readonly backups: readonly PitrBackupFact[];
+    /** Labels with only backup.manifest.copy: a backup running or aborted. */
+    readonly incomplete: readonly string[];
+    /** Full backups against repo1-retention-full; null for a repository the stack does not expect. */
+    readonly retention: { readonly fullBackups: number; readonly retentionFull: number; readonly required: number; readonly met: boolean } | null;
+    /** Completion of the oldest full backup. */
+    readonly oldestRestorable: string | null;
+    readonly newestWal: { readonly name: string; readonly archiveId: string; readonly key: string; readonly archivedAt: string; readonly ageSeconds: number; readonly thresholdSeconds: number | null; readonly lagMet: boolean | null } | null;
+    readonly walSegments: number;
+    readonly timelines: readonly WalTimelineFact[];
+    /** The segment size the continuity check assumes. */
+    readonly walSegmentBytes: number;
+    /** Days with a completed backup set (indexes into `backups`), as the sources' timeline. */
+    readonly timeline: readonly TimelineDay[];
+    readonly problems: readonly string[];
+}
 
 export interface Problem {
     readonly kind: ProblemKind;
@@ -219,6 +302,8 @@ export interface Report {
     readonly lifecycleRules: ReportPolicy["lifecycleRules"];
     readonly keys: readonly KeyFact[];
     readonly sources: readonly SourceReport[];
+    /** The pgBackRest repositories (postgresql.pitr), from the listing alone. */
+    readonly pitr: readonly PitrReport[];
     readonly missingSources: readonly { readonly host: string; readonly type: string; readonly target: string | null }[];
     readonly problems: readonly Problem[];
     readonly unrecognizedObjects: readonly string[];

@@ -7,9 +7,10 @@
 import { RETENTION_CLASSES, type RetentionClass } from "../../config/lifecycle";
 import type { StackConfig } from "../../config/types";
 import { hostJobs } from "../../render/jobs";
+import { repositoryFor, stanzaName } from "../../render/pgbackrest";
 import { renderLifecycleRules } from "../../render/storagePolicy";
 import { renderFacts } from "../render";
-import type { ExpectedHost, ExpectedJob, ExpectedSource, ReportPolicy } from "./model";
+import type { ExpectedHost, ExpectedJob, ExpectedPitr, ExpectedSource, ReportPolicy } from "./model";
 
 /** Job types that write backups into the bucket (verification and drift write none). */
 export const BACKUP_TYPES = ["postgresql", "redis", "application", "configuration"] as const;
@@ -47,13 +48,35 @@ function restoreTestJobs(config: StackConfig, host: StackConfig["hosts"][number]
         .map((j) => ({ name: j.name, onCalendar: j.onCalendar, description: j.description, maxIntervalSeconds: j.maxIntervalSeconds, jitterSeconds: j.jitterSeconds }));
 }
 
+/** The host's pgBackRest repository in the bucket for the current key (render/pgbackrest.ts), or null when it keeps a local one or has no PITR. */
+function expectedPitr(config: StackConfig, host: StackConfig["hosts"][number], currentKeyId: string): ExpectedPitr | null {
+    const pitr = host.postgresql?.pitr;
+    if (!pitr) return null;
+    const repo = repositoryFor(config, host, currentKeyId);
+    if (repo.type !== "s3") return null;
+    const jobs = hostJobs(config, host).map((j) => ({ name: j.name, onCalendar: j.onCalendar, description: j.description, maxIntervalSeconds: j.maxIntervalSeconds, jitterSeconds: j.jitterSeconds }));
+    const full = jobs.find((j) => j.name === "pitr-full")!;
+    const timeouts = config.alertThresholds.walArchiveLagTimeouts;
+    return {
+        host: host.name,
+        stanza: stanzaName(host),
+        keyId: currentKeyId,
+        repository: `${repo.path.replace(/^\/+/, "")}/`,
+        retentionFull: pitr.retentionFull,
+        fullJob: full,
+        backupJobs: jobs.filter((j) => j.name === "pitr-full" || j.name === "pitr-differential"),
+        archiveLagThresholdSeconds: timeouts * pitr.archiveTimeoutSeconds,
+        lagRule: `alertWalArchiveLagTimeouts ${timeouts} × postgresql.pitr.archiveTimeoutSeconds ${pitr.archiveTimeoutSeconds} s`,
+    };
+}
+
 export function policyFromStack(config: StackConfig): ReportPolicy {
     const { zone, note } = reportZone(config.retentionTimeZone);
     const facts = renderFacts(config);
     const expirationDays = Object.fromEntries(
         RETENTION_CLASSES.map((c) => [c, config.storage.lifecycle.find((l) => l.retentionClass === c)?.expirationDays ?? 0]),
     ) as Record<RetentionClass, number>;
-    const hosts: ExpectedHost[] = config.hosts.map((h) => ({ name: h.name, remoteSync: h.remoteSync, sources: expectedSources(config, h), restoreTestJobs: restoreTestJobs(config, h) }));
+    const hosts: ExpectedHost[] = config.hosts.map((h) => ({ name: h.name, remoteSync: h.remoteSync, sources: expectedSources(config, h), restoreTestJobs: restoreTestJobs(config, h), pitr: expectedPitr(config, h, facts.currentKeyId) }));
     return {
         stack: config.stack,
         bucket: {

@@ -127,11 +127,15 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
     }
     const artifactKeyOf = async (manifestKey: string) => `${manifestKey.slice(0, manifestKey.lastIndexOf("/") + 1)}${(await readJson(manifestKey)).artifact as string}`;
 
-    it("lists the prefix without the pgBackRest repositories (which can hold millions of WAL files), and everything on both sides of them", async () => {
+    it("lists the pgBackRest repositories (which can hold millions of WAL files) apart, and everything on both sides of them", async () => {
         const policy = { stack: "test", bucket: { name: BUCKET, prefix: PREFIX, region: "us-east-1", endpoint: s3.endpoint, retentionBy: "prefix" } } as unknown as ReportPolicy;
         const snapshot = await readBucket(client, policy);
         const keys = snapshot.objects.map((o) => o.key);
         expect(keys.filter((k) => k.includes("/pgbackrest/"))).toEqual([]);
+        expect(snapshot.pitrObjects.map((o) => o.key).sort()).toEqual(
+            ["archive/testhost-15-main/archive.info", "backup/testhost-15-main/backup.info", "backup/testhost-15-main/decoy.manifest.json"].map((k) => `${PREFIX}/pgbackrest/testhost/test-v1/${k}`),
+        );
+        expect(snapshot.manifestBodies.size).toBe(7);
         // daily/ sorts before pgbackrest/, yearly/ after it.
         expect(keys.some((k) => k.startsWith(`${PREFIX}/daily/`))).toBe(true);
         expect(keys.some((k) => k.startsWith(`${PREFIX}/yearly/`))).toBe(true);
@@ -143,7 +147,9 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
         const r = await report(["--stack", "test", "--stack-dir", stackDir, "--out", out, "--keys", join(host.root, "etc", "keys")]);
         expect(r.code, r.stderr + r.stdout).toBe(1);
         const rep = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as Report;
-        expect(rep.problems.map((p) => [p.kind, p.host, p.type, p.target])).toEqual([["missing-source", "testhost", "redis", null]]);
+        // The decoy repository above: the stack gives testhost no postgresql.pitr.
+        expect(rep.problems.map((p) => [p.kind, p.host, p.type, p.target])).toEqual([["missing-source", "testhost", "redis", null], ["unexpected-source", "testhost", "pitr", "testhost-15-main"]]);
+        expect(rep.unrecognizedObjects).toEqual([`${PREFIX}/pgbackrest/testhost/test-v1/backup/testhost-15-main/decoy.manifest.json`]);
         expect(rep.totals).toMatchObject({ manifests: 7, restorable: 7, broken: 0 });
         const app = rep.sources.find((s) => s.type === "application")!;
         expect(app.backups.map((b) => b.manifestKey)).toEqual(manifestKeys("application"));
@@ -195,6 +201,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
                 { kind: "mac-mismatch", host: "testhost", type: "configuration", key: confSecond },
                 { kind: "restore-test-mac-mismatch", host: "testhost", type: "configuration", key: confRecord },
                 { kind: "missing-source", host: "testhost", type: "redis", key: null },
+                { kind: "unexpected-source", host: "testhost", type: "pitr", key: null },
             ]),
         );
         expect(rep.problems.find((p) => p.key === appDedup)?.message).toMatch(/deduplicated: the artifact first stored by/);
@@ -210,7 +217,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
         expect((await report(["--stack", "test", "--stack-dir", stackDir, "--out", blind])).code).toBe(1);
         const unkeyed = JSON.parse(readFileSync(join(blind, "report.json"), "utf8")) as Report;
         expect(unkeyed.macCheck).toBe("not-checked");
-        expect(unkeyed.problems.map((p) => p.kind)).toEqual(["artifact-missing", "artifact-missing", "artifact-missing", "missing-source"]);
+        expect(unkeyed.problems.map((p) => p.kind)).toEqual(["artifact-missing", "artifact-missing", "artifact-missing", "missing-source", "unexpected-source"]);
 
         // In headless Chromium: the page renders, with exactly one mark per backup.
         await withReportPage(join(out, "report.html"), async (page, requests) => {

@@ -121,8 +121,10 @@ interface Made {
     objects: BucketObject[];
     bodies: Map<string, string>;
     restoreTests: Map<string, string>;
+    /** The pgBackRest repositories' listing. */
+    pitr: BucketObject[];
 }
-const emptyBucket = (): Made => ({ objects: [], bodies: new Map(), restoreTests: new Map() });
+const emptyBucket = (): Made => ({ objects: [], bodies: new Map(), restoreTests: new Map(), pitr: [] });
 
 /** One backup as backup-sync.sh leaves it: manifest and artifact under one class directory. */
 function addBackup(
@@ -222,7 +224,7 @@ function healthyBucket(days = 10, restoreTests = true): Made {
 
 /** keyring null: as without --keys. */
 const build = (made: Made, policy = stackPolicy(), keyring: ReadonlyMap<string, string> | null = KEYRING, now = NOW) =>
-    buildReport(policy, { objects: made.objects, manifestBodies: made.bodies, restoreTestBodies: made.restoreTests }, { keyring: keyring ?? undefined, now });
+    buildReport(policy, { objects: made.objects, manifestBodies: made.bodies, restoreTestBodies: made.restoreTests, pitrObjects: made.pitr }, { keyring: keyring ?? undefined, now });
 
 
 describe("report facts", () => {
