@@ -100,7 +100,7 @@ function pitrHtml(p: PitrReport, problems: readonly Problem[]): string {
         p.walSegments === 0 ? badge("no WAL", "bad") : gaps ? badge(`WAL gap${gaps > 1 ? `s: ${gaps}` : ""}`, "bad") : badge("WAL continuous", "ok"),
         p.newestWal?.lagMet === false ? badge("archive lag", "warn") : "",
         p.retention ? (p.retention.met ? badge(`${p.retention.fullBackups} of ${p.retention.retentionFull} full backups`, "ok") : badge(`${p.retention.fullBackups} full backups, policy ${p.retention.retentionFull}`, "warn")) : "",
-        p.expected ? "" : badge(p.currentKey ? "not expected by the stack" : "older key's repository", p.retention ? "muted" : "warn"),
+        p.expected ? "" : p.olderKey ? badge("older key's repository", "muted") : badge("not expected by the stack", "warn"),
     ].join(" ");
     const { days, axis } = dayColumns(p.timeline, (i) => pitrMark(p.backups[i], i));
     const newest = p.newestWal

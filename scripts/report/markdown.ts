@@ -63,7 +63,7 @@ export function renderMarkdown(report: Report): string {
                       const retention = p.retention ? `${full} / ${p.retention.retentionFull}${p.retention.met ? "" : " **!**"}` : `${full} / –`;
                       const wal = p.newestWal ? `${cell(p.newestWal.name)} (${formatDuration(p.newestWal.ageSeconds)} / ${p.newestWal.thresholdSeconds !== null ? formatDuration(p.newestWal.thresholdSeconds) : "–"})${p.newestWal.lagMet === false ? " **lag**" : ""}` : "**none**";
                       const continuity = p.walSegments === 0 ? "**no WAL**" : gaps ? `**${gaps} gap(s)**` : `continuous (${p.timelines.length} timeline(s))`;
-                      return `| ${cell(p.host)} | ${cell(p.target)} | ${cell(p.keyId)}${p.expected ? "" : " (not expected)"} | ${retention} | ${p.backups.length} | ${cell(p.oldestRestorable ?? "")} | ${wal} | ${continuity} |`;
+                      return `| ${cell(p.host)} | ${cell(p.target)} | ${cell(p.keyId)}${p.expected ? "" : p.olderKey ? " (older key)" : " (not expected)"} | ${retention} | ${p.backups.length} | ${cell(p.oldestRestorable ?? "")} | ${wal} | ${continuity} |`;
                   }),
                   "",
               ]

@@ -255,9 +255,10 @@ export interface PitrReport {
     readonly target: string;
     readonly keyId: string;
     readonly repository: string;
-    /** The stack's repository for the host's current key. */
+    /** The stack's repository for the host's current key: the one retention, schedule and archive lag are measured in. */
     readonly expected: boolean;
-    readonly currentKey: boolean;
+    /** A repository of the stanza under an older key (before a rotation): kept, not written to, not measured against the schedule. */
+    readonly olderKey: boolean;
     readonly backupInfo: boolean;
     readonly archiveInfo: boolean;
     readonly backups: readonly PitrBackupFact[];

@@ -196,8 +196,9 @@ export function pitrReports(
     const now = options.now.getTime();
     for (const repo of [...repos.values()].sort((a, b) => a.repository.localeCompare(b.repository))) {
         for (const [stanza, list] of [...repo.stanzas.entries()].sort(([a], [b]) => a.localeCompare(b))) {
-            const exp = expected.find((e) => e.repository === repo.repository && e.stanza === stanza) ?? expected.find((e) => e.host === repo.host && e.stanza === stanza);
-            const isExpected = exp !== undefined && exp.repository === repo.repository;
+            // Only the current key's repository is written to: an older key's keeps its backups, and ages with no schedule.
+            const exp = expected.find((e) => e.repository === repo.repository && e.stanza === stanza);
+            const olderKey = !exp && expected.some((e) => e.host === repo.host && e.stanza === stanza);
             const at = { host: repo.host, type: "pitr" as const, target: stanza };
             const mine: Problem[] = [];
             const add = (p: Omit<Problem, "host" | "type" | "target">) => mine.push({ ...at, ...p });
@@ -284,7 +285,7 @@ export function pitrReports(
             }
             const days = pitrTimeline(backups, exp?.backupJobs ?? [], { today: dayOf(options.now, options.zone), days: options.timelineDays, zone: options.zone });
             for (const d of days.filter((x) => x.state === "missed")) add({ kind: "missed-day", severity: "warning", key: null, message: `${d.date}: a pgBackRest backup is scheduled (${exp!.backupJobs.map((j) => j.name).join(", ")}), and none completed in the repository` });
-            if (!exp) {
+            if (!exp && !olderKey) {
                 add({ kind: "unexpected-source", severity: "warning", key: null, message: `the stack expects no pgBackRest repository for stanza ${stanza} of ${repo.host} at ${repo.repository} (host removed, postgresql.pitr off, remoteSync off): only the lifecycle governs it` });
             }
             problems.push(...mine);
@@ -292,8 +293,8 @@ export function pitrReports(
                 ...at,
                 keyId: repo.keyId,
                 repository: repo.repository,
-                expected: isExpected,
-                currentKey: exp !== undefined && exp.repository === repo.repository,
+                expected: exp !== undefined,
+                olderKey,
                 backupInfo: parsedList.some(({ e }) => e.kind === "backup-info"),
                 archiveInfo: parsedList.some(({ e }) => e.kind === "archive-info"),
                 backups,

@@ -194,7 +194,12 @@ describe("report: PITR repositories from the listing", () => {
         const rotated = build(old, policy);
         expect(pitrMissing(rotated)).toEqual([{ host: "db-1", type: "pitr", target: STANZA }]);
         expect(pitrProblems(rotated).find((p) => p.kind === "missing-source")?.message).toMatch(/\(only repositories of older keys: unit-v1\)$/);
-        expect(rotated.pitr.map((p) => [p.keyId, p.expected, p.currentKey])).toEqual([["unit-v1", false, false]]);
+        // An older key's repository is not written to: no schedule, retention or archive lag is measured in it, and it is no unexpected source.
+        expect(rotated.pitr.map((p) => [p.keyId, p.expected, p.olderKey, p.retention, p.newestWal?.lagMet])).toEqual([["unit-v1", false, true, null, null]]);
+        expect(pitrProblems(rotated).map((p) => p.kind)).toEqual(["missing-source"]);
+        const aged = build(old, policy, new Date(NOW.getTime() + 30 * 86_400_000));
+        expect(pitrProblems(aged).map((p) => p.kind)).toEqual(["missing-source"]);
+        expect(renderMarkdown(rotated)).toContain("| db-1 | db-1-15-main | unit-v1 (older key) |");
         // A host without PITR, or one that keeps a local repository, expects nothing in the bucket.
         expect(pitrMissing(build({ objects: [] }, stackPolicy({ enabled: false })))).toEqual([]);
         const local = policyFromStack(load({ bucketName: "hx-unit-bucket", s3Region: "eu-central-1", bucketPrefix: "hx", hosts: [{ name: "db-1", address: "10.0.0.1", roles: ["postgresql"], remoteSync: false, postgresql: { databases: ["app"], pitr: { enabled: true } } }] }));
