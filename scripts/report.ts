@@ -11,7 +11,8 @@
  * --keys DIR is a keyring directory of <keyId>.key files for the MAC check.
  *
  * Exit codes: 0 written, no errors found; 1 written, errors found (broken
- * chains, missing sources, recovery point missed); 2 usage or input error.
+ * chains, WAL gaps, missing sources, recovery point missed); 2 usage or
+ * input error.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
@@ -104,7 +105,7 @@ async function main(): Promise<number> {
         const report = await produceReport({ stack: args.stack, stackDir: path.resolve(args["stack-dir"] ?? path.join(__dirname, "..")), keysDir: args.keys });
         const files = writeReport(report, path.resolve(args.out ?? path.join("report", args.stack)));
         const errors = report.problems.filter((p) => p.severity === "error").length;
-        console.log(`${report.sources.length} sources, ${report.totals.manifests} backups (${report.totals.broken} broken), ${report.missingSources.length} missing sources; ${errors} errors, ${report.problems.length - errors} warnings${report.macCheck === "not-checked" ? "; MACs not checked (no --keys)" : ""}`);
+        console.log(`${report.sources.length} sources${report.pitr.length ? `, ${report.pitr.length} PITR stanzas` : ""}, ${report.totals.manifests} backups (${report.totals.broken} broken), ${report.missingSources.length} missing sources; ${errors} errors, ${report.problems.length - errors} warnings${report.macCheck === "not-checked" ? "; MACs not checked (no --keys)" : ""}`);
         for (const f of files) console.log(f);
         return errors ? 1 : 0;
     } catch (e) {

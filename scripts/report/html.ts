@@ -236,6 +236,7 @@ export function renderHtml(report: Report): string {
 <div class="card"><span class="muted">Sources</span><b>${report.sources.length}</b></div>
 <div class="card${report.missingSources.length ? " bad" : ""}"><span class="muted">Missing sources</span><b>${report.missingSources.length}</b></div>
 <div class="card"><span class="muted">Backups (manifests)</span><b>${report.totals.manifests}</b></div>
+${report.pitr.length ? `<div class="card"><span class="muted">PITR stanzas (pgBackRest)</span><b>${report.pitr.length}</b></div>` : ""}
 <div class="card${report.totals.broken ? " bad" : " good"}"><span class="muted">Broken</span><b>${report.totals.broken}</b></div>
 <div class="card${errors ? " bad" : " good"}"><span class="muted">Problems</span><b>${errors} errors, ${warnings} warnings</b></div>
 </div>

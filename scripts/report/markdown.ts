@@ -31,7 +31,7 @@ export function renderMarkdown(report: Report): string {
         `Bucket \`${cell(report.bucket.name)}\`, prefix \`${cell(report.bucket.prefix)}\`, read at ${report.generatedAt}. ${report.timeZoneNote}.`,
         `MACs ${report.macCheck === "keyring" ? "checked with the keyring given" : "**not checked** (no --keys)"}.`,
         "",
-        `**${report.sources.length} sources, ${report.missingSources.length} missing; ${report.totals.manifests} backups, ${report.totals.broken} broken; ${errors.length} errors, ${warnings.length} warnings.**`,
+        `**${report.sources.length} sources${report.pitr.length ? ` and ${report.pitr.length} PITR stanza(s)` : ""}, ${report.missingSources.length} missing; ${report.totals.manifests} backups, ${report.totals.broken} broken; ${errors.length} errors, ${warnings.length} warnings.**`,
         "",
         "## Problems",
         "",
