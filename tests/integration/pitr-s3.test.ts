@@ -5,9 +5,13 @@
  * a local repository cannot: TLS verification, an outage of the repository
  * (archiving fails, PostgreSQL keeps the WAL, the status says so, and the
  * archive catches up), a tampered backup file failing the weekly verification,
- * and no secret in any process's argv while a backup and archive-push run.
+ * no secret in any process's argv while a backup and archive-push run, and
+ * the compliance report reading the real repository's listing (a WAL segment
+ * deleted from the middle is named as exactly that gap).
  */
-import { readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { DeleteObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { Agent } from "node:https";
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadStackConfig } from "../../config/load";
@@ -15,10 +19,13 @@ import type { StackConfig } from "../../config/types";
 import { planHost } from "../../render/hostPlan";
 import { repositoryPassphrase } from "../../render/pgbackrest";
 import { renderFacts } from "../../scripts/render";
+import { s3ClientFor } from "../../scripts/report/bucket";
+import type { Report } from "../../scripts/report/model";
+import { walName } from "../../scripts/report/pitr";
 import { applySteps } from "../../scripts/sandbox/apply";
 import { runJobService } from "../../scripts/sandbox/jobs";
 import { loopbackCertificate } from "../../scripts/lib/tls";
-import { tempDir } from "../support/env";
+import { removeDir, run, tempDir } from "../support/env";
 import { metric, PITR_DATA, PITR_SOCKET, pitrHostMissing, startPitrHost, type PitrHost } from "../support/pitrHost";
 import { startS3, type S3Instance } from "../support/s3";
 
@@ -30,6 +37,7 @@ const KEY = "3c".repeat(64);
 const CA_FILE = "/etc/hx-test/s3-ca.pem";
 const BUCKET = "hx-pitr";
 const STANZA = "db-hx-pitr-pg";
+const REPO = path.resolve(__dirname, "../..");
 
 /** Every file under `dir`, recursively. */
 function filesUnder(dir: string): string[] {
@@ -43,6 +51,9 @@ describe.runIf(tools.length === 0)("PITR into the bucket over HTTPS (s3rver)", {
     let box: PitrHost;
     let s3: S3Instance;
     let config: StackConfig;
+    let raw: Record<string, unknown>;
+    let caFile: string;
+    const dirs: string[] = [];
     const secrets = { keys: { "pitr-v1": KEY }, s3: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } };
     const passphrase = repositoryPassphrase(KEY, "pitr-v1");
     const job = async (unit: string) => (await runJobService(box.host.exec, unit)).slice(-1)[0]!;
@@ -53,7 +64,8 @@ describe.runIf(tools.length === 0)("PITR into the bucket over HTTPS (s3rver)", {
         const tls = loopbackCertificate(tempDir("hx-s3-tls-"));
         await box.host.exec(`mkdir -p ${path.dirname(CA_FILE)} && cat > ${CA_FILE}`, tls.cert);
         s3 = await startS3([BUCKET], tls);
-        config = loadStackConfig("pitr", {
+        caFile = tls.certFile;
+        raw = {
             backupUser: "hxpitr",
             installPackages: false,
             s3Endpoint: s3.endpoint,
@@ -63,7 +75,8 @@ describe.runIf(tools.length === 0)("PITR into the bucket over HTTPS (s3rver)", {
                 name: "db", address: "127.0.0.1", port: box.host.port, hostKey: box.host.hostKey, roles: ["postgresql"],
                 postgresql: { host: PITR_SOCKET, port: box.pgPort, dataDir: PITR_DATA, databases: ["appdb"], pitr: { enabled: true, archiveTimeoutSeconds: 10, allowRestart: true } },
             }],
-        }, { assumeSecretsSet: true });
+        };
+        config = loadStackConfig("pitr", raw, { assumeSecretsSet: true });
         // stanza-create and check over HTTPS are part of the deploy: it fails if either does.
         await applySteps(box.host.exec, planHost(config, config.hosts[0], renderFacts(config)).steps, secrets, config.hosts[0]);
         await box.sql("CREATE TABLE points (name text PRIMARY KEY)");
@@ -72,6 +85,7 @@ describe.runIf(tools.length === 0)("PITR into the bucket over HTTPS (s3rver)", {
     afterAll(async () => {
         await box?.stop();
         await s3?.stop();
+        dirs.forEach(removeDir);
     });
 
     it("backs up into <prefix>/pgbackrest/<host>/<keyId>/ in the bucket, trusting only the configured CA, with no secret in any argv", async () => {
@@ -159,5 +173,68 @@ describe.runIf(tools.length === 0)("PITR into the bucket over HTTPS (s3rver)", {
         } finally {
             writeFileSync(victim, original);
         }
+    });
+
+    it("the compliance report finds the stanza's backups and newest WAL in the real repository, and names a segment deleted from the middle as exactly that gap", async () => {
+        // The stack as a file for npm run report (JSON values are YAML), its S3 keys as placeholders: the report reads them from the environment.
+        const stackDir = tempDir("hx-pitr-report-");
+        dirs.push(stackDir);
+        writeFileSync(
+            path.join(stackDir, "Pulumi.pitr.yaml"),
+            ["config:", ...Object.entries(raw).map(([k, v]) => `  hx-backup:${k}: ${JSON.stringify(v)}`), "  hx-backup:s3AccessKeyId: { secure: x }", "  hx-backup:s3SecretAccessKey: { secure: x }", ""].join("\n"),
+        );
+        const env = { AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "S3RVER", AWS_EC2_METADATA_DISABLED: "true", AWS_CONFIG_FILE: "/dev/null", HOME: stackDir, NODE_EXTRA_CA_CERTS: caFile };
+        const report = async (name: string): Promise<Report> => {
+            // A fresh segment first: the archive-lag threshold here is 3 x 10 s.
+            await box.sql(`INSERT INTO points VALUES ('report ${name}')`);
+            await box.archiveNow();
+            const out = path.join(stackDir, name);
+            const r = await run(path.join(REPO, "node_modules/.bin/tsx"), [path.join(REPO, "scripts/report.ts"), "--stack", "pitr", "--stack-dir", stackDir, "--out", out], { cwd: REPO, env, timeoutMs: 120_000 });
+            expect(existsSync(path.join(out, "report.json")), `exit ${r.code}\n${r.stderr}\n${r.stdout}`).toBe(true);
+            // The database dumps of the postgresql role are never run here: that missing source makes it exit 1.
+            expect(r.code, r.stderr + r.stdout).toBe(1);
+            return JSON.parse(readFileSync(path.join(out, "report.json"), "utf8")) as Report;
+        };
+        const named = (rep: Report) => rep.problems.map((p) => [p.kind, p.host, p.type, p.target, p.key]);
+
+        const intact = await report("intact");
+        expect(named(intact)).toEqual([["missing-source", "db", "postgresql", "appdb", null]]);
+        // Every key the real repository holds fits the layout the report reads.
+        expect(intact.unrecognizedObjects).toEqual([]);
+        const repo = `hx-backup/pgbackrest/db/pitr-v1/`;
+        expect(intact.pitr.map((p) => [p.host, p.target, p.repository, p.expected, p.backupInfo, p.archiveInfo])).toEqual([["db", STANZA, repo, true, true, true]]);
+        const p = intact.pitr[0];
+        expect(p.backups.length).toBeGreaterThan(0);
+        expect(p.backups.every((b) => /^\d{8}-\d{6}F$/.test(b.label) && b.type === "full" && b.manifestCopy)).toBe(true);
+        expect(p.oldestRestorable).toBe(p.backups[0].completedAt);
+        expect(p.retention).toMatchObject({ retentionFull: 2, met: true });
+        const lastArchived = await box.sh(`runuser -u postgres -- psql -At -h ${PITR_SOCKET} -p ${box.pgPort} -d postgres -c 'SELECT last_archived_wal FROM pg_stat_archiver'`);
+        expect(p.newestWal).toMatchObject({ name: lastArchived, archiveId: "15-1", thresholdSeconds: 30, lagMet: true });
+        expect(p.timelines.every((t) => t.gaps.length === 0)).toBe(true);
+        expect(readFileSync(path.join(stackDir, "intact", "report.md"), "utf8")).toContain(`| db | ${STANZA} | pitr-v1 |`);
+
+        // One archived segment deleted from the middle of a timeline.
+        const timeline = p.timelines.find((t) => t.segments >= 3)!;
+        const number = (name: string) => parseInt(name.slice(8, 16), 16) * 0x100 + parseInt(name.slice(16), 16);
+        const middle = walName(timeline.timeline, number(timeline.first) + 1);
+        const dir = `${repo}archive/${STANZA}/${timeline.archiveId}/${middle.slice(0, 16)}/`;
+        const client = s3ClientFor({ name: BUCKET, prefix: "hx-backup", region: "us-east-1", endpoint: s3.endpoint, retentionBy: "prefix" }, {
+            credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+            requestHandler: { httpsAgent: new Agent({ ca: readFileSync(caFile) }) },
+        });
+        try {
+            const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `${dir}${middle}-` }));
+            expect(listed.Contents?.map((o) => o.Key)).toHaveLength(1);
+            await client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: listed.Contents![0].Key! }));
+        } finally {
+            client.destroy();
+        }
+        const broken = await report("broken");
+        expect(named(broken)).toEqual([
+            ["wal-gap", "db", "pitr", STANZA, `${dir}${middle}`],
+            ["missing-source", "db", "postgresql", "appdb", null],
+        ]);
+        expect(broken.problems[0].message).toContain(`WAL chain broken in timeline ${timeline.timeline} (${timeline.archiveId}): ${middle} missing between ${timeline.first} and `);
+        expect(broken.pitr[0].timelines.find((t) => t.timeline === timeline.timeline)?.gaps).toEqual([{ first: middle, last: middle, missing: 1 }]);
     });
 });
