@@ -142,7 +142,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("npm run report against the bucke
         expect(keys).toHaveLength(new Set(keys).size);
     });
 
-    it("reports an intact bucket with only the source it lacks", async () => {
+    it("reports an intact bucket with only the source it lacks, and the decoy PITR repository as one the stack does not expect", async () => {
         const out = join(work, "intact");
         const r = await report(["--stack", "test", "--stack-dir", stackDir, "--out", out, "--keys", join(host.root, "etc", "keys")]);
         expect(r.code, r.stderr + r.stdout).toBe(1);
