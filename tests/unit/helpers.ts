@@ -11,6 +11,8 @@ import { expect } from "vitest";
 import { ConfigValidationError, loadStackConfig, type ConfigProblem, type LoadOptions } from "../../config/load";
 import type { StackConfig } from "../../config/types";
 import { loadStackFromFiles } from "../../scripts/render";
+import { policyFromStack } from "../../scripts/report/policy";
+import type { ReportPolicy } from "../../scripts/report/model";
 
 export const PROJECT_DIR = path.resolve(__dirname, "..", "..");
 export const STACKS = ["production", "sandbox"] as const;
@@ -143,4 +145,11 @@ export function breakRules(rules: string): string {
     const broken = rules.replace("expr: backup_last_run_status == 0", "expr: backup_last_run_status == (");
     if (broken === rules) throw new Error("breakRules: BackupFailed's expression changed; update the test");
     return broken;
+}
+
+/** The report's policy for a unit stack (bucket hx-unit-bucket, prefix hx, UTC, key version 2) with these hosts. */
+export function reportPolicy(hosts: readonly Record<string, unknown>[], raw: Record<string, unknown> = {}): ReportPolicy {
+    return policyFromStack(
+        load({ bucketName: "hx-unit-bucket", s3Region: "eu-central-1", bucketPrefix: "hx", retentionTimeZone: "UTC", encryptionKeyVersion: 2, hosts, ...raw }),
+    );
 }

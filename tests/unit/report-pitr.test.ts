@@ -13,24 +13,14 @@ import { renderMarkdown } from "../../scripts/report/markdown";
 import type { BucketObject, ReportPolicy } from "../../scripts/report/model";
 import { keepPitrListing, parsePitrKey, walName, walTimelines } from "../../scripts/report/pitr";
 import { policyFromStack } from "../../scripts/report/policy";
-import { load } from "./helpers";
+import { load, reportPolicy } from "./helpers";
 
 const NOW = new Date("2026-03-20T12:00:00Z");
 const STANZA = "db-1-15-main";
 const SHA = "0123456789abcdef0123456789abcdef01234567";
 
 function stackPolicy(pitr: Record<string, unknown> = {}, raw: Record<string, unknown> = {}): ReportPolicy {
-    return policyFromStack(
-        load({
-            bucketName: "hx-unit-bucket",
-            s3Region: "eu-central-1",
-            bucketPrefix: "hx",
-            retentionTimeZone: "UTC",
-            encryptionKeyVersion: 2,
-            hosts: [{ name: "db-1", address: "10.0.0.1", roles: ["postgresql"], postgresql: { databases: ["app"], pitr: { enabled: true, ...pitr } } }],
-            ...raw,
-        }),
-    );
+    return reportPolicy([{ name: "db-1", address: "10.0.0.1", roles: ["postgresql"], postgresql: { databases: ["app"], pitr: { enabled: true, ...pitr } } }], raw);
 }
 
 const repoOf = (policy: ReportPolicy): string => policy.hosts[0].pitr!.repository;

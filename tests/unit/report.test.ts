@@ -15,10 +15,9 @@ import { esc, renderHtml } from "../../scripts/report/html";
 import { readKeyring } from "../../scripts/report/keyring";
 import { renderMarkdown } from "../../scripts/report/markdown";
 import type { BucketObject, ReportPolicy } from "../../scripts/report/model";
-import { policyFromStack } from "../../scripts/report/policy";
 import { parseArgs } from "../../scripts/report";
 import { ReportInputError } from "../../scripts/report/bucket";
-import { load, removeDir, requireTools, run, skipWithout, tempDir } from "./helpers";
+import { removeDir, reportPolicy, requireTools, run, skipWithout, tempDir } from "./helpers";
 
 const LIB = path.resolve(__dirname, "../../templates/scripts/lib");
 const dirs: string[] = [];
@@ -101,19 +100,12 @@ const KEYRING = new Map([
 ]);
 
 function stackPolicy(raw: Record<string, unknown> = {}): ReportPolicy {
-    return policyFromStack(
-        load({
-            bucketName: "hx-unit-bucket",
-            s3Region: "eu-central-1",
-            bucketPrefix: "hx",
-            retentionTimeZone: "UTC",
-            encryptionKeyVersion: 2,
-            hosts: [
-                { name: "db-1", address: "10.0.0.1", roles: ["postgresql", "configuration"], postgresql: { databases: ["app"] } },
-                { name: "cache-1", address: "10.0.0.2", roles: ["redis"] },
-            ],
-            ...raw,
-        }),
+    return reportPolicy(
+        [
+            { name: "db-1", address: "10.0.0.1", roles: ["postgresql", "configuration"], postgresql: { databases: ["app"] } },
+            { name: "cache-1", address: "10.0.0.2", roles: ["redis"] },
+        ],
+        raw,
     );
 }
 
