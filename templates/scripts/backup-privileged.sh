@@ -15,11 +15,11 @@
 # Exit codes: see hx-backup-lib.sh.
 set -Eeuo pipefail
 HX_ARGS="$*"
-# The root helper (lib/core.sh hx_refuse_root).
-HX_ROOT_OK=1
 HX_TYPE=privileged
 # shellcheck source-path=SCRIPTDIR source=hx-backup-lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
+# The root helper.
+hx_allow_root
 
 VERBS="redis-copy-rdb application-archive configuration-archive"
 if [[ $# -ne 1 || " $VERBS " != *" $1 "* ]]; then

@@ -26,11 +26,11 @@
 # 4 verification failed, 1 restore failed.
 set -Eeuo pipefail
 HX_ARGS="$*"
-# Root restores owners, modes, ACLs and xattrs (lib/core.sh hx_refuse_root).
-HX_ROOT_OK=1
 HX_TYPE=restore
 # shellcheck source-path=SCRIPTDIR source=hx-backup-lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
+# Root restores owners, modes, ACLs and xattrs.
+hx_allow_root
 
 usage() {
     echo "usage: $HX_SCRIPT_NAME [--force] [--target TARGET] MANIFEST|ARTIFACT|s3://bucket/key" >&2

@@ -218,7 +218,9 @@ HX_JOB_NAMES=() HX_JOB_TYPES=() HX_JOB_INTERVALS=() HX_JOB_JITTERS=()
 declare -gA HX_INTERVAL_OF=() HX_JITTER_OF=()
 
 hx__open_log() {
-    if { [[ -d $HX_LOGS ]] || mkdir -p -- "$HX_LOGS" 2>/dev/null; } && [[ -w $HX_LOGS ]]; then
+    if [[ -n $HX_NO_LOG_FILE ]]; then
+        HX_LOG_FILE=""
+    elif { [[ -d $HX_LOGS ]] || mkdir -p -- "$HX_LOGS" 2>/dev/null; } && [[ -w $HX_LOGS ]]; then
         HX_LOG_FILE="$HX_LOGS/$HX_STEM.log"
     else
         HX_LOG_FILE=""

@@ -24,9 +24,10 @@ HX_CONFIG_FILE=""
 HX_RUN_USER=$(id -un 2>/dev/null || echo "uid-$EUID")
 HX_INVOCATION="$HX_SCRIPT_NAME"
 HX_TMP_PATHS=()
-# The script's own arguments (this file is sourced without any, so "$@" is the
-# script's), for the command hx_refuse_root names.
-HX_ARGV=("$@")
+# Set by hx_allow_root (never from the environment): this script runs as root.
+HX_ROOT_ALLOWED=""
+# Set while a root run must not write a log file (hx_refuse_root).
+HX_NO_LOG_FILE=""
 # Data-source type -> the lib/source module that handles it; each module registers its types.
 declare -gA HX_SOURCE_MODULE=()
 
@@ -83,12 +84,28 @@ hx_init_common() {
     HX_JOB=${1:-$HX_JOB}
     HX_INVOCATION="$HX_SCRIPT_NAME${HX_ARGS:+ $HX_ARGS}"
     HX_START_EPOCH=$(hx_epoch)
-    hx__traps
+    # Root writes no log file: the log folder is the backup user's, and a link
+    # planted there would aim root's appends anywhere. Its lines still reach
+    # stderr and syslog. A job that refuses root writes nothing at all, not
+    # even for a config error: no exit hook either.
+    if ((EUID == 0)); then
+        HX_NO_LOG_FILE=1
+        [[ -z $HX_ROOT_ALLOWED ]] || hx__traps
+    else
+        hx__traps
+    fi
     trap 'exit 143' TERM
     trap 'exit 130' INT
     hx_load_config
     hx_refuse_root
     hx__open_log
+}
+
+# hx_allow_root: called by the scripts that need root, right after sourcing
+# the library: backup-restore.sh (it restores owners, modes, ACLs and xattrs)
+# and backup-privileged.sh (the root helper).
+hx_allow_root() {
+    HX_ROOT_ALLOWED=1
 }
 
 hx__traps() {
@@ -98,52 +115,29 @@ hx__traps() {
 
 # hx_refuse_root: a job started as root (a hand run without `sudo -u`) would
 # leave root-owned artifacts, source folders, manifests, records, markers,
-# locks, logs and metrics that its own user's next runs cannot read, lock or
-# replace. So it refuses (exit 2) before writing anything, the exit hook and
-# the log file included, and names the command to run instead. Scripts that
-# need root set HX_ROOT_OK=1 (backup-restore.sh keeps owners and modes,
-# backup-privileged.sh is the root helper); their log stays the user's.
+# locks and metrics that its own user's next runs cannot read, lock or
+# replace. So it refuses (exit 2) having written nothing, and says how to run
+# it instead. The user comes from the config. Its arguments are left out of
+# the advice: logged, a quoted hostile one would not paste back as itself.
 hx_refuse_root() {
-    ((EUID == 0)) || return 0
-    local user command
-    # Until it knows it may run, a job writes nothing: no log, no exit hook
-    # (a config error here included).
-    if [[ -z ${HX_ROOT_OK:-} ]]; then
-        trap - EXIT ERR
-        HX_LOG_FILE=""
-    fi
-    # pgBackRest's jobs run as postgres, every other job as the backup user.
+    ((EUID == 0)) && [[ -z $HX_ROOT_ALLOWED ]] || return 0
+    local user advice
+    # pgBackRest's jobs run as postgres with the backup group their units add.
     if [[ ${HX_TYPE:-} == pitr ]] && hx_cfg_section pitr; then
         hx_cfg_read user pitr.user
+        advice="start it through its unit, which runs it as $user with the backup group: systemctl start hx-backup-$HX_JOB.service"
     else
         hx_cfg_read user backupUser
-    fi
-    if [[ -n ${HX_ROOT_OK:-} ]]; then
-        [[ $user == root ]] || hx__log_owned_by "$user"
-        return 0
+        advice="run it as $user, with the same arguments: sudo -u $user $HX_SCRIPTS_DIR_SELF/$HX_SCRIPT_NAME"
     fi
     # A host whose jobs run as root has nothing to protect.
     if [[ $user == root ]]; then
+        HX_NO_LOG_FILE=""
         hx__traps
         return 0
     fi
-    printf -v command '%q ' sudo -u "$user" "$HX_SCRIPTS_DIR_SELF/$HX_SCRIPT_NAME" "${HX_ARGV[@]}"
-    command=${command% }
-    hx_error run_as_root "refusing to run as root: the files this job writes must stay $user's; run instead: $command" "run_as=$user"
+    hx_error run_as_root "refusing to run as root: the files this job writes must stay $user's; $advice" "run_as=$user"
     exit "$HX_EXIT_USAGE"
-}
-
-# hx__log_owned_by USER: a root run's log file, created (never through a
-# link: noclobber opens it O_EXCL) or taken over as USER's. USER's runs write
-# the same file (the units run the helper as the backup user), and could not
-# append to a root-owned one.
-hx__log_owned_by() {
-    local file="$HX_LOGS/$HX_STEM.log"
-    [[ -d $HX_LOGS && ! -L $file ]] || return 0
-    [[ -e $file ]] || (set -o noclobber && : >"$file") 2>/dev/null || return 0
-    if [[ -O $file && ! -L $file ]]; then
-        chown --no-dereference -- "$1:" "$file" 2>/dev/null || true
-    fi
 }
 
 hx__on_err() {

@@ -3,7 +3,7 @@
  * with exit 2, one line naming the command to run instead, and writes
  * nothing, so the backup user's next runs are unaffected; the scripts that
  * need root (backup-restore.sh, backup-privileged.sh) still run as root,
- * with their logs left the backup user's.
+ * logging to stderr and syslog but never into the backup user's log folder.
  * Before the refusal a root run left root-owned source folders, artifacts,
  * manifests, .restore-test.json, locks and logs that made the backup user's
  * next backup, sync and restore test fail.
@@ -49,8 +49,8 @@ describe.skipIf(missing.length > 0 || !isRoot)("jobs started as root", { timeout
 
     afterAll(() => host?.cleanup());
 
-    /** Runs SCRIPT as root and expects the refusal: exit 2, one line with the command, nothing written anywhere on the host. */
-    async function refused(script: string, args: string[]): Promise<void> {
+    /** Runs SCRIPT as root and expects the refusal: exit 2, one line saying how to run it, nothing written anywhere on the host. */
+    async function refused(script: string, args: string[]): Promise<string> {
         const before = tree(host.root);
         const r = await host.runScript(script, args, { asRoot: true });
         expect(r.code, r.stderr).toBe(2);
@@ -58,8 +58,9 @@ describe.skipIf(missing.length > 0 || !isRoot)("jobs started as root", { timeout
         const lines = r.stderr.trim().split("\n");
         expect(lines).toHaveLength(1);
         expect(lines[0]).toMatch(/level=error .*event=run_as_root /);
-        expect(lines[0]).toContain(`run instead: sudo -u ${user} ${[join(host.scriptsDir, script), ...args].join(" ")}"`);
+        expect(lines[0]).toContain(`run it as ${user}, with the same arguments: sudo -u ${user} ${join(host.scriptsDir, script)}"`);
         expect(tree(host.root)).toEqual(before);
+        return lines[0];
     }
 
     it("a backup job, the restore test, verification and sync refuse as root and write nothing", async () => {
@@ -70,6 +71,9 @@ describe.skipIf(missing.length > 0 || !isRoot)("jobs started as root", { timeout
         await refused("backup-sync.sh", ["--type", "application"]);
         await refused("postgresql-backup.sh", ["daily"]);
         await refused("backup-health-check.sh", []);
+        // The arguments stay out of the advice: logged, a quoted hostile one would not paste back as itself.
+        const line = await refused("backup-verify.sh", [join(host.root, "x;id $(id).enc")]);
+        expect(line).not.toMatch(/x;id|\(id\)/);
     });
 
     it("the user comes from backup.json: without backupUser a root run is a config error that names it, and still writes nothing", async () => {
@@ -84,16 +88,27 @@ describe.skipIf(missing.length > 0 || !isRoot)("jobs started as root", { timeout
         } finally {
             host.writeConfig();
         }
+        // A config that cannot be read at all: the error, and still nothing written (no log folder, log or metric).
+        host.writeConfig("{");
+        try {
+            const before = tree(host.root);
+            const r = await host.runScript("backup-health-check.sh", [], { asRoot: true });
+            expect(r.code, r.stderr).toBe(2);
+            expect(r.stderr).toContain("config file is corrupt");
+            expect(tree(host.root)).toEqual(before);
+        } finally {
+            host.writeConfig();
+        }
     });
 
-    it("a pgBackRest job names postgres, the user its units run as", async () => {
+    it("a pgBackRest job says to start it through its unit, which runs it as postgres with the backup group", async () => {
         const saved = host.config.pitr;
         host.config.pitr = { stanza: "main", archiveTimeoutSeconds: 60, repository: "posix:/nonexistent", dataDir: "/nonexistent", scratchDir: "/nonexistent", user: "postgres" };
         host.writeConfig();
         try {
             const r = await host.runScript("pitr-backup.sh", ["full"], { asRoot: true });
             expect(r.code, r.stderr).toBe(2);
-            expect(r.stderr).toContain(`run instead: sudo -u postgres ${join(host.scriptsDir, "pitr-backup.sh")} full"`);
+            expect(r.stderr).toContain("start it through its unit, which runs it as postgres with the backup group: systemctl start hx-backup-pitr-full.service");
         } finally {
             host.config.pitr = saved;
             host.writeConfig();
@@ -123,6 +138,7 @@ describe.skipIf(missing.length > 0 || !isRoot)("jobs started as root", { timeout
     it("the scripts that need root still run as root: the restore keeps owners, the privileged helper reads", async () => {
         const [m] = host.manifests("application", "data");
         const out = join(host.root, "restored");
+        const logsBefore = tree(host.config.paths.logs);
         let r = await host.runScript("backup-restore.sh", ["--target", out, join(host.config.paths.storage, "application", "data", m!)], { asRoot: true });
         expect(r.code, r.stderr).toBe(0);
         const restored = statSync(join(out, app.replace(/^\//, ""), "owned.txt"));
@@ -130,9 +146,10 @@ describe.skipIf(missing.length > 0 || !isRoot)("jobs started as root", { timeout
         r = await host.runScript("backup-privileged.sh", ["application-archive"], { asRoot: true });
         expect(r.code, r.stderr).toBe(0);
         expect(r.stdout.length).toBeGreaterThan(0);
-        // Their logs stay the backup user's: the units run the helper as that user, who appends to the same file.
-        for (const log of ["backup-restore.log", "backup-privileged.log"]) expect(statSync(join(host.config.paths.logs, log)).uid, log).toBe(host.user!.uid);
-        // And the backup user's next backup still runs after them, its helper logging where the root one did.
+        // As root they write nothing in the backup user's log folder (a planted link there would aim root's appends anywhere): stderr and syslog.
+        expect(tree(host.config.paths.logs)).toEqual(logsBefore);
+        expect(r.stderr).toMatch(/level=audit .*event=start .*what="backup-privileged.sh application-archive"/);
+        // And the backup user's next backup still runs after them, its helper (with the unit's capability) logging to its file.
         writeFileSync(join(app, "after-restore.txt"), "again\n");
         const logged = host.log("backup-privileged").length;
         r = await host.runScript("application-backup.sh", [], { unit: "application" });
