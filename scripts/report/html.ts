@@ -98,13 +98,13 @@ function pitrHtml(p: PitrReport, problems: readonly Problem[]): string {
     const gaps = p.timelines.reduce((n, t) => n + t.gaps.length, 0);
     const badges = [
         p.walSegments === 0 ? badge("no WAL", "bad") : gaps ? badge(`WAL gap${gaps > 1 ? `s: ${gaps}` : ""}`, "bad") : badge("WAL continuous", "ok"),
-        p.newestWal?.lagMet === false ? badge("archive lag", "warn") : "",
+        p.newestWal?.lagMet === false ? badge("WAL older than the backup schedule", "warn") : "",
         p.retention ? (p.retention.met ? badge(`${p.retention.fullBackups} of ${p.retention.retentionFull} full backups`, "ok") : badge(`${p.retention.fullBackups} full backups, policy ${p.retention.retentionFull}`, "warn")) : "",
         p.expected ? "" : p.olderKey ? badge("older key's repository", "muted") : badge("not expected by the stack", "warn"),
     ].join(" ");
     const { days, axis } = dayColumns(p.timeline, (i) => pitrMark(p.backups[i], i));
     const newest = p.newestWal
-        ? `<code>${esc(p.newestWal.name)}</code> (${esc(p.newestWal.archiveId)}), uploaded ${when(p.newestWal.archivedAt)} — ${esc(formatDuration(p.newestWal.ageSeconds))} old${p.newestWal.thresholdSeconds !== null ? `, WalArchiveLag threshold ${esc(formatDuration(p.newestWal.thresholdSeconds))}` : ""}`
+        ? `<code>${esc(p.newestWal.name)}</code> (${esc(p.newestWal.archiveId)}), uploaded ${when(p.newestWal.archivedAt)} — ${esc(formatDuration(p.newestWal.ageSeconds))} old${p.newestWal.thresholdSeconds !== null ? `, allowed ${esc(formatDuration(p.newestWal.thresholdSeconds))}` : ""}${p.newestWal.rule ? `<br><span class="muted">${esc(p.newestWal.rule)}</span>` : ""}`
         : "none archived";
     const timelines = p.timelines
         .map((t) => `<tr><td>${esc(t.archiveId)}</td><td><code>${esc(t.timeline)}</code></td><td><code>${esc(t.first)}</code></td><td><code>${esc(t.last)}</code></td><td>${t.segments}</td><td>${t.gaps.length ? t.gaps.map((g) => `<span class="sev-error">WAL gap: <code>${esc(g.first)}</code>${g.missing > 1 ? ` to <code>${esc(g.last)}</code> (${g.missing})` : ""}</span>`).join("<br>") : badge("continuous", "ok")}</td></tr>`)

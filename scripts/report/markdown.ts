@@ -55,13 +55,13 @@ export function renderMarkdown(report: Report): string {
             ? [
                   "## Point-in-time recovery (pgBackRest)",
                   "",
-                  "| Host | Stanza | Key | Full backups / retention | Backup sets | Oldest restorable | Newest WAL (age / threshold) | WAL continuity |",
+                  "| Host | Stanza | Key | Full backups / retention | Backup sets | Oldest restorable | Newest WAL (age / allowed) | WAL continuity |",
                   "|---|---|---|---|---|---|---|---|",
                   ...report.pitr.map((p) => {
                       const gaps = p.timelines.reduce((n, t) => n + t.gaps.length, 0);
                       const full = p.backups.filter((b) => b.type === "full").length;
                       const retention = p.retention ? `${full} / ${p.retention.retentionFull}${p.retention.met ? "" : " **!**"}` : `${full} / –`;
-                      const wal = p.newestWal ? `${cell(p.newestWal.name)} (${formatDuration(p.newestWal.ageSeconds)} / ${p.newestWal.thresholdSeconds !== null ? formatDuration(p.newestWal.thresholdSeconds) : "–"})${p.newestWal.lagMet === false ? " **lag**" : ""}` : "**none**";
+                      const wal = p.newestWal ? `${cell(p.newestWal.name)} (${formatDuration(p.newestWal.ageSeconds)} / ${p.newestWal.thresholdSeconds !== null ? formatDuration(p.newestWal.thresholdSeconds) : "–"})${p.newestWal.lagMet === false ? " **stale**" : ""}` : "**none**";
                       const continuity = p.walSegments === 0 ? "**no WAL**" : gaps ? `**${gaps} gap(s)**` : `continuous (${p.timelines.length} timeline(s))`;
                       return `| ${cell(p.host)} | ${cell(p.target)} | ${cell(p.keyId)}${p.expected ? "" : p.olderKey ? " (older key)" : " (not expected)"} | ${retention} | ${p.backups.length} | ${cell(p.oldestRestorable ?? "")} | ${wal} | ${continuity} |`;
                   }),

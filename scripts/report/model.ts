@@ -52,11 +52,8 @@ export interface ExpectedPitr {
     /** repo1-retention-full (postgresql.pitr.retentionFull). */
     readonly retentionFull: number;
     readonly fullJob: ExpectedJob;
-    /** pitr-full and pitr-differential: the days a backup set is due. */
+    /** pitr-full and pitr-differential: the days a backup set is due, and (each archiving its stop segment) the newest WAL's allowed age. */
     readonly backupJobs: readonly ExpectedJob[];
-    /** WalArchiveLag's threshold: alertWalArchiveLagTimeouts archive timeouts. */
-    readonly archiveLagThresholdSeconds: number;
-    readonly lagRule: string;
 }
 
 /** One backup type a host's roles call for, with the jobs that write it. */
@@ -268,7 +265,12 @@ export interface PitrReport {
     readonly retention: { readonly fullBackups: number; readonly retentionFull: number; readonly required: number; readonly met: boolean } | null;
     /** Completion of the oldest full backup. */
     readonly oldestRestorable: string | null;
-    readonly newestWal: { readonly name: string; readonly archiveId: string; readonly key: string; readonly archivedAt: string; readonly ageSeconds: number; readonly thresholdSeconds: number | null; readonly lagMet: boolean | null } | null;
+    /**
+     * thresholdSeconds: the age past which archiving (or the backups) must have
+     * stopped: every backup archives its stop segment, so the shortest backup
+     * schedule's longest gap, its start delay and the grace; rule says so.
+     */
+    readonly newestWal: { readonly name: string; readonly archiveId: string; readonly key: string; readonly archivedAt: string; readonly ageSeconds: number; readonly thresholdSeconds: number | null; readonly rule: string | null; readonly lagMet: boolean | null } | null;
     readonly walSegments: number;
     readonly timelines: readonly WalTimelineFact[];
     /** The segment size the continuity check assumes. */

@@ -28,7 +28,7 @@ export const WAL_SEGMENT_NOTE =
     "WAL continuity assumes 16 MiB segments, PostgreSQL's default (the low 8 hex digits of a segment name run 00000000 to 000000FF before the middle 8 increment): a cluster made with initdb --wal-segsize would show false gaps or hide real ones, and the bucket's plaintext does not record the size.";
 
 export const PITR_NOTE =
-    "pgBackRest repositories are judged from object names and upload times only: their files are encrypted (aes-256-cbc), so the report does not check that a backup or WAL segment is complete or decrypts (pgbackrest verify, the pitr-verify job, does), and backup.info may list backups differently than the listing. A backup set counts when its backup.manifest exists (pgBackRest writes it last); its completion time is that object's upload time, as the label is the host's local time.";
+    "pgBackRest repositories are judged from object names and upload times only: their files are encrypted (aes-256-cbc), so the report does not check that a backup or WAL segment is complete or decrypts (pgbackrest verify, the pitr-verify job, does), and backup.info may list backups differently than the listing. A backup set counts when its backup.manifest exists (pgBackRest writes it last); its completion time is that object's upload time, as the label is the host's local time. The newest archived WAL segment's age says little within a day: an idle server archives nothing new (archive_timeout switches segments only after new WAL, and the host's WalArchiveLag alert watches the segments waiting), so the report warns only once it is older than the shortest backup schedule's longest gap plus the timer's start delay and the grace, as every full or differential backup archives its stop segment: a stopped archiver shows up here that late, and the host's WalArchiveLag and WalArchiveFailing alerts are the prompt signals.";
 
 const LABEL = /^(\d{8}-\d{6})F(?:_(\d{8}-\d{6})([DI]))?$/;
 const ARCHIVE_ID = /^\d+-\d+$/;
@@ -139,6 +139,26 @@ interface Repo {
     keyId: string;
     repository: string;
     stanzas: Map<string, BucketObject[]>;
+}
+
+/**
+ * The newest archived WAL's allowed age. WalArchiveLag (the host's alert) measures
+ * the oldest segment waiting to be archived, 0 on an idle server, and
+ * archive_timeout switches segments only after new WAL: the bucket's newest
+ * segment may be days old on a healthy idle server. Each backup, full or
+ * differential, switches the segment and archives its stop segment, so the
+ * newest segment is at most the shortest backup schedule's longest gap plus
+ * its start delay old, and the grace (BackupDelayed's, as the other checks
+ * use) covers the backup's own run, which the listing does not time.
+ */
+export function walStaleThreshold(jobs: readonly ExpectedPitr["backupJobs"][number][], graceSeconds: number): { seconds: number; rule: string } | null {
+    if (!jobs.length) return null;
+    const shortest = [...jobs].sort((a, b) => a.maxIntervalSeconds + a.jitterSeconds - (b.maxIntervalSeconds + b.jitterSeconds))[0];
+    const seconds = shortest.maxIntervalSeconds + shortest.jitterSeconds + graceSeconds;
+    return {
+        seconds,
+        rule: `each backup archives its stop segment: the longest gap between runs of ${shortest.name} (${shortest.description}), the shortest of ${jobs.map((j) => j.name).join(", ")}, plus the timer's start delay and ${graceSeconds / 60} minutes' grace: ${duration(seconds)}`,
+    };
 }
 
 /** Days of the window with the backup sets completed on each; a scheduled day without one after the first is missed. */
@@ -275,10 +295,11 @@ export function pitrReports(
             let newestWal: PitrReport["newestWal"] = null;
             if (newestObj) {
                 const ageSeconds = Math.max(0, Math.round((now - Date.parse(newestObj.o.lastModified)) / 1000));
-                const threshold = exp ? exp.archiveLagThresholdSeconds : null;
-                newestWal = { name: newestObj.e.name, archiveId: newestObj.e.archiveId, key: newestObj.o.key, archivedAt: newestObj.o.lastModified, ageSeconds, thresholdSeconds: threshold, lagMet: threshold === null ? null : ageSeconds <= threshold };
-                if (threshold !== null && ageSeconds > threshold) {
-                    add({ kind: "wal-archive-lag", severity: "warning", key: newestObj.o.key, message: `newest archived WAL segment ${newestObj.e.name} was uploaded ${duration(ageSeconds)} ago, past the WalArchiveLag threshold of ${duration(threshold)} (${exp!.lagRule}); an idle server archives nothing new, which the bucket cannot tell from archiving that stopped` });
+                const stale = exp ? walStaleThreshold(exp.backupJobs, options.graceSeconds) : null;
+                const threshold = stale?.seconds ?? null;
+                newestWal = { name: newestObj.e.name, archiveId: newestObj.e.archiveId, key: newestObj.o.key, archivedAt: newestObj.o.lastModified, ageSeconds, thresholdSeconds: threshold, rule: stale?.rule ?? null, lagMet: threshold === null ? null : ageSeconds <= threshold };
+                if (stale && ageSeconds > stale.seconds) {
+                    add({ kind: "wal-archive-lag", severity: "warning", key: newestObj.o.key, message: `newest archived WAL segment ${newestObj.e.name} was uploaded ${duration(ageSeconds)} ago, longer than ${duration(stale.seconds)} (${stale.rule}): every pgBackRest backup archives its stop segment, so even an idle server's archiving, or its backups, have stopped since` });
                 }
             } else if (exp) {
                 add({ kind: "wal-archive-lag", severity: "error", key: null, message: "no archived WAL segment in the repository: no point-in-time recovery is possible" });

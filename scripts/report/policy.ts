@@ -56,7 +56,6 @@ function expectedPitr(config: StackConfig, host: StackConfig["hosts"][number], c
     if (repo.type !== "s3") return null;
     const jobs = hostJobs(config, host).map((j) => ({ name: j.name, onCalendar: j.onCalendar, description: j.description, maxIntervalSeconds: j.maxIntervalSeconds, jitterSeconds: j.jitterSeconds }));
     const full = jobs.find((j) => j.name === "pitr-full")!;
-    const timeouts = config.alertThresholds.walArchiveLagTimeouts;
     return {
         host: host.name,
         stanza: stanzaName(host),
@@ -65,8 +64,6 @@ function expectedPitr(config: StackConfig, host: StackConfig["hosts"][number], c
         retentionFull: pitr.retentionFull,
         fullJob: full,
         backupJobs: jobs.filter((j) => j.name === "pitr-full" || j.name === "pitr-differential"),
-        archiveLagThresholdSeconds: timeouts * pitr.archiveTimeoutSeconds,
-        lagRule: `alertWalArchiveLagTimeouts ${timeouts} × postgresql.pitr.archiveTimeoutSeconds ${pitr.archiveTimeoutSeconds} s`,
     };
 }
 

@@ -185,7 +185,7 @@ describe.runIf(tools.length === 0)("PITR into the bucket over HTTPS (s3rver)", {
         );
         const env = { AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "S3RVER", AWS_EC2_METADATA_DISABLED: "true", AWS_CONFIG_FILE: "/dev/null", HOME: stackDir, NODE_EXTRA_CA_CERTS: caFile };
         const report = async (name: string): Promise<Report> => {
-            // A fresh segment first: the archive-lag threshold here is 3 x 10 s.
+            // A fresh segment first, archived just now: the report must name it as the newest, with its real upload time.
             await box.sql(`INSERT INTO points VALUES ('report ${name}')`);
             await box.archiveNow();
             const out = path.join(stackDir, name);
@@ -197,7 +197,9 @@ describe.runIf(tools.length === 0)("PITR into the bucket over HTTPS (s3rver)", {
         };
         const named = (rep: Report) => rep.problems.map((p) => [p.kind, p.host, p.type, p.target, p.key]);
 
+        const before = Date.now();
         const intact = await report("intact");
+        const after = Date.now();
         expect(named(intact)).toEqual([["missing-source", "db", "postgresql", "appdb", null]]);
         // Every key the real repository holds fits the layout the report reads.
         expect(intact.unrecognizedObjects).toEqual([]);
@@ -209,7 +211,13 @@ describe.runIf(tools.length === 0)("PITR into the bucket over HTTPS (s3rver)", {
         expect(p.oldestRestorable).toBe(p.backups[0].completedAt);
         expect(p.retention).toMatchObject({ retentionFull: 2, met: true });
         const lastArchived = await box.sh(`runuser -u postgres -- psql -At -h ${PITR_SOCKET} -p ${box.pgPort} -d postgres -c 'SELECT last_archived_wal FROM pg_stat_archiver'`);
-        expect(p.newestWal).toMatchObject({ name: lastArchived, archiveId: "15-1", thresholdSeconds: 30, lagMet: true });
+        // The allowed age is the default differential schedule's longest gap (Saturday to Monday) plus randomizedDelaySec and the grace, not archive_timeout's 10 s:
+        // a 2-day allowance would pass any recent segment, so the segment's upload time is pinned to this run.
+        expect(p.newestWal).toMatchObject({ name: lastArchived, archiveId: "15-1", thresholdSeconds: 2 * 86_400 + 300 + 1800, lagMet: true });
+        const archivedAt = Date.parse(p.newestWal!.archivedAt);
+        expect(archivedAt).toBeGreaterThanOrEqual(before - 2000);
+        expect(archivedAt).toBeLessThanOrEqual(after + 2000);
+        expect(p.newestWal!.ageSeconds).toBeLessThanOrEqual(Math.ceil((after - before) / 1000) + 2);
         expect(p.timelines.every((t) => t.gaps.length === 0)).toBe(true);
         expect(readFileSync(path.join(stackDir, "intact", "report.md"), "utf8")).toContain(`| db | ${STANZA} | pitr-v1 |`);
 

@@ -3,7 +3,7 @@
  * synthetic bucket listing (keys and upload times only, as the real
  * encrypted repository shows them): backup sets, retention against
  * repo1-retention-full, WAL continuity per timeline, the newest segment's
- * age against WalArchiveLag's threshold, and a repository the stack expects
+ * age against the backup schedule, and a repository the stack expects
  * and the bucket lacks.
  */
 import { describe, expect, it } from "vitest";
@@ -74,7 +74,7 @@ const pitrMissing = (report: ReturnType<typeof build>) => report.missingSources.
 describe("report: PITR repositories from the listing", () => {
     it("a healthy repository has no problems: backup sets by manifest upload time, retention met, one WAL run across the 000000FF -> next log boundary", () => {
         const policy = stackPolicy();
-        expect(policy.hosts[0].pitr).toMatchObject({ stanza: STANZA, repository: "hx/pgbackrest/db-1/unit-v2/", retentionFull: 2, archiveLagThresholdSeconds: 180 });
+        expect(policy.hosts[0].pitr).toMatchObject({ stanza: STANZA, repository: "hx/pgbackrest/db-1/unit-v2/", retentionFull: 2 });
         const report = build(healthyRepo(policy), policy);
         expect(pitrProblems(report)).toEqual([]);
         // The dumps of the postgresql role are another source, missing from this bucket.
@@ -88,7 +88,7 @@ describe("report: PITR repositories from the listing", () => {
         expect(p.retention).toEqual({ fullBackups: 2, retentionFull: 2, required: 2, met: true });
         expect(p.oldestRestorable).toBe("2026-03-08T01:20:00.000Z");
         expect(p.timelines).toEqual([{ archiveId: "15-1", timeline: "00000001", first: "0000000100000000000000F0", last: "000000010000000100000010", segments: 33, gaps: [], segmentNumbersBeyondAssumedSize: 0 }]);
-        expect(p.newestWal).toMatchObject({ name: "000000010000000100000010", archiveId: "15-1", ageSeconds: 60, thresholdSeconds: 180, lagMet: true });
+        expect(p.newestWal).toMatchObject({ name: "000000010000000100000010", archiveId: "15-1", ageSeconds: 60, thresholdSeconds: 2 * 86_400 + 300 + 1800, lagMet: true });
         // A day per timeline column, with the day's backup set on it; days before the first full expect nothing.
         expect(p.timeline.flatMap((d) => d.backups)).toHaveLength(13);
         expect(p.timeline.filter((d) => d.state === "missed")).toEqual([]);
@@ -196,18 +196,31 @@ describe("report: PITR repositories from the listing", () => {
         expect(local.hosts[0].pitr).toBeNull();
     });
 
-    it("measures the newest archived segment's age against alertWalArchiveLagTimeouts x archiveTimeoutSeconds, past it and not at it", () => {
+    it("a healthy idle server archives nothing new: the newest WAL may be as old as the shortest backup schedule's gap plus its start delay and the grace, as each backup archives its stop segment", () => {
+        // Defaults: pitr-differential Mon-Sat 01:00 (longest gap 2 days, Sat to Mon), full Sundays (7 days); 300 s start delay, 30 min grace.
         const policy = stackPolicy({ archiveTimeoutSeconds: 60 }, { alertWalArchiveLagTimeouts: 5 });
-        expect(policy.hosts[0].pitr?.archiveLagThresholdSeconds).toBe(300);
+        const allowed = 2 * 86_400 + 300 + 1800;
         const r = healthyRepo(policy);
+        // An hour without new WAL is far past alertWalArchiveLagTimeouts x archive_timeout (300 s), and no sign of trouble.
+        const idle = build(r, policy, new Date(NOW.getTime() + 3600_000));
+        expect(idle.pitr[0].newestWal).toMatchObject({ ageSeconds: 3660, thresholdSeconds: allowed, lagMet: true });
+        expect(idle.pitr[0].newestWal?.rule).toMatch(/pitr-differential .*the shortest of pitr-full, pitr-differential, plus the timer's start delay and 30 minutes' grace: 2d 0h 35m$/);
+        expect(pitrProblems(idle)).toEqual([]);
         // The newest segment was uploaded 60 s before NOW.
-        const atLimit = build(r, policy, new Date(NOW.getTime() + 240_000));
-        expect(atLimit.pitr[0].newestWal).toMatchObject({ ageSeconds: 300, thresholdSeconds: 300, lagMet: true });
-        expect(pitrProblems(atLimit)).toEqual([]);
-        const past = build(r, policy, new Date(NOW.getTime() + 241_000));
-        expect(past.pitr[0].newestWal).toMatchObject({ ageSeconds: 301, lagMet: false });
-        expect(pitrProblems(past).map((p) => [p.kind, p.severity, p.key])).toEqual([["wal-archive-lag", "warning", past.pitr[0].newestWal!.key]]);
-        expect(pitrProblems(past)[0].message).toMatch(/newest archived WAL segment 000000010000000100000010 was uploaded 5m ago, past the WalArchiveLag threshold of 5m \(alertWalArchiveLagTimeouts 5 × postgresql\.pitr\.archiveTimeoutSeconds 60 s\)/);
+        const atLimit = build(r, policy, new Date(NOW.getTime() + (allowed - 60) * 1000));
+        expect(atLimit.pitr[0].newestWal).toMatchObject({ ageSeconds: allowed, lagMet: true });
+        expect(pitrProblems(atLimit).filter((p) => p.kind === "wal-archive-lag")).toEqual([]);
+        const past = build(r, policy, new Date(NOW.getTime() + (allowed - 59) * 1000));
+        expect(past.pitr[0].newestWal).toMatchObject({ ageSeconds: allowed + 1, lagMet: false });
+        expect(pitrProblems(past).filter((p) => p.kind === "wal-archive-lag").map((p) => [p.severity, p.key])).toEqual([["warning", past.pitr[0].newestWal!.key]]);
+        expect(pitrProblems(past).find((p) => p.kind === "wal-archive-lag")!.message).toMatch(/^newest archived WAL segment 000000010000000100000010 was uploaded 2d 0h 35m ago, longer than 2d 0h 35m \(each backup archives its stop segment: .*\): every pgBackRest backup archives its stop segment, so even an idle server's archiving, or its backups, have stopped since$/);
+        expect(renderHtml(past)).toContain("WAL older than the backup schedule");
+        // The page's caveat says what the check can and cannot tell, as the README does.
+        expect(past.cannotKnow.join(" ")).toMatch(/an idle server archives nothing new .* older than the shortest backup schedule's longest gap .* WalArchiveLag and WalArchiveFailing alerts are the prompt signals/);
+        // A daily differential tightens it to a day; the full job's week never decides while a shorter schedule runs.
+        const daily = stackPolicy({ differential: "0 1 * * *" });
+        const tight = build(r, daily, new Date(NOW.getTime() + (86_400 + 300 + 1800) * 1000));
+        expect(tight.pitr[0].newestWal).toMatchObject({ thresholdSeconds: 86_400 + 300 + 1800, lagMet: false });
         // No archived segment at all is an error: the backups cannot be brought to any point.
         const noWal = { objects: r.objects.filter((o) => !o.key.includes("/archive/")) };
         expect(pitrProblems(build(noWal, policy)).map((p) => [p.kind, p.severity])).toEqual([["wal-archive-lag", "error"]]);
@@ -273,6 +286,6 @@ describe("report views: PITR", () => {
         expect(html).toContain("20260315-010000F");
         const md = renderMarkdown(report);
         expect(md).toContain("## Point-in-time recovery (pgBackRest)");
-        expect(md).toMatch(/\| db-1 \| db-1-15-main \| unit-v2 \| 2 \/ 2 \| 13 \| 2026-03-08T01:20:00.000Z \| 000000010000000100000010 \(1m \/ 3m\) \| \*\*1 gap\(s\)\*\* \|/);
+        expect(md).toMatch(/\| db-1 \| db-1-15-main \| unit-v2 \| 2 \/ 2 \| 13 \| 2026-03-08T01:20:00.000Z \| 000000010000000100000010 \(1m \/ 2d 0h 35m\) \| \*\*1 gap\(s\)\*\* \|/);
     });
 });
