@@ -94,7 +94,8 @@ function pitrMark(b: PitrBackupFact, index: number): string {
 const bytes = (n: number): string => (n % (1024 * 1024) === 0 ? `${n / 1024 / 1024} MiB` : `${n} bytes`);
 
 function pitrHtml(p: PitrReport, problems: readonly Problem[]): string {
-    const mine = problems.filter((x) => x.host === p.host && x.type === "pitr" && x.target === p.target);
+    // By repository too: an older key's repository has the same host and stanza as the current one, and none of its problems.
+    const mine = problems.filter((x) => x.type === "pitr" && x.repository === p.repository && x.host === p.host && x.target === p.target);
     const gaps = p.timelines.reduce((n, t) => n + t.gaps.length, 0);
     const badges = [
         p.walSegments === 0 ? badge("no WAL", "bad") : gaps ? badge(`WAL gap${gaps > 1 ? `s: ${gaps}` : ""}`, "bad") : badge("WAL continuous", "ok"),
@@ -113,7 +114,7 @@ function pitrHtml(p: PitrReport, problems: readonly Problem[]): string {
         .reverse()
         .map((b) => `<tr><td><code>${esc(b.label)}</code></td><td>${esc(b.type)}</td><td>${when(b.completedAt)}</td><td>${esc(b.labelTime)}</td><td>${b.full ? `<code>${esc(b.full)}</code>` : ""}</td></tr>`)
         .join("");
-    return `<section class="source${mine.some((x) => x.severity === "error") ? " broken" : ""}" data-pitr="${esc(`${p.host}/${p.target}`)}">
+    return `<section class="source${mine.some((x) => x.severity === "error") ? " broken" : ""}" data-pitr="${esc(`${p.host}/${p.target}`)}" data-pitr-repository="${esc(p.repository)}">
 <header><h3>${esc(p.host)} / pitr / ${esc(p.target)}</h3>${badges}</header>
 <div class="timeline" data-pitr-timeline="${esc(`${p.host}/${p.target}`)}">${days}</div><div class="axis">${axis}</div>
 <table><tbody>

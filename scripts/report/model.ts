@@ -289,6 +289,11 @@ export interface Problem {
     readonly target: string | null;
     /** The object the problem is about, when there is one. */
     readonly key: string | null;
+    /**
+     * A PITR problem's pgBackRest repository (`PitrReport.repository`): after a
+     * key rotation two repositories share host, type and stanza.
+     */
+    readonly repository?: string;
     readonly message: string;
 }
 

@@ -221,7 +221,7 @@ export function pitrReports(
             const olderKey = !exp && expected.some((e) => e.host === repo.host && e.stanza === stanza);
             const at = { host: repo.host, type: "pitr" as const, target: stanza };
             const mine: Problem[] = [];
-            const add = (p: Omit<Problem, "host" | "type" | "target">) => mine.push({ ...at, ...p });
+            const add = (p: Omit<Problem, "host" | "type" | "target" | "repository">) => mine.push({ ...at, repository: repo.repository, ...p });
             const parsedList = list.map((o) => ({ o, e: parsePitrKey(o.key, options.prefix)!.entry }));
 
             // Backup sets: a label counts once its backup.manifest exists (pgBackRest writes it at the end).
@@ -344,6 +344,7 @@ export function pitrReports(
             type: "pitr",
             target: e.stanza,
             key: null,
+            repository: e.repository,
             message: `the stack expects pgBackRest backups and WAL of stanza ${e.stanza} from ${e.host} (postgresql.pitr) under ${e.repository}, and the bucket holds none${older.length ? ` (only repositories of older keys: ${older.map((r) => r.keyId).join(", ")})` : ""}`,
         });
     }

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { buildReport } from "../../scripts/report/facts";
-import { renderHtml } from "../../scripts/report/html";
+import { esc, renderHtml } from "../../scripts/report/html";
 import { renderMarkdown } from "../../scripts/report/markdown";
 import type { BucketObject, ReportPolicy } from "../../scripts/report/model";
 import { keepPitrListing, parsePitrKey, walName, walTimelines } from "../../scripts/report/pitr";
@@ -271,6 +271,33 @@ describe("report: PITR repositories from the listing", () => {
 });
 
 describe("report views: PITR", () => {
+    it("after a key rotation each repository's section shows its own problems: the healthy older key's none of the broken current one's", () => {
+        const policy = stackPolicy();
+        const current = repoOf(policy);
+        const old = healthyRepo(policy);
+        for (const o of old.objects) (o as { key: string }).key = o.key.replace("/unit-v2/", "/unit-v1/");
+        // The current key's repository: WAL with a gap, and no full backup yet.
+        addWal(old, current, walName("00000001", 0x200), at(30));
+        addWal(old, current, walName("00000001", 0x202), at(20));
+        const report = build(old, policy);
+        expect(report.pitr.map((p) => [p.keyId, p.olderKey])).toEqual([["unit-v1", true], ["unit-v2", false]]);
+        const currentProblems = pitrProblems(report).filter((p) => p.kind !== "missing-source");
+        expect(currentProblems.map((p) => [p.kind, p.repository])).toEqual([["rpo-missed", current], ["wal-gap", current]]);
+        const html = renderHtml(report);
+        const section = (repository: string) => {
+            const m = new RegExp(`<section class="([^"]*)" data-pitr="db-1/${STANZA}" data-pitr-repository="${repository}">([\\s\\S]*?)</section>`).exec(html);
+            expect(m, repository).not.toBeNull();
+            return { cls: m![1], body: m![2] };
+        };
+        const older = section("hx/pgbackrest/db-1/unit-v1/");
+        expect(older.cls).toBe("source");
+        for (const p of currentProblems) expect(older.body).not.toContain(esc(p.message));
+        expect(older.body).not.toMatch(/class="sev-error"|class="sev-warning"/);
+        const now = section(current);
+        expect(now.cls).toBe("source broken");
+        for (const p of currentProblems) expect(now.body).toContain(esc(p.message));
+    });
+
     it("the page has a PITR section per stanza with its backup sets, WAL run and a timeline row; the summary a table row", () => {
         const policy = stackPolicy();
         const r = healthyRepo(policy);
