@@ -6,6 +6,8 @@
  * age against the backup schedule, and a repository the stack expects
  * and the bucket lacks.
  */
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { buildReport } from "../../scripts/report/facts";
 import { esc, renderHtml } from "../../scripts/report/html";
@@ -190,6 +192,11 @@ describe("report: PITR repositories from the listing", () => {
         const aged = build(old, policy, new Date(NOW.getTime() + 30 * 86_400_000));
         expect(pitrProblems(aged).map((p) => p.kind)).toEqual(["missing-source"]);
         expect(renderMarkdown(rotated)).toContain("| db-1 | db-1-15-main | unit-v1 (older key) |");
+        expect(renderHtml(rotated)).toContain(`<span class="badge b-muted">older key&#39;s repository</span>`);
+        // The README says the same: the badge, and no unexpected source for an older key's repository.
+        const readme = readFileSync(path.join(__dirname, "../../README.md"), "utf8");
+        const paragraph = readme.slice(readme.indexOf("A PITR host whose repository for the current key"), readme.indexOf("keeps none of them; it keeps one entry per WAL segment"));
+        expect(paragraph).toMatch(/An older key's\s+repository of the same host and stanza[\s\S]*is no unexpected source: it is shown with a muted "older key's\s+repository" badge/);
         // A host without PITR, or one that keeps a local repository, expects nothing in the bucket.
         expect(pitrMissing(build({ objects: [] }, stackPolicy({ enabled: false })))).toEqual([]);
         const local = policyFromStack(load({ bucketName: "hx-unit-bucket", s3Region: "eu-central-1", bucketPrefix: "hx", hosts: [{ name: "db-1", address: "10.0.0.1", roles: ["postgresql"], remoteSync: false, postgresql: { databases: ["app"], pitr: { enabled: true } } }] }));
