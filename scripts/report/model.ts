@@ -215,7 +215,8 @@ export type ProblemKind =
     | "wal-gap"
     | "wal-archive-lag"
     | "retention-exceeded"
-    | "pitr-backup-orphan";
+    | "pitr-backup-orphan"
+    | "pitr-info-missing";
 
 /** One pgBackRest backup set: a label whose backup.manifest exists. */
 export interface PitrBackupFact {

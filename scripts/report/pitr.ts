@@ -224,6 +224,16 @@ export function pitrReports(
             const add = (p: Omit<Problem, "host" | "type" | "target" | "repository">) => mine.push({ ...at, repository: repo.repository, ...p });
             const parsedList = list.map((o) => ({ o, e: parsePitrKey(o.key, options.prefix)!.entry }));
 
+            // pgBackRest reads each info file or, failing that, its .copy: without either the stanza cannot be restored, or archived into.
+            const backupInfo = parsedList.some(({ e }) => e.kind === "backup-info");
+            const archiveInfo = parsedList.some(({ e }) => e.kind === "archive-info");
+            if (!backupInfo) {
+                add({ kind: "pitr-info-missing", severity: "error", key: `${repo.repository}backup/${stanza}/backup.info`, message: "no backup.info (nor backup.info.copy) in the repository: pgbackrest restore finds its backup sets through it, so none can be restored with pgBackRest as the bucket stands" });
+            }
+            if (!archiveInfo) {
+                add({ kind: "pitr-info-missing", severity: "error", key: `${repo.repository}archive/${stanza}/archive.info`, message: "no archive.info (nor archive.info.copy) in the repository: archive-push cannot archive WAL into the stanza, and archive-get cannot fetch the archived WAL a restore replays" });
+            }
+
             // Backup sets: a label counts once its backup.manifest exists (pgBackRest writes it at the end).
             const byLabel = new Map<string, { manifest?: BucketObject; copy?: BucketObject }>();
             for (const { o, e } of parsedList) {
@@ -316,8 +326,8 @@ export function pitrReports(
                 repository: repo.repository,
                 expected: exp !== undefined,
                 olderKey,
-                backupInfo: parsedList.some(({ e }) => e.kind === "backup-info"),
-                archiveInfo: parsedList.some(({ e }) => e.kind === "archive-info"),
+                backupInfo,
+                archiveInfo,
                 backups,
                 incomplete,
                 retention,

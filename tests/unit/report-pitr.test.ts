@@ -41,6 +41,13 @@ function addBackupSet(r: Repo, repo: string, label: string, completed: string, o
     r.objects.push({ key: `${dir}pg_data/global/pg_control.zst`, size: 300, lastModified: completed });
 }
 
+/** backup.info and archive.info with their copies, as stanza-create writes them. */
+function addInfo(r: Repo, repo: string): void {
+    for (const key of ["backup/STANZA/backup.info", "backup/STANZA/backup.info.copy", "archive/STANZA/archive.info", "archive/STANZA/archive.info.copy"]) {
+        r.objects.push({ key: `${repo}${key.replace("STANZA", STANZA)}`, size: 300, lastModified: at(30 * 86_400) });
+    }
+}
+
 /** An archived segment as archive-push names it (compress-type zst). */
 function addWal(r: Repo, repo: string, name: string, uploaded: string, o: { archiveId?: string; partial?: boolean } = {}): string {
     const key = `${repo}archive/${STANZA}/${o.archiveId ?? "15-1"}/${name.slice(0, 16)}/${name}${o.partial ? ".partial" : ""}-${SHA}.zst`;
@@ -144,6 +151,7 @@ describe("report: PITR repositories from the listing", () => {
         const repo = repoOf(policy);
         // One full two days old: only one is due yet.
         const young: Repo = { objects: [] };
+        addInfo(young, repo);
         addBackupSet(young, repo, "20260318-010000F", "2026-03-18T01:20:00.000Z");
         addWal(young, repo, walName("00000001", 5), at(30));
         addBackupSet(young, repo, "20260318-010000F_20260319-010000D", "2026-03-19T01:05:00.000Z");
@@ -153,6 +161,7 @@ describe("report: PITR repositories from the listing", () => {
         expect(pitrProblems(fine)).toEqual([]);
         // One full twelve days old and its differentials: the weekly full should have made a second by now.
         const short: Repo = { objects: [] };
+        addInfo(short, repo);
         addBackupSet(short, repo, "20260308-010000F", "2026-03-08T01:20:00.000Z");
         addWal(short, repo, walName("00000001", 5), at(30));
         for (const d of ["09", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "20"]) addBackupSet(short, repo, `20260308-010000F_202603${d}-010000D`, `2026-03-${d}T01:05:00.000Z`);
@@ -229,7 +238,7 @@ describe("report: PITR repositories from the listing", () => {
         const tight = build(r, daily, new Date(NOW.getTime() + (86_400 + 300 + 1800) * 1000));
         expect(tight.pitr[0].newestWal).toMatchObject({ thresholdSeconds: 86_400 + 300 + 1800, lagMet: false });
         // No archived segment at all is an error: the backups cannot be brought to any point.
-        const noWal = { objects: r.objects.filter((o) => !o.key.includes("/archive/")) };
+        const noWal = { objects: r.objects.filter((o) => !o.key.includes("/archive/") || o.key.endsWith("/archive.info")) };
         expect(pitrProblems(build(noWal, policy)).map((p) => [p.kind, p.severity])).toEqual([["wal-archive-lag", "error"]]);
     });
 
@@ -248,6 +257,27 @@ describe("report: PITR repositories from the listing", () => {
         expect(pitrProblems(build(noFull, policy)).map((p) => p.kind)).toContain("rpo-missed");
     });
 
+    it("a repository without backup.info or archive.info (nor its .copy) is an error: pgBackRest cannot restore from it, or archive into it", () => {
+        const policy = stackPolicy();
+        const repo = repoOf(policy);
+        const without = (re: RegExp) => build({ objects: healthyRepo(policy).objects.filter((o) => !re.test(o.key)) }, policy);
+        // pgBackRest falls back to the .copy: one of the two is enough.
+        expect(pitrProblems(without(/\/backup\.info$/))).toEqual([]);
+        const noBackupInfo = without(/\/backup\.info(\.copy)?$/);
+        expect(pitrProblems(noBackupInfo).map((p) => [p.kind, p.severity, p.key])).toEqual([["pitr-info-missing", "error", `${repo}backup/${STANZA}/backup.info`]]);
+        expect(pitrProblems(noBackupInfo)[0].message).toMatch(/^no backup\.info \(nor backup\.info\.copy\) in the repository: pgbackrest restore finds its backup sets through it/);
+        expect(noBackupInfo.pitr[0].backupInfo).toBe(false);
+        const noArchiveInfo = without(/\/archive\.info(\.copy)?$/);
+        expect(pitrProblems(noArchiveInfo).map((p) => [p.kind, p.severity, p.key])).toEqual([["pitr-info-missing", "error", `${repo}archive/${STANZA}/archive.info`]]);
+        expect(pitrProblems(noArchiveInfo)[0].message).toMatch(/archive-push cannot archive WAL into the stanza/);
+        // The red mark on the page now has its problem: in the Problems list, and the section is broken.
+        const html = renderHtml(noArchiveInfo);
+        expect(html).toContain(`<span class="sev-error">no archive.info</span>`);
+        expect(html).toMatch(/<li data-kind="pitr-info-missing"><span class="sev-error">error<\/span>/);
+        expect(html).toContain(`<section class="source broken" data-pitr="db-1/${STANZA}"`);
+        expect(renderMarkdown(noArchiveInfo)).toMatch(/- \*\*error\*\* pitr-info-missing db-1\/pitr\/db-1-15-main: no archive\.info/);
+    });
+
     it("reads the real layout's keys, keeps no backup file of its own from the listing, and lists keys outside it", () => {
         const root = "hx/pgbackrest/db-1/unit-v2/";
         expect(parsePitrKey(`${root}archive/${STANZA}/15-1/0000000100000000/000000010000000000000003-${SHA}.zst`, "hx")?.entry).toEqual({ kind: "wal", stanza: STANZA, archiveId: "15-1", timeline: "00000001", log: 0, seg: 3, name: "000000010000000000000003", partial: false });
@@ -264,7 +294,8 @@ describe("report: PITR repositories from the listing", () => {
         r.objects.push({ key: `hx/pgbackrest/db-9/unit-v2/backup/db-9-15-main/backup.info`, size: 1, lastModified: at(10) });
         const report = build(r, policy);
         expect(report.unrecognizedObjects).toEqual([`${root}archive/${STANZA}/15-1/stray.txt`]);
-        expect(pitrProblems(report).map((p) => [p.kind, p.host, p.target])).toEqual([["unexpected-source", "db-9", "db-9-15-main"]]);
+        // db-9's repository holds only backup.info: archive.info is missing, whether or not the stack expects it.
+        expect(pitrProblems(report).map((p) => [p.kind, p.host, p.target])).toEqual([["pitr-info-missing", "db-9", "db-9-15-main"], ["unexpected-source", "db-9", "db-9-15-main"]]);
         expect(report.pitr.map((p) => [p.host, p.expected, p.retention])).toEqual([["db-1", true, { fullBackups: 2, retentionFull: 2, required: 2, met: true }], ["db-9", false, null]]);
     });
 
@@ -289,7 +320,7 @@ describe("report views: PITR", () => {
         const report = build(old, policy);
         expect(report.pitr.map((p) => [p.keyId, p.olderKey])).toEqual([["unit-v1", true], ["unit-v2", false]]);
         const currentProblems = pitrProblems(report).filter((p) => p.kind !== "missing-source");
-        expect(currentProblems.map((p) => [p.kind, p.repository])).toEqual([["rpo-missed", current], ["wal-gap", current]]);
+        expect(currentProblems.map((p) => [p.kind, p.repository])).toEqual([["rpo-missed", current], ["wal-gap", current], ["pitr-info-missing", current], ["pitr-info-missing", current]]);
         const html = renderHtml(report);
         const section = (repository: string) => {
             const m = new RegExp(`<section class="([^"]*)" data-pitr="db-1/${STANZA}" data-pitr-repository="${repository}">([\\s\\S]*?)</section>`).exec(html);
