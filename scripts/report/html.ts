@@ -123,7 +123,7 @@ function pitrHtml(p: PitrReport, problems: readonly Problem[]): string {
 <tr><th>Full backups</th><td>${p.retention ? `${p.retention.fullBackups}, repo1-retention-full ${p.retention.retentionFull}${p.retention.required < p.retention.retentionFull ? ` (${p.retention.required} due so far)` : ""}` : `${p.backups.filter((b) => b.type === "full").length}`}${p.incomplete.length ? `<br><span class="muted">running or aborted (only backup.manifest.copy): ${p.incomplete.map((l) => `<code>${esc(l)}</code>`).join(", ")}</span>` : ""}</td></tr>
 <tr><th>Newest archived WAL</th><td>${newest}</td></tr>
 </tbody></table>
-<table><thead><tr><th>Archive</th><th>Timeline</th><th>First segment</th><th>Last segment</th><th>Segments</th><th>Continuity (${esc(bytes(p.walSegmentBytes))} segments assumed)</th></tr></thead><tbody>${timelines}</tbody></table>
+<table><thead><tr><th>Archive</th><th>Timeline</th><th>First segment</th><th>Last segment</th><th>Segments</th><th>Continuity (${esc(bytes(p.walSegmentBytes))} segments ${p.walSegmentBytesInferred ? "inferred: every finished log ends at the same segment" : "assumed"})</th></tr></thead><tbody>${timelines}</tbody></table>
 ${mine.length ? `<ul>${mine.map((x) => `<li class="sev-${x.severity}">${esc(x.message)}</li>`).join("")}</ul>` : ""}
 <details><summary>${p.backups.length} backup set(s) in the repository</summary><table><thead><tr><th>Label</th><th>Type</th><th>Completed (backup.manifest uploaded)</th><th>Label time (host's local time)</th><th>Depends on</th></tr></thead><tbody>${sets}</tbody></table></details>
 </section>`;

@@ -276,6 +276,8 @@ export interface PitrReport {
     readonly timelines: readonly WalTimelineFact[];
     /** The segment size the continuity check assumes. */
     readonly walSegmentBytes: number;
+    /** true: read from the names (every finished log ends at the same lower segment number), not PostgreSQL's default. */
+    readonly walSegmentBytesInferred: boolean;
     /** Days with a completed backup set (indexes into `backups`), as the sources' timeline. */
     readonly timeline: readonly TimelineDay[];
     readonly problems: readonly string[];

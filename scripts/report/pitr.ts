@@ -25,7 +25,7 @@ import type { BucketObject, ExpectedPitr, PitrBackupFact, PitrReport, Problem, T
 export const WAL_SEGMENT_BYTES = 16 * 1024 * 1024;
 
 export const WAL_SEGMENT_NOTE =
-    "WAL continuity assumes 16 MiB segments, PostgreSQL's default (the low 8 hex digits of a segment name run 00000000 to 000000FF before the middle 8 increment): a cluster made with initdb --wal-segsize would show false gaps or hide real ones, and the bucket's plaintext does not record the size.";
+    "WAL continuity assumes 16 MiB segments, PostgreSQL's default (the low 8 hex digits of a segment name run 00000000 to 000000FF before the middle 8 increment), as the bucket's plaintext does not record the size. When every log the archive has moved past (each timeline's last excluded) ends at the same lower segment number (0000003F: 64 MiB), the larger initdb --wal-segsize is inferred and named on the page; the same tail missing from every such log would look alike. Names past 000000FF (smaller segments) are named, and their gaps are not reliable.";
 
 export const PITR_NOTE =
     "pgBackRest repositories are judged from object names and upload times only: their files are encrypted (aes-256-cbc), so the report does not check that a backup or WAL segment is complete or decrypts (pgbackrest verify, the pitr-verify job, does), and backup.info may list backups differently than the listing. A backup set counts when its backup.manifest exists (pgBackRest writes it last); its completion time is that object's upload time, as the label is the host's local time. The newest archived WAL segment's age says little within a day: an idle server archives nothing new (archive_timeout switches segments only after new WAL, and the host's WalArchiveLag alert watches the segments waiting), so the report warns only once it is older than the shortest backup schedule's longest gap plus the timer's start delay and the grace, as every full or differential backup archives its stop segment: a stopped archiver shows up here that late, and the host's WalArchiveLag and WalArchiveFailing alerts are the prompt signals.";
@@ -134,6 +134,36 @@ export function walTimelines(segments: readonly { archiveId: string; timeline: s
         });
 }
 
+/**
+ * The segment size a larger initdb --wal-segsize gives, read from the names: a
+ * log (the middle 8 hex digits) holds 2^32 bytes of WAL, so with 64 MiB
+ * segments each log ends at 0000003F. Only logs the archive has moved past
+ * (not a timeline's last) show their end, and every one must end at the same
+ * number, one below a power of two from 4 (1 GiB) to 128 (32 MiB), with no
+ * name past it; else null, and the default is assumed.
+ */
+export function inferSegmentBytes(segments: readonly { archiveId: string; timeline: string; log: number; seg: number }[]): number | null {
+    const highest = new Map<string, Map<number, number>>();
+    let top = 0;
+    for (const s of segments) {
+        const id = `${s.archiveId}\u0000${s.timeline}`;
+        const logs = highest.get(id) ?? new Map<number, number>();
+        logs.set(s.log, Math.max(logs.get(s.log) ?? 0, s.seg));
+        highest.set(id, logs);
+        top = Math.max(top, s.seg);
+    }
+    const ends = new Set<number>();
+    for (const logs of highest.values()) {
+        const last = Math.max(...logs.keys());
+        for (const [log, seg] of logs) if (log !== last) ends.add(seg);
+    }
+    if (ends.size !== 1) return null;
+    const [end] = ends;
+    const perLog = end + 1;
+    if (perLog < 4 || perLog > 128 || (perLog & end) !== 0 || top > end) return null;
+    return 0x1_0000_0000 / perLog;
+}
+
 interface Repo {
     host: string;
     keyId: string;
@@ -194,7 +224,6 @@ export function pitrReports(
     objects: readonly BucketObject[],
     options: { readonly prefix: string; readonly now: Date; readonly graceSeconds: number; readonly zone: string; readonly timelineDays: number; readonly segmentBytes?: number },
 ): { reports: PitrReport[]; problems: Problem[]; missing: { host: string; type: "pitr"; target: string }[]; unrecognized: string[] } {
-    const segmentBytes = options.segmentBytes ?? WAL_SEGMENT_BYTES;
     const repos = new Map<string, Repo>();
     const unrecognized: string[] = [];
     for (const o of objects) {
@@ -286,6 +315,9 @@ export function pitrReports(
 
             // WAL: continuity per timeline, and the newest segment's age.
             const wal = parsedList.flatMap(({ o, e }) => (e.kind === "wal" ? [{ o, e }] : []));
+            // A 64 MiB cluster would otherwise show segments 40 to FF of every log as gaps.
+            const inferred = options.segmentBytes === undefined ? inferSegmentBytes(wal.map((w) => w.e)) : null;
+            const segmentBytes = options.segmentBytes ?? inferred ?? WAL_SEGMENT_BYTES;
             const timelines = walTimelines(wal.map((w) => w.e), segmentBytes);
             for (const t of timelines) {
                 for (const g of t.gaps) {
@@ -336,6 +368,7 @@ export function pitrReports(
                 walSegments: wal.length,
                 timelines,
                 walSegmentBytes: segmentBytes,
+                walSegmentBytesInferred: inferred !== null,
                 timeline: days,
                 problems: mine.map((p) => p.message),
             });

@@ -308,6 +308,44 @@ describe("report: PITR repositories from the listing", () => {
     });
 });
 
+describe("report: PITR, a cluster with larger WAL segments", () => {
+    const MiB = 1024 * 1024;
+    /** The healthy repository with its WAL replaced by `names`, uploaded a minute apart up to a minute ago. */
+    const withWal = (names: readonly string[]) => {
+        const policy = stackPolicy();
+        const r = healthyRepo(policy);
+        r.objects = r.objects.filter((o) => !/\/[0-9A-F]{24}-[0-9a-f]{40}/.test(o.key));
+        names.forEach((n, i) => addWal(r, repoOf(policy), n, at(60 * (names.length - i))));
+        return build(r, policy);
+    };
+    // initdb --wal-segsize=64: a log holds 64 segments, 00000000 to 0000003F.
+    const sixtyFour = (logs: number, tail: number) => Array.from({ length: logs * 64 + tail }, (_, n) => walName("00000001", n, 64 * MiB));
+
+    it("every finished log ending at 0000003F is a 64 MiB cluster: no false gaps for 40 to FF, and the page says the size was inferred", () => {
+        const report = withWal(sixtyFour(3, 17));
+        expect(report.pitr[0].timelines.map((t) => [t.first, t.last, t.segments, t.gaps])).toEqual([["000000010000000000000000", "000000010000000300000010", 3 * 64 + 17, []]]);
+        expect(report.pitr[0]).toMatchObject({ walSegmentBytes: 64 * MiB, walSegmentBytesInferred: true });
+        expect(pitrProblems(report)).toEqual([]);
+        expect(renderHtml(report)).toContain("Continuity (64 MiB segments inferred: every finished log ends at the same segment)");
+        // A real gap in it is still named, in 64 MiB numbering.
+        const names = sixtyFour(3, 17).filter((n) => n !== "000000010000000100000020");
+        const gap = withWal(names);
+        expect(pitrProblems(gap).map((p) => [p.kind, p.severity])).toEqual([["wal-gap", "error"]]);
+        expect(gap.pitr[0].timelines[0].gaps).toEqual([{ first: "000000010000000100000020", last: "000000010000000100000020", missing: 1 }]);
+    });
+
+    it("infers nothing when finished logs end at different numbers, at 000000FF, or before any log is finished", () => {
+        // Log 0 ends at 3F, log 1 at 7F: no segment size does that, so 16 MiB is assumed and both tails are gaps.
+        const mixed = withWal([...Array.from({ length: 64 }, (_, n) => walName("00000001", n)), ...Array.from({ length: 128 }, (_, n) => walName("00000001", 0x100 + n)), walName("00000001", 0x200)]);
+        expect(mixed.pitr[0]).toMatchObject({ walSegmentBytes: 16 * MiB, walSegmentBytesInferred: false });
+        expect(mixed.pitr[0].timelines[0].gaps.map((g) => [g.first, g.missing])).toEqual([["000000010000000000000040", 192], ["000000010000000100000080", 128]]);
+        // The default: the healthy repository's log 0 ends at 000000FF.
+        expect(build(healthyRepo()).pitr[0]).toMatchObject({ walSegmentBytes: 16 * MiB, walSegmentBytesInferred: false });
+        // Within the first log nothing shows where it ends.
+        expect(withWal(sixtyFour(0, 40)).pitr[0]).toMatchObject({ walSegmentBytes: 16 * MiB, walSegmentBytesInferred: false });
+    });
+});
+
 describe("report views: PITR", () => {
     it("after a key rotation each repository's section shows its own problems: the healthy older key's none of the broken current one's", () => {
         const policy = stackPolicy();
