@@ -25,7 +25,7 @@ import type { BucketObject, ExpectedPitr, PitrBackupFact, PitrReport, Problem, T
 export const WAL_SEGMENT_BYTES = 16 * 1024 * 1024;
 
 export const WAL_SEGMENT_NOTE =
-    "WAL continuity assumes 16 MiB segments, PostgreSQL's default (the low 8 hex digits of a segment name run 00000000 to 000000FF before the middle 8 increment), as the bucket's plaintext does not record the size. When every log the archive has moved past (each timeline's last excluded) ends at the same lower segment number (0000003F: 64 MiB), the larger initdb --wal-segsize is inferred and named on the page; the same tail missing from every such log would look alike. Names past 000000FF (smaller segments) are named, and their gaps are not reliable.";
+    "WAL continuity assumes 16 MiB segments, PostgreSQL's default (the low 8 hex digits of a segment name run 00000000 to 000000FF before the middle 8 increment), as the bucket's plaintext does not record the size. When two or more logs the archive has moved past (each timeline's last excluded) all end at the same lower segment number (0000003F: 64 MiB), the larger initdb --wal-segsize is inferred and named on the page; the same tail missing from every such log would look alike. Names past 000000FF (smaller segments) are named, and their gaps are not reliable.";
 
 export const PITR_NOTE =
     "pgBackRest repositories are judged from object names and upload times only: their files are encrypted (aes-256-cbc), so the report does not check that a backup or WAL segment is complete or decrypts (pgbackrest verify, the pitr-verify job, does), and backup.info may list backups differently than the listing. A backup set counts when its backup.manifest exists (pgBackRest writes it last); its completion time is that object's upload time, as the label is the host's local time. The newest archived WAL segment's age says little within a day: an idle server archives nothing new (archive_timeout switches segments only after new WAL, and the host's WalArchiveLag alert watches the segments waiting), so the report warns only once it is older than the shortest backup schedule's longest gap plus the timer's start delay and the grace, as every full or differential backup archives its stop segment: a stopped archiver shows up here that late, and the host's WalArchiveLag and WalArchiveFailing alerts are the prompt signals.";
@@ -138,7 +138,7 @@ export function walTimelines(segments: readonly { archiveId: string; timeline: s
  * The segment size a larger initdb --wal-segsize gives, read from the names: a
  * log (the middle 8 hex digits) holds 2^32 bytes of WAL, so with 64 MiB
  * segments each log ends at 0000003F. Only logs the archive has moved past
- * (not a timeline's last) show their end, and every one must end at the same
+ * (not a timeline's last) show their end, and at least two must, all at the same
  * number, one below a power of two from 4 (1 GiB) to 128 (32 MiB), with no
  * name past it; else null, and the default is assumed.
  */
@@ -153,11 +153,13 @@ export function inferSegmentBytes(segments: readonly { archiveId: string; timeli
         top = Math.max(top, s.seg);
     }
     const ends = new Set<number>();
+    let finished = 0;
     for (const logs of highest.values()) {
         const last = Math.max(...logs.keys());
-        for (const [log, seg] of logs) if (log !== last) ends.add(seg);
+        for (const [log, seg] of logs) if (log !== last) (ends.add(seg), finished++);
     }
-    if (ends.size !== 1) return null;
+    // One finished log ending early could as well be a real gap at its tail: that is reported, never explained away.
+    if (ends.size !== 1 || finished < 2) return null;
     const [end] = ends;
     const perLog = end + 1;
     if (perLog < 4 || perLog > 128 || (perLog & end) !== 0 || top > end) return null;

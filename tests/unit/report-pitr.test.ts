@@ -343,6 +343,10 @@ describe("report: PITR, a cluster with larger WAL segments", () => {
         expect(build(healthyRepo()).pitr[0]).toMatchObject({ walSegmentBytes: 16 * MiB, walSegmentBytesInferred: false });
         // Within the first log nothing shows where it ends.
         expect(withWal(sixtyFour(0, 40)).pitr[0]).toMatchObject({ walSegmentBytes: 16 * MiB, walSegmentBytesInferred: false });
+        // One finished log ending at 3F: as likely a real gap of 40 to FF at its tail, so it is reported as one.
+        const one = withWal(sixtyFour(1, 17));
+        expect(one.pitr[0]).toMatchObject({ walSegmentBytes: 16 * MiB, walSegmentBytesInferred: false });
+        expect(pitrProblems(one).map((p) => p.kind)).toContain("wal-gap");
     });
 });
 
