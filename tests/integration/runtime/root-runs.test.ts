@@ -76,29 +76,25 @@ describe.skipIf(missing.length > 0 || !isRoot)("jobs started as root", { timeout
         expect(line).not.toMatch(/x;id|\(id\)/);
     });
 
+    /** With backup.json replaced by TEXT, a root run of SCRIPT is a config error naming CAUSE, and writes nothing. */
+    async function configErrorWritesNothing(text: string, script: string, cause: string): Promise<void> {
+        host.writeConfig(text);
+        try {
+            const before = tree(host.root);
+            const r = await host.runScript(script, [], { asRoot: true });
+            expect(r.code, r.stderr).toBe(2);
+            expect(r.stderr).toContain(cause);
+            expect(tree(host.root)).toEqual(before);
+        } finally {
+            host.writeConfig();
+        }
+    }
+
     it("the user comes from backup.json: without backupUser a root run is a config error that names it, and still writes nothing", async () => {
         const { backupUser: _, ...stale } = host.config;
-        host.writeConfig(JSON.stringify(stale));
-        try {
-            const before = tree(host.root);
-            const r = await host.runScript("test-restore.sh", [], { asRoot: true });
-            expect(r.code, r.stderr).toBe(2);
-            expect(r.stderr).toContain("has no backupUser (expected a value, found nothing)");
-            expect(tree(host.root)).toEqual(before);
-        } finally {
-            host.writeConfig();
-        }
+        await configErrorWritesNothing(JSON.stringify(stale), "test-restore.sh", "has no backupUser (expected a value, found nothing)");
         // A config that cannot be read at all: the error, and still nothing written (no log folder, log or metric).
-        host.writeConfig("{");
-        try {
-            const before = tree(host.root);
-            const r = await host.runScript("backup-health-check.sh", [], { asRoot: true });
-            expect(r.code, r.stderr).toBe(2);
-            expect(r.stderr).toContain("config file is corrupt");
-            expect(tree(host.root)).toEqual(before);
-        } finally {
-            host.writeConfig();
-        }
+        await configErrorWritesNothing("{", "backup-health-check.sh", "config file is corrupt");
     });
 
     it("a pgBackRest job says to start it through its unit, which runs it as postgres with the backup group", async () => {
