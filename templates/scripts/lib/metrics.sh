@@ -188,8 +188,10 @@ hx_backup_failed() {
     local -a verification=()
     ((rc != HX_EXIT_VERIFY)) || verification=(backup_verification_status=0)
     hx_error backup_failed "backup of $target failed: ${HX_STATUS_CAUSE:-unknown cause}" "type=$type" "target=$target" "exit_code=$rc"
-    hx_metrics "$type" "$target" backup_last_run_status=0 "backup_last_attempt_timestamp=$(hx_epoch)" "${verification[@]}"
+    # The cause before the status: BackupFailed fires on the first scrape that shows status 0,
+    # and its description reads the cause then (node_exporter reads both files in one scrape).
     hx_failure_cause "$type" "$target" "${HX_STATUS_CAUSE:-unknown cause}"
+    hx_metrics "$type" "$target" backup_last_run_status=0 "backup_last_attempt_timestamp=$(hx_epoch)" "${verification[@]}"
 }
 
 # Exit hook (HX_ON_EXIT) for single-target jobs: the failure of

@@ -3,7 +3,7 @@
  * unprivileged OS user with peer auth over the socket: artifacts, manifests,
  * MAC, metrics, dedup, verification, restore test and restore.
  */
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isRoot, missingTools, run, waitFor } from "../../support/env";
@@ -478,10 +478,21 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         // openssl's decryption, and only it, reads the ciphertext without its last 32 bytes, as from a
         // truncated file: pg_restore --list still gets the whole TOC, so only the decryptor's status
         // and stderr tell. (An exported function: the scripts put the system PATH first.)
-        const env = { "BASH_FUNC_openssl%%": '() { if [[ ${1:-} == enc && " $* " == *" -d "* ]]; then head -c -32 | command openssl "$@"; return "${PIPESTATUS[1]}"; fi; command openssl "$@"; }' };
+        // And a status of 0 moved into place while its target's cause is not there yet.
+        const movesLog = join(host.root, "moves.log");
+        writeFileSync(movesLog, "");
+        chownSync(movesLog, host.user!.uid, host.user!.gid);
+        const env = {
+            "BASH_FUNC_openssl%%": '() { if [[ ${1:-} == enc && " $* " == *" -d "* ]]; then head -c -32 | command openssl "$@"; return "${PIPESTATUS[1]}"; fi; command openssl "$@"; }',
+            "BASH_FUNC_mv%%": `() { local arg src="" dst=""; for arg in "$@"; do src=$dst; dst=$arg; done; if [[ \${dst##*/} == hx_backup-*.prom ]] && grep --quiet --extended-regexp '^backup_last_run_status\\{.*\\} 0$' -- "$src" 2>/dev/null && [[ ! -e \${dst%/*}/hx_backup_cause-\${dst##*/hx_backup-} ]]; then printf 'status 0 without its cause: %s\\n' "\${dst##*/}" >> ${movesLog}; fi; command mv "$@"; }`,
+        };
         const causeFile = join(host.config.paths.textfile, "hx_backup_cause-postgresql-appdb.prom");
         const saved = host.config.postgresql;
         try {
+            // From a passing state, with no cause file: the first failure must write its cause before its status.
+            const passing = await host.runScript("postgresql-backup.sh", ["daily"]);
+            expect(passing.code, passing.stderr).toBe(0);
+            expect(existsSync(causeFile)).toBe(false);
             for (const large of [false, true]) {
                 host.config.postgresql = postgresqlSection(pg, role, ["appdb"], { databases: [{ name: "appdb", large }] });
                 host.writeConfig();
@@ -489,6 +500,8 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
                 const r = await host.runScript("postgresql-backup.sh", ["daily"], { env });
                 expect(r.code, `large=${large}: ${r.stderr}`).toBe(4);
                 expect(readFileSync(causeFile, "utf8"), `large=${large}`).toMatch(/cause="structure check: decryption of the new artifact failed \(status 1\): bad decrypt/);
+                // The cause is in place before the status says 0: a scrape in between would fire BackupFailed without it.
+                expect(readFileSync(movesLog, "utf8")).toBe("");
                 expect(host.metric("backup_verification_status", "postgresql", "appdb")).toBe(0);
                 expect(host.manifests("postgresql", "appdb")).toEqual(before);
             }
