@@ -6,7 +6,7 @@
  */
 import { RETENTION_CLASSES, type RetentionClass } from "../../config/lifecycle";
 import type { StackConfig } from "../../config/types";
-import { hostJobs } from "../../render/jobs";
+import { hostJobs, type Job } from "../../render/jobs";
 import { repositoryFor, stanzaName } from "../../render/pgbackrest";
 import { renderLifecycleRules } from "../../render/storagePolicy";
 import { renderFacts } from "../render";
@@ -25,6 +25,9 @@ export function reportZone(retentionTimeZone: string): { zone: string; note: str
     return { zone: retentionTimeZone, note: `days, weeks, months and years are counted in ${retentionTimeZone} (retentionTimeZone), as retention and sync count them` };
 }
 
+/** What the report knows of a job: its schedule, in words and in seconds. */
+const expectedJob = (j: Job): ExpectedJob => ({ name: j.name, onCalendar: j.onCalendar, description: j.description, maxIntervalSeconds: j.maxIntervalSeconds, jitterSeconds: j.jitterSeconds });
+
 function expectedSources(config: StackConfig, host: StackConfig["hosts"][number]): ExpectedSource[] {
     const jobs = hostJobs(config, host);
     return BACKUP_TYPES.flatMap((type) => {
@@ -35,7 +38,7 @@ function expectedSources(config: StackConfig, host: StackConfig["hosts"][number]
             {
                 type,
                 targets,
-                jobs: typeJobs.map((j) => ({ name: j.name, onCalendar: j.onCalendar, description: j.description, maxIntervalSeconds: j.maxIntervalSeconds, jitterSeconds: j.jitterSeconds })),
+                jobs: typeJobs.map(expectedJob),
             },
         ];
     });
@@ -45,7 +48,7 @@ function expectedSources(config: StackConfig, host: StackConfig["hosts"][number]
 function restoreTestJobs(config: StackConfig, host: StackConfig["hosts"][number]): ExpectedJob[] {
     return hostJobs(config, host)
         .filter((j) => j.script === "backup-verify.sh" && j.args.includes("--restore-test"))
-        .map((j) => ({ name: j.name, onCalendar: j.onCalendar, description: j.description, maxIntervalSeconds: j.maxIntervalSeconds, jitterSeconds: j.jitterSeconds }));
+        .map(expectedJob);
 }
 
 /** The host's pgBackRest repository in the bucket for the current key (render/pgbackrest.ts), or null when it keeps a local one or has no PITR. */
@@ -54,7 +57,7 @@ function expectedPitr(config: StackConfig, host: StackConfig["hosts"][number], c
     if (!pitr) return null;
     const repo = repositoryFor(config, host, currentKeyId);
     if (repo.type !== "s3") return null;
-    const jobs = hostJobs(config, host).map((j) => ({ name: j.name, onCalendar: j.onCalendar, description: j.description, maxIntervalSeconds: j.maxIntervalSeconds, jitterSeconds: j.jitterSeconds }));
+    const jobs = hostJobs(config, host).map(expectedJob);
     const full = jobs.find((j) => j.name === "pitr-full")!;
     return {
         host: host.name,
