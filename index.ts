@@ -20,7 +20,7 @@ const cfg = new pulumi.Config();
 const config = loadStackConfig(stack, rawFromRuntime(pulumi.runtime.allConfig()), { awsRegion: new pulumi.Config("aws").get("region") });
 const secret = (key: string) => (config.secretsSet.has(key) ? cfg.requireSecret(key) : undefined);
 
-const keys = new EncryptionKeys("keys", { keyIdPrefix: stack, version: config.encryption.keyVersion });
+const keys = new EncryptionKeys("keys", { keyIdPrefix: stack, version: config.encryption.keyVersion, exposedVersions: config.encryption.exposedVersions });
 
 let region: pulumi.Output<string> = pulumi.output(config.storage.region);
 let kmsKeyArn: pulumi.Output<string> = pulumi.output("");

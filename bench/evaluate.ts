@@ -22,7 +22,7 @@ async function main(): Promise<void> {
         {
             newResource(args) {
                 const state: Record<string, unknown> = { ...args.inputs };
-                if (args.type === "random:index/randomBytes:RandomBytes") state.hex = createHash("sha512").update(args.name).digest("hex");
+                if (args.type === "random:index/randomPassword:RandomPassword") state.result = createHash("sha512").update(args.name).digest("hex");
                 if (args.type === "aws:iam/accessKey:AccessKey") state.secret = "bench-secret";
                 if (args.type === "aws:s3/bucket:Bucket") {
                     state.arn = `arn:aws:s3:::${args.inputs.bucket}`;

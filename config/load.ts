@@ -92,6 +92,11 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
     };
     for (const [k, v] of Object.entries(paths)) if (v === "/") r.problem(k, v, "a directory below /");
 
+    if (flat.encryptionExposedKeyVersions >= flat.encryptionKeyVersion) {
+        const n = flat.encryptionExposedKeyVersions;
+        r.problem("encryptionKeyVersion", flat.encryptionKeyVersion, `a version above encryptionExposedKeyVersions (${n}): keys 1..${n} are in plain text in the state's resource IDs, so new backups need a new key; set encryptionKeyVersion to ${n + 1}`);
+    }
+
     // Schedules (each value is valid, or its default after a reported problem)
     const schedules: Record<ScheduleKey, Schedule> = {
         databaseDaily: parseSchedule(flat.scheduleDatabaseDaily),
@@ -220,7 +225,7 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
         retention,
         retentionTimeZone: flat.retentionTimeZone,
         logFormat: flat.logFormat,
-        encryption: { algorithm: flat.encryptionAlgorithm, keyVersion: flat.encryptionKeyVersion, rotationDays: flat.keyRotationDays },
+        encryption: { algorithm: flat.encryptionAlgorithm, keyVersion: flat.encryptionKeyVersion, exposedVersions: flat.encryptionExposedKeyVersions, rotationDays: flat.keyRotationDays },
         paths,
         backupUser,
         compression,

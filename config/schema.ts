@@ -280,6 +280,10 @@ export const CONFIG_KEYS = {
         type: "integer", default: 1, min: 1, max: 1000, group: "Encryption",
         description: "Current key version. Bump it to rotate: a new key is generated, older ones stay installed for restores.",
     }),
+    encryptionExposedKeyVersions: spec({
+        type: "integer", default: 0, min: 0, max: 999, group: "Encryption",
+        description: "Key versions 1..N that a release before 2026-12 generated with `random.RandomBytes`, whose resource ID is the key in plain text in the state (README: Keys exposed in the state). They are kept for restores and never encrypt again: `encryptionKeyVersion` must be above N. 0 for a stack created since.",
+    }),
     keyRotationDays: spec({
         type: "integer", default: 90, min: 1, max: 3650, group: "Encryption",
         description: "Rotation policy: the current key's age, in days, past which EncryptionKeyRotationDue fires (quarterly by default).",

@@ -119,7 +119,13 @@ export interface StackConfig {
     readonly retention: Readonly<Record<RetentionClass, number>>;
     /** Zone of retention's periods: `local` (the host's) or a zone name. */
     readonly retentionTimeZone: string;
-    readonly encryption: { readonly algorithm: "AES-256-CBC"; readonly keyVersion: number; readonly rotationDays: number };
+    readonly encryption: {
+        readonly algorithm: "AES-256-CBC";
+        readonly keyVersion: number;
+        /** Versions 1..N are the older RandomBytes keys, kept for restores (encryptionExposedKeyVersions). */
+        readonly exposedVersions: number;
+        readonly rotationDays: number;
+    };
     readonly paths: PathSettings;
     readonly backupUser: string;
     readonly compression: { readonly method: "auto" | "zstd" | "gzip"; readonly level: number; readonly threads: number };

@@ -31,7 +31,8 @@ describe("components get the schema-loaded values from index.ts, none of their o
         expect(housekeeping.abortIncompleteMultipartUpload).toEqual({ daysAfterInitiation: 3 });
         // Tag mode: each class's rule filters on the retention tag under the common prefix.
         expect(rules.find((r) => r.id === "hx-backup-daily")!.filter.and.tags).toBeDefined();
-        expect(byType(e, "random:index/randomBytes:RandomBytes").map((r) => r.name).sort()).toEqual(["keys-production-v1", "keys-production-v2", "keys-production-v3"]);
+        expect(byType(e, "random:index/randomPassword:RandomPassword").map((r) => r.name).sort()).toEqual(["keys-production-v1", "keys-production-v2", "keys-production-v3"]);
+        expect(byType(e, "random:index/randomBytes:RandomBytes")).toEqual([]);
         const dashboard = commands(e).find((c) => c.name === "monitoring-dashboard")!;
         expect(JSON.parse(dashboard.inputs.stdin as string).uid).toBe("hx-uid-test");
     });

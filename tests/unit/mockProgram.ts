@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { parse } from "yaml";
 import { vi } from "vitest";
+import { keyFromSecret } from "../../components/keys";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
 /** Pulumi's marker for a secret value on the wire. */
@@ -22,8 +23,10 @@ export interface RecordedResource {
 export interface Evaluation {
     readonly resources: RecordedResource[];
     readonly outputs: Record<string, unknown>;
-    /** Deterministic fake random bytes handed out by the mock, by resource name. */
+    /** Each key's hex, by its random resource's name (deterministic fakes). */
     readonly randomHex: Record<string, string>;
+    /** RandomPassword results handed out by the mock, by resource name. */
+    readonly randomSecrets: Record<string, string>;
 }
 
 /** The stack file's config as the CLI would pass it: every value a string, structured ones JSON. */
@@ -52,6 +55,7 @@ export async function evaluate(stack: string, config: Record<string, string>, se
     const pulumi = await import("@pulumi/pulumi");
     const resources: RecordedResource[] = [];
     const randomHex: Record<string, string> = {};
+    const randomSecrets: Record<string, string> = {};
     await pulumi.runtime.setMocks(
         {
             newResource(args) {
@@ -63,7 +67,16 @@ export async function evaluate(stack: string, config: Record<string, string>, se
                         randomHex[args.name] = hex;
                         state.hex = hex;
                         state.base64 = Buffer.from(hex, "hex").toString("base64");
-                        break;
+                        // Upstream's ID is the bytes' base64: the plain-text key the state must no longer hold.
+                        return { id: state.base64 as string, state };
+                    }
+                    case "random:index/randomPassword:RandomPassword": {
+                        const result = mockPassword(args.name, Number(args.inputs.length));
+                        randomSecrets[args.name] = result;
+                        randomHex[args.name] = keyFromSecret(result);
+                        state.result = result;
+                        state.bcryptHash = `$2a$10$${createHash("sha256").update(result).digest("base64").slice(0, 53)}`;
+                        return { id: "none", state };
                     }
                     case "aws:s3/bucket:Bucket":
                         state.arn = `arn:aws:s3:::${args.inputs.bucket}`;
@@ -106,7 +119,17 @@ export async function evaluate(stack: string, config: Record<string, string>, se
     for (const [key, value] of Object.entries(program)) outputs[key] = await resolveDeep(pulumi, value);
     // Settle every pending registration before returning.
     await new Promise((r) => setTimeout(r, 50));
-    return { resources, outputs, randomHex };
+    return { resources, outputs, randomHex, randomSecrets };
+}
+
+/** A deterministic stand-in for RandomPassword's result: `length` characters of [A-Za-z0-9]. */
+function mockPassword(name: string, length: number): string {
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let out = "";
+    for (let block = 0; out.length < length; block++) {
+        for (const byte of createHash("sha512").update(`random:${name}:${block}`).digest()) out += alphabet[byte % alphabet.length];
+    }
+    return out.slice(0, length);
 }
 
 /** Resolves Outputs nested in plain objects and arrays. */

@@ -151,7 +151,7 @@ describe("production stack", () => {
     it("never puts a secret in plaintext inputs, command text (argv) or outputs", () => {
         // The pgBackRest repository passphrases are derived from the keys: as secret as they are.
         const passphrases = Object.entries(e.randomHex).map(([name, hex]) => repositoryPassphrase(hex, name.replace(/^keys-/, "")));
-        const secrets = [TEST_SECRETS["hx-backup:sshPrivateKey"], IAM_SECRET, ...Object.values(e.randomHex), ...passphrases];
+        const secrets = [TEST_SECRETS["hx-backup:sshPrivateKey"], IAM_SECRET, ...Object.values(e.randomHex), ...Object.values(e.randomSecrets), ...passphrases];
         const encoded = secrets.map((s) => Buffer.from(s).toString("base64"));
         const plain = JSON.stringify(e.resources.map((r) => plaintextView(r.inputs)));
         const outputs = JSON.stringify(e.outputs);
