@@ -4,7 +4,7 @@
  */
 import * as names from "./names";
 import type { Reader } from "./reader";
-import { DEFAULT_SYSTEM_CONFIG_PATHS, HOST_FIELDS, ROLE_CONFIG_PATHS } from "./schema";
+import { DEFAULT_SYSTEM_CONFIG_PATHS, HOST_FIELDS, httpUrl, ROLE_CONFIG_PATHS } from "./schema";
 import { parseSchedule, ScheduleError, type Schedule } from "./schedule";
 import type { ApplicationSettings, ConfigurationSettings, DatabaseSpec, HostSpec, PitrSettings, PostgresqlSettings, RedisSettings, Role } from "./types";
 
@@ -150,6 +150,8 @@ export function readHost(r: Reader, path: string, value: unknown, defaults: { ss
     }
 
     const hostKey = r.string(`${path}.hostKey`, obj.hostKey, F.hostKey.default, names.hostKey);
+    // Unset (or empty) means the stack's nodeExporterUrl; kept absent so the stack key stays the one default.
+    const nodeExporterUrl = r.string(`${path}.nodeExporterUrl`, obj.nodeExporterUrl, "", httpUrl);
     return {
         name,
         address,
@@ -158,6 +160,7 @@ export function readHost(r: Reader, path: string, value: unknown, defaults: { ss
         ...(hostKey ? { hostKey } : {}),
         roles,
         remoteSync: r.boolean(`${path}.remoteSync`, obj.remoteSync, F.remoteSync.default),
+        ...(nodeExporterUrl ? { nodeExporterUrl } : {}),
         postgresql,
         redis,
         application,

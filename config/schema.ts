@@ -69,7 +69,7 @@ const schedule: Check = (v) => {
         return `a cron expression ("0 2 * * *") or systemd OnCalendar ("Sun *-*-* 03:00:00"): ${e.message}`;
     }
 };
-const httpUrl = (v: string) => (/^https?:\/\/[A-Za-z0-9.:[\]-]+(\/[A-Za-z0-9._~/-]*)?$/.test(v) ? null : "an http(s) URL such as http://127.0.0.1:9100/metrics");
+export const httpUrl = (v: string) => (/^https?:\/\/[A-Za-z0-9.:[\]-]+(\/[A-Za-z0-9._~/-]*)?$/.test(v) ? null : "an http(s) URL such as http://127.0.0.1:9100/metrics");
 const commandOrPath: Check = (v) => (v.includes("/") ? names.plainPath(v) : /^[A-Za-z0-9._-]+$/.test(v) ? null : "a command name or absolute path");
 const runbookUrl: Check = (v) => (/^https?:\/\/[^\s"#]+$/.test(v) ? null : "an http(s) URL without '#', quotes or spaces");
 const grafanaUid: Check = (v) => (/^[A-Za-z0-9_-]{1,40}$/.test(v) ? null : "1-40 letters, digits, '_' or '-'");
@@ -370,7 +370,7 @@ export const CONFIG_KEYS = {
     }),
     nodeExporterUrl: spec({
         type: "string", default: "http://127.0.0.1:9100/metrics", check: httpUrl, required: true, group: "Monitoring",
-        description: "node_exporter metrics URL on each host, checked by test-monitoring.sh.",
+        description: "node_exporter metrics URL on each host, checked by test-monitoring.sh; a host's own `nodeExporterUrl` overrides it.",
     }),
     uploadRetries: spec({
         type: "integer", default: 5, min: 1, max: 20, group: "Backup behaviour",
@@ -534,6 +534,7 @@ export const HOST_FIELDS = {
     hostKey: { type: "string", default: "", defaultText: "(none)", description: "Pinned host key (`ssh-ed25519 AAAA...`); the connection fails if the host presents another." },
     roles: { type: "array<string>", default: ["configuration"], allowed: ["postgresql", "redis", "application", "configuration", "monitoring"], description: "Any of `postgresql`, `redis`, `application`, `configuration`, `monitoring`." },
     remoteSync: { type: "boolean", default: true, description: "Upload this host's backups to the bucket." },
+    nodeExporterUrl: { type: "string", defaultText: "`nodeExporterUrl`", description: "This host's node_exporter metrics URL, checked by its test-monitoring.sh, where it differs from the stack's `nodeExporterUrl` (a node_exporter on another address or port)." },
     "postgresql.databases": { type: "array", default: [], defaultText: "[] (all non-template databases)", description: "Database names, or objects `{name, large}`; `large` ones are always dumped in `parallel` format." },
     "postgresql.host": { type: "string", default: "/var/run/postgresql", description: "Socket directory or TCP host." },
     "postgresql.port": { type: "integer", default: 5432, ...PORT, description: "Server port." },

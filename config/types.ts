@@ -67,6 +67,8 @@ export interface HostSpec {
     readonly hostKey?: string;
     readonly roles: readonly Role[];
     readonly remoteSync: boolean;
+    /** The host's own node_exporter metrics URL, when it sets one; otherwise the stack's `nodeExporterUrl` (render/hostConfig.ts nodeExporterUrlOf). */
+    readonly nodeExporterUrl?: string;
     readonly postgresql?: PostgresqlSettings;
     readonly redis?: RedisSettings;
     readonly application?: ApplicationSettings;

@@ -138,6 +138,11 @@ export interface HostConfigFile {
     readonly jobs: readonly HostJob[];
 }
 
+/** The node_exporter a host's test-monitoring.sh checks: its own `nodeExporterUrl`, else the stack's. */
+export function nodeExporterUrlOf(config: StackConfig, host: HostSpec): string {
+    return host.nodeExporterUrl ?? config.nodeExporterUrl;
+}
+
 export function renderHostConfig(config: StackConfig, host: HostSpec, facts: DeployFacts): HostConfigFile {
     const { paths } = config;
     const file = (name: string) => `${paths.configDir}/${name}`;
@@ -197,7 +202,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
             : null,
         application: host.application ?? null,
         configuration: host.configuration ?? null,
-        monitoring: { nodeExporterUrl: config.nodeExporterUrl },
+        monitoring: { nodeExporterUrl: nodeExporterUrlOf(config, host) },
         drift: { manifestDir: manifestDir(config), watch: watchedLocations(config), ignore: runtimeFiles(config) },
         jobs: hostJobs(config, host).map(({ name, type, script, args, description, maxIntervalSeconds, jitterSeconds, target }) => ({ name, type, script, args, description, maxIntervalSeconds, jitterSeconds, target })),
     };

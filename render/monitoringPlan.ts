@@ -6,6 +6,7 @@
  */
 import type { StackConfig } from "../config/types";
 import { renderAlertmanagerBlocks, smtpPasswordPath } from "./alertmanager";
+import { nodeExporterUrlOf } from "./hostConfig";
 import { manifestDir } from "./paths";
 import { sha256 } from "./remote";
 import { digestOf, fileStep, installFileScript, installSecretFilesScript, removeFilesScript, stepScript, withManifestEntry, type FileCheck, type PlannedSecretFile, type Step } from "./step";
@@ -57,6 +58,8 @@ export function renderMonitoringConf(config: StackConfig): string {
         stack: config.stack,
         monitoringHost: m.host,
         nodeExporterUrl: config.nodeExporterUrl,
+        // Each host's own, where a host sets one (hosts.nodeExporterUrl): what its test-monitoring.sh checks.
+        nodeExporterUrls: Object.fromEntries(config.hosts.map((h) => [h.name, nodeExporterUrlOf(config, h)])),
         textfileDir: config.paths.textfileDir,
         prometheus: { rulesPath: m.rulesPath, promtool: m.promtool, reloadCommand: m.reloadCommand, alerts: alertNames(), runbookBaseUrl: m.runbookBaseUrl },
         grafana: { mode: m.grafanaMode, dashboardUid: m.dashboardUid, ...(m.grafanaMode === "file" ? { dashboardDir: m.grafanaDashboardDir } : m.grafanaMode === "api" ? { url: m.grafanaUrl } : {}) },
