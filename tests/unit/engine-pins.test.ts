@@ -41,6 +41,14 @@ describe("engine pins", () => {
         expect(goRequire(goMod, "github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3")).toMatch(/^v3\.0\.0-\d{14}-[0-9a-f]{12}$/);
     });
 
+    it("the stand-ins report the releases of @pulumi/command and @pulumi/random they stand in for, and build on the CLI's SDK", () => {
+        for (const name of ["command", "random"]) {
+            const main = read(`scripts/pulumi-engine/standin/cmd/pulumi-resource-${name}/main.go`);
+            expect(/UpstreamVersion: "([^"]+)"/.exec(main)?.[1], name).toBe(npmVersion(`@pulumi/${name}`));
+        }
+        expect(goRequire("scripts/pulumi-engine/standin/go.mod", "github.com/pulumi/pulumi/sdk/v3")).toBe(`v${npmVersion("@pulumi/pulumi")}`);
+    });
+
     it("asks for the plugin releases of @pulumi/command and @pulumi/random", () => {
         const plugins = /^readonly PLUGINS=\((.*)\)$/m.exec(script)?.[1];
         const entries = [...(plugins ?? "").matchAll(/"(\S+) (\S+) (\S+)"/g)].map(([, name, prefix, wanted]) => ({ name, prefix, wanted }));
