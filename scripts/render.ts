@@ -9,7 +9,7 @@
  */
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { loadStackConfig, ConfigValidationError } from "../config/load";
+import { loadStackConfig, ConfigValidationError, SECRET_PLACEHOLDER } from "../config/load";
 import { rawFromFiles } from "../config/raw";
 import type { StackConfig } from "../config/types";
 import type { DeployFacts } from "../render/hostConfig";
@@ -20,10 +20,27 @@ import { sha256 } from "../render/remote";
 
 export const DEPLOY_TIME = "(assigned at deploy)";
 
+/**
+ * A stack file as the render, drift and report tools read it: the tracked
+ * Pulumi.<stack>.yaml as written by hand, or one the CLI wrote (`pulumi config
+ * set`, e.g. the sandbox's .sandbox/stack/): `secure:` values are secrets set
+ * (their value never read), `encryptionsalt` is not config, and a list or
+ * object the CLI stored as JSON text is read as the program reads it from the
+ * engine (config/raw.ts rawFromRuntime).
+ */
 export function loadStackFromFiles(projectDir: string, stack: string): StackConfig {
     const { raw, other } = rawFromFiles(projectDir, stack);
     const awsRegion = typeof other["aws:region"] === "string" ? (other["aws:region"] as string) : undefined;
-    return loadStackConfig(stack, raw, { awsRegion, assumeSecretsSet: true });
+    const structured = Object.fromEntries(Object.entries(raw).map(([key, value]) => [key, typeof value === "string" && value !== SECRET_PLACEHOLDER && /^\s*[[{]/.test(value) ? parseJsonValue(projectDir, stack, key, value) : value]));
+    return loadStackConfig(stack, structured, { awsRegion, assumeSecretsSet: true });
+}
+
+function parseJsonValue(projectDir: string, stack: string, key: string, value: string): unknown {
+    try {
+        return JSON.parse(value);
+    } catch (e) {
+        throw new Error(`${path.join(projectDir, `Pulumi.${stack}.yaml`)}: hx-backup:${key} starts like JSON but is not (${(e as Error).message}); set it again with pulumi config set ${key} --stack ${stack}`);
+    }
 }
 
 export function renderFacts(config: StackConfig): DeployFacts {
