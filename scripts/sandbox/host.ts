@@ -1,41 +1,96 @@
 /**
- * A throwaway "host" on this machine: its own sshd on a loopback port, inside
- * a private mount namespace whose /etc, /var, /opt and /srv are overlays on
- * the real ones and whose /run is its own tmpfs. Everything a deploy or a job writes there vanishes on stop;
- * the machine's real /etc is never touched. Needs root and unshare(1).
+ * A throwaway "host" on this machine: its own sshd on a loopback address and
+ * port, inside a private mount and PID namespace whose /etc, /var, /opt and
+ * /srv are overlays on the real ones and whose /run is its own tmpfs.
+ * Everything a deploy or a job writes there vanishes on stop; the machine's
+ * real /etc is never touched. Needs root and unshare(1).
+ *
+ * The network namespace is the machine's: hosts of one fleet are told apart by
+ * their loopback address (127.0.0.2, 127.0.0.3, ...), and each of their
+ * services binds that address.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import * as path from "node:path";
+import { shellQuote } from "../../render/shell";
 import { sshExec, type SshResult, type SshTarget } from "../lib/ssh";
 
 export const OVERLAID = ["etc", "var", "opt", "srv"] as const;
 
 export interface SandboxHost {
     readonly dir: string;
+    /** The loopback address its sshd (and its services) listen on. */
+    readonly address: string;
     readonly port: number;
     readonly pid: number;
     /** Private key that logs in as root. */
     readonly keyFile: string;
     /** The sandbox sshd's host key ("ssh-ed25519 AAAA..."), for pinning. */
     readonly hostKey: string;
+    /** One line per deploy step run over SSH (time and step digest), with `stepLog`; otherwise undefined. */
+    readonly stepLog?: string;
     readonly target: SshTarget;
     exec(command: string, stdin?: string): Promise<SshResult>;
     /** Stops every process inside the namespace (sshd and whatever it started); the overlays vanish with them. */
     stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
+export interface SandboxHostOptions {
+    /** sshd's port; default: a free one on `address`. */
+    readonly port?: number;
+    /** A loopback address (127.0.0.0/8) for sshd; default 127.0.0.1. */
+    readonly address?: string;
+    /** The client key allowed to log in as root (created when missing); default `<dir>/id_ed25519`. Hosts of one fleet share one. */
+    readonly keyFile?: string;
+    /**
+     * Record each deploy step that runs (sshd's ForceCommand notes the step digest the command text starts
+     * with, never the command) in `<dir>/steps.log`: how a test tells that an unchanged deploy ran nothing.
+     */
+    readonly stepLog?: boolean;
+}
+
+/** An IPv4 address inside 127.0.0.0/8: the sandbox binds and targets nothing else. */
+export function isLoopback(address: string): boolean {
+    const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(address);
+    return !!m && m.slice(1).every((o) => Number(o) <= 255);
+}
+
+function requireLoopback(address: string, what: string): void {
+    if (!isLoopback(address)) throw new Error(`${what}: ${JSON.stringify(address)} is not a loopback address; the sandbox uses only 127.0.0.0/8 (e.g. 127.0.0.2)`);
+}
+
+/** A port that is free on `address` right now (the kernel picks it). */
+export async function freePort(address = "127.0.0.1"): Promise<number> {
     return new Promise((resolve, reject) => {
         const server = createServer();
         server.unref();
         server.on("error", reject);
-        server.listen(0, "127.0.0.1", () => {
+        server.listen(0, address, () => {
             const { port } = server.address() as { port: number };
             server.close(() => resolve(port));
         });
     });
+}
+
+/** Whether `port` can be bound on `address` now (nothing listens on it there, nor on 0.0.0.0). */
+export async function portFree(address: string, port: number): Promise<boolean> {
+    return new Promise((resolve) => {
+        const server = createServer();
+        server.unref();
+        server.once("error", () => resolve(false));
+        server.listen({ port, host: address, exclusive: true }, () => server.close(() => resolve(true)));
+    });
+}
+
+/** `preferred` when it is free on `address` and not in `taken`, else a free one the kernel picks there. */
+export async function pickPort(address: string, preferred: number | undefined, taken: readonly number[] = []): Promise<number> {
+    requireLoopback(address, "pickPort");
+    if (preferred && !taken.includes(preferred) && (await portFree(address, preferred))) return preferred;
+    for (;;) {
+        const p = await freePort(address);
+        if (!taken.includes(p)) return p;
+    }
 }
 
 function keygen(file: string): string {
@@ -57,19 +112,39 @@ export function namespaceMembers(nsLink: string): number[] {
     return members;
 }
 
-export async function startSandboxHost(dir: string, port?: number): Promise<SandboxHost> {
+export async function startSandboxHost(dir: string, options: SandboxHostOptions = {}): Promise<SandboxHost> {
     if (process.getuid?.() !== 0) throw new Error("the sandbox host needs root (mount namespaces and overlays)");
+    const address = options.address ?? "127.0.0.1";
+    requireLoopback(address, "sandbox host address");
     mkdirSync(dir, { recursive: true });
-    const sshPort = port ?? (await freePort());
-    const keyFile = path.join(dir, "id_ed25519");
+    const sshPort = options.port ?? (await freePort(address));
+    const keyFile = options.keyFile ?? path.join(dir, "id_ed25519");
     const clientKey = keygen(keyFile);
     const hostKey = keygen(path.join(dir, "ssh_host_ed25519_key"));
     writeFileSync(path.join(dir, "authorized_keys"), `${clientKey}\n`, { mode: 0o600 });
+    const stepLog = options.stepLog ? path.join(dir, "steps.log") : undefined;
+    if (stepLog) {
+        writeFileSync(stepLog, "", { mode: 0o600 });
+        // Runs each session's command as sshd would (root's shell is bash), after noting the step digest, if any.
+        writeFileSync(
+            path.join(dir, "session.sh"),
+            [
+                "#!/bin/bash",
+                "digest='# hx-backup step digest ([0-9a-f]{64})'",
+                'if [[ "${SSH_ORIGINAL_COMMAND-}" =~ $digest ]]; then',
+                `    printf '%s step %s\\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "\${BASH_REMATCH[1]}" >> ${shellQuote(stepLog)}`,
+                "fi",
+                'if [[ -z "${SSH_ORIGINAL_COMMAND+set}" ]]; then exec bash -l; fi',
+                'exec bash -c "$SSH_ORIGINAL_COMMAND"',
+            ].join("\n") + "\n",
+            { mode: 0o700 },
+        );
+    }
     writeFileSync(
         path.join(dir, "sshd_config"),
         [
             `Port ${sshPort}`,
-            "ListenAddress 127.0.0.1",
+            `ListenAddress ${address}`,
             `HostKey ${path.join(dir, "ssh_host_ed25519_key")}`,
             `AuthorizedKeysFile ${path.join(dir, "authorized_keys")}`,
             "PermitRootLogin prohibit-password",
@@ -81,6 +156,7 @@ export async function startSandboxHost(dir: string, port?: number): Promise<Sand
             "MaxSessions 50",
             "MaxStartups 50:30:100",
             "Subsystem sftp internal-sftp",
+            ...(stepLog ? [`ForceCommand ${path.join(dir, "session.sh")}`] : []),
         ].join("\n") + "\n",
     );
     const mounts = OVERLAID.map((d) => {
@@ -109,24 +185,26 @@ export async function startSandboxHost(dir: string, port?: number): Promise<Sand
     child.stderr?.on("data", (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
     child.unref();
     const pid = child.pid!;
-    const target: SshTarget = { host: "127.0.0.1", port: sshPort, user: "root", hostKey, keyFile };
+    const target: SshTarget = { host: address, port: sshPort, user: "root", hostKey, keyFile };
     const exec = (command: string, stdin = "") => sshExec(target, command, stdin);
     const deadline = Date.now() + 20_000;
     for (;;) {
         const r = await exec("true").catch(() => undefined);
         if (r?.code === 0) break;
         if (child.exitCode !== null) throw new Error(`sandbox sshd exited: ${log}`);
-        if (Date.now() > deadline) throw new Error(`sandbox sshd did not accept logins on port ${sshPort}: ${r?.stderr ?? ""} ${log}`);
+        if (Date.now() > deadline) throw new Error(`sandbox sshd did not accept logins on ${address}:${sshPort}: ${r?.stderr ?? ""} ${log}`);
         await new Promise((r2) => setTimeout(r2, 200));
     }
     const nsLink = readlinkSync(`/proc/${pid}/ns/mnt`);
-    writeFileSync(path.join(dir, "state.json"), JSON.stringify({ pid, port: sshPort, nsLink }));
+    writeFileSync(path.join(dir, "state.json"), JSON.stringify({ pid, address, port: sshPort, nsLink }));
     return {
         dir,
+        address,
         port: sshPort,
         pid,
         keyFile,
         hostKey,
+        ...(stepLog ? { stepLog } : {}),
         target,
         exec,
         stop: () => stopNamespace(nsLink),
