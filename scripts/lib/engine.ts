@@ -87,8 +87,7 @@ export function engineEnv(engine: EngineInfo, options: StackOptions): NodeJS.Pro
         PULUMI_SKIP_UPDATE_CHECK: "true",
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
         PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
-        // Plain output for logs and tests: no colours, no interactive redraws.
-        PULUMI_SKIP_CONFIRMATIONS: "true",
+        // Plain output for logs and tests: no colours.
         NO_COLOR: "1",
         ...(options.extraEnv ?? {}),
     };
