@@ -1,54 +1,75 @@
 /**
- * npm run sandbox [-- --down | --destroy]
+ * npm run sandbox [-- --hosts N | --destroy | --down]
  *
- * The one-machine demo and end-to-end test. Starts an isolated host (its own
- * sshd in a private mount namespace with overlays, so the machine's real /etc
- * is never touched) with PostgreSQL, Redis, application data, node_exporter
- * and Prometheus, plus an S3-compatible endpoint (s3rver). Deploys the
- * `sandbox` stack with the real program over real SSH, runs every job the way
- * its timer would, then a restore test and the sync that uploads its
- * records, writes the compliance report of the sandbox's bucket (the code of
- * `npm run report`) with a screenshot of it into test-artifacts/sandbox-report/,
- * and prints a summary.
+ * The one-machine demo and end-to-end test. Starts a fleet shaped like
+ * production's (db-1: PostgreSQL with PITR and Redis; app-1: application data;
+ * mon-1: Prometheus scraping every host), each host its own sshd in private
+ * mount and PID namespaces with overlays (the machine's real /etc is never
+ * touched) on its own loopback address, plus an S3-compatible endpoint
+ * (s3rver). Deploys the `sandbox` stack with the real Pulumi engine
+ * (`pulumi up`, state and config under .sandbox/), runs every job on every
+ * host the way its timer would, then the restore tests and the sync that
+ * uploads their records, writes the compliance report of the bucket (the code
+ * of `npm run report`) with a screenshot into test-artifacts/sandbox-report/,
+ * and prints a summary per host.
  *
- * A second run against a running sandbox redeploys (every step runs again)
- * and runs the jobs again. `--destroy` runs the delete commands in reverse
- * order, like `pulumi destroy`; `--down` stops everything and removes it.
+ * A second run against a running sandbox is a real `pulumi up` (which runs
+ * nothing when nothing changed) and runs the jobs again. `--destroy` is
+ * `pulumi destroy --yes --exclude-protected` (the keys are protected);
+ * `--down` stops everything by PID and removes .sandbox/.
  */
 import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { Agent } from "node:https";
 import * as path from "node:path";
-import { parse, stringify } from "yaml";
+import { parse } from "yaml";
 import { shellCommand } from "../render/shell";
-import { deployWithMocks, destroyWithState, type DeployReport } from "./sandbox/deploy";
-import { namespaceMembers, removeSandboxDir, startSandboxHost, stopNamespace } from "./sandbox/host";
-import { runAsUnit, runJobService, scriptDirOf, type JobRun } from "./sandbox/jobs";
-import { allocatePorts, PG_SOCKET_DIR, startServices, type SandboxPorts } from "./sandbox/services";
+import { openStack, provideEngine, runPulumi, setConfig, stackOutputs, type Stack } from "./lib/engine";
 import { sshExec, type SshTarget } from "./lib/ssh";
 import { loopbackCertificate } from "./lib/tls";
 import { loadStackFromFiles } from "./render";
 import { produceReport, writeReport } from "./report";
 import { screenshotReport } from "./report/screenshot";
+import { effectiveConfig, fleetFor, type Fleet } from "./sandbox/fleet";
+import { namespaceMembers, pickPort, removeSandboxDir, startSandboxHost, stopNamespace } from "./sandbox/host";
+import { runAsUnit, runJobService, scriptDirOf, type JobRun } from "./sandbox/jobs";
+import { allocatePorts, startServices, type HostPorts } from "./sandbox/services";
 
 const ROOT = path.resolve(__dirname, "..");
 export const SANDBOX_DIR = process.env.HX_SANDBOX_DIR ?? path.join(ROOT, ".sandbox");
 const STATE = path.join(SANDBOX_DIR, "sandbox.json");
-const DEPLOY_STATE = path.join(SANDBOX_DIR, "deploy-state.json");
+/** The effective stack file (`npm run drift -- --stack-dir`, `npm run report -- --stack-dir`): pulumi's --config-file. */
+export const STACK_DIR = path.join(SANDBOX_DIR, "stack");
+const STACK = "sandbox";
 const S3_KEY = "S3RVER";
 /** Where each run leaves the compliance report of the sandbox's bucket and its screenshot (git-ignored). */
 export const SANDBOX_REPORT_DIR = path.join(ROOT, "test-artifacts", "sandbox-report");
 
-export interface SandboxState {
+export interface SandboxHostState {
+    readonly name: string;
+    readonly address: string;
+    readonly roles: readonly string[];
+    /** The namespace's first process (unshare) and its mount namespace, to tell it is still ours. */
     readonly pid: number;
     readonly nsLink: string;
-    readonly sshPort: number;
     readonly hostKey: string;
+    /** sshd, node_exporter and the host's services, all on `address`. */
+    readonly ports: HostPorts;
+    /** One line per deploy step that ran on the host (see startSandboxHost's stepLog). */
+    readonly stepLog: string;
+}
+
+export interface SandboxState {
+    /** The client key every host lets in as root (the stack's sshPrivateKey). */
     readonly keyFile: string;
-    readonly ports: SandboxPorts;
-    readonly s3Pid: number;
-    /** s3rver's self-signed certificate on this machine (the CA for the AWS CLI and the report). */
-    readonly s3CaFile: string;
+    readonly hosts: readonly SandboxHostState[];
+    readonly s3?: {
+        readonly pid: number;
+        readonly port: number;
+        /** s3rver's self-signed certificate on this machine (the CA for the AWS CLI and the report). */
+        readonly caFile: string;
+    };
 }
 
 const log = (line: string) => console.log(line);
@@ -58,101 +79,144 @@ function loadState(): SandboxState | undefined {
     return JSON.parse(readFileSync(STATE, "utf8")) as SandboxState;
 }
 
-function alive(state: SandboxState | undefined): state is SandboxState {
-    if (!state) return false;
+function saveState(state: SandboxState): void {
+    mkdirSync(SANDBOX_DIR, { recursive: true });
+    writeFileSync(STATE, JSON.stringify(state, null, 2));
+}
+
+const processAlive = (pid: number) => {
     try {
-        return readlinkSync(`/proc/${state.pid}/ns/mnt`) === state.nsLink;
+        process.kill(pid, 0);
+        return true;
+    } catch {
+        return false;
+    }
+};
+
+function hostAlive(h: SandboxHostState): boolean {
+    try {
+        return readlinkSync(`/proc/${h.pid}/ns/mnt`) === h.nsLink;
     } catch {
         return false;
     }
 }
 
-const targetOf = (state: SandboxState): SshTarget => ({ host: "127.0.0.1", port: state.sshPort, user: "root", hostKey: state.hostKey, keyFile: state.keyFile });
-const execOn = (state: SandboxState) => (command: string, stdin = "") => sshExec(targetOf(state), command, stdin, 600_000);
+/** Every host's namespace and s3rver still running. */
+function alive(state: SandboxState | undefined): state is SandboxState {
+    return !!state?.s3 && state.hosts.length > 0 && state.hosts.every(hostAlive) && processAlive(state.s3.pid);
+}
 
-/** The sandbox stack file's config, as written. */
+export const targetOf = (state: SandboxState, h: SandboxHostState): SshTarget => ({ host: h.address, port: h.ports.ssh, user: "root", hostKey: h.hostKey, keyFile: state.keyFile });
+const execOn = (state: SandboxState, h: SandboxHostState) => (command: string, stdin = "") => sshExec(targetOf(state, h), command, stdin, 600_000);
+
+/** The tracked stack file's config, as written. */
 function stackFileConfig(): Record<string, unknown> {
     return (parse(readFileSync(path.join(ROOT, "Pulumi.sandbox.yaml"), "utf8")) as { config: Record<string, unknown> }).config;
 }
 
-/** s3rver over HTTPS (pgBackRest speaks only HTTPS to S3), with a certificate made for this sandbox. */
-async function startS3(ports: SandboxPorts, bucket: string, tls: { keyFile: string; certFile: string }): Promise<number> {
+/** s3rver over HTTPS (pgBackRest speaks only HTTPS to S3) on 127.0.0.1, with a certificate made for this sandbox. */
+async function startS3(port: number, bucket: string, tls: { keyFile: string; certFile: string }): Promise<number> {
     const dir = path.join(SANDBOX_DIR, "s3");
     mkdirSync(dir, { recursive: true });
     // s3rver's ListObjectsV2 continuation tokens use DES, which OpenSSL 3 keeps in its legacy
     // provider: without it every listing longer than a page (a pgBackRest repository) fails.
     const child = spawn(
         process.execPath,
-        ["--openssl-legacy-provider", path.join(ROOT, "node_modules/s3rver/bin/s3rver.js"), "-d", dir, "-a", "127.0.0.1", "-p", String(ports.s3), "--silent", "--key", tls.keyFile, "--cert", tls.certFile, "--configure-bucket", bucket],
+        ["--openssl-legacy-provider", path.join(ROOT, "node_modules/s3rver/bin/s3rver.js"), "-d", dir, "-a", "127.0.0.1", "-p", String(port), "--silent", "--key", tls.keyFile, "--cert", tls.certFile, "--configure-bucket", bucket],
         { detached: true, stdio: "ignore" },
     );
     child.unref();
     for (let i = 0; i < 100; i++) {
-        const r = spawnSync("curl", ["-s", "-o", "/dev/null", "--cacert", tls.certFile, `https://127.0.0.1:${ports.s3}/`]);
+        const r = spawnSync("curl", ["-s", "-o", "/dev/null", "--cacert", tls.certFile, `https://127.0.0.1:${port}/`]);
         if (r.status === 0) return child.pid!;
         await new Promise((r2) => setTimeout(r2, 100));
     }
-    throw new Error("s3rver did not start");
+    throw new Error(`s3rver did not start on https://127.0.0.1:${port}`);
 }
 
-/** The sandbox stack file with this sandbox's ports, host key and secrets filled in. */
-function sandboxConfig(state: SandboxState): { config: Record<string, string>; secretKeys: string[] } {
-    const raw = { ...stackFileConfig() };
-    const hosts = (raw["hx-backup:hosts"] as Record<string, any>[]).map((h) => ({
-        ...h,
-        port: state.sshPort,
-        hostKey: state.hostKey,
-        postgresql: { ...(h.postgresql ?? {}), host: PG_SOCKET_DIR, port: state.ports.postgres },
-        redis: { ...(h.redis ?? {}), port: state.ports.redis },
-    }));
-    raw["hx-backup:hosts"] = hosts;
-    raw["hx-backup:s3Endpoint"] = `https://127.0.0.1:${state.ports.s3}`;
-    raw["hx-backup:prometheusReloadCommand"] = `curl -fsS -X POST http://127.0.0.1:${state.ports.prometheus}/-/reload`;
-    const secrets: Record<string, string> = {
+/** Starts every host of the fleet, its services, the CA it trusts, and s3rver; on failure stops what it started. */
+async function start(fleet: Fleet): Promise<SandboxState> {
+    const config = stackFileConfig();
+    const keyFile = path.join(SANDBOX_DIR, "id_ed25519");
+    let state: SandboxState = { keyFile, hosts: [] };
+    try {
+        const ports = new Map<string, HostPorts>();
+        for (const h of fleet.hosts) ports.set(h.name, await allocatePorts(h.address, h.services, h.preferred));
+        for (const h of fleet.hosts) {
+            const p = ports.get(h.name)!;
+            log(`Starting host ${h.name} on ${h.address}:${p.ssh} (sshd in private mount and PID namespaces; ${h.roles.join(", ")})...`);
+            const host = await startSandboxHost(path.join(SANDBOX_DIR, "hosts", h.name), { address: h.address, port: p.ssh, keyFile, stepLog: true });
+            state = {
+                ...state,
+                hosts: [...state.hosts, { name: h.name, address: h.address, roles: h.roles, pid: host.pid, nsLink: readlinkSync(`/proc/${host.pid}/ns/mnt`), hostKey: host.hostKey, ports: p, stepLog: host.stepLog! }],
+            };
+            saveState(state); // so --down finds what started even if a later step fails
+        }
+        const scrape = state.hosts.map((h) => ({ host: h.name, target: `${h.address}:${h.ports.nodeExporter}` }));
+        const tls = loopbackCertificate(path.join(SANDBOX_DIR, "s3-tls"));
+        const hostCaFile = String(config["hx-backup:s3CaFile"]);
+        log(`Starting each host's services on its own address (${fleet.hosts.map((h) => `${h.name}: ${[...h.services.filter((s) => s !== "application"), "node_exporter"].join(", ")}`).join("; ")})...`);
+        await Promise.all(
+            fleet.hosts.map(async (h) => {
+                const s = state.hosts.find((x) => x.name === h.name)!;
+                const exec = execOn(state, s);
+                await startServices(exec, { address: h.address, ports: s.ports, services: h.services, ...(h.pgDataDir ? { pgDataDir: h.pgDataDir } : {}), scrape });
+                const ca = await exec(shellCommand("bash", "-c", 'install -D -m 0644 /dev/stdin "$1"', "install-ca", hostCaFile), tls.cert);
+                if (ca.code !== 0) throw new Error(`sandbox: installing the S3 CA at ${hostCaFile} on ${h.name} failed: ${ca.stderr.trim()}`);
+            }),
+        );
+        const bucket = String(config["hx-backup:bucketName"]);
+        const s3Port = await pickPort("127.0.0.1", Number(/:(\d+)$/.exec(String(config["hx-backup:s3Endpoint"]))?.[1]) || undefined);
+        log(`Starting s3rver on https://127.0.0.1:${s3Port} (bucket ${bucket})...`);
+        const s3Pid = await startS3(s3Port, bucket, tls);
+        state = { ...state, s3: { pid: s3Pid, port: s3Port, caFile: tls.certFile } };
+        saveState(state);
+        return state;
+    } catch (err) {
+        await stopAll(state); // leave nothing running behind a failed start
+        throw err;
+    }
+}
+
+/** The engine and the sandbox stack: file backend, config file and passphrase, all under .sandbox/. */
+async function sandboxStack(): Promise<Stack> {
+    const engine = provideEngine((line) => log(`  ${line}`));
+    log(`Pulumi engine: ${engine.binDir}/pulumi; plugins: ${engine.plugins.map((p) => `${p.name} ${p.version} (${p.source})`).join(", ")}`);
+    const passphraseFile = path.join(SANDBOX_DIR, "passphrase");
+    // The passphrase only guards this throwaway stack's secrets; it never leaves .sandbox/.
+    if (!existsSync(passphraseFile)) writeFileSync(passphraseFile, `${randomBytes(24).toString("hex")}\n`, { mode: 0o600 });
+    mkdirSync(STACK_DIR, { recursive: true });
+    return openStack(engine, {
+        stack: STACK,
+        backendDir: path.join(SANDBOX_DIR, "state"),
+        configFile: path.join(STACK_DIR, `Pulumi.${STACK}.yaml`),
+        passphraseFile,
+        cwd: ROOT,
+    });
+}
+
+const stepLines = (h: SandboxHostState) => (existsSync(h.stepLog) ? readFileSync(h.stepLog, "utf8").split("\n").filter(Boolean).length : 0);
+
+/** Sets the effective config (secrets on stdin) and runs `pulumi up --yes` with its progress on the terminal. */
+async function deploy(state: SandboxState, fleet: Fleet): Promise<{ stack: Stack; outputs: Record<string, unknown>; seconds: number; configSeconds: number; ran: Record<string, number> }> {
+    const t0 = Date.now();
+    const stack = await sandboxStack();
+    const plain = effectiveConfig(stackFileConfig(), fleet, state.hosts, state.s3!.port);
+    await setConfig(stack, plain, {
         "hx-backup:sshPrivateKey": readFileSync(state.keyFile, "utf8"),
         "hx-backup:s3AccessKeyId": S3_KEY,
         "hx-backup:s3SecretAccessKey": S3_KEY,
-    };
-    const config = Object.fromEntries(Object.entries({ ...raw, ...secrets }).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
-    return { config, secretKeys: Object.keys(secrets) };
-}
-
-/** The effective stack file (ports, host key; no secrets), for `npm run drift -- --stack sandbox --stack-dir .sandbox/stack`. */
-export function writeEffectiveStack(config: Record<string, string>, secretKeys: readonly string[]): string {
-    const dir = path.join(SANDBOX_DIR, "stack");
-    mkdirSync(dir, { recursive: true });
-    const plain = Object.fromEntries(Object.entries(config).filter(([k]) => !secretKeys.includes(k)).map(([k, v]) => [k, /^[[{]/.test(v) ? JSON.parse(v) : v]));
-    writeFileSync(path.join(dir, "Pulumi.sandbox.yaml"), stringify({ config: plain }));
-    return dir;
-}
-
-async function start(): Promise<SandboxState> {
-    log("Starting the sandbox host (sshd in a private mount namespace)...");
-    const hostDir = path.join(SANDBOX_DIR, "host");
-    removeSandboxDir(hostDir);
-    const host = await startSandboxHost(hostDir);
-    const ports = await allocatePorts();
-    const stack = stackFileConfig();
-    const [sandboxHost] = stack["hx-backup:hosts"] as { postgresql: { dataDir: string } }[];
-    const tls = loopbackCertificate(path.join(SANDBOX_DIR, "s3-tls"));
-    const hostCaFile = String(stack["hx-backup:s3CaFile"]);
-    log("Starting PostgreSQL, Redis, node_exporter and Prometheus inside it...");
-    try {
-        await startServices(host.exec, ports, sandboxHost.postgresql.dataDir);
-        const ca = await host.exec(shellCommand("bash", "-c", 'install -D -m 0644 /dev/stdin "$1"', "install-ca", hostCaFile), tls.cert);
-        if (ca.code !== 0) throw new Error(`sandbox: installing the S3 CA at ${hostCaFile} failed: ${ca.stderr.trim()}`);
-    } catch (err) {
-        await host.stop(); // leave nothing running behind a failed start
-        throw err;
-    }
-    const bucket = String(stack["hx-backup:bucketName"]);
-    log(`Starting s3rver on https://127.0.0.1:${ports.s3} (bucket ${bucket})...`);
-    const s3Pid = await startS3(ports, bucket, tls);
-    const state: SandboxState = {
-        pid: host.pid, nsLink: readlinkSync(`/proc/${host.pid}/ns/mnt`), sshPort: host.port, hostKey: host.hostKey, keyFile: host.keyFile, ports, s3Pid, s3CaFile: tls.certFile,
-    };
-    writeFileSync(STATE, JSON.stringify(state, null, 2));
-    return state;
+    });
+    log(`Stack config set (${Object.keys(plain).length} values, 3 secrets on stdin) in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${path.relative(process.cwd(), stack.configFile)}`);
+    const before = Object.fromEntries(state.hosts.map((h) => [h.name, stepLines(h)]));
+    // The outputs (every host's jobs) come after, from `pulumi stack output --json`; here they would fill screens.
+    log(`$ pulumi up --yes --suppress-outputs --stack ${STACK} --config-file ${path.relative(process.cwd(), stack.configFile)}`);
+    const run = await runPulumi(stack, ["up", "--yes", "--suppress-outputs"], { onOutput: (chunk) => process.stdout.write(chunk), timeoutMs: 3_600_000 });
+    if (run.code !== 0) throw new Error(`pulumi up failed (exit ${run.code}); its output is above`);
+    const ran = Object.fromEntries(state.hosts.map((h) => [h.name, stepLines(h) - before[h.name]]));
+    const total = Object.values(ran).reduce((a, b) => a + b, 0);
+    log(`Deployed with pulumi up in ${run.seconds.toFixed(1)} s: ${total} remote steps ran (${state.hosts.map((h) => `${h.name} ${ran[h.name]}`).join(", ")}).`);
+    return { stack, outputs: await stackOutputs(stack), seconds: run.seconds, ran, configSeconds: (Date.now() - t0) / 1000 - run.seconds };
 }
 
 /** The value of the first sample of `name`, e.g. `backup_pitr_window_seconds{...} 42`. */
@@ -199,111 +263,143 @@ function metricsTable(metrics: string): string[] {
     return [fmt(header), fmt(widths.map((w) => "-".repeat(w))), ...body.map(fmt)];
 }
 
-async function up(): Promise<number> {
-    mkdirSync(SANDBOX_DIR, { recursive: true });
-    let state = loadState();
-    const redeploy = alive(state);
-    if (!redeploy) {
-        if (state) await down(true);
-        state = await start();
-    } else log(`Sandbox already running (sshd pid ${state!.pid}); redeploying.`);
-    const s = state!;
-    const exec = execOn(s);
+type HostOutputs = Record<string, { jobs: { name: string; timer: string }[]; pitr?: { stanza: string } | null }>;
 
-    log(`${redeploy ? "Redeploying" : "Deploying"} the sandbox stack with the real program (remote steps over SSH)...`);
-    const { config, secretKeys } = sandboxConfig(s);
-    const stackDir = writeEffectiveStack(config, secretKeys);
-    const report: DeployReport = await deployWithMocks({
-        stack: "sandbox",
-        config,
-        secretKeys,
-        stateFile: DEPLOY_STATE,
-        targetFor: () => targetOf(s),
-        log,
-    });
-    const bytes = report.steps.reduce((a, st) => a + st.stdinBytes, 0);
-    log(`Deployed: ${report.steps.length} remote steps, ${(bytes / 1024).toFixed(1)} KiB copied, ${report.seconds.toFixed(1)} s.`);
-
-    const hosts = report.outputs.hosts as Record<string, { jobs: { name: string; timer: string }[]; pitr?: { stanza: string } }>;
-    const jobs = hosts.sandbox.jobs.filter((j) => !j.name.startsWith("verification"));
-    const verification = hosts.sandbox.jobs.filter((j) => j.name.startsWith("verification"));
+/** Every job of one host as its timer would run it, the verification jobs last, then the sync that uploads their records. */
+async function runHostJobs(state: SandboxState, h: SandboxHostState, out: HostOutputs[string]): Promise<JobRun[]> {
+    const exec = execOn(state, h);
+    const say = (r: JobRun) => log(`  [${h.name}] ${r.unit}: exit ${r.code} in ${r.seconds.toFixed(1)} s${r.code ? `\n${r.stderr.trim().split("\n").slice(-5).map((l) => `    [${h.name}] ${l}`).join("\n")}` : ""}`);
+    const jobs = out.jobs.filter((j) => !j.name.startsWith("verification"));
+    const verification = out.jobs.filter((j) => j.name.startsWith("verification"));
     const runs: JobRun[] = [];
     for (const job of [...jobs, ...verification]) {
-        const service = job.timer.replace(/\.timer$/, ".service");
-        log(`Running ${service} as its timer would...`);
-        const results = await runJobService(exec, service);
+        const results = await runJobService(exec, job.timer.replace(/\.timer$/, ".service"));
         runs.push(...results);
-        for (const r of results) log(`  ${r.unit}: exit ${r.code} in ${r.seconds.toFixed(1)} s${r.code ? `\n${r.stderr.trim().split("\n").slice(-5).join("\n")}` : ""}`);
+        results.forEach(say);
     }
     // On a host the restore-test records reach the bucket with each source's next backup (its sync); here, right away.
     const weekly = verification.find((j) => j.name === "verification-weekly");
     if (weekly) {
         const service = weekly.timer.replace(/\.timer$/, ".service");
-        log("Running backup-sync.sh as the verification job's user, as the next backup's sync would (uploads the restore-test records)...");
-        const sync = await runAsUnit(exec, service, "backup-sync.sh", [`${await scriptDirOf(exec, service)}/backup-sync.sh`]);
+        const sync = await runAsUnit(exec, service, "backup-sync.sh (uploads the restore-test records)", [`${await scriptDirOf(exec, service)}/backup-sync.sh`]);
         runs.push(sync);
-        log(`  ${sync.unit}: exit ${sync.code} in ${sync.seconds.toFixed(1)} s${sync.code ? `\n${sync.stderr.trim().split("\n").slice(-5).join("\n")}` : ""}`);
+        say(sync);
     }
+    return runs;
+}
+
+function parseHostCount(): number | undefined {
+    const i = process.argv.indexOf("--hosts");
+    if (i < 0) return undefined;
+    const v = process.argv[i + 1];
+    if (v === undefined || !/^\d+$/.test(v)) throw new Error(`--hosts ${v ?? ""}: give the number of hosts, e.g. --hosts 5`);
+    return Number(v);
+}
+
+async function up(): Promise<number> {
+    mkdirSync(SANDBOX_DIR, { recursive: true });
+    const times: Record<string, number> = {};
+    let mark = Date.now();
+    const phase = (name: string) => {
+        times[name] = (Date.now() - mark) / 1000;
+        mark = Date.now();
+    };
+    const requested = parseHostCount();
+    let state = loadState();
+    const running = alive(state);
+    if (running && requested !== undefined && requested !== state!.hosts.length) {
+        console.error(`The running sandbox has ${state!.hosts.length} hosts; --hosts ${requested} needs a fresh one: npm run sandbox -- --down, then npm run sandbox -- --hosts ${requested}`);
+        return 2;
+    }
+    const fleet = fleetFor(stackFileConfig(), running ? state!.hosts.length : requested);
+    if (!running) {
+        if (state) await down(true);
+        state = await start(fleet);
+    } else log(`Sandbox already running (${state!.hosts.map((h) => `${h.name} ${h.address}`).join(", ")}); pulumi up applies what changed.`);
+    const s = state!;
+    phase("start");
+
+    log(`${running ? "Updating" : "Deploying"} the sandbox stack with the Pulumi engine (remote steps over SSH)...`);
+    const deployed = await deploy(s, fleet);
+    const hosts = deployed.outputs.hosts as HostOutputs | undefined;
+    if (!hosts) throw new Error("pulumi stack output has no `hosts`; the program's outputs changed");
+    phase("deploy");
+
+    log("Running every job on every host as its timer would (hosts in parallel), then the restore tests and their sync...");
+    const perHost = await Promise.all(s.hosts.map((h) => (hosts[h.name] ? runHostJobs(s, h, hosts[h.name]) : Promise.reject(new Error(`pulumi stack output has no host ${h.name}`)))));
+    const runs = perHost.flat();
+    phase("jobs");
 
     log("Writing the compliance report of the bucket (npm run report's code) and its screenshot...");
     let reportSummary: { files: string[]; line: string } | undefined;
     try {
-        reportSummary = await sandboxReport(s, stackDir, exec);
+        reportSummary = await sandboxReport(s);
     } catch (err) {
         log(`  the report failed: ${err instanceof Error ? err.message : String(err)}`);
     }
+    phase("report");
 
-    const metrics = spawnSync("curl", ["-fsS", `http://127.0.0.1:${s.ports.nodeExporter}/metrics`], { encoding: "utf8" });
     log("");
-    log("Summary (from node_exporter's textfile metrics):");
-    for (const line of metricsTable(metrics.stdout ?? "")) log(`  ${line}`);
-    const pitr = hosts.sandbox.pitr;
-    if (pitr) log(`  ${pitrSummary(metrics.stdout ?? "", pitr.stanza)}`);
-    log("");
+    for (const h of s.hosts) {
+        const metrics = spawnSync("curl", ["-fsS", `http://${h.address}:${h.ports.nodeExporter}/metrics`], { encoding: "utf8" }).stdout ?? "";
+        log(`Summary of ${h.name} (${h.roles.join(", ")}), from its node_exporter's textfile metrics:`);
+        for (const line of metricsTable(metrics)) log(`  ${line}`);
+        const pitr = hosts[h.name]?.pitr;
+        if (pitr) log(`  ${pitrSummary(metrics, pitr.stanza)}`);
+        log("");
+    }
     if (reportSummary) {
         log(`Compliance report: ${reportSummary.line}`);
         for (const f of reportSummary.files) log(`  ${path.relative(process.cwd(), f) || f}`);
         log("");
     }
-    log(`node_exporter: http://127.0.0.1:${s.ports.nodeExporter}/metrics`);
-    log(`Prometheus:    http://127.0.0.1:${s.ports.prometheus}/  (alerts: /alerts, rules: /rules)`);
-    log(`S3 (s3rver):   https://127.0.0.1:${s.ports.s3}/  (S3RVER / S3RVER; CA ${s.s3CaFile})`);
+    const mon = s.hosts.find((h) => h.ports.prometheus);
+    for (const h of s.hosts) log(`node_exporter ${h.name.padEnd(6)} http://${h.address}:${h.ports.nodeExporter}/metrics`);
+    if (mon) log(`Prometheus (${mon.name}): http://${mon.address}:${mon.ports.prometheus}/  (targets: /targets, alerts: /alerts, rules: /rules)`);
+    log(`S3 (s3rver):      https://127.0.0.1:${s.s3!.port}/  (S3RVER / S3RVER; CA ${s.s3!.caFile})`);
     log("Look around:");
-    log(`  ssh -i ${s.keyFile} -p ${s.sshPort} -o StrictHostKeyChecking=no root@127.0.0.1`);
+    for (const h of s.hosts) log(`  ssh -i ${s.keyFile} -p ${h.ports.ssh} -o StrictHostKeyChecking=no root@${h.address}   # ${h.name}`);
     log("    ls -l /opt/hx-backups/*/*; tail /var/log/hx-backups/*.log; cat /etc/hx-backup/backup.json");
-    log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER aws --endpoint-url https://127.0.0.1:${s.ports.s3} --ca-bundle ${s.s3CaFile} s3 ls --recursive s3://hx-backup-sandbox/`);
-    const stackArgs = `--stack sandbox --stack-dir ${path.relative(process.cwd(), stackDir) || "."}`;
-    log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER NODE_EXTRA_CA_CERTS=${s.s3CaFile} npm run report -- ${stackArgs}`);
+    log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER aws --endpoint-url https://127.0.0.1:${s.s3!.port} --ca-bundle ${s.s3!.caFile} s3 ls --recursive s3://hx-backup-sandbox/`);
+    const stackArgs = `--stack ${STACK} --stack-dir ${path.relative(process.cwd(), STACK_DIR) || "."}`;
+    log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER NODE_EXTRA_CA_CERTS=${s.s3!.caFile} npm run report -- ${stackArgs}`);
     log(`  HX_SSH_KEY_FILE=${s.keyFile} npm run drift -- ${stackArgs}`);
-    log("  npm run sandbox -- --destroy   # run the delete steps, like pulumi destroy");
+    log(`  ${path.relative(process.cwd(), deployed.stack.configFile)} is the stack's config (pulumi --config-file); its state is in ${path.relative(process.cwd(), path.join(SANDBOX_DIR, "state")) || "."}`);
+    log("  npm run sandbox                # again: pulumi up (nothing runs when nothing changed), then the jobs");
+    log("  npm run sandbox -- --destroy   # pulumi destroy --yes --exclude-protected");
     log("  npm run sandbox -- --down      # stop and remove everything");
     const failed = runs.filter((r) => r.code !== 0);
-    writeFileSync(path.join(SANDBOX_DIR, "last-run.json"), JSON.stringify({ deploy: { steps: report.steps.length, bytes, seconds: report.seconds }, runs }, null, 2));
+    const total = Object.values(times).reduce((a, b) => a + b, 0);
+    log(`Times: ${running ? "reused the running fleet" : `fleet and services started in ${times.start.toFixed(0)} s`}, config ${deployed.configSeconds.toFixed(0)} s, pulumi up ${deployed.seconds.toFixed(0)} s, jobs ${times.jobs.toFixed(0)} s, report ${times.report.toFixed(0)} s; ${total.toFixed(0)} s in all.`);
+    writeFileSync(path.join(SANDBOX_DIR, "last-run.json"), JSON.stringify({ deploy: { seconds: deployed.seconds, configSeconds: deployed.configSeconds, stepsRan: deployed.ran }, times, runs }, null, 2));
+    if (failed.length) log(`${failed.length} job run(s) failed: ${failed.map((r) => r.unit).join(", ")}`);
     return failed.length || !reportSummary ? 1 : 0;
 }
 
 /**
  * The compliance report of the sandbox's bucket, by the code `npm run report`
  * runs (produceReport, writeReport), over HTTPS with the sandbox's CA and
- * with the MACs checked against the host's keyring (copied for the run into
- * a private directory, removed after); then a full-page screenshot.
+ * with the MACs checked against the keyring of the first host (every host
+ * holds the same keys), copied for the run into a private directory and
+ * removed after; then a full-page screenshot.
  */
-async function sandboxReport(s: SandboxState, stackDir: string, exec: ReturnType<typeof execOn>): Promise<{ files: string[]; line: string }> {
-    const keyringDir = loadStackFromFiles(stackDir, "sandbox").paths.keyringDir;
-    const keys = await exec(shellCommand("bash", "-c", 'set -euo pipefail; cd -- "$1"; for f in *.key; do printf "%s %s\\n" "$f" "$(head -n 1 -- "$f")"; done', "keys", keyringDir));
-    if (keys.code !== 0) throw new Error(`sandbox report: reading the host's keyring ${keyringDir} failed: ${keys.stderr.trim()}`);
+async function sandboxReport(s: SandboxState): Promise<{ files: string[]; line: string }> {
+    const keyringDir = loadStackFromFiles(STACK_DIR, STACK).paths.keyringDir;
+    const first = s.hosts[0];
+    const keys = await execOn(s, first)(shellCommand("bash", "-c", 'set -euo pipefail; cd -- "$1"; for f in *.key; do printf "%s %s\\n" "$f" "$(head -n 1 -- "$f")"; done', "keys", keyringDir));
+    if (keys.code !== 0) throw new Error(`sandbox report: reading ${first.name}'s keyring ${keyringDir} failed: ${keys.stderr.trim()}`);
     const keysDir = mkdtempSync(path.join(SANDBOX_DIR, "report-keys-"));
     try {
         for (const line of keys.stdout.split("\n").filter(Boolean)) {
             const [name, hex] = line.split(" ");
-            if (!/^[A-Za-z0-9._-]+\.key$/.test(name) || !/^[0-9a-fA-F]{128}$/.test(hex ?? "")) throw new Error(`sandbox report: ${keyringDir} holds a file that is not a key (${name})`);
+            if (!/^[A-Za-z0-9._-]+\.key$/.test(name) || !/^[0-9a-fA-F]{128}$/.test(hex ?? "")) throw new Error(`sandbox report: ${keyringDir} on ${first.name} holds a file that is not a key (${name})`);
             writeFileSync(path.join(keysDir, name), `${hex}\n`, { mode: 0o600 });
         }
         const report = await produceReport({
-            stack: "sandbox",
-            stackDir,
+            stack: STACK,
+            stackDir: STACK_DIR,
             keysDir,
-            s3: { credentials: { accessKeyId: S3_KEY, secretAccessKey: S3_KEY }, requestHandler: { httpsAgent: new Agent({ ca: readFileSync(s.s3CaFile) }) } },
+            s3: { credentials: { accessKeyId: S3_KEY, secretAccessKey: S3_KEY }, requestHandler: { httpsAgent: new Agent({ ca: readFileSync(s.s3!.caFile) }) } },
         });
         rmSync(SANDBOX_REPORT_DIR, { recursive: true, force: true });
         const files = writeReport(report, SANDBOX_REPORT_DIR);
@@ -311,7 +407,8 @@ async function sandboxReport(s: SandboxState, stackDir: string, exec: ReturnType
         await screenshotReport(path.join(SANDBOX_REPORT_DIR, "report.html"), png);
         const errors = report.problems.filter((p) => p.severity === "error").length;
         const tested = report.sources.filter((x) => x.lastRestoreTest.state === "ok").length;
-        const line = `${report.sources.length} sources, ${report.totals.manifests} backups (${report.totals.broken} broken), ${report.missingSources.length} missing sources, ${tested} of ${report.sources.length} with a passed restore test; ${errors} errors, ${report.problems.length - errors} warnings; MACs checked with the host's keyring`;
+        const hostCount = new Set(report.sources.map((x) => x.host)).size;
+        const line = `${report.sources.length} sources on ${hostCount} hosts, ${report.totals.manifests} backups (${report.totals.broken} broken), ${report.missingSources.length} missing sources, ${tested} of ${report.sources.length} with a passed restore test; ${errors} errors, ${report.problems.length - errors} warnings; MACs checked with the hosts' keyring`;
         return { files: [...files, png], line };
     } finally {
         rmSync(keysDir, { recursive: true, force: true });
@@ -320,28 +417,23 @@ async function sandboxReport(s: SandboxState, stackDir: string, exec: ReturnType
 
 /** TERM, wait up to 5 s, then KILL. */
 async function stopProcess(pid: number): Promise<void> {
-    const alive = () => {
-        try {
-            process.kill(pid, 0);
-            return true;
-        } catch {
-            return false;
-        }
-    };
-    if (!alive()) return;
+    if (!processAlive(pid)) return;
     process.kill(pid, "SIGTERM");
-    for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
-    if (alive()) process.kill(pid, "SIGKILL");
+    for (let i = 0; i < 50 && processAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    if (processAlive(pid)) process.kill(pid, "SIGKILL");
+}
+
+/** Every host's namespace (each of its processes by PID) and s3rver. */
+async function stopAll(state: SandboxState): Promise<void> {
+    for (const h of state.hosts) if (namespaceMembers(h.nsLink).length) await stopNamespace(h.nsLink);
+    if (state.s3) await stopProcess(state.s3.pid);
 }
 
 async function down(quiet = false): Promise<number> {
     const state = loadState();
-    if (state) {
-        if (namespaceMembers(state.nsLink).length) await stopNamespace(state.nsLink);
-        await stopProcess(state.s3Pid);
-    }
+    if (state) await stopAll(state);
     removeSandboxDir(SANDBOX_DIR);
-    if (!quiet) log("Sandbox stopped and removed.");
+    if (!quiet) log(`Sandbox stopped (${state ? `${state.hosts.length} hosts${state.s3 ? " and s3rver" : ""}` : "nothing was running"}) and ${path.relative(process.cwd(), SANDBOX_DIR) || SANDBOX_DIR} removed.`);
     return 0;
 }
 
@@ -351,13 +443,27 @@ async function destroy(): Promise<number> {
         console.error("No running sandbox; start one with npm run sandbox.");
         return 1;
     }
-    log("Running the delete commands in reverse order (as pulumi destroy would)...");
-    const count = await destroyWithState(DEPLOY_STATE, () => targetOf(state), log);
-    const check = await execOn(state)(
-        shellCommand("bash", "-c", "ls /etc/systemd/system/hx-backup-* /var/lib/backup/scripts/*.sh /etc/sudoers.d/hx-backup 2>/dev/null | wc -l; ls /opt/hx-backups | wc -l; ls /etc/hx-backup/keys | wc -l; getent passwd hxbackup >/dev/null && echo user || echo no-user"),
-    );
-    const [automation, data, keys, user] = check.stdout.trim().split("\n");
-    log(`Destroyed: ${count} delete steps ran. Left behind: ${automation} automation files, user: ${user === "user" ? "still present" : "removed"}; kept: ${data} backup folders, ${keys} key files.`);
+    const stack = await sandboxStack();
+    // The keys are `protect`ed so that no destroy loses the only copy: leave them (and what depends on nothing else) in the state.
+    log(`$ pulumi destroy --yes --exclude-protected --suppress-outputs --stack ${STACK} --config-file ${path.relative(process.cwd(), stack.configFile)}`);
+    const run = await runPulumi(stack, ["destroy", "--yes", "--exclude-protected", "--suppress-outputs"], { onOutput: (chunk) => process.stdout.write(chunk), timeoutMs: 3_600_000 });
+    if (run.code !== 0) throw new Error(`pulumi destroy failed (exit ${run.code}); its output is above`);
+    const config = loadStackFromFiles(STACK_DIR, STACK);
+    const script = [
+        "set -uo pipefail",
+        // Automation this tool installs: units, scripts, sudoers drop-in, the config.
+        'ls -d /etc/systemd/system/hx-backup-* "$1"/*.sh /etc/sudoers.d/hx-backup "$2"/backup.json 2>/dev/null | wc -l',
+        'find "$3" -mindepth 2 -maxdepth 2 -type d 2>/dev/null | wc -l',
+        'ls "$4" 2>/dev/null | wc -l',
+        'getent passwd "$5" >/dev/null && echo user || echo no-user',
+    ].join("\n");
+    log(`Destroyed with pulumi destroy --exclude-protected in ${run.seconds.toFixed(1)} s.`);
+    for (const h of state.hosts) {
+        const r = await execOn(state, h)(shellCommand("bash", "-c", script, "check", config.paths.scriptDir, config.paths.configDir, config.paths.storageDir, config.paths.keyringDir, config.backupUser));
+        if (r.code !== 0) throw new Error(`checking ${h.name} after destroy failed: ${r.stderr.trim()}`);
+        const [automation, data, keys, user] = r.stdout.trim().split("\n");
+        log(`  ${h.name}: left behind: ${automation} automation files, user: ${user === "user" ? "still present" : "removed"}; kept: ${data} backup folders, ${keys} key files.`);
+    }
     return 0;
 }
 
@@ -365,7 +471,7 @@ async function main(): Promise<number> {
     const deps = spawnSync("bash", [path.join(ROOT, "scripts/install-system-deps.sh")], { stdio: "inherit" });
     if (deps.status !== 0) return 1;
     if (process.getuid?.() !== 0) {
-        console.error("The sandbox needs root (mount namespaces, overlays, its own sshd). Run: sudo npm run sandbox");
+        console.error("The sandbox needs root (mount namespaces, overlays, its own sshd per host). Run: sudo npm run sandbox");
         return 1;
     }
     if (process.argv.includes("--down")) return down();

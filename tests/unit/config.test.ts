@@ -33,7 +33,7 @@ describe("defaults reproduce the seed document", () => {
     });
 
     it("AES-256-CBC with the key file /etc/hx-backup/encryption.key and a keyring beside it, rotated quarterly", () => {
-        expect(c.encryption).toEqual({ algorithm: "AES-256-CBC", keyVersion: 1, rotationDays: 90 });
+        expect(c.encryption).toEqual({ algorithm: "AES-256-CBC", keyVersion: 1, exposedVersions: 0, rotationDays: 90 });
         expect(c.paths.keyFile).toBe("/etc/hx-backup/encryption.key");
         expect(c.paths.keyringDir).toBe("/etc/hx-backup/keys");
     });
@@ -574,16 +574,22 @@ describe("the stack files", () => {
         expect(c.hosts.every((h) => h.sshUser === "deploy" && h.hostKey?.startsWith("ssh-ed25519 "))).toBe(true);
     });
 
-    it("sandbox loads with one loopback host and a non-AWS endpoint", () => {
+    it("sandbox loads as a fleet shaped like production's, each host on its own loopback address with its own node_exporter, and a non-AWS endpoint", () => {
         const c = stack("sandbox");
-        expect(c.hosts).toHaveLength(1);
-        expect(c.hosts[0]).toMatchObject({ name: "sandbox", address: "127.0.0.1", port: 2222, roles: ["postgresql", "redis", "application", "configuration", "monitoring"] });
+        expect(c.hosts.map((h) => [h.name, h.address, h.roles])).toEqual([
+            ["db-1", "127.0.0.2", ["postgresql", "redis", "configuration"]],
+            ["app-1", "127.0.0.3", ["application", "configuration"]],
+            ["mon-1", "127.0.0.4", ["monitoring", "configuration"]],
+        ]);
+        // The hosts share the machine's network: each one's node_exporter and Redis are on its own address.
+        expect(c.hosts.map((h) => h.nodeExporterUrl)).toEqual(["http://127.0.0.2:9100/metrics", "http://127.0.0.3:9100/metrics", "http://127.0.0.4:9100/metrics"]);
+        expect(c.hosts[0].redis).toMatchObject({ host: "127.0.0.2" });
         // HTTPS with the sandbox's own CA: pgBackRest needs it for the database host's PITR.
         expect(c.storage).toMatchObject({ mode: "custom", endpoint: "https://127.0.0.1:4569", caFile: "/etc/hx-sandbox/s3-ca.pem", bucketName: "hx-backup-sandbox", region: "us-east-1" });
         expect(c.hosts[0].postgresql).toMatchObject({ dataDir: "/var/lib/hx-sandbox/pg", pitr: { allowRestart: true } });
         expect(c.installPackages).toBe(false);
         expect(c.randomizedDelaySec).toBe(0);
-        expect(c.monitoring).toMatchObject({ host: "sandbox", grafanaMode: "none" });
+        expect(c.monitoring).toMatchObject({ host: "mon-1", grafanaMode: "none" });
     });
 
     it("an unknown stack names the missing file", () => {

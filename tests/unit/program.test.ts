@@ -183,9 +183,9 @@ describe("sandbox stack", () => {
 
     it("manages no AWS resource and hands the custom endpoint and credentials to the host", () => {
         expect(e.resources.filter((r) => r.type.startsWith("aws:"))).toEqual([]);
-        const config = JSON.parse(reveal(commands(e).find((c) => c.name === "sandbox-config")!.inputs.stdin) as string);
+        const config = JSON.parse(reveal(commands(e).find((c) => c.name === "db-1-config")!.inputs.stdin) as string);
         expect(config.remote).toMatchObject({ enabled: true, endpoint: "https://127.0.0.1:4569", caFile: "/etc/hx-sandbox/s3-ca.pem", bucket: "hx-backup-sandbox", region: "us-east-1" });
-        const creds = commands(e).find((c) => c.name === "sandbox-credentials")!;
+        const creds = commands(e).find((c) => c.name === "db-1-credentials")!;
         expect(isSecretWrapped(creds.inputs.stdin)).toBe(true);
         const file = Buffer.from((reveal(creds.inputs.stdin) as string).split("\n")[0], "base64").toString();
         expect(file).toBe(`[default]\naws_access_key_id = ${TEST_SECRETS["hx-backup:s3AccessKeyId"]}\naws_secret_access_key = ${TEST_SECRETS["hx-backup:s3SecretAccessKey"]}\n`);
@@ -193,13 +193,22 @@ describe("sandbox stack", () => {
         expect(plain.includes(TEST_SECRETS["hx-backup:s3SecretAccessKey"])).toBe(false);
     });
 
-    it("gives every job of the all-roles host a unit, and the monitoring steps run on the same host", () => {
-        const units = commands(e).filter((c) => c.name.startsWith("sandbox-unit-")).map((c) => c.name.replace("sandbox-unit-", ""));
-        for (const job of ["postgresql-daily", "postgresql-weekly", "redis-daily", "application-daily", "configuration-daily", "verification-weekly"]) {
-            expect(units).toContain(`hx-backup-${job}.service`);
-            expect(units).toContain(`hx-backup-${job}.timer`);
+    it("gives each host of the fleet the units of its roles, and the monitoring steps run on mon-1's address", () => {
+        const units = (host: string) => commands(e).filter((c) => c.name.startsWith(`${host}-unit-`)).map((c) => c.name.replace(`${host}-unit-`, ""));
+        const expected: Record<string, string[]> = {
+            "db-1": ["postgresql-daily", "postgresql-weekly", "redis-daily", "configuration-daily", "verification-weekly"],
+            "app-1": ["application-daily", "configuration-daily", "verification-weekly"],
+            "mon-1": ["configuration-daily", "verification-weekly"],
+        };
+        for (const [host, jobs] of Object.entries(expected)) {
+            for (const job of jobs) {
+                expect(units(host)).toContain(`hx-backup-${job}.service`);
+                expect(units(host)).toContain(`hx-backup-${job}.timer`);
+            }
         }
-        expect(commands(e).map((c) => c.name)).toContain("monitoring-alert-rules");
+        expect(units("app-1").some((u) => /postgresql|redis/.test(u))).toBe(false);
+        const rules = commands(e).find((c) => c.name === "monitoring-alert-rules")!;
+        expect((reveal(rules.inputs.connection) as { host: string }).host).toBe("127.0.0.4");
         expect(commands(e).map((c) => c.name)).not.toContain("monitoring-dashboard");
     });
 });

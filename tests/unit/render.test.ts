@@ -88,7 +88,7 @@ beforeAll(() => {
 
 describe("the rendered tree", () => {
     it("covers every host of both stacks", () => {
-        expect(roots.map((r) => `${r.stackName}/${r.host}`)).toEqual(["production/db-1", "production/db-2", "production/app-1", "production/mon-1", "sandbox/sandbox"]);
+        expect(roots.map((r) => `${r.stackName}/${r.host}`)).toEqual(["production/db-1", "production/db-2", "production/app-1", "production/mon-1", "sandbox/db-1", "sandbox/app-1", "sandbox/mon-1"]);
     });
 
     it("holds exactly the planned files, with their content and mode, and never a secret file", () => {
@@ -368,7 +368,7 @@ describe.skipIf(noPromtool)("the real promtool", () => {
         for (const r of roots.filter((x) => x.config.monitoring?.host === x.host)) {
             expect(readFileSync(path.join(r.root, r.config.monitoring!.rulesPath), "utf8")).toBe(renderRules(r.config));
         }
-        expect(roots.filter((x) => x.config.monitoring?.host === x.host).map((x) => x.host)).toEqual(["mon-1", "sandbox"]);
+        expect(roots.filter((x) => x.config.monitoring?.host === x.host).map((x) => `${x.stackName}/${x.host}`)).toEqual(["production/mon-1", "sandbox/mon-1"]);
     });
 
     it("installs the seed's /etc/hx-backup/monitoring.conf on the monitoring host, from the same config as the rules and the Alertmanager blocks", () => {
