@@ -19,7 +19,6 @@
  * `--down` stops everything by PID and removes .sandbox/.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { Agent } from "node:https";
 import * as path from "node:path";
@@ -182,15 +181,13 @@ async function start(fleet: Fleet): Promise<SandboxState> {
 async function sandboxStack(): Promise<Stack> {
     const engine = provideEngine((line) => log(`  ${line}`));
     log(`Pulumi engine: ${engine.binDir}/pulumi; plugins: ${engine.plugins.map((p) => `${p.name} ${p.version} (${p.source})`).join(", ")}`);
-    const passphraseFile = path.join(SANDBOX_DIR, "passphrase");
-    // The passphrase only guards this throwaway stack's secrets; it never leaves .sandbox/.
-    if (!existsSync(passphraseFile)) writeFileSync(passphraseFile, `${randomBytes(24).toString("hex")}\n`, { mode: 0o600 });
     mkdirSync(STACK_DIR, { recursive: true });
+    // openStack makes a random passphrase on first use; it only guards this throwaway stack's secrets and never leaves .sandbox/.
     return openStack(engine, {
         stack: STACK,
         backendDir: path.join(SANDBOX_DIR, "state"),
         configFile: path.join(STACK_DIR, `Pulumi.${STACK}.yaml`),
-        passphraseFile,
+        passphraseFile: path.join(SANDBOX_DIR, "passphrase"),
         cwd: ROOT,
     });
 }
@@ -198,9 +195,8 @@ async function sandboxStack(): Promise<Stack> {
 const stepLines = (h: SandboxHostState) => (existsSync(h.stepLog) ? readFileSync(h.stepLog, "utf8").split("\n").filter(Boolean).length : 0);
 
 /** Sets the effective config (secrets on stdin) and runs `pulumi up --yes` with its progress on the terminal. */
-async function deploy(state: SandboxState, fleet: Fleet): Promise<{ stack: Stack; outputs: Record<string, unknown>; seconds: number; configSeconds: number; ran: Record<string, number> }> {
+async function deploy(stack: Stack, state: SandboxState, fleet: Fleet): Promise<{ outputs: Record<string, unknown>; seconds: number; configSeconds: number; ran: Record<string, number> }> {
     const t0 = Date.now();
-    const stack = await sandboxStack();
     const plain = effectiveConfig(stackFileConfig(), fleet, state.hosts, state.s3!.port);
     await setConfig(stack, plain, {
         "hx-backup:sshPrivateKey": readFileSync(state.keyFile, "utf8"),
@@ -216,7 +212,7 @@ async function deploy(state: SandboxState, fleet: Fleet): Promise<{ stack: Stack
     const ran = Object.fromEntries(state.hosts.map((h) => [h.name, stepLines(h) - before[h.name]]));
     const total = Object.values(ran).reduce((a, b) => a + b, 0);
     log(`Deployed with pulumi up in ${run.seconds.toFixed(1)} s: ${total} remote steps ran (${state.hosts.map((h) => `${h.name} ${ran[h.name]}`).join(", ")}).`);
-    return { stack, outputs: await stackOutputs(stack), seconds: run.seconds, ran, configSeconds: (Date.now() - t0) / 1000 - run.seconds };
+    return { outputs: await stackOutputs(stack), seconds: run.seconds, ran, configSeconds: (Date.now() - t0) / 1000 - run.seconds };
 }
 
 /** The value of the first sample of `name`, e.g. `backup_pitr_window_seconds{...} 42`. */
@@ -297,7 +293,6 @@ function parseHostCount(): number | undefined {
 }
 
 async function up(): Promise<number> {
-    mkdirSync(SANDBOX_DIR, { recursive: true });
     const times: Record<string, number> = {};
     let mark = Date.now();
     const phase = (name: string) => {
@@ -312,15 +307,18 @@ async function up(): Promise<number> {
         return 2;
     }
     const fleet = fleetFor(stackFileConfig(), running ? state!.hosts.length : requested);
+    // A fleet that is gone takes its Pulumi state along: a new fleet has new host keys and starts from an empty stack.
+    if (!running) await down(true);
+    // The engine first: without it (no Go to build it, no upstream plugins) nothing is started for nothing.
+    const stack = await sandboxStack();
     if (!running) {
-        if (state) await down(true);
         state = await start(fleet);
     } else log(`Sandbox already running (${state!.hosts.map((h) => `${h.name} ${h.address}`).join(", ")}); pulumi up applies what changed.`);
     const s = state!;
     phase("start");
 
     log(`${running ? "Updating" : "Deploying"} the sandbox stack with the Pulumi engine (remote steps over SSH)...`);
-    const deployed = await deploy(s, fleet);
+    const deployed = await deploy(stack, s, fleet);
     const hosts = deployed.outputs.hosts as HostOutputs | undefined;
     if (!hosts) throw new Error("pulumi stack output has no `hosts`; the program's outputs changed");
     phase("deploy");
@@ -364,7 +362,7 @@ async function up(): Promise<number> {
     const stackArgs = `--stack ${STACK} --stack-dir ${path.relative(process.cwd(), STACK_DIR) || "."}`;
     log(`  AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER NODE_EXTRA_CA_CERTS=${s.s3!.caFile} npm run report -- ${stackArgs}`);
     log(`  HX_SSH_KEY_FILE=${s.keyFile} npm run drift -- ${stackArgs}`);
-    log(`  ${path.relative(process.cwd(), deployed.stack.configFile)} is the stack's config (pulumi --config-file); its state is in ${path.relative(process.cwd(), path.join(SANDBOX_DIR, "state")) || "."}`);
+    log(`  ${path.relative(process.cwd(), stack.configFile)} is the stack's config (pulumi --config-file); its state is in ${path.relative(process.cwd(), path.join(SANDBOX_DIR, "state")) || "."}`);
     log("  npm run sandbox                # again: pulumi up (nothing runs when nothing changed), then the jobs");
     log("  npm run sandbox -- --destroy   # pulumi destroy --yes --exclude-protected");
     log("  npm run sandbox -- --down      # stop and remove everything");
