@@ -154,6 +154,20 @@ export async function openStack(engine: EngineInfo, options: StackOptions): Prom
     return stack;
 }
 
+/**
+ * The Pulumi commands of this project's procedures, one definition for the
+ * sandbox, the engine tests and the CI workflows (tests/unit/workflows.test.ts
+ * holds the workflows to them): a preview with the diff, an up, the drift
+ * check of the state against the providers, and the destroy that works while
+ * the keys are protected.
+ */
+export const PROCEDURES = {
+    preview: ["preview", "--diff"],
+    up: ["up", "--yes"],
+    drift: ["refresh", "--preview-only", "--expect-no-changes", "--diff"],
+    destroy: ["destroy", "--yes", "--exclude-protected"],
+} as const satisfies Record<string, readonly string[]>;
+
 /** The commands that read the stack's config, and so take `--config-file`. */
 const READS_CONFIG = new Set(["up", "preview", "refresh", "destroy", "config", "import"]);
 

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { PROCEDURES } from "../../scripts/lib/engine";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const WORKFLOW_DIR = path.join(ROOT, ".github", "workflows");
@@ -208,8 +209,8 @@ function artifactUploadProblems(list: Step[]): string[] {
 // ---------------------------------------------------------------- tests
 
 describe("CI workflows: schema validation (action-validator)", () => {
-    it("has the preview, drift and test workflows", () => {
-        expect(workflowFiles).toEqual(expect.arrayContaining(["drift.yml", "preview.yml", "test.yml"]));
+    it("has the preview, deploy, drift and test workflows", () => {
+        expect(workflowFiles).toEqual(expect.arrayContaining(["deploy.yml", "drift.yml", "preview.yml", "test.yml"]));
         expect(STACKS).toEqual(["production", "sandbox"]);
     });
 
@@ -332,12 +333,13 @@ describe("CI workflows: pull request previews", () => {
         expect(wf.permissions).toEqual({ contents: "read", "pull-requests": "write", "id-token": "write" });
     });
 
-    it("previews every stack with pulumi/actions, commenting on the PR", () => {
+    it("previews production with pulumi/actions, commenting on the PR", () => {
         expect((job.strategy?.matrix?.stack as string[]).slice().sort()).toEqual(STACKS);
         expect(job.strategy?.["fail-fast"]).toBe(false);
         const pulumi = list.filter(usesAction("pulumi/actions"));
         expect(pulumi).toHaveLength(1);
         expect(pulumi[0]!.uses).toMatch(/^pulumi\/actions@v\d+$/);
+        expect(pulumi[0]!.if).toBe("matrix.stack == 'production'");
         expect(pulumi[0]!.with).toMatchObject({
             command: "preview",
             "stack-name": "${{ matrix.stack }}",
@@ -345,6 +347,21 @@ describe("CI workflows: pull request previews", () => {
         });
         expect(String(pulumi[0]!.with?.["comment-on-pr"])).toBe("true");
         expect(pulumi[0]!.env).toEqual({ PULUMI_ACCESS_TOKEN: "${{ secrets.PULUMI_ACCESS_TOKEN }}" });
+    });
+
+    it("deploys the sandbox afresh on the runner as root, previews it expecting no changes, and always tears it down", () => {
+        const sandbox = (re: RegExp) => {
+            const at = stepIndex(list, runs(re));
+            expect(list[at]!.if, String(re)).toMatch(/matrix\.stack == 'sandbox'$/);
+            return at;
+        };
+        const deploy = sandbox(/^sudo -E env "PATH=\$PATH" npm run sandbox$/);
+        const preview = sandbox(new RegExp(`^sudo -E env "PATH=\\$PATH" npm run sandbox -- --pulumi ${PROCEDURES.preview.join(" ")} --expect-no-changes$`));
+        const down = sandbox(/^sudo -E env "PATH=\$PATH" npm run sandbox -- --down$/);
+        expect(list[down]!.if).toBe("always() && matrix.stack == 'sandbox'");
+        expect(deploy).toBeLessThan(preview);
+        expect(preview).toBeLessThan(down);
+        expect(down).toBe(list.length - 1);
     });
 
     it("installs Node 20 and the dependencies (the program runs under node --import tsx) before the preview", () => {
@@ -420,6 +437,7 @@ describe("CI workflows: scheduled drift detection", () => {
         expect(stepIndex(list, runs(/^npm ci\b/))).toBeLessThan(at);
         expect(list.indexOf(named(/^SSH key/))).toBeLessThan(at);
         expect(list.indexOf(named(/^Start the sandbox/))).toBeLessThan(at);
+        expect(list.indexOf(named(/^Start the sandbox/)), "the sandbox's refresh needs its fleet").toBeLessThan(stepIndex(list, runs(/\bpulumi refresh\b/)));
         const down = named(/^Tear down the sandbox/);
         expect(down.if).toMatch(/^always\(\) && matrix\.stack == 'sandbox'$/);
         expect(down.run).toMatch(/npm run sandbox -- --down/);
@@ -440,13 +458,12 @@ describe("CI workflows: scheduled drift detection", () => {
             return { status: r.status, calls: readFileSync(log, "utf8").trim().split("\n") };
         };
         expect(call(hosts, "production")).toEqual({ status: 0, calls: ["npm run drift -- --stack production"] });
-        expect(call(hosts, "sandbox")).toEqual({ status: 0, calls: ["sudo", "npm run drift -- --stack sandbox"] });
+        expect(call(hosts, "sandbox")).toEqual({ status: 0, calls: ["sudo", "npm run sandbox -- --drift"] });
         expect(call(hosts, "production", "1").status).toBe(1);
         expect(call(hosts, "sandbox", "1").status).toBe(1);
-        for (const stack of STACKS) {
-            expect(call(cloud, stack)).toEqual({ status: 0, calls: [`pulumi refresh --stack ${stack} --preview-only --expect-no-changes --diff --non-interactive`] });
-            expect(call(cloud, stack, "255").status).toBe(255);
-        }
+        expect(call(cloud, "production")).toEqual({ status: 0, calls: [`pulumi refresh --stack production --preview-only --expect-no-changes --diff --non-interactive`] });
+        expect(call(cloud, "sandbox")).toEqual({ status: 0, calls: ["sudo", `npm run sandbox -- --pulumi ${PROCEDURES.drift.join(" ")}`] });
+        for (const stack of STACKS) expect(call(cloud, stack, "255").status).toBe(255);
     });
 
     it("writes the SSH key from the secret to a 0600 file under $RUNNER_TEMP and passes its path as HX_SSH_KEY_FILE, without printing it", () => {
@@ -492,6 +509,62 @@ describe("CI workflows: scheduled drift detection", () => {
         expect(outcome("success", "failure")).not.toBe(0);
         expect(outcome("skipped", "skipped")).not.toBe(0);
         expect(readFileSync(summary, "utf8")).toMatch(/cloud resources: failure, hosts: success/);
+    });
+});
+
+describe("CI workflows: on-demand deploy", () => {
+    const { wf } = readWorkflow("deploy.yml");
+    const job = onlyJob(wf) as Job & { environment?: unknown };
+    const list = job.steps ?? [];
+
+    it("runs only when dispatched, for a stack with a Pulumi Cloud state, in that stack's GitHub environment, one at a time", () => {
+        const on = triggers(wf);
+        expect(Object.keys(on)).toEqual(["workflow_dispatch"]);
+        const input = (on.workflow_dispatch as { inputs: { stack: { options: string[] } } }).inputs.stack;
+        // The sandbox's state lives where the sandbox runs (npm run sandbox), never in CI.
+        expect(input.options).toEqual(STACKS.filter((s) => s !== "sandbox"));
+        expect(job.environment).toBe("${{ inputs.stack }}");
+        expect(wf.concurrency).toMatchObject({ group: "${{ github.workflow }}-${{ inputs.stack }}", "cancel-in-progress": false });
+        expect(wf.permissions).toEqual({ contents: "read", "id-token": "write" });
+    });
+
+    it("installs Node 20 and the dependencies, gets AWS credentials by OIDC, then runs pulumi up", () => {
+        expect(setupNodeProblems(list)).toEqual([]);
+        const up = stepIndex(list, usesAction("pulumi/actions"));
+        expect(list[up]!.with).toMatchObject({ command: "up", "stack-name": "${{ inputs.stack }}" });
+        expect(list[up]!.env).toEqual({ PULUMI_ACCESS_TOKEN: "${{ secrets.PULUMI_ACCESS_TOKEN }}" });
+        expect(stepIndex(list, runs(/^npm ci\b/))).toBeLessThan(up);
+        expect(stepIndex(list, usesAction("aws-actions/configure-aws-credentials"))).toBeLessThan(up);
+    });
+});
+
+describe("CI workflows run the procedures the engine tests and the sandbox run", () => {
+    /** The pulumi arguments a pulumi/actions step amounts to: its command, and --diff when asked. */
+    const actionArgs = (step: Step) => [String(step.with?.command), ...(String(step.with?.diff) === "true" ? ["--diff"] : []), ...(step.with?.command === "up" ? ["--yes"] : [])];
+    const actionOf = (file: string) => (onlyJob(readWorkflow(file).wf).steps ?? []).find(usesAction("pulumi/actions"))!;
+
+    it("preview: pulumi preview --diff", () => {
+        expect(actionArgs(actionOf("preview.yml"))).toEqual([...PROCEDURES.preview]);
+    });
+
+    it("up: pulumi up --yes (the action never prompts)", () => {
+        expect(actionArgs(actionOf("deploy.yml"))).toEqual([...PROCEDURES.up]);
+    });
+
+    it("drift: pulumi refresh --preview-only --expect-no-changes --diff, for the cloud stack and the sandbox alike", () => {
+        const cloud = (onlyJob(readWorkflow("drift.yml").wf).steps ?? []).find(runs(/\bpulumi refresh\b/))!;
+        const lines = cloud.run!.split("\n").filter((l) => /refresh/.test(l));
+        expect(lines).toHaveLength(2);
+        for (const line of lines) expect(line).toContain(PROCEDURES.drift.join(" ").replace("refresh ", ""));
+    });
+
+    it("the procedures themselves: a preview and a drift check that change nothing, an up that never prompts, a destroy that keeps the protected keys", () => {
+        expect(PROCEDURES).toEqual({
+            preview: ["preview", "--diff"],
+            up: ["up", "--yes"],
+            drift: ["refresh", "--preview-only", "--expect-no-changes", "--diff"],
+            destroy: ["destroy", "--yes", "--exclude-protected"],
+        });
     });
 });
 
