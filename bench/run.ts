@@ -81,16 +81,16 @@ async function section(name: string, fn: () => Promise<void>): Promise<void> {
     writeResults();
 }
 
-function sandboxDeploy(): { remoteSteps: number; kibCopied: number; seconds: number } | { skipped: string } {
+function sandboxDeploy(): { remoteSteps: number; hosts: string; seconds: number } | { skipped: string } {
     if (!isRoot) return { skipped: "not root: the sandbox harness needs root (mount namespaces, its own sshd)" };
     const dir = mkdtempSync(path.join(os.tmpdir(), "hx-bench-sandbox-"));
     const tsx = path.join(ROOT, "node_modules/.bin/tsx");
     const env = { ...process.env, HX_SANDBOX_DIR: dir };
     try {
         const r = spawnSync(tsx, [path.join(ROOT, "scripts/sandbox.ts")], { cwd: ROOT, env, encoding: "utf8", maxBuffer: 1 << 28, timeout: 1_200_000 });
-        const m = /Deployed: (\d+) remote steps, ([\d.]+) KiB copied, ([\d.]+) s/.exec(r.stdout ?? "");
-        if (!m) return { skipped: `sandbox printed no "Deployed:" line (exit ${r.status}): ${(r.stderr ?? "").slice(-500)}` };
-        return { remoteSteps: Number(m[1]), kibCopied: Number(m[2]), seconds: Number(m[3]) };
+        const m = /Deployed with pulumi up in ([\d.]+) s: (\d+) remote steps ran \(([^)]*)\)/.exec(r.stdout ?? "");
+        if (!m) return { skipped: `sandbox printed no "Deployed with pulumi up" line (exit ${r.status}): ${(r.stderr ?? "").slice(-500)}` };
+        return { seconds: Number(m[1]), remoteSteps: Number(m[2]), hosts: m[3] };
     } finally {
         spawnSync(tsx, [path.join(ROOT, "scripts/sandbox.ts"), "--down"], { cwd: ROOT, env, encoding: "utf8", timeout: 300_000 });
         rmSync(dir, { recursive: true, force: true });
@@ -207,8 +207,8 @@ async function main(): Promise<void> {
         const sb = sandboxDeploy();
         results.deploy = { ...d, sandbox: sb };
         if ("skipped" in sb) log(`  sandbox first deploy skipped: ${sb.skipped}`);
-        else log(`  sandbox first deploy: ${sb.remoteSteps} remote steps, ${sb.kibCopied} KiB copied, ${sb.seconds} s`);
-        rows.push({ measure: "Remote steps (SSH sessions), first deploy of one host", a: "", b: "", value: "skipped" in sb ? "skipped (not root)" : `${sb.remoteSteps} steps, ${sb.kibCopied} KiB`, goal: "(report)", met: null });
+        else log(`  sandbox first deploy (pulumi up): ${sb.remoteSteps} remote steps (${sb.hosts}) in ${sb.seconds} s`);
+        rows.push({ measure: "Remote steps (SSH sessions), first pulumi up of the sandbox fleet", a: "", b: "", value: "skipped" in sb ? "skipped (not root)" : `${sb.remoteSteps} steps (${sb.hosts}), ${sb.seconds} s`, goal: "(report)", met: null });
         rows.push({ measure: "Inputs changed between two unchanged evaluations", a: "", b: "", value: String(d.unchangedChanges), goal: "0", met: d.unchangedChanges === 0 });
         const exact = JSON.stringify(d.scriptChange.changed) === JSON.stringify(d.scriptChange.expected);
         rows.push({ measure: `Steps changed by editing ${d.scriptChange.script} (10 hosts)`, a: `${d.scriptChange.expected.length} install steps`, b: `${d.scriptChange.changed.length} changed`, value: exact ? "exactly the install steps" : `differs: ${d.scriptChange.changed.join(", ")}`, goal: "exactly its install steps", met: exact });

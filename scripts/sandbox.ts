@@ -1,5 +1,5 @@
 /**
- * npm run sandbox [-- --hosts N | --destroy | --down]
+ * npm run sandbox [-- --hosts N | --destroy | --down | --drift | --pulumi ARGS...]
  *
  * The one-machine demo and end-to-end test. Starts a fleet shaped like
  * production's (db-1: PostgreSQL with PITR and Redis; app-1: application data;
@@ -16,7 +16,11 @@
  * A second run against a running sandbox is a real `pulumi up` (which runs
  * nothing when nothing changed) and runs the jobs again. `--destroy` is
  * `pulumi destroy --yes --exclude-protected` (the keys are protected);
- * `--down` stops everything by PID and removes .sandbox/.
+ * `--down` stops everything by PID and removes .sandbox/. `--pulumi ARGS...`
+ * runs the Pulumi CLI on the sandbox's stack (its engine, state, config and
+ * passphrase), and `--drift` compares every host with the stack
+ * (`npm run drift` with the sandbox's key and stack file): the CI workflows'
+ * drift and preview checks use both.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
@@ -24,7 +28,7 @@ import { Agent } from "node:https";
 import * as path from "node:path";
 import { parse } from "yaml";
 import { shellCommand } from "../render/shell";
-import { openStack, provideEngine, runPulumi, setConfig, stackOutputs, type Stack } from "./lib/engine";
+import { openStack, PROCEDURES, provideEngine, runPulumi, setConfig, stackOutputs, type Stack } from "./lib/engine";
 import { sshExec, type SshTarget } from "./lib/ssh";
 import { loopbackCertificate } from "./lib/tls";
 import { loadStackFromFiles } from "./render";
@@ -206,8 +210,9 @@ async function deploy(stack: Stack, state: SandboxState, fleet: Fleet): Promise<
     log(`Stack config set (${Object.keys(plain).length} values, 3 secrets on stdin) in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${path.relative(process.cwd(), stack.configFile)}`);
     const before = Object.fromEntries(state.hosts.map((h) => [h.name, stepLines(h)]));
     // The outputs (every host's jobs) come after, from `pulumi stack output --json`; here they would fill screens.
-    log(`$ pulumi up --yes --suppress-outputs --stack ${STACK} --config-file ${path.relative(process.cwd(), stack.configFile)}`);
-    const run = await runPulumi(stack, ["up", "--yes", "--suppress-outputs"], { onOutput: (chunk) => process.stdout.write(chunk), timeoutMs: 3_600_000 });
+    const args = [...PROCEDURES.up, "--suppress-outputs"];
+    log(`$ pulumi ${args.join(" ")} --stack ${STACK} --config-file ${path.relative(process.cwd(), stack.configFile)}`);
+    const run = await runPulumi(stack, args, { onOutput: (chunk) => process.stdout.write(chunk), timeoutMs: 3_600_000 });
     if (run.code !== 0) throw new Error(`pulumi up failed (exit ${run.code}); its output is above`);
     const ran = Object.fromEntries(state.hosts.map((h) => [h.name, stepLines(h) - before[h.name]]));
     const total = Object.values(ran).reduce((a, b) => a + b, 0);
@@ -364,6 +369,8 @@ async function up(): Promise<number> {
     log(`  HX_SSH_KEY_FILE=${s.keyFile} npm run drift -- ${stackArgs}`);
     log(`  ${path.relative(process.cwd(), stack.configFile)} is the stack's config (pulumi --config-file); its state is in ${path.relative(process.cwd(), path.join(SANDBOX_DIR, "state")) || "."}`);
     log("  npm run sandbox                # again: pulumi up (nothing runs when nothing changed), then the jobs");
+    log("  npm run sandbox -- --pulumi preview --diff   # any pulumi command on the sandbox's stack");
+    log("  npm run sandbox -- --drift     # every host against the stack (npm run drift)");
     log("  npm run sandbox -- --destroy   # pulumi destroy --yes --exclude-protected");
     log("  npm run sandbox -- --down      # stop and remove everything");
     const failed = runs.filter((r) => r.code !== 0);
@@ -443,8 +450,9 @@ async function destroy(): Promise<number> {
     }
     const stack = await sandboxStack();
     // The keys are `protect`ed so that no destroy loses the only copy: leave them (and what depends on nothing else) in the state.
-    log(`$ pulumi destroy --yes --exclude-protected --suppress-outputs --stack ${STACK} --config-file ${path.relative(process.cwd(), stack.configFile)}`);
-    const run = await runPulumi(stack, ["destroy", "--yes", "--exclude-protected", "--suppress-outputs"], { onOutput: (chunk) => process.stdout.write(chunk), timeoutMs: 3_600_000 });
+    const args = [...PROCEDURES.destroy, "--suppress-outputs"];
+    log(`$ pulumi ${args.join(" ")} --stack ${STACK} --config-file ${path.relative(process.cwd(), stack.configFile)}`);
+    const run = await runPulumi(stack, args, { onOutput: (chunk) => process.stdout.write(chunk), timeoutMs: 3_600_000 });
     if (run.code !== 0) throw new Error(`pulumi destroy failed (exit ${run.code}); its output is above`);
     const config = loadStackFromFiles(STACK_DIR, STACK);
     const script = [
@@ -465,6 +473,35 @@ async function destroy(): Promise<number> {
     return 0;
 }
 
+/** `--pulumi ARGS...`: the Pulumi CLI on the sandbox's stack; its exit status is the command's. */
+async function pulumiOnSandbox(args: readonly string[]): Promise<number> {
+    if (!alive(loadState())) {
+        console.error("No running sandbox; start one with npm run sandbox.");
+        return 1;
+    }
+    if (args.length === 0) {
+        console.error("--pulumi needs the command to run, e.g. npm run sandbox -- --pulumi preview --diff");
+        return 2;
+    }
+    const stack = await sandboxStack();
+    log(`$ pulumi ${args.join(" ")} --stack ${STACK}${["up", "preview", "refresh", "destroy", "config", "import"].includes(args[0]) ? ` --config-file ${path.relative(process.cwd(), stack.configFile)}` : ""}`);
+    const run = await runPulumi(stack, args, { onOutput: (chunk) => process.stdout.write(chunk), timeoutMs: 3_600_000 });
+    return run.code;
+}
+
+/** `--drift`: every host against the stack, as `npm run drift` compares them; exit 1 on drift. */
+async function driftOfSandbox(): Promise<number> {
+    const state = loadState();
+    if (!alive(state)) {
+        console.error("No running sandbox; start one with npm run sandbox.");
+        return 1;
+    }
+    const args = ["tsx", path.join(ROOT, "scripts/drift.ts"), "--stack", STACK, "--stack-dir", STACK_DIR];
+    log(`$ HX_SSH_KEY_FILE=${path.relative(process.cwd(), state.keyFile)} npm run drift -- --stack ${STACK} --stack-dir ${path.relative(process.cwd(), STACK_DIR)}`);
+    const r = spawnSync("npx", args, { cwd: ROOT, stdio: "inherit", env: { ...process.env, HX_SSH_KEY_FILE: state.keyFile } });
+    return r.status ?? 1;
+}
+
 async function main(): Promise<number> {
     const deps = spawnSync("bash", [path.join(ROOT, "scripts/install-system-deps.sh")], { stdio: "inherit" });
     if (deps.status !== 0) return 1;
@@ -472,8 +509,11 @@ async function main(): Promise<number> {
         console.error("The sandbox needs root (mount namespaces, overlays, its own sshd per host). Run: sudo npm run sandbox");
         return 1;
     }
+    const passthrough = process.argv.indexOf("--pulumi");
+    if (passthrough >= 0) return pulumiOnSandbox(process.argv.slice(passthrough + 1));
     if (process.argv.includes("--down")) return down();
     if (process.argv.includes("--destroy")) return destroy();
+    if (process.argv.includes("--drift")) return driftOfSandbox();
     return up();
 }
 
