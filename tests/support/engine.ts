@@ -407,34 +407,47 @@ function alignedBase64(bytes: Buffer, url: boolean): string[] {
     return out;
 }
 
+const PEM = /-----BEGIN [A-Z ]+-----\n([\s\S]+?)\n-----END/;
+
 /** The byte strings a secret may be stored as: its text, and for a hex key or an OpenSSH key also the bytes it encodes. */
-function byteForms(value: string): Buffer[] {
-    const forms = [Buffer.from(value, "utf8")];
-    if (/^[0-9a-fA-F]+$/.test(value) && value.length % 2 === 0) forms.push(Buffer.from(value, "hex"));
-    const pem = /-----BEGIN [A-Z ]+-----\n([\s\S]+?)\n-----END/.exec(value);
-    if (pem) forms.push(Buffer.from(pem[1].replace(/\s+/g, ""), "base64"));
+function byteForms(value: string): { form: string; bytes: Buffer }[] {
+    const forms = [{ form: "text", bytes: Buffer.from(value, "utf8") }];
+    if (/^[0-9a-fA-F]+$/.test(value) && value.length % 2 === 0) forms.push({ form: "bytes", bytes: Buffer.from(value, "hex") });
+    const pem = PEM.exec(value);
+    if (pem) forms.push({ form: "key bytes", bytes: Buffer.from(pem[1].replace(/\s+/g, ""), "base64") });
     return forms;
 }
 
-/** Every text the secret would show as: raw, JSON-escaped, each line of a PEM body, hex (both cases), base64 and base64url of each byte form. */
-export function secretNeedles(value: string): string[] {
-    const needles = new Set<string>([value, JSON.stringify(value).slice(1, -1)]);
-    const pem = /-----BEGIN [A-Z ]+-----\n([\s\S]+?)\n-----END/.exec(value);
-    if (pem) for (const line of pem[1].split("\n")) if (line.length >= 16) needles.add(line);
-    for (const bytes of byteForms(value)) {
-        needles.add(bytes.toString("hex"));
-        needles.add(bytes.toString("hex").toUpperCase());
-        for (const n of [...alignedBase64(bytes, false), ...alignedBase64(bytes, true)]) needles.add(n);
-    }
-    return [...needles].filter((n) => n.length >= 16);
+export interface Needle {
+    /** How the secret is encoded in it, e.g. "base64 of its bytes": what a report may say (never the text itself). */
+    readonly encoding: string;
+    readonly text: string;
 }
 
-/** Labels of the secrets found in `text`, with the encoding that matched. */
+/** Every text the secret would show as: raw, JSON-escaped, each line of a PEM body, hex (both cases), base64 and base64url of each byte form. */
+export function secretNeedles(value: string): Needle[] {
+    const needles: Needle[] = [
+        { encoding: "raw", text: value },
+        { encoding: "raw, JSON-escaped", text: JSON.stringify(value).slice(1, -1) },
+        { encoding: "raw, without its last newline", text: value.replace(/\n$/, "") },
+    ];
+    const pem = PEM.exec(value);
+    if (pem) for (const [i, line] of pem[1].split("\n").entries()) if (line.length >= 16) needles.push({ encoding: `line ${i + 1} of its PEM body`, text: line });
+    for (const { form, bytes } of byteForms(value)) {
+        needles.push({ encoding: `hex of its ${form}`, text: bytes.toString("hex") }, { encoding: `HEX of its ${form}`, text: bytes.toString("hex").toUpperCase() });
+        for (const text of alignedBase64(bytes, false)) needles.push({ encoding: `base64 of its ${form}`, text });
+        for (const text of alignedBase64(bytes, true)) needles.push({ encoding: `base64url of its ${form}`, text });
+    }
+    const seen = new Set<string>();
+    return needles.filter((n) => n.text.length >= 16 && !seen.has(n.text) && seen.add(n.text));
+}
+
+/** The secrets found in `text`, as "label (as <encoding>)"; no part of a secret is ever in the answer. */
 export function findSecrets(text: string, secrets: readonly Secret[]): string[] {
     const found: string[] = [];
     for (const s of secrets) {
-        const hit = secretNeedles(s.value).find((n) => text.includes(n));
-        if (hit !== undefined) found.push(`${s.label} (as ${JSON.stringify(hit.length > 40 ? `${hit.slice(0, 20)}...${hit.slice(-12)}` : hit)})`);
+        const hit = secretNeedles(s.value).find((n) => text.includes(n.text));
+        if (hit) found.push(`${s.label} (as ${hit.encoding})`);
     }
     return found;
 }
