@@ -125,10 +125,14 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
     const ranSince = (before: Map<string, number>, p: FleetPlan, names = inStack) =>
         Object.fromEntries(names.map((n) => [n, namedSteps(stepLog(host(n)).slice(before.get(n)), hostPlan(p, n))]));
     const inventories = async (p: FleetPlan, names = inStack) => new Map(await Promise.all(names.map(async (n) => [n, await statPaths(host(n), plannedPaths(hostPlan(p, n)))] as const)));
-    /** sha256, inode and size of every backup and key file of a host. */
+    /**
+     * What must outlive the automation on a host: every backup file (sha256, inode and size: untouched) and every
+     * key (its content: a re-run keyring step rewrites the key files in place of themselves, same bytes).
+     */
     const dataOf = async (n: string) => {
-        const m = await fileDigests(host(n), [STORAGE, KEYRING]);
-        m.set(KEY_FILE, (await sh(host(n), `sha256sum < ${KEY_FILE}`)).trim());
+        const m = await fileDigests(host(n), [STORAGE]);
+        for (const [file, line] of await fileDigests(host(n), [KEYRING])) m.set(file, line.split(" ")[0]);
+        m.set(KEY_FILE, (await sh(host(n), `sha256sum < ${KEY_FILE}`)).trim().split(" ")[0]);
         return m;
     };
 
@@ -310,6 +314,9 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
 
         const preview = await pulumi(current(), PROCEDURES.preview);
         expectOk(preview);
+        const listed = diffOps(preview.stdout);
+        expect(listed, tail(preview, 30)).toContain(`+ create keys-${v2}`);
+        expect(listed.filter((l) => l.endsWith(`keys-${v1}`) || !/^(~ update|\+ create) /.test(l)), "the old key untouched; nothing replaced or deleted").toEqual([]);
         // Soft: a wrong preview is a defect of its own; the up, the restores and the new backup are still checked.
         expect
             .soft(diffOps(preview.stdout), `preview --diff of a key rotation should list only the new key and the steps carrying keys; tail:\n${tail(preview, 30)}`)
