@@ -54,9 +54,9 @@ const facts: pulumi.Output<DeployFacts> = keys.fingerprints.apply((fingerprints)
     keyIds: keys.keyIds,
     keyFingerprints: fingerprints,
 }));
-const secrets: pulumi.Output<SecretValues> = pulumi.secret(
-    pulumi.all([keys.keys, s3, secret("redisPassword"), secret("postgresqlPassword")]).apply(([k, s, redisPassword, postgresqlPassword]) => ({
-        keys: k,
+// Apart from the keys: a step that needs no key must not wait for one (unknown while a new key is previewed).
+const credentials: pulumi.Output<Omit<SecretValues, "keys">> = pulumi.secret(
+    pulumi.all([s3, secret("redisPassword"), secret("postgresqlPassword")]).apply(([s, redisPassword, postgresqlPassword]) => ({
         ...(s ? { s3: s } : {}),
         ...(redisPassword ? { redisPassword } : {}),
         ...(postgresqlPassword ? { postgresqlPassword } : {}),
@@ -72,7 +72,7 @@ const connectionArgs: SshConnectionArgs = {
         : {}),
 };
 
-const hostResources = config.hosts.map((host) => new BackupHost(host.name, { config, host, connection: connectionArgs, facts, secrets }));
+const hostResources = config.hosts.map((host) => new BackupHost(host.name, { config, host, connection: connectionArgs, facts, keys: keys.keys, credentials }));
 
 let monitoringIntegration: MonitoringIntegration | undefined;
 if (config.monitoring) {

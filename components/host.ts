@@ -6,6 +6,7 @@ import { planHost, type HostPlan } from "../render/hostPlan";
 import type { Job } from "../render/jobs";
 import { PGBACKREST_CONF, renderPgbackrestConf } from "../render/pgbackrest";
 import { secretStdin, type SecretValues } from "../render/secrets";
+import type { Step } from "../render/step";
 import { unitName } from "../render/systemd";
 import { sshConnection, type SshConnectionArgs } from "./connection";
 import { remoteStep } from "./steps";
@@ -17,17 +18,25 @@ export interface BackupHostArgs {
     readonly host: HostSpec;
     /** How to reach it. Required. */
     readonly connection: SshConnectionArgs;
-    /** Deploy-time facts (key ids, fingerprints, region, KMS key); may be outputs of other resources. Required. */
+    /** Deploy-time facts (key ids, fingerprints); may be outputs of other resources. Required. */
     readonly facts: pulumi.Input<DeployFacts>;
-    /** Secret material for the keyring and credential files. Required. */
-    readonly secrets: pulumi.Input<SecretValues>;
+    /** The keyring: key id -> 128 hex digits. Secret. Required. */
+    readonly keys: pulumi.Input<Record<string, string>>;
+    /** The other secret values (S3 credentials, passwords) for the credential files. Secret. Required. */
+    readonly credentials: pulumi.Input<Omit<SecretValues, "keys">>;
 }
 
-/** Placeholder facts for the shape of the plan; only step contents depend on the real ones. */
-function shapeFacts(config: StackConfig): DeployFacts {
+/** The facts known before any key exists (ids follow from the config), with every fingerprint set to `fingerprint`. */
+function shapeFacts(config: StackConfig, fingerprint: string): DeployFacts {
     const ids = Array.from({ length: config.encryption.keyVersion }, (_, i) => `${config.stack}-v${i + 1}`);
-    return { currentKeyId: ids[ids.length - 1], keyIds: ids, keyFingerprints: {} };
+    return { currentKeyId: ids[ids.length - 1], keyIds: ids, keyFingerprints: Object.fromEntries(ids.map((id) => [id, fingerprint])) };
 }
+
+/** Two plans of one host agree on a step when nothing the step installs or runs differs. */
+const sameStep = (a: Step, b: Step) => JSON.stringify(a) === JSON.stringify(b);
+
+/** Whether a step's secret files are keys, or derive from one (pgBackRest's passphrase). */
+const carriesKeys = (step: Step) => step.secretFiles.some((f) => f.secret.kind === "key" || f.secret.kind === "pgbackrest");
 
 /**
  * One target host: the backup user and directories, keyring and credentials,
@@ -48,7 +57,10 @@ export class BackupHost extends pulumi.ComponentResource {
     constructor(name: string, args: BackupHostArgs, opts?: pulumi.ComponentResourceOptions) {
         super("hx-backup:host:BackupHost", name, {}, opts);
         const { config, host } = args;
-        const shape = planHost(config, host, shapeFacts(config));
+        // Only the steps that carry key facts wait for the keys (unknown in the preview of a new key): the rest are
+        // planned from the config alone, so a key rotation's preview shows just the keyring, config and pgBackRest.
+        const shape = planHost(config, host, shapeFacts(config, "sha256:0000000000000000"));
+        const probe = planHost(config, host, shapeFacts(config, "sha256:ffffffffffffffff"));
         const plan: pulumi.Output<HostPlan> = pulumi.output(args.facts).apply((facts) => planHost(config, host, facts));
 
         const conn = args.connection;
@@ -57,11 +69,14 @@ export class BackupHost extends pulumi.ComponentResource {
         const steps = new Map<string, command.remote.Command>();
         shape.steps.forEach((step, index) => {
             const secret = step.secretFiles.length > 0;
-            const stepPlan = plan.apply((p) => p.steps[index]);
+            const usesFacts = !sameStep(step, probe.steps[index]);
+            const stepPlan: pulumi.Input<Step> = usesFacts ? plan.apply((p) => p.steps[index]) : step;
             const stdin: pulumi.Input<string> | undefined = secret
-                ? pulumi.secret(pulumi.all([stepPlan, args.secrets]).apply(([s, values]) => secretStdin(s.secretFiles, values, host)))
+                ? carriesKeys(step)
+                    ? pulumi.secret(pulumi.all([stepPlan, args.keys, args.credentials]).apply(([s, keys, other]) => secretStdin(s.secretFiles, { ...other, keys }, host)))
+                    : pulumi.secret(pulumi.all([stepPlan, args.credentials]).apply(([s, other]) => secretStdin(s.secretFiles, { ...other, keys: {} }, host)))
                 : step.stdin !== undefined
-                  ? stepPlan.apply((s) => s.stdin ?? "")
+                  ? pulumi.output(stepPlan).apply((s) => s.stdin ?? "")
                   : undefined;
             const dependsOn = step.dependsOn.map((d) => {
                 const dep = steps.get(d);
@@ -72,7 +87,7 @@ export class BackupHost extends pulumi.ComponentResource {
                 connection,
                 sudo: conn.sudo ?? false,
                 stdin,
-                digest: stepPlan.apply((s) => s.digest),
+                digest: pulumi.output(stepPlan).apply((s) => s.digest),
                 secret,
                 dependsOn,
                 parent: this,
