@@ -244,20 +244,28 @@ func (p *provider) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, erro
 	return &emptypb.Empty{}, nil
 }
 
+// request finds the resource that serves urn's type and unmarshals each of the request's property
+// structs (a nil struct is an empty map), secrets and unknowns kept.
+func (p *provider) request(urn string, structs ...*structpb.Struct) (Resource, []resource.PropertyMap, error) {
+	r, err := p.resourceOf(urn)
+	if err != nil {
+		return nil, nil, err
+	}
+	maps := make([]resource.PropertyMap, len(structs))
+	for i, s := range structs {
+		if maps[i], err = p.props(s, urn); err != nil {
+			return nil, nil, err
+		}
+	}
+	return r, maps, nil
+}
+
 func (p *provider) Check(ctx context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
-	r, err := p.resourceOf(req.GetUrn())
+	r, m, err := p.request(req.GetUrn(), req.GetOlds(), req.GetNews())
 	if err != nil {
 		return nil, err
 	}
-	olds, err := p.props(req.GetOlds(), "olds")
-	if err != nil {
-		return nil, err
-	}
-	news, err := p.props(req.GetNews(), "news")
-	if err != nil {
-		return nil, err
-	}
-	inputs, failures, err := r.Check(ctx, CheckRequest{URN: resource.URN(req.GetUrn()), Olds: olds, News: news, RandomSeed: req.GetRandomSeed()})
+	inputs, failures, err := r.Check(ctx, CheckRequest{URN: resource.URN(req.GetUrn()), Olds: m[0], News: m[1], RandomSeed: req.GetRandomSeed()})
 	if err != nil {
 		return nil, err
 	}
@@ -269,40 +277,24 @@ func (p *provider) Check(ctx context.Context, req *pulumirpc.CheckRequest) (*pul
 }
 
 func (p *provider) Diff(ctx context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
-	r, err := p.resourceOf(req.GetUrn())
-	if err != nil {
-		return nil, err
-	}
-	state, err := p.props(req.GetOlds(), "olds")
-	if err != nil {
-		return nil, err
-	}
-	news, err := p.props(req.GetNews(), "news")
-	if err != nil {
-		return nil, err
-	}
-	oldInputs, err := p.props(req.GetOldInputs(), "oldInputs")
+	r, m, err := p.request(req.GetUrn(), req.GetOlds(), req.GetNews(), req.GetOldInputs())
 	if err != nil {
 		return nil, err
 	}
 	return r.Diff(ctx, DiffRequest{
-		ID: req.GetId(), URN: resource.URN(req.GetUrn()), State: state, News: news,
-		OldInput: oldInputs, HasOldInputs: req.GetOldInputs() != nil, IgnoreChanges: req.GetIgnoreChanges(),
+		ID: req.GetId(), URN: resource.URN(req.GetUrn()), State: m[0], News: m[1],
+		OldInput: m[2], HasOldInputs: req.GetOldInputs() != nil, IgnoreChanges: req.GetIgnoreChanges(),
 	})
 }
 
 func (p *provider) Create(parent context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
-	r, err := p.resourceOf(req.GetUrn())
-	if err != nil {
-		return nil, err
-	}
-	inputs, err := p.props(req.GetProperties(), "properties")
+	r, m, err := p.request(req.GetUrn(), req.GetProperties())
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := p.ctx(parent)
 	defer cancel()
-	id, outs, err := r.Create(ctx, CreateRequest{URN: resource.URN(req.GetUrn()), Inputs: inputs, Preview: req.GetPreview(), Log: engineLog{p.engine, req.GetUrn()}})
+	id, outs, err := r.Create(ctx, CreateRequest{URN: resource.URN(req.GetUrn()), Inputs: m[0], Preview: req.GetPreview(), Log: engineLog{p.engine, req.GetUrn()}})
 	if err != nil {
 		return nil, err
 	}
@@ -314,19 +306,11 @@ func (p *provider) Create(parent context.Context, req *pulumirpc.CreateRequest) 
 }
 
 func (p *provider) Read(ctx context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
-	r, err := p.resourceOf(req.GetUrn())
+	r, m, err := p.request(req.GetUrn(), req.GetProperties(), req.GetInputs())
 	if err != nil {
 		return nil, err
 	}
-	state, err := p.props(req.GetProperties(), "properties")
-	if err != nil {
-		return nil, err
-	}
-	inputs, err := p.props(req.GetInputs(), "inputs")
-	if err != nil {
-		return nil, err
-	}
-	id, state, inputs, err := r.Read(ctx, ReadRequest{ID: req.GetId(), URN: resource.URN(req.GetUrn()), State: state, Inputs: inputs})
+	id, state, inputs, err := r.Read(ctx, ReadRequest{ID: req.GetId(), URN: resource.URN(req.GetUrn()), State: m[0], Inputs: m[1]})
 	if err != nil {
 		return nil, err
 	}
@@ -342,26 +326,14 @@ func (p *provider) Read(ctx context.Context, req *pulumirpc.ReadRequest) (*pulum
 }
 
 func (p *provider) Update(parent context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
-	r, err := p.resourceOf(req.GetUrn())
-	if err != nil {
-		return nil, err
-	}
-	state, err := p.props(req.GetOlds(), "olds")
-	if err != nil {
-		return nil, err
-	}
-	news, err := p.props(req.GetNews(), "news")
-	if err != nil {
-		return nil, err
-	}
-	oldInputs, err := p.props(req.GetOldInputs(), "oldInputs")
+	r, m, err := p.request(req.GetUrn(), req.GetOlds(), req.GetNews(), req.GetOldInputs())
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := p.ctx(parent)
 	defer cancel()
 	outs, err := r.Update(ctx, UpdateRequest{
-		ID: req.GetId(), URN: resource.URN(req.GetUrn()), State: state, News: news, OldInputs: oldInputs,
+		ID: req.GetId(), URN: resource.URN(req.GetUrn()), State: m[0], News: m[1], OldInputs: m[2],
 		Preview: req.GetPreview(), IgnoreChanges: req.GetIgnoreChanges(), Log: engineLog{p.engine, req.GetUrn()},
 	})
 	if err != nil {
@@ -375,17 +347,13 @@ func (p *provider) Update(parent context.Context, req *pulumirpc.UpdateRequest) 
 }
 
 func (p *provider) Delete(parent context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
-	r, err := p.resourceOf(req.GetUrn())
-	if err != nil {
-		return nil, err
-	}
-	state, err := p.props(req.GetProperties(), "properties")
+	r, m, err := p.request(req.GetUrn(), req.GetProperties())
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := p.ctx(parent)
 	defer cancel()
-	if err := r.Delete(ctx, DeleteRequest{ID: req.GetId(), URN: resource.URN(req.GetUrn()), State: state, Log: engineLog{p.engine, req.GetUrn()}}); err != nil {
+	if err := r.Delete(ctx, DeleteRequest{ID: req.GetId(), URN: resource.URN(req.GetUrn()), State: m[0], Log: engineLog{p.engine, req.GetUrn()}}); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
