@@ -70,6 +70,10 @@ export class BackupHost extends pulumi.ComponentResource {
         shape.steps.forEach((step, index) => {
             const secret = step.secretFiles.length > 0;
             const usesFacts = !sameStep(step, probe.steps[index]);
+            // The command text is planned once, from the config: only a step's digest and stdin may follow the keys.
+            if (step.create !== probe.steps[index].create || step.delete !== probe.steps[index].delete) {
+                throw new Error(`BackupHost ${host.name}: step ${step.name}'s command text depends on key fingerprints; carry them in its stdin or digest`);
+            }
             const stepPlan: pulumi.Input<Step> = usesFacts ? plan.apply((p) => p.steps[index]) : step;
             const stdin: pulumi.Input<string> | undefined = secret
                 ? carriesKeys(step)
