@@ -48,11 +48,17 @@ const sandbox = (...args: string[]) => spawnSync("npx", ["tsx", "scripts/sandbox
 const state = () => JSON.parse(readFileSync(path.join(dir, "sandbox.json"), "utf8")) as SandboxState;
 const host = (name: string) => state().hosts.find((h) => h.name === name)!;
 const gitStatus = () => spawnSync("git", ["status", "--porcelain", "--untracked-files=all"], { cwd: ROOT, encoding: "utf8" }).stdout;
-/** What pulumi's stack commands would write in the project folder: its Pulumi*.yaml files (by content) and the folder's top-level names. */
-const projectFiles = () => ({
-    names: readdirSync(ROOT).sort(),
-    pulumi: Object.fromEntries(readdirSync(ROOT).filter((n) => /^Pulumi\b.*\.ya?ml$/.test(n)).map((n) => [n, createHash("sha256").update(readFileSync(path.join(ROOT, n))).digest("hex")])),
-});
+/** Names git ignores (test-artifacts/, .engine/, ...): the sandbox and other tests may create them. */
+const ignoredByGit = (names: string[]) => new Set(spawnSync("git", ["check-ignore", "--", ...names], { cwd: ROOT, encoding: "utf8" }).stdout.split("\n").filter(Boolean));
+/** What pulumi's stack commands would write in the project folder: its Pulumi*.yaml files (by content) and the top-level names git sees. */
+const projectFiles = () => {
+    const names = readdirSync(ROOT).sort();
+    const ignored = ignoredByGit(names);
+    return {
+        names: names.filter((n) => !ignored.has(n)),
+        pulumi: Object.fromEntries(names.filter((n) => /^Pulumi\b.*\.ya?ml$/.test(n)).map((n) => [n, createHash("sha256").update(readFileSync(path.join(ROOT, n))).digest("hex")])),
+    };
+};
 const stepCount = (h: SandboxHostState) => readFileSync(h.stepLog, "utf8").split("\n").filter(Boolean).length;
 const lastRuns = () => (JSON.parse(readFileSync(path.join(dir, "last-run.json"), "utf8")) as { runs: JobRun[] }).runs;
 const curl = (url: string) => spawnSync("curl", ["-fsS", url], { encoding: "utf8" });
