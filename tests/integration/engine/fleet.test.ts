@@ -592,8 +592,5 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
     }, TOTAL_TIMEOUT);
 });
 
-if (available.reason) {
-    describe("the program on the real Pulumi engine (skipped)", () => {
-        it.skip(`needs ${available.reason}`, () => undefined);
-    });
-}
+// Outside CI only (under CI=true a missing piece throws): say why nothing ran.
+if (available.reason) console.warn(`${path.basename(__filename)}: not run, it needs ${available.reason}`);

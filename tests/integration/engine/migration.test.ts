@@ -250,8 +250,5 @@ describe.runIf(!available.reason)("migration from RandomBytes keys to RandomPass
     }, TIMEOUT);
 });
 
-if (available.reason) {
-    describe("migration from RandomBytes keys, on the real Pulumi engine (skipped)", () => {
-        it.skip(`needs ${available.reason}`, () => undefined);
-    });
-}
+// Outside CI only (under CI=true a missing piece throws): say why nothing ran.
+if (available.reason) console.warn(`${path.basename(__filename)}: not run, it needs ${available.reason}`);
