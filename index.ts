@@ -10,7 +10,7 @@ import { EncryptionKeys } from "./components/keys";
 import { MonitoringIntegration } from "./components/monitoring";
 import { monitoringConfPath } from "./render/monitoringPlan";
 import { BackupStorage } from "./components/storage";
-import { sshConnection, type SshConnectionArgs } from "./components/connection";
+import type { SshConnectionArgs } from "./components/connection";
 import type { DeployFacts } from "./render/hostConfig";
 import type { SecretValues } from "./render/secrets";
 import { unitName } from "./render/systemd";
@@ -80,8 +80,7 @@ if (config.monitoring) {
     const host = config.hosts.find((h) => h.name === m.host)!;
     monitoringIntegration = new MonitoringIntegration("monitoring", {
         config,
-        connection: sshConnection(host, connectionArgs),
-        sudo: config.ssh.sudo,
+        connection: connectionArgs,
         grafanaApiToken: secret("grafanaApiToken"),
         smtpPassword: secret("notifySmtpAuthPassword"),
         dependsOn: hostResources.filter((h) => h.hostName === host.name),

@@ -41,7 +41,8 @@ async function main(): Promise<void> {
         stack,
         false,
     );
-    pulumi.runtime.setAllConfig(config, secretKeys);
+    // The program alone: no host reads (hostReads), as in a preview that cannot reach the hosts.
+    pulumi.runtime.setAllConfig({ "hx-backup:hostReads": "false", ...config }, secretKeys);
     const started = process.hrtime.bigint();
     await import("../index");
     await pulumi.runtime.disconnect();

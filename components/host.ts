@@ -8,7 +8,9 @@ import { PGBACKREST_CONF, renderPgbackrestConf } from "../render/pgbackrest";
 import { secretStdin, type SecretValues } from "../render/secrets";
 import type { Step } from "../render/step";
 import { unitName } from "../render/systemd";
+import { installIdentity } from "../render/ownership";
 import { sshConnection, type SshConnectionArgs } from "./connection";
+import { hostStates } from "./hostRead";
 import { remoteStep } from "./steps";
 
 export interface BackupHostArgs {
@@ -65,6 +67,9 @@ export class BackupHost extends pulumi.ComponentResource {
 
         const conn = args.connection;
         const connection = sshConnection(host, conn);
+        const identityOf = (step: Step) => installIdentity(pulumi.getProject(), pulumi.getStack(), `${name}-${step.name}`);
+        // The host's install records, read once: drift becomes an update of the drifted steps.
+        const stateOf = hostStates({ config, host, connection: conn, steps: shape.steps.map((step) => ({ step, identity: identityOf(step) })), checkBackupUser: true, parent: this, label: host.name });
 
         const steps = new Map<string, command.remote.Command>();
         shape.steps.forEach((step, index) => {
@@ -87,12 +92,15 @@ export class BackupHost extends pulumi.ComponentResource {
                 if (!dep) throw new Error(`BackupHost ${host.name}: step ${step.name} depends on unknown step ${d}`);
                 return dep;
             });
+            const hostState = stateOf(step);
             steps.set(step.name, remoteStep(`${name}-${step.name}`, step, {
                 connection,
                 sudo: conn.sudo ?? false,
                 stdin,
                 digest: pulumi.output(stepPlan).apply((s) => s.digest),
                 secret,
+                identity: identityOf(step),
+                ...(hostState ? { hostState } : {}),
                 dependsOn,
                 parent: this,
             }));

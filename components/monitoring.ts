@@ -2,16 +2,17 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { StackConfig } from "../config/types";
 import { alertNames, planMonitoring } from "../render/monitoringPlan";
+import { installIdentity } from "../render/ownership";
 import { secretStdin } from "../render/secrets";
+import { sshConnection, type SshConnectionArgs } from "./connection";
+import { hostStates } from "./hostRead";
 import { remoteStep } from "./steps";
 
 export interface MonitoringIntegrationArgs {
     /** Validated stack configuration; `config.monitoring` must be set. Required. */
     readonly config: StackConfig;
-    /** SSH connection to the monitoring host (same shape as BackupHost's). Required. */
-    readonly connection: command.types.input.remote.ConnectionArgs;
-    /** Run steps through `sudo -n`. Default: false. */
-    readonly sudo?: boolean;
+    /** How to reach the monitoring host (the same settings as every BackupHost's; `sudo` included). Required. */
+    readonly connection: SshConnectionArgs;
     /** Grafana token for `grafanaMode: api`; secret. Default: none. */
     readonly grafanaApiToken?: pulumi.Input<string>;
     /** SMTP AUTH password for the alert emails (with `notifySmtpAuthUsername`); secret. Default: none. */
@@ -37,8 +38,11 @@ export class MonitoringIntegration extends pulumi.ComponentResource {
         const m = args.config.monitoring;
         if (!m) throw new Error("MonitoringIntegration: config.monitoring is not set (set monitoringHost)");
         const monitoringHost = args.config.hosts.find((h) => h.name === m.host)!;
+        const planned = planMonitoring(args.config).map((step) => ({ step, identity: installIdentity(pulumi.getProject(), pulumi.getStack(), `${name}-${step.name}`) }));
+        const stateOf = hostStates({ config: args.config, host: monitoringHost, connection: args.connection, steps: planned, checkBackupUser: false, parent: this, label: `monitoring on ${monitoringHost.name}` });
+        const connection = sshConnection(monitoringHost, args.connection);
         const steps = new Map<string, command.remote.Command>();
-        for (const step of planMonitoring(args.config)) {
+        for (const { step, identity } of planned) {
             const usesToken = step.name === "dashboard" && m.grafanaMode === "api";
             if (usesToken && args.grafanaApiToken === undefined) throw new Error("MonitoringIntegration: grafanaMode api needs grafanaApiToken");
             const usesPassword = step.secretFiles.length > 0;
@@ -51,12 +55,15 @@ export class MonitoringIntegration extends pulumi.ComponentResource {
                 : usesPassword
                   ? pulumi.secret(pulumi.all([args.smtpPassword!]).apply(([smtpPassword]) => secretStdin(step.secretFiles, { keys: {}, smtpPassword }, monitoringHost)))
                   : step.stdin;
+            const hostState = stateOf(step);
             steps.set(step.name, remoteStep(`${name}-${step.name}`, step, {
-                connection: args.connection,
-                sudo: args.sudo ?? false,
+                connection,
+                sudo: args.connection.sudo ?? false,
                 stdin,
                 digest: step.digest,
                 secret: usesToken || usesPassword,
+                identity,
+                ...(hostState ? { hostState } : {}),
                 dependsOn: [...(args.dependsOn ?? []), ...step.dependsOn.map((d) => steps.get(d)!)],
                 parent: this,
             }));

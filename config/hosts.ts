@@ -168,7 +168,7 @@ export function readHost(r: Reader, path: string, value: unknown, defaults: { ss
     };
 }
 
-/** Reads the `hosts` list; names must be unique. */
+/** Reads the `hosts` list; names, and address with port, must be unique. */
 export function readHosts(r: Reader, value: unknown, defaults: { sshUser: string; backupUser: string }): HostSpec[] {
     const hosts: HostSpec[] = [];
     if (value !== undefined && !Array.isArray(value)) r.problem("hosts", value, "a list of host objects");
@@ -178,9 +178,16 @@ export function readHosts(r: Reader, value: unknown, defaults: { sshUser: string
             if (host) hosts.push(host);
         });
     const seen = new Set<string>();
+    const machines = new Map<string, string>();
     hosts.forEach((h, i) => {
         if (h.name && seen.has(h.name)) r.problem(`hosts[${i}].name`, h.name, "a name not used by another host");
         seen.add(h.name);
+        // Two entries for one machine would install the same paths twice, and each one's delete would remove the other's.
+        const machine = `${h.address}:${h.port}`;
+        const first = machines.get(machine);
+        if (first !== undefined && h.address) {
+            r.problem(`hosts[${i}].address`, machine, `an address and port of its own: host ${first} is already ${machine}, and one machine takes one entry (to rename a host, change its name and keep one entry)`);
+        } else machines.set(machine, h.name);
     });
     return hosts;
 }

@@ -204,6 +204,7 @@ export function loadStackConfig(stack: string, rawInput: Record<string, unknown>
                 : {}),
         },
         installPackages: flat.installPackages,
+        hostReads: flat.hostReads,
         storage: {
             mode,
             bucketName,

@@ -122,6 +122,10 @@ export const CONFIG_KEYS = {
         type: "boolean", default: true, group: "Hosts and SSH",
         description: "Install the packages the jobs need (apt or dnf) during deploy.",
     }),
+    hostReads: spec({
+        type: "boolean", default: true, group: "Hosts and SSH",
+        description: "Read each host's install records over SSH during `pulumi preview` and `up` (one session per host), so that a file edited, removed or re-owned on a host shows as an update and `up` repairs it. `false` for a preview that cannot reach the hosts: drift is then not seen, and every step keeps the host state it recorded.",
+    }),
 
     // --- Storage (S3) ------------------------------------------------------
     bucketName: spec({

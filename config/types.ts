@@ -97,6 +97,8 @@ export interface StackConfig {
         readonly bastion?: { readonly host: string; readonly user: string; readonly port: number; readonly hostKey?: string; readonly usesPrivateKey: boolean };
     };
     readonly installPackages: boolean;
+    /** Read hosts' install records during preview and up (drift shows as updates). */
+    readonly hostReads: boolean;
     readonly storage: {
         /** "aws": Pulumi manages the bucket; "custom": an S3-compatible endpoint managed elsewhere; "none": no host syncs. */
         readonly mode: "aws" | "custom" | "none";

@@ -87,6 +87,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
         delete: stepScript("account-remove", accountValues(config)),
         files: [],
         secretFiles: [],
+        claims: [`user:${u}`],
         dependsOn: [...base],
         digest: digestOf({ user: u, dirs: directories(config), textfile: p.textfileDir }),
     });
@@ -159,6 +160,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
         delete: stepScript("timers-disable", {}, timers),
         files: [],
         secretFiles: [],
+        claims: timers.map((t) => `systemd:${t}`),
         dependsOn: [...unitSteps, "sudoers", "keyring", ...(credentialFiles.length ? ["credentials"] : []), ...(pitrSteps.length ? ["pitr-archiving"] : [])],
         digest: digestOf(allUnits.map((x) => [x.name, sha256(x.content)])),
     });

@@ -165,6 +165,7 @@ function planAlertmanager(config: StackConfig): Step[] {
         delete: stepScript("alertmanager-block", values("remove")),
         files: [],
         secretFiles: [],
+        claims: [`alertmanager:${n.configPath}#${config.stack}`],
         dependsOn: n.authUsername ? ["alertmanager-smtp-password"] : [],
         digest: digestOf({ path: n.configPath, amtool: n.amtool, reload: n.reloadCommand, blocks }),
     });

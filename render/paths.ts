@@ -16,6 +16,12 @@ export const configLocationPath = (config: StackConfig) => `${config.paths.scrip
 /** The jobs' lock files (HostConfigFile paths.locks): created by the account step, so every job user finds it. */
 export const locksDir = (config: StackConfig) => `${config.paths.storageDir}/.locks`;
 
+/**
+ * Which resource installed each path (or user, unit, setting) on a host, and each resource's repair count:
+ * one fixed place, whatever a stack's configDir, so that every stack and every release finds every other's.
+ */
+export const INSTALL_RECORDS_DIR = "/var/lib/hx-backup/deploy";
+
 /** Where each install step records what it installed. */
 export const manifestDir = (config: StackConfig) => `${config.paths.configDir}/manifest.d`;
 

@@ -200,6 +200,7 @@ export function planPitrSteps(config: StackConfig, host: HostSpec, currentKeyId:
             delete: stepScript("pitr-archiving-remove", removeValues),
             files: [],
             secretFiles: [],
+            claims: [`postgresql:${host.postgresql!.host}:${host.postgresql!.port}:archive_command`],
             dependsOn: ["pgbackrest-config", "pgbackrest-secrets"],
             digest: digestOf({ values, conf: sha256(conf.main) }),
         },

@@ -42,6 +42,10 @@ export interface Step {
     readonly dependsOn: readonly string[];
     /** Non-secret digest of everything the step installs; it goes into the command text (withDigest). */
     readonly digest: string;
+    /** What it installs besides its files, as install-record keys (`user:<name>`, `systemd:<timer>`, ...); render/ownership.ts. */
+    readonly claims?: readonly string[];
+    /** Its install manifest entry (withManifestEntry), against which the host read and the next install look for drift. */
+    readonly manifestEntry?: string;
 }
 
 export const digestOf = (value: unknown): string => sha256(JSON.stringify(value));
@@ -143,5 +147,6 @@ export function withManifestEntry(config: StackConfig, step: Step): Step {
         // Steps without a delete keep their files (the keyring), and so keep their entry.
         ...(step.delete ? { delete: `${step.delete}\n${removeFilesScript([entry.path])}` } : {}),
         files: [...step.files, entry],
+        manifestEntry: entry.path,
     };
 }

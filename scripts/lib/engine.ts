@@ -4,7 +4,7 @@
  * passphrase secrets provider, and a stack whose config lives in a file of
  * the caller's choosing (never the tracked Pulumi.<stack>.yaml).
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
@@ -94,10 +94,14 @@ export function engineEnv(engine: EngineInfo, options: StackOptions): NodeJS.Pro
 }
 
 /** Runs the CLI in `cwd` with `env`; `onOutput` sees stdout and stderr as they come. */
-export function runCli(args: readonly string[], opts: { cwd: string; env: NodeJS.ProcessEnv; input?: string; onOutput?: (chunk: string) => void; timeoutMs?: number }): Promise<PulumiRun> {
+export function runCli(
+    args: readonly string[],
+    opts: { cwd: string; env: NodeJS.ProcessEnv; input?: string; onOutput?: (chunk: string) => void; timeoutMs?: number; onSpawn?: (child: ChildProcess) => void },
+): Promise<PulumiRun> {
     const started = Date.now();
     return new Promise((resolve, reject) => {
         const child = spawn("pulumi", [...args], { cwd: opts.cwd, env: opts.env, stdio: ["pipe", "pipe", "pipe"] });
+        opts.onSpawn?.(child);
         let stdout = "";
         let stderr = "";
         const timer = opts.timeoutMs ? setTimeout(() => child.kill("SIGINT"), opts.timeoutMs) : undefined;
@@ -165,6 +169,8 @@ export const PROCEDURES = {
     preview: ["preview", "--diff"],
     up: ["up", "--yes"],
     drift: ["refresh", "--preview-only", "--expect-no-changes", "--diff"],
+    /** Host drift (the program reads every host's install records) and any other pending change. */
+    hostDrift: ["preview", "--diff", "--expect-no-changes"],
     destroy: ["destroy", "--yes", "--exclude-protected"],
 } as const satisfies Record<string, readonly string[]>;
 
@@ -172,7 +178,11 @@ export const PROCEDURES = {
 const READS_CONFIG = new Set(["up", "preview", "refresh", "destroy", "config", "import"]);
 
 /** `pulumi <args> --stack <stack> [--config-file <file>] --non-interactive`. */
-export function runPulumi(stack: Stack, args: readonly string[], options: { onOutput?: (chunk: string) => void; input?: string; timeoutMs?: number } = {}): Promise<PulumiRun> {
+export function runPulumi(
+    stack: Stack,
+    args: readonly string[],
+    options: { onOutput?: (chunk: string) => void; input?: string; timeoutMs?: number; onSpawn?: (child: ChildProcess) => void } = {},
+): Promise<PulumiRun> {
     const configFile = READS_CONFIG.has(args[0]) ? ["--config-file", stack.configFile] : [];
     return runCli([...args, "--stack", stack.stack, ...configFile, "--non-interactive"], { cwd: stack.cwd, env: stack.env, ...options });
 }

@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { shellCommand } from "../../render/shell";
 
 export interface SshTarget {
     readonly host: string;
@@ -14,9 +15,12 @@ export interface SshTarget {
     readonly user: string;
     /** Pinned host key ("ssh-ed25519 AAAA..."); without it the first key seen is accepted for this run only. */
     readonly hostKey?: string;
-    /** Private key file (mode 0600); without it the agent ($SSH_AUTH_SOCK) is used. */
+    /** Private key file (mode 0600); without it the agent is used. */
     readonly keyFile?: string;
-    readonly bastion?: { readonly host: string; readonly port: number; readonly user: string; readonly hostKey?: string };
+    /** The agent's socket when there is no key file. Default: $SSH_AUTH_SOCK. */
+    readonly agentSocket?: string;
+    /** Jump host; its own key file, else the target's key (or the agent). */
+    readonly bastion?: { readonly host: string; readonly port: number; readonly user: string; readonly hostKey?: string; readonly keyFile?: string };
 }
 
 export interface SshResult {
@@ -33,23 +37,26 @@ export async function sshExec(target: SshTarget, command: string, stdin = "", ti
         const knownHosts = path.join(dir, "known_hosts");
         const pinned = [target.hostKey && knownHostsLine(target.host, target.port, target.hostKey), target.bastion?.hostKey && knownHostsLine(target.bastion.host, target.bastion.port, target.bastion.hostKey)].filter(Boolean);
         writeFileSync(knownHosts, pinned.map((l) => `${l}\n`).join(""), { mode: 0o600 });
-        const strict = target.hostKey ? "yes" : "accept-new";
-        const args = [
+        const options = (hostKey: string | undefined) => [
             "-o", "BatchMode=yes",
-            "-o", `StrictHostKeyChecking=${strict}`,
+            "-o", `StrictHostKeyChecking=${hostKey ? "yes" : "accept-new"}`,
             "-o", `UserKnownHostsFile=${knownHosts}`,
             "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", "ConnectTimeout=15",
             "-o", "LogLevel=ERROR",
-            "-p", String(target.port),
-            ...(target.keyFile ? ["-i", target.keyFile, "-o", "IdentitiesOnly=yes"] : []),
-            ...(target.bastion ? ["-J", `${target.bastion.user}@${target.bastion.host}:${target.bastion.port}`] : []),
-            `${target.user}@${target.host}`,
-            "--",
-            command,
         ];
+        const identity = (keyFile: string | undefined) => (keyFile ? ["-i", keyFile, "-o", "IdentitiesOnly=yes"] : []);
+        const b = target.bastion;
+        // A jump host with a key of its own needs its own ssh (ProxyCommand); otherwise -J reuses the target's identity.
+        const jump = !b
+            ? []
+            : b.keyFile && b.keyFile !== target.keyFile
+              ? ["-o", `ProxyCommand=${shellCommand("ssh", ...options(b.hostKey), ...identity(b.keyFile), "-p", String(b.port), "-W", "%h:%p", `${b.user}@${b.host}`)}`]
+              : ["-J", `${b.user}@${b.host}:${b.port}`];
+        const args = [...options(target.hostKey), "-p", String(target.port), ...identity(target.keyFile), ...jump, `${target.user}@${target.host}`, "--", command];
         return await new Promise<SshResult>((resolve, reject) => {
-            const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"] });
+            const env = target.agentSocket ? { ...process.env, SSH_AUTH_SOCK: target.agentSocket } : process.env;
+            const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"], env });
             let stdout = "";
             let stderr = "";
             const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);

@@ -100,7 +100,7 @@ main() {
     now=$(hx_epoch)
     hx_metrics drift files "backup_config_drift=$drifted" "backup_last_run_status=1" "backup_last_attempt_timestamp=$now" "backup_last_success_timestamp=$now" "backup_duration_seconds=$((now - HX_START_EPOCH))"
     if ((drifted > 0)); then
-        hx_warn drift "drift found: $drifted path(s) differ from the install manifest; run npm run drift, then redeploy" "drifted=$drifted"
+        hx_warn drift "drift found: $drifted path(s) differ from the install manifest; pulumi preview --diff shows the steps, and pulumi up installs them again" "drifted=$drifted"
         return 1
     fi
     hx_info drift "no drift: ${#WANT_META[@]} installed files and ${#WANT_BLOCKS[@]} managed block file(s) match the install manifest" "files=${#WANT_META[@]}" "block_files=${#WANT_BLOCKS[@]}"

@@ -6,7 +6,7 @@
  * (the sandbox's step log), what each host has installed, and a scanner that
  * looks for a secret in any encoding.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawnSync, type ChildProcess } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { gunzipSync } from "node:zlib";
@@ -200,10 +200,10 @@ export function tail(run: PulumiRun, lines = 60): string {
 export const allRuns: EngineRun[] = [];
 
 /** `pulumi <args>` on the stack; up and destroy get `--json`, so their engine events can be read. */
-export async function pulumi(stack: Stack, args: readonly string[], opts: { json?: boolean; input?: string } = {}): Promise<EngineRun> {
+export async function pulumi(stack: Stack, args: readonly string[], opts: { json?: boolean; input?: string; onSpawn?: (child: ChildProcess) => void } = {}): Promise<EngineRun> {
     const json = opts.json ?? ["up", "destroy"].includes(args[0]);
     const full = json && !args.includes("--json") ? [...args, "--json"] : [...args];
-    const r = await runPulumi(stack, full, { input: opts.input });
+    const r = await runPulumi(stack, full, { input: opts.input, ...(opts.onSpawn ? { onSpawn: opts.onSpawn } : {}) });
     const run: EngineRun = { ...r, args: full, ...(json ? parseEngineEvents(r.stdout) : { done: [], failed: [], errors: [] }) };
     allRuns.push(run);
     return run;

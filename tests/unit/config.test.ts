@@ -370,6 +370,13 @@ describe("each invalid value is reported with key path, value seen and expected 
         expectProblem(err, "hosts[2].name", "h1", /a name not used by another host/);
     });
 
+    it("one machine twice (same address and port): refused, naming the first entry; another port is another machine", () => {
+        const err = configError({ hosts: [{ name: "h1", address: "10.0.0.1" }, { name: "h2", address: "10.0.0.2" }, { name: "h1-again", address: "10.0.0.1" }] });
+        expect(err.problems).toHaveLength(1);
+        expectProblem(err, "hosts[2].address", "10.0.0.1:22", /an address and port of its own: host h1 is already 10\.0\.0\.1:22/);
+        expect(() => load({ ...baseRaw(), hosts: [{ name: "h1", address: "10.0.0.1", remoteSync: false }, { name: "h2", address: "10.0.0.1", port: 2222, remoteSync: false }] })).not.toThrow();
+    });
+
     it("missing bucket while a host has remoteSync", () => {
         const err = configError({ bucketName: undefined });
         expectProblem(err, "bucketName", undefined, /a bucket name, because at least one host has remoteSync/);

@@ -107,7 +107,8 @@ export async function evaluate(stack: string, config: Record<string, string>, se
         stack,
         false,
     );
-    pulumi.runtime.setAllConfig(config, secretKeys);
+    // Under mocks there are no hosts to read (hostReads): a test that wants reads sets it.
+    pulumi.runtime.setAllConfig({ "hx-backup:hostReads": "false", ...config }, secretKeys);
     let program: Record<string, unknown>;
     try {
         program = (await import("../../index")) as Record<string, unknown>;

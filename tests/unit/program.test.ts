@@ -9,6 +9,7 @@ import { describe, expect, it, beforeAll } from "vitest";
 import { planHost } from "../../render/hostPlan";
 import { wrapStep } from "../../render/remote";
 import { withDigest } from "../../render/step";
+import { installIdentity, ownedStep } from "../../render/ownership";
 import { loadStackFromFiles, renderFacts } from "../../scripts/render";
 import {
     commands, evaluate, IAM_SECRET, plaintextView, reveal, ROOT, stackConfig, TEST_SECRETS, isSecretWrapped, type Evaluation,
@@ -106,7 +107,10 @@ describe("production stack", () => {
             }
             const unitStep = plan.steps.find((s) => s.name === "unit-hx-backup-configuration-daily.timer")!;
             const cmd = cmds.find((c) => c.name === `${host.name}-unit-hx-backup-configuration-daily.timer`)!;
-            expect(cmd.inputs.create).toBe(wrapStep(withDigest(unitStep.create, unitStep.digest), config.ssh.sudo));
+            const owned = ownedStep(unitStep, installIdentity("hx-backup", "production", cmd.name));
+            expect(cmd.inputs.create).toBe(wrapStep(withDigest(owned.create, unitStep.digest), config.ssh.sudo));
+            // The create claims the unit file for this very resource before it installs it.
+            expect(owned.create.indexOf("hx_resource='hx-backup/production/")).toBeLessThan(owned.create.indexOf("# Installs files atomically"));
             expect(reveal(cmd.inputs.stdin)).toBe(unitStep.stdin);
         }
     });
@@ -123,8 +127,10 @@ describe("production stack", () => {
         const rules = commands(e).find((c) => c.name === "monitoring-alert-rules")!;
         const create = rules.inputs.create as string;
         expect(create).toContain("promtool check rules");
-        expect(create.indexOf("check rules")).toBeLessThan(create.indexOf("mv -f"));
-        expect(create.indexOf("mv -f")).toBeLessThan(create.indexOf("systemctl reload prometheus"));
+        // After the install records (claim.sh), the rules' own install: checked, then moved into place, then reloaded.
+        const install = create.slice(create.indexOf("# Installs files atomically"));
+        expect(install.indexOf("check rules")).toBeLessThan(install.indexOf("mv -f"));
+        expect(install.indexOf("mv -f")).toBeLessThan(install.indexOf("systemctl reload prometheus"));
         expect(reveal(rules.inputs.stdin)).toContain("alert: BackupFailed");
         const dashboard = commands(e).find((c) => c.name === "monitoring-dashboard")!;
         expect(dashboard.inputs.create).toContain("/var/lib/grafana/dashboards/hx-backup.json");

@@ -452,6 +452,7 @@ describe("CI workflows: scheduled drift detection", () => {
         writeFileSync(path.join(bin, "sudo"), `#!/bin/sh\necho "sudo" >> "${log}"\n[ "$1" = -E ] && shift\nexec "$@"\n`, { mode: 0o755 });
         const hosts = list.find(runs(/\bnpm run drift\b/))!;
         const cloud = list.find(runs(/\bpulumi refresh\b/))!;
+        const deploy = list.find(runs(/\bpulumi preview\b/))!;
         const call = (step: Step, STACK: string, FAKE_STATUS = "0") => {
             writeFileSync(log, "");
             const r = runScript(step.run!, { PATH: `${bin}:${process.env.PATH}`, STACK, FAKE_STATUS });
@@ -464,6 +465,9 @@ describe("CI workflows: scheduled drift detection", () => {
         expect(call(cloud, "production")).toEqual({ status: 0, calls: [`pulumi refresh --stack production --preview-only --expect-no-changes --diff --non-interactive`] });
         expect(call(cloud, "sandbox")).toEqual({ status: 0, calls: ["sudo", `npm run sandbox -- --pulumi ${PROCEDURES.drift.join(" ")}`] });
         for (const stack of STACKS) expect(call(cloud, stack, "255").status).toBe(255);
+        expect(call(deploy, "production")).toEqual({ status: 0, calls: [`pulumi ${PROCEDURES.hostDrift[0]} --stack production ${PROCEDURES.hostDrift.slice(1).join(" ")} --non-interactive`] });
+        expect(call(deploy, "sandbox")).toEqual({ status: 0, calls: ["sudo", `npm run sandbox -- --pulumi ${PROCEDURES.hostDrift.join(" ")}`] });
+        for (const stack of STACKS) expect(call(deploy, stack, "255").status).toBe(255);
     });
 
     it("writes the SSH key from the secret to a 0600 file under $RUNNER_TEMP and passes its path as HX_SSH_KEY_FILE, without printing it", () => {
@@ -492,23 +496,25 @@ describe("CI workflows: scheduled drift detection", () => {
         expect(cleanup?.if).toBe("always()");
     });
 
-    it("runs both checks, then fails the job when either found drift", () => {
+    it("runs all three checks, then fails the job when any found drift", () => {
         const cloud = list.find(runs(/\bpulumi refresh\b/))!;
+        const deploy = list.find(runs(/\bpulumi preview\b/))!;
         const hosts = list.find(runs(/\bnpm run drift\b/))!;
-        expect([cloud.id, hosts.id]).toEqual(["cloud", "hosts"]);
-        expect([cloud["continue-on-error"], hosts["continue-on-error"]]).toEqual([true, true]);
+        expect([cloud.id, deploy.id, hosts.id]).toEqual(["cloud", "deploy", "hosts"]);
+        expect([cloud["continue-on-error"], deploy["continue-on-error"], hosts["continue-on-error"]]).toEqual([true, true, true]);
         const fail = named(/^Fail on drift/);
         expect(list.indexOf(fail)).toBe(list.length - 1);
         expect(fail.if).toBe("always()");
-        expect(fail.env).toMatchObject({ CLOUD: "${{ steps.cloud.outcome }}", HOSTS: "${{ steps.hosts.outcome }}" });
+        expect(fail.env).toMatchObject({ CLOUD: "${{ steps.cloud.outcome }}", DEPLOY: "${{ steps.deploy.outcome }}", HOSTS: "${{ steps.hosts.outcome }}" });
 
         const summary = path.join(tmp, "step-summary");
-        const outcome = (CLOUD: string, HOSTS: string) => runScript(fail.run!, { STACK: "production", CLOUD, HOSTS, GITHUB_STEP_SUMMARY: summary }).status;
-        expect(outcome("success", "success")).toBe(0);
-        expect(outcome("failure", "success")).not.toBe(0);
-        expect(outcome("success", "failure")).not.toBe(0);
-        expect(outcome("skipped", "skipped")).not.toBe(0);
-        expect(readFileSync(summary, "utf8")).toMatch(/cloud resources: failure, hosts: success/);
+        const outcome = (CLOUD: string, DEPLOY: string, HOSTS: string) => runScript(fail.run!, { STACK: "production", CLOUD, DEPLOY, HOSTS, GITHUB_STEP_SUMMARY: summary }).status;
+        expect(outcome("success", "success", "success")).toBe(0);
+        expect(outcome("failure", "success", "success")).not.toBe(0);
+        expect(outcome("success", "failure", "success")).not.toBe(0);
+        expect(outcome("success", "success", "failure")).not.toBe(0);
+        expect(outcome("skipped", "skipped", "skipped")).not.toBe(0);
+        expect(readFileSync(summary, "utf8")).toMatch(/cloud resources: failure, deploy preview: success, hosts: success/);
     });
 });
 
@@ -563,6 +569,7 @@ describe("CI workflows run the procedures the engine tests and the sandbox run",
             preview: ["preview", "--diff"],
             up: ["up", "--yes"],
             drift: ["refresh", "--preview-only", "--expect-no-changes", "--diff"],
+            hostDrift: ["preview", "--diff", "--expect-no-changes"],
             destroy: ["destroy", "--yes", "--exclude-protected"],
         });
     });

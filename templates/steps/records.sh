@@ -1,0 +1,31 @@
+# Install records, shared by every step that installs or removes something and by
+# the deploy's host read. records_dir holds, per key (a path, or user:<name> and
+# the like), which resource installed it (owners/), and per resource how many
+# times its install found the host drifted and repaired it (repairs/).
+: "${hx_records:?}"
+
+# hx_sha TEXT: the sha256 of TEXT, a record's file name.
+hx_sha() { printf '%s' "$1" | sha256sum | cut -c1-64; }
+# hx_owner_of KEY: the resource recorded for KEY, or nothing.
+hx_owner_of() {
+  hx_f="$hx_records/owners/$(hx_sha "$1")"
+  if [ -f "$hx_f" ]; then IFS="$(printf '\t')" read -r hx_o _ <"$hx_f" || true; printf '%s' "${hx_o:-}"; fi
+}
+# hx_repairs_file RESOURCE
+hx_repairs_file() { printf '%s/repairs/%s' "$hx_records" "$(hx_sha "$1")"; }
+# hx_drift ENTRY: the first difference between the host and the install manifest
+# entry ENTRY ("" when they agree): path, owner, group, mode and sha256 per line,
+# "-" for a secret (checked by owner and mode only); managed blocks are not files.
+hx_drift() {
+  [ -f "$1" ] || { printf 'missing %s' "$1"; return 0; }
+  hx_tab="$(printf '\t')"
+  while IFS="$hx_tab" read -r hx_p hx_u hx_g hx_m hx_h; do
+    if [ -z "$hx_p" ] || [ "$hx_u" = @block ]; then continue; fi
+    if [ ! -f "$hx_p" ] || [ -L "$hx_p" ]; then printf 'missing %s' "$hx_p"; return 0; fi
+    hx_seen=$(stat -c '%U %G %a' -- "$hx_p")
+    if [ "$hx_seen" != "$hx_u $hx_g $(printf '%o' "$((0$hx_m))")" ]; then
+      printf 'owner-or-mode %s (%s, expected %s %s %s)' "$hx_p" "$hx_seen" "$hx_u" "$hx_g" "$hx_m"; return 0
+    fi
+    if [ "$hx_h" != - ] && [ "$(sha256sum <"$hx_p" | cut -c1-64)" != "$hx_h" ]; then printf 'changed %s' "$hx_p"; return 0; fi
+  done <"$1"
+}

@@ -1,0 +1,25 @@
+# Before a step's delete: it removes only what this resource installed. When any
+# of its keys is now recorded for another resource (a renamed host or step, which
+# installed the same paths first), the delete leaves everything, says why, and
+# succeeds. Otherwise the records go first, so a delete that fails half-way is
+# simply run again.
+# Positional parameters: the keys.
+: "${hx_records:?}" "${hx_resource:?}"
+
+hx_theirs=""
+for hx_key in "$@"; do
+  hx_was=$(hx_owner_of "$hx_key")
+  case $hx_was in
+    "" | "$hx_resource") ;;
+    *) hx_theirs="$hx_theirs $hx_key (installed since by $hx_was)" ;;
+  esac
+done
+for hx_key in "$@"; do
+  if [ "$(hx_owner_of "$hx_key")" = "$hx_resource" ]; then rm -f "$hx_records/owners/$(hx_sha "$hx_key")"; fi
+done
+rm -f "$(hx_repairs_file "$hx_resource")"
+if [ -n "$hx_theirs" ]; then
+  echo "hx-backup: $hx_resource: leaving what it installed, which another install now owns:$hx_theirs"
+  exit 0
+fi
+set --
