@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --quick] [-- --only pg,format,pitr,redis,storage,deploy]
+ * npm run bench [-- --quick] [-- --only pg,format,pitr,redis,storage,deploy,host-reads]
  *
  * Side-by-side benchmarks on throwaway servers (not part of npm test). Every
  * pair alternates A/B at least 3 times in one run; the median ratio is
@@ -13,6 +13,7 @@ import { isRoot } from "../tests/support/env";
 import { PG_BIN } from "../tests/support/postgres";
 import { log, MiB, round } from "./common";
 import { benchDeploy, type DeployBench } from "./deploy";
+import { benchHostReads, type HostReadsBench, type HostReadsRound } from "./hostReads";
 import { BIG_DB, benchPgBackup, benchPgMemory, benchPgRestore, profilePgRestore, setupPostgres, teardownPostgres, type PgSetup } from "./postgres";
 import { benchFormatThreshold } from "./format";
 import { benchPitr } from "./pitr";
@@ -23,7 +24,7 @@ const ROOT = path.resolve(__dirname, "..");
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
 const onlyArg = argv.find((a) => a.startsWith("--only"));
-const only = onlyArg ? (onlyArg.includes("=") ? onlyArg.split("=")[1]! : argv[argv.indexOf(onlyArg) + 1]!).split(",") : ["pg", "format", "pitr", "redis", "storage", "deploy"];
+const only = onlyArg ? (onlyArg.includes("=") ? onlyArg.split("=")[1]! : argv[argv.indexOf(onlyArg) + 1]!).split(",") : ["pg", "format", "pitr", "redis", "storage", "deploy", "host-reads"];
 const ROUNDS = Math.max(3, Number(process.env.HX_BENCH_ROUNDS ?? 5));
 /** The format sweep finds a threshold, not a ratio to a goal: fewer rounds per size. */
 const FORMAT_ROUNDS = 3;
@@ -213,6 +214,24 @@ async function main(): Promise<void> {
         const exact = JSON.stringify(d.scriptChange.changed) === JSON.stringify(d.scriptChange.expected);
         rows.push({ measure: `Steps changed by editing ${d.scriptChange.script} (10 hosts)`, a: `${d.scriptChange.expected.length} install steps`, b: `${d.scriptChange.changed.length} changed`, value: exact ? "exactly the install steps" : `differs: ${d.scriptChange.changed.join(", ")}`, goal: "exactly its install steps", met: exact });
         rows.push({ measure: `Evaluation time under mocks, 200 vs 10 hosts (${d.commands200} commands)`, a: s(med(d.evalSeconds10)), b: s(med(d.evalSeconds200)), value: `${round(d.evalRatio, 1)}×`, goal: "≤ 25×", met: d.evalRatio <= 25 });
+    });
+    await section("host-reads", async () => {
+        const r: HostReadsBench = await benchHostReads(quick ? 3 : ROUNDS);
+        results.hostReads = r;
+        for (const { hosts, rounds } of r.byHosts) {
+            const range = (f: (x: HostReadsRound) => number) => `${Math.min(...rounds.map(f)).toFixed(1)}–${Math.max(...rounds.map(f)).toFixed(1)} s`;
+            for (const [what, on, off] of [["preview", (x: HostReadsRound) => x.previewOn, (x: HostReadsRound) => x.previewOff], ["up", (x: HostReadsRound) => x.upOn, (x: HostReadsRound) => x.upOff]] as const) {
+                const perHost = (med(rounds.map(on)) - med(rounds.map(off))) / hosts;
+                rows.push({
+                    measure: `Host reads: unchanged pulumi ${what}, ${hosts} light host${hosts > 1 ? "s" : ""}, hostReads off vs on (${r.plugins})`,
+                    a: `${s(med(rounds.map(off)))} (${range(off)})`,
+                    b: `${s(med(rounds.map(on)))} (${range(on)})`,
+                    value: `${perHost.toFixed(2)} s per host`,
+                    goal: "(report)",
+                    met: null,
+                });
+            }
+        }
     });
     writeResults();
     const header = ["Measure", "A (baseline)", "B (hx-backup)", "Result (median)", "Goal", "Met"];
