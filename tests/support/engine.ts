@@ -10,6 +10,7 @@ import { execFileSync, spawnSync, type ChildProcess } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { gunzipSync } from "node:zlib";
+import { afterEach, beforeEach } from "vitest";
 import type { DeployFacts } from "../../render/hostConfig";
 import { shellCommand } from "../../render/shell";
 import { REPO_ROOT, provideEngine, runPulumi, type EngineInfo, type PulumiRun, type Stack } from "../../scripts/lib/engine";
@@ -472,6 +473,17 @@ export function readTree(dir: string): Map<string, string> {
 
 /** Per-test timings, printed by the file's afterAll. */
 export class Timings {
+    /** Records each test's duration in these timings (call it inside the describe). */
+    timeEachTest(): void {
+        let started = 0;
+        beforeEach(() => {
+            started = Date.now();
+        });
+        afterEach((ctx) => {
+            this.add(`test: ${ctx.task.name}`, (Date.now() - started) / 1000);
+        });
+    }
+
     readonly rows: { what: string; seconds: number }[] = [];
     add(what: string, seconds: number): void {
         this.rows.push({ what, seconds: Math.round(seconds * 10) / 10 });

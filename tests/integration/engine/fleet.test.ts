@@ -19,7 +19,7 @@
 import { randomBytes } from "node:crypto";
 import { appendFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyFingerprint, keyFromSecret } from "../../../components/keys";
 import { openStack, PROCEDURES, setConfig, stackOutputs, type Stack } from "../../../scripts/lib/engine";
 import { sshExec } from "../../../scripts/lib/ssh";
@@ -104,7 +104,6 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
     let sshKey: string;
     let newKey: string | undefined;
     const passwords = { redis: randomBytes(18).toString("base64url"), postgresql: randomBytes(18).toString("base64url") };
-    let testStarted = 0;
 
     /** The key this test logs in with (the deploy key, until it is rotated). */
     let clientKeyFile: string;
@@ -158,12 +157,7 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
         timings.print(`engine fleet (${SPECS.length} hosts) timings:`);
     }, 300_000);
 
-    beforeEach(() => {
-        testStarted = Date.now();
-    });
-    afterEach((ctx) => {
-        timings.add(`test: ${ctx.task.name}`, (Date.now() - testStarted) / 1000);
-    });
+    timings.timeEachTest();
 
     it("a first preview lists every resource to create: each step of each host as a command:remote:Command, and the key", async () => {
         const r = await pulumi(stack, PROCEDURES.preview);

@@ -21,7 +21,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import * as path from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStack, PROCEDURES, setConfig, stackOutputs, type Stack } from "../../../scripts/lib/engine";
 import type { SandboxHost } from "../../../scripts/sandbox/host";
 import {
@@ -76,7 +76,6 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
     let configFile: string;
     let sshKey: string;
     let keyFile: string;
-    let testStarted = 0;
     /** Stack name of each fleet host (a rename changes it). */
     const names = new Map(SPECS.map((s) => [s.name, s.name]));
 
@@ -137,12 +136,7 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
         timings.print("engine lifecycle timings:");
     }, 300_000);
 
-    beforeEach(() => {
-        testStarted = Date.now();
-    });
-    afterEach((ctx) => {
-        timings.add(`test: ${ctx.task.name}`, (Date.now() - testStarted) / 1000);
-    });
+    timings.timeEachTest();
 
     it("drift: preview shows exactly the drifted steps as updates (and fails --expect-no-changes), up repairs them in place with no delete, then all is clean", async () => {
         const clean = await pulumi(stack, PROCEDURES.hostDrift);
@@ -231,6 +225,7 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
     }, TOTAL_TIMEOUT);
 
     it("a host renamed (same address): the new name's steps take over, the old name's deletes leave them, and every job and the drift check pass", async () => {
+        await jobsOk(); // backups to keep
         const uid = await sh(fleetHost("cfg-2"), "id -u hxbackup");
         // Backups untouched (content, inode, size); keys the same bytes (the new keyring step writes them again).
         const dataOf = async () => {

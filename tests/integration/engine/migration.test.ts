@@ -13,7 +13,7 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import * as path from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyFingerprint } from "../../../components/keys";
 import { openStack, PROCEDURES, setConfig, stackOutputs, type Stack } from "../../../scripts/lib/engine";
 import {
@@ -83,7 +83,6 @@ describe.runIf(!available.reason)("migration from RandomBytes keys to RandomPass
     let v1Hex: string;
     let v1Id: string;
     let oldBackup: string;
-    let testStarted = 0;
     const h = () => fleet[0].host;
     const outputs = async () => (await stackOutputs(stack)) as { encryption: EncryptionOutput; hosts: Record<string, { jobs: { timer: string }[] }> };
 
@@ -122,12 +121,7 @@ describe.runIf(!available.reason)("migration from RandomBytes keys to RandomPass
         timings.print("engine migration (1 host) timings:");
     }, 300_000);
 
-    beforeEach(() => {
-        testStarted = Date.now();
-    });
-    afterEach((ctx) => {
-        timings.add(`test: ${ctx.task.name}`, (Date.now() - testStarted) / 1000);
-    });
+    timings.timeEachTest();
 
     it("deploys the RandomBytes release, whose key v1 is in the state in plain text (its resource ID), and takes a backup with it", async () => {
         const preview = await pulumi(stack, PROCEDURES.preview, { json: false });
