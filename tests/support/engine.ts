@@ -10,7 +10,6 @@ import { execFileSync, spawnSync, type ChildProcess } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { gunzipSync } from "node:zlib";
-import { afterEach, beforeEach } from "vitest";
 import type { DeployFacts } from "../../render/hostConfig";
 import { shellCommand } from "../../render/shell";
 import { REPO_ROOT, provideEngine, runPulumi, type EngineInfo, type PulumiRun, type Stack } from "../../scripts/lib/engine";
@@ -471,18 +470,8 @@ export function readTree(dir: string): Map<string, string> {
     return out;
 }
 
-/** Per-test timings, printed by the file's afterAll. */
+/** Timings of a test file's runs, printed by its afterAll (tests/support/timing.ts adds each test's). */
 export class Timings {
-    /** Records each test's duration in these timings (call it inside the describe). */
-    timeEachTest(): void {
-        let started = 0;
-        beforeEach(() => {
-            started = Date.now();
-        });
-        afterEach((ctx) => {
-            this.add(`test: ${ctx.task.name}`, (Date.now() - started) / 1000);
-        });
-    }
 
     readonly rows: { what: string; seconds: number }[] = [];
     add(what: string, seconds: number): void {

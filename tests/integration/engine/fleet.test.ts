@@ -63,6 +63,7 @@ import {
     type Secret,
 } from "../../support/engine";
 import { tempDir } from "../../support/env";
+import { timeEachTest } from "../../support/timing";
 
 const available = engineTestsUnavailable();
 
@@ -157,7 +158,7 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
         timings.print(`engine fleet (${SPECS.length} hosts) timings:`);
     }, 300_000);
 
-    timings.timeEachTest();
+    timeEachTest(timings);
 
     it("a first preview lists every resource to create: each step of each host as a command:remote:Command, and the key", async () => {
         const r = await pulumi(stack, PROCEDURES.preview);

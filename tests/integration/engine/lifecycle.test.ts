@@ -51,6 +51,7 @@ import {
     type FleetHostSpec,
 } from "../../support/engine";
 import { tempDir } from "../../support/env";
+import { timeEachTest } from "../../support/timing";
 
 const available = engineTestsUnavailable();
 
@@ -136,7 +137,7 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
         timings.print("engine lifecycle timings:");
     }, 300_000);
 
-    timings.timeEachTest();
+    timeEachTest(timings);
 
     it("drift: preview shows exactly the drifted steps as updates (and fails --expect-no-changes), up repairs them in place with no delete, then all is clean", async () => {
         const clean = await pulumi(stack, PROCEDURES.hostDrift);

@@ -50,6 +50,7 @@ import {
     type Secret,
 } from "../../support/engine";
 import { tempDir } from "../../support/env";
+import { timeEachTest } from "../../support/timing";
 
 const available = engineTestsUnavailable();
 
@@ -121,7 +122,7 @@ describe.runIf(!available.reason)("migration from RandomBytes keys to RandomPass
         timings.print("engine migration (1 host) timings:");
     }, 300_000);
 
-    timings.timeEachTest();
+    timeEachTest(timings);
 
     it("deploys the RandomBytes release, whose key v1 is in the state in plain text (its resource ID), and takes a backup with it", async () => {
         const preview = await pulumi(stack, PROCEDURES.preview, { json: false });
