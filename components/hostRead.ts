@@ -33,13 +33,30 @@ async function slot<T>(work: () => Promise<T>): Promise<T> {
     }
 }
 
-/** A secret string's value (config secrets are known in a preview too). */
-const known = (input: pulumi.Input<string> | undefined): Promise<string | undefined> =>
-    input === undefined ? Promise.resolve(undefined) : new Promise((resolve) => pulumi.output(input).apply((v) => resolve(v)));
+/** How long a key may stay unknown (a preview never resolves an output another resource will make). */
+const KEY_WAIT_MS = 30_000;
+
+/** A secret string's value: config secrets are known in a preview too; a key that stays unknown rejects. */
+export const known = (input: pulumi.Input<string> | undefined, waitMs = KEY_WAIT_MS): Promise<string | undefined> =>
+    input === undefined
+        ? Promise.resolve(undefined)
+        : new Promise((resolve, reject) => {
+              const timer = setTimeout(() => reject(new Error(`the SSH key is not known yet (after ${waitMs / 1000} s)`)), waitMs);
+              pulumi.output(input).apply((v) => {
+                  clearTimeout(timer);
+                  resolve(v);
+              });
+          });
 
 /** Reads one host: each step's repair count and drift, and every install record. Never throws for an unreachable host. */
 export async function readHost(host: HostSpec, conn: SshConnectionArgs, steps: readonly { resource: string; manifestEntry: string }[]): Promise<HostReadResult> {
-    const [privateKey, bastionKey] = await Promise.all([known(conn.privateKey), known(conn.bastion?.privateKey)]);
+    let privateKey: string | undefined;
+    let bastionKey: string | undefined;
+    try {
+        [privateKey, bastionKey] = await Promise.all([known(conn.privateKey), known(conn.bastion?.privateKey)]);
+    } catch (e) {
+        return { reachable: false, reason: (e as Error).message };
+    }
     return slot(async () => {
         const dir = mkdtempSync(path.join(tmpdir(), "hx-read-"));
         try {

@@ -4,7 +4,9 @@
  * state, and the errors that stop a deploy). The scripts themselves run on real
  * hosts in tests/integration/engine/lifecycle.test.ts.
  */
+import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
+import { known } from "../../components/hostRead";
 import { planHost } from "../../render/hostPlan";
 import { claimsOf, hostReadRequest, hostState, installIdentity, ownedStep, parseHostRead, readProblems, withHostState } from "../../render/ownership";
 import { INSTALL_RECORDS_DIR } from "../../render/paths";
@@ -91,5 +93,13 @@ describe("the host read", () => {
     it("an answer it does not understand is an error, not a guess", () => {
         expect(() => parseHostRead("R\tx\tmany\t\n")).toThrow(/unexpected repair count/);
         expect(() => parseHostRead("Z\tx\n")).toThrow(/unexpected line from the host read/);
+    });
+});
+
+describe("the SSH key for the read", () => {
+    it("a known secret is read; one that never becomes known (another resource's output in a preview) gives up, so the host counts as unread", async () => {
+        await expect(known(pulumi.secret("key-text"))).resolves.toBe("key-text");
+        await expect(known(undefined)).resolves.toBeUndefined();
+        await expect(known(pulumi.output(new Promise<string>(() => undefined)), 50)).rejects.toThrow(/the SSH key is not known yet/);
     });
 });
