@@ -48,8 +48,33 @@ export const known = (input: pulumi.Input<string> | undefined, waitMs = KEY_WAIT
               });
           });
 
-/** Reads one host: each step's repair count and drift, and every install record. Never throws for an unreachable host. */
-export async function readHost(host: HostSpec, conn: SshConnectionArgs, steps: readonly { resource: string; manifestEntry: string }[]): Promise<HostReadResult> {
+type ReadRequest = { resource: string; manifestEntry: string };
+
+/** Reads not started yet, by machine: every component's steps on one machine share one session. */
+const batches = new Map<string, { steps: ReadRequest[]; result: Promise<HostReadResult> }>();
+
+/**
+ * Reads one host: each step's repair count and drift, and every install record. Never throws for an
+ * unreachable host. Calls for one machine in the same turn of the event loop (the components the program
+ * builds for it: BackupHost and, on the monitoring host, MonitoringIntegration) share one session.
+ */
+export function readHost(host: HostSpec, conn: SshConnectionArgs, steps: readonly ReadRequest[]): Promise<HostReadResult> {
+    const machine = `${host.address}:${host.port}`;
+    const open = batches.get(machine);
+    if (open) {
+        open.steps.push(...steps);
+        return open.result;
+    }
+    const requested = [...steps];
+    const result = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        batches.delete(machine);
+        return readSession(host, conn, requested);
+    });
+    batches.set(machine, { steps: requested, result });
+    return result;
+}
+
+async function readSession(host: HostSpec, conn: SshConnectionArgs, steps: readonly ReadRequest[]): Promise<HostReadResult> {
     let privateKey: string | undefined;
     let bastionKey: string | undefined;
     try {

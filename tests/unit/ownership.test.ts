@@ -6,7 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
-import { known } from "../../components/hostRead";
+import { known, readHost } from "../../components/hostRead";
 import { planHost } from "../../render/hostPlan";
 import { claimsOf, hostReadRequest, hostState, installIdentity, ownedStep, parseHostRead, readProblems, withHostState } from "../../render/ownership";
 import { INSTALL_RECORDS_DIR } from "../../render/paths";
@@ -101,5 +101,19 @@ describe("the SSH key for the read", () => {
         await expect(known(pulumi.secret("key-text"))).resolves.toBe("key-text");
         await expect(known(undefined)).resolves.toBeUndefined();
         await expect(known(pulumi.output(new Promise<string>(() => undefined)), 50)).rejects.toThrow(/the SSH key is not known yet/);
+    });
+});
+
+describe("one read per machine", () => {
+    it("the calls for one machine in one turn (BackupHost and MonitoringIntegration on the monitoring host) share one session; a later call opens its own", async () => {
+        // Port 1 on loopback: nothing listens, so the session fails fast and the host counts as unread.
+        const nowhere = { ...host, address: "127.0.0.1", port: 1, hostKey: undefined };
+        const first = readHost(nowhere, {}, [{ resource: "a", manifestEntry: "/m/a.tsv" }]);
+        const second = readHost(nowhere, {}, [{ resource: "b", manifestEntry: "/m/b.tsv" }]);
+        expect(second).toBe(first);
+        const r = await first;
+        expect(r.reachable).toBe(false);
+        expect(r.reachable ? "" : r.reason).toMatch(/^ssh .*@127\.0\.0\.1:1 exited 255/);
+        expect(readHost(nowhere, {}, [])).not.toBe(first);
     });
 });
