@@ -47,10 +47,11 @@ export async function sshExec(target: SshTarget, command: string, stdin = "", ti
         ];
         const identity = (keyFile: string | undefined) => (keyFile ? ["-i", keyFile, "-o", "IdentitiesOnly=yes"] : []);
         const b = target.bastion;
-        // A jump host with a key of its own needs its own ssh (ProxyCommand); otherwise -J reuses the target's identity.
+        // -J would reach the jump host without the -i given here (command-line options apply to the target only),
+        // so a jump host with a key file gets its own ssh as the ProxyCommand; without one, -J and the agent.
         const jump = !b
             ? []
-            : b.keyFile && b.keyFile !== target.keyFile
+            : b.keyFile
               ? ["-o", `ProxyCommand=${shellCommand("ssh", ...options(b.hostKey), ...identity(b.keyFile), "-p", String(b.port), "-W", "%h:%p", `${b.user}@${b.host}`)}`]
               : ["-J", `${b.user}@${b.host}:${b.port}`];
         const args = [...options(target.hostKey), "-p", String(target.port), ...identity(target.keyFile), ...jump, `${target.user}@${target.host}`, "--", command];
