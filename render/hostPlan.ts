@@ -6,7 +6,7 @@
  * drift detection compares a host against the same plan.
  */
 import type { HostSpec, StackConfig } from "../config/types";
-import { configLocationPath, createdUserMarker, hostConfigPath, locksDir, LOGROTATE_PATH, SUDOERS_PATH, UNIT_DIR } from "./paths";
+import { configLocationPath, createdUserMarker, hostConfigPath, INSTALL_RECORDS_DIR, locksDir, LOGROTATE_PATH, SUDOERS_PATH, UNIT_DIR } from "./paths";
 import { renderHostConfig, serializeHostConfig, PGPASS_NAME, REDIS_AUTH_NAME, S3_CREDENTIALS_NAME, type DeployFacts, type HostConfigFile } from "./hostConfig";
 import { hostJobs, type Job } from "./jobs";
 import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
@@ -84,7 +84,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
             { ...accountValues(config), home_dir: p.storageDir, config_dir: p.configDir },
             directories(config).flatMap((d) => [d.path, d.owner, d.group, d.mode]),
         ),
-        delete: stepScript("account-remove", accountValues(config)),
+        delete: stepScript("account-remove", { ...accountValues(config), records_dir: INSTALL_RECORDS_DIR }),
         files: [],
         secretFiles: [],
         claims: [`user:${u}`],

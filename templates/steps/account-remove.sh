@@ -1,9 +1,9 @@
 # Backups, keys and logs stay; only an account this tool created goes.
-: "${user:?}" "${user_marker:?}" "${textfile_dir:?}" "${hx_records:?}"
+: "${user:?}" "${user_marker:?}" "${textfile_dir:?}" "${records_dir:?}"
 
 # Another install's record (a step this one did not remove) means the user is still in use.
 hx_in_use=""
-for hx_f in "$hx_records"/owners/*; do
+for hx_f in "$records_dir"/owners/*; do
   [ -f "$hx_f" ] || continue
   IFS="$(printf '\t')" read -r hx_o hx_k <"$hx_f" || true
   hx_in_use="$hx_k (by $hx_o)"
