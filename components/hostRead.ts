@@ -16,7 +16,7 @@ import { wrapStep } from "../render/remote";
 import { sshExec, type SshTarget } from "../scripts/lib/ssh";
 import type { SshConnectionArgs } from "./connection";
 
-export type HostReadResult = { readonly reachable: true; readonly read: HostRead; readonly seconds: number } | { readonly reachable: false; readonly reason: string };
+export type HostReadResult = { readonly reachable: true; readonly read: HostRead } | { readonly reachable: false; readonly reason: string };
 
 /** Hosts read at once: a fleet's preview must not open hundreds of sessions together. */
 const CONCURRENT_READS = 16;
@@ -103,13 +103,12 @@ async function readSession(host: HostSpec, conn: SshConnectionArgs, steps: reado
                     ? { bastion: { host: conn.bastion.host, port: conn.bastion.port, user: conn.bastion.user, ...(conn.bastion.hostKey ? { hostKey: conn.bastion.hostKey } : {}), keyFile: keyFile("bastion", bastionKey) ?? targetKey } }
                     : {}),
             };
-            const started = Date.now();
             const r = await sshExec(target, wrapStep(hostReadScript(), conn.sudo ?? false), hostReadRequest(steps), 60_000);
             if (r.code !== 0) {
                 const why = (r.stderr || r.stdout).trim().split("\n").slice(-3).join("; ") || "no output";
                 return { reachable: false, reason: `ssh ${host.sshUser}@${host.address}:${host.port} exited ${r.code}: ${why}` };
             }
-            return { reachable: true, read: parseHostRead(r.stdout), seconds: (Date.now() - started) / 1000 };
+            return { reachable: true, read: parseHostRead(r.stdout) };
         } finally {
             rmSync(dir, { recursive: true, force: true });
         }
