@@ -14,7 +14,7 @@ import { renderSudoers } from "./sudoers";
 import { isLibrary, readTemplate, renderTemplate, SCRIPT_TEMPLATE_DIR, scriptTemplates } from "./template";
 import { sha256 } from "./remote";
 import { pitrFirstFullStep, planPitrSteps } from "./pgbackrest";
-import { digestOf, fileStep, installSecretFilesScript, secretFilesStep, stepScript, withManifestEntry, type PlannedSecretFile, type Step } from "./step";
+import { digestOf, filesStep, installSecretFilesScript, secretFilesStep, stepScript, withManifestEntry, type PlannedFile, type PlannedSecretFile, type Step } from "./step";
 
 export interface HostPlan {
     readonly host: HostSpec;
@@ -61,8 +61,16 @@ function directories(config: StackConfig): DirSpec[] {
 /** What the account's create and delete scripts both need. */
 const accountValues = (config: StackConfig) => ({ user: config.backupUser, user_marker: createdUserMarker(config), textfile_dir: config.paths.textfileDir });
 
-/** A step name safe for a Pulumi resource name. */
-const slug = (text: string) => text.replace(/[^A-Za-z0-9.-]+/g, "-").replace(/^-+|-+$/g, "");
+/** Every script under templates/scripts at its place in scriptDir. */
+function scriptFiles(config: StackConfig): PlannedFile[] {
+    return scriptTemplates().map((script) => ({
+        path: `${config.paths.scriptDir}/${script}`,
+        owner: "root",
+        group: "root",
+        mode: isLibrary(script) ? "0644" : "0755",
+        content: readTemplate(`${SCRIPT_TEMPLATE_DIR}/${script}`),
+    }));
+}
 
 export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts): HostPlan {
     const hostConfig = renderHostConfig(config, host, facts);
@@ -129,30 +137,25 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
     const pitrSteps = planPitrSteps(config, host, facts.currentKeyId, [...base, ...afterAccount]);
     steps.push(...pitrSteps);
 
-    steps.push(fileStep("config", { path: hostConfigPath(config), owner: "root", group: u, mode: "0640", content: serializeHostConfig(hostConfig) }, afterAccount));
+    // The config and where to find it: runs by hand or through sudo read the location beside the library.
+    steps.push(
+        filesStep(
+            "config",
+            [
+                { path: hostConfigPath(config), owner: "root", group: u, mode: "0640", content: serializeHostConfig(hostConfig) },
+                { path: configLocationPath(config), owner: "root", group: "root", mode: "0644", content: `${hostConfigPath(config)}\n` },
+            ],
+            afterAccount,
+        ),
+    );
 
-    // Scripts after the config they read (a new script may read a new field), and the
-    // config-location before anything that runs them by hand or through sudo.
-    const scriptSteps: string[] = [];
-    for (const script of scriptTemplates()) {
-        const name = `script-${slug(script.replace(/\.sh$/, ""))}`;
-        steps.push(fileStep(name, { path: `${p.scriptDir}/${script}`, owner: "root", group: "root", mode: isLibrary(script) ? "0644" : "0755", content: readTemplate(`${SCRIPT_TEMPLATE_DIR}/${script}`) }, [...afterAccount, "config"]));
-        scriptSteps.push(name);
-    }
-    steps.push(fileStep("config-location", { path: configLocationPath(config), owner: "root", group: "root", mode: "0644", content: `${hostConfigPath(config)}\n` }, scriptSteps));
+    // The static scripts and logrotate, after the config they read (a new script may read a new field).
+    steps.push(filesStep("files", [...scriptFiles(config), { path: LOGROTATE_PATH, owner: "root", group: "root", mode: "0644", content: renderTemplate("logrotate/hx-backup", { stack: config.stack, host: host.name, logDir: p.logDir, user: u }) }], [...afterAccount, "config"]));
 
-    steps.push(fileStep("sudoers", { path: SUDOERS_PATH, owner: "root", group: "root", mode: "0440", content: renderSudoers(config, host) }, [...scriptSteps, "config-location"], { check: ["visudo", "-cf"] }));
+    steps.push(filesStep("sudoers", [{ path: SUDOERS_PATH, owner: "root", group: "root", mode: "0440", content: renderSudoers(config, host) }], ["files", "config"], { check: ["visudo", "-cf"] }));
 
-    steps.push(fileStep("logrotate", { path: LOGROTATE_PATH, owner: "root", group: "root", mode: "0644", content: renderTemplate("logrotate/hx-backup", { stack: config.stack, host: host.name, logDir: p.logDir, user: u }) }, afterAccount));
-
-    const unitSteps: string[] = [];
     const allUnits = [...jobs.flatMap((job) => renderJobUnits(config, host, job)), ...renderMaintenanceUnits(config, host, jobs)];
-    for (const unit of allUnits) {
-        const unitPath = `${UNIT_DIR}/${unit.name}`;
-        const name = `unit-${slug(unit.name)}`;
-        steps.push(fileStep(name, { path: unitPath, owner: "root", group: "root", mode: "0644", content: unit.content }, [...scriptSteps, "config", "config-location"], { delete: stepScript("unit-remove", { unit: unit.name, unit_path: unitPath }) }));
-        unitSteps.push(name);
-    }
+    steps.push(filesStep("units", allUnits.map((unit) => ({ path: `${UNIT_DIR}/${unit.name}`, owner: "root", group: "root", mode: "0644", content: unit.content })), ["files", "config"]));
     const timers = jobs.map((j) => unitName(j.name, "timer"));
     steps.push({
         name: "timers",
@@ -161,7 +164,7 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
         files: [],
         secretFiles: [],
         claims: timers.map((t) => `systemd:${t}`),
-        dependsOn: [...unitSteps, "sudoers", "keyring", ...(credentialFiles.length ? ["credentials"] : []), ...(pitrSteps.length ? ["pitr-archiving"] : [])],
+        dependsOn: ["units", "sudoers", "keyring", ...(credentialFiles.length ? ["credentials"] : []), ...(pitrSteps.length ? ["pitr-archiving"] : [])],
         digest: digestOf(allUnits.map((x) => [x.name, sha256(x.content)])),
     });
     const archiving = pitrSteps.find((x) => x.name === "pitr-archiving");

@@ -9,7 +9,7 @@ import { renderAlertmanagerBlocks, smtpPasswordPath } from "./alertmanager";
 import { nodeExporterUrlOf } from "./hostConfig";
 import { manifestDir } from "./paths";
 import { sha256 } from "./remote";
-import { digestOf, fileStep, installFileScript, installSecretFilesScript, removeFilesScript, stepScript, withManifestEntry, type FileCheck, type PlannedSecretFile, type Step } from "./step";
+import { digestOf, filesStep, installSecretFilesScript, removeFilesScript, stepScript, withManifestEntry, type FileCheck, type PlannedSecretFile, type Step } from "./step";
 import { readTemplate, renderTemplate } from "./template";
 
 export const RULES_TEMPLATE = "monitoring/backup-alert-rules.yml";
@@ -100,23 +100,18 @@ export function planMonitoring(config: StackConfig): Step[] {
     // Every folder above the rules file: Prometheus, its own user, needs to pass through them.
     const ancestors = m.rulesPath.split("/").slice(1, -1).map((_, i, parts) => `/${parts.slice(0, i + 1).join("/")}`);
     const steps: Step[] = [
-        {
-            name: "alert-rules",
-            // A file that fails promtool never replaces the live one; Prometheus re-reads only a checked file.
-            create: `${installFileScript(rulesFile, check)}\n${stepScript("prometheus-rules", { action: "install", reload: m.reloadCommand }, ancestors)}`,
+        // A file that fails promtool never replaces the live one; Prometheus re-reads only a checked file.
+        filesStep("alert-rules", [rulesFile], [], {
+            check,
+            after: stepScript("prometheus-rules", { action: "install", reload: m.reloadCommand }, ancestors),
             delete: `${removeFilesScript([m.rulesPath])}\n${stepScript("prometheus-rules", { action: "remove", reload: m.reloadCommand })}`,
-            stdin: rules,
-            files: [rulesFile],
-            secretFiles: [],
-            dependsOn: [],
-            digest: digestOf({ path: m.rulesPath, content: sha256(rules), check, reload: m.reloadCommand }),
-        },
+        }),
+        filesStep("monitoring-conf", [{ path: monitoringConfPath(config), owner: "root", group: "root", mode: "0644", content: renderMonitoringConf(config) }], []),
     ];
-    steps.push(fileStep("monitoring-conf", { path: monitoringConfPath(config), owner: "root", group: "root", mode: "0644", content: renderMonitoringConf(config) }, []));
     steps.push(...planAlertmanager(config));
     const dashboard = renderDashboardFile(m.dashboardUid);
     if (m.grafanaMode === "file") {
-        steps.push(fileStep("dashboard", { path: `${m.grafanaDashboardDir}/${m.dashboardUid}.json`, owner: "root", group: "root", mode: "0644", content: dashboard }, []));
+        steps.push(filesStep("dashboard", [{ path: `${m.grafanaDashboardDir}/${m.dashboardUid}.json`, owner: "root", group: "root", mode: "0644", content: dashboard }], []));
     } else if (m.grafanaMode === "api") {
         steps.push({
             name: "dashboard",
@@ -149,6 +144,7 @@ function planAlertmanager(config: StackConfig): Step[] {
             name: "alertmanager-smtp-password",
             create: installSecretFilesScript([passwordFile]),
             delete: removeFilesScript([passwordFile.path]),
+            remove: removeFilesScript(),
             files: [],
             secretFiles: [passwordFile],
             dependsOn: [],

@@ -28,17 +28,23 @@ export function claimsOf(step: Step): string[] {
 
 const records = () => stepScript("records", { hx_records: INSTALL_RECORDS_DIR });
 
+/** `hx_step_remove PATH...`: the step's own removal of some of its paths (Step.remove), or nothing for a step whose files stay. */
+const removalFunction = (step: Step) => `hx_step_remove() {\n${step.remove ?? ":\n"}}\n`;
+
 /**
  * The step's create and delete with its install records: create claims its keys
- * first; delete releases them, and leaves everything when another resource has
- * claimed any of them since. A step that claims something always has a delete,
- * if only to release its records (the keyring's keys stay).
+ * first, and removes what the resource installed before but no longer does
+ * (a dropped script or job); delete releases them, removes what is still its
+ * own, and leaves the rest when another resource has claimed any of them since.
+ * A step that claims something always has a delete, if only to release its
+ * records (the keyring's keys stay).
  */
 export function ownedStep(step: Step, id: InstallIdentity): { create: string; delete?: string } {
     const keys = claimsOf(step);
     if (keys.length === 0) return { create: step.create, ...(step.delete ? { delete: step.delete } : {}) };
-    const create = `${records()}${stepScript("claim", { hx_resource: id.resource, hx_stack_id: id.stackId, hx_manifest_entry: step.manifestEntry ?? "" }, keys)}${step.create}`;
-    const release = `${records()}${stepScript("release", { hx_resource: id.resource }, keys)}`;
+    const prelude = `${records()}${removalFunction(step)}`;
+    const create = `${prelude}${stepScript("claim", { hx_resource: id.resource, hx_stack_id: id.stackId, hx_manifest_entry: step.manifestEntry ?? "" }, keys)}${step.create}`;
+    const release = `${prelude}${stepScript("release", { hx_resource: id.resource }, keys)}`;
     return { create, delete: step.delete ? `${release}${step.delete}` : release };
 }
 

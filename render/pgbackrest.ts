@@ -14,7 +14,7 @@ import { PITR_REPOSITORY_FOLDER } from "../config/names";
 import type { HostSpec, PitrSettings, StackConfig } from "../config/types";
 import { locksDir } from "./paths";
 import { sha256 } from "./remote";
-import { digestOf, fileStep, secretFilesStep, stepScript, type PlannedSecretFile, type Step } from "./step";
+import { digestOf, filesStep, secretFilesStep, stepScript, type PlannedSecretFile, type Step } from "./step";
 
 export const PGBACKREST_CONF = "/etc/pgbackrest/pgbackrest.conf";
 export const PGBACKREST_SECRETS_CONF = "/etc/pgbackrest/conf.d/hx-backup-secrets.conf";
@@ -168,7 +168,7 @@ export function planPitrSteps(config: StackConfig, host: HostSpec, currentKeyId:
     if (!pg || !pitr) return [];
     const conf = renderPgbackrestConf(config, host, currentKeyId);
     const notOurs = stepScript("pgbackrest-config-guard", { host: host.name, conf: PGBACKREST_CONF });
-    const configStep = fileStep("pgbackrest-config", { path: PGBACKREST_CONF, owner: "postgres", group: "postgres", mode: "0600", content: conf.main }, [...after]);
+    const configStep = filesStep("pgbackrest-config", [{ path: PGBACKREST_CONF, owner: "postgres", group: "postgres", mode: "0600", content: conf.main }], after);
     const secretFiles: PlannedSecretFile[] = [
         { path: PGBACKREST_SECRETS_CONF, owner: "postgres", group: "postgres", mode: "0600", secret: { kind: "pgbackrest", keyId: currentKeyId, s3: conf.repository.type === "s3" } },
     ];

@@ -1,17 +1,20 @@
 /**
  * The shape every remote step has, for backup hosts and the monitoring host
- * alike, and the pieces steps are built from: a plain file install, the drift
- * manifest entry, the digest whose change re-runs a step, and step scripts rendered
- * from their static bodies in templates/steps.
+ * alike, and the pieces steps are built from: a group of files installed from
+ * one JSON document on stdin, secret files, the drift manifest entry, the digest
+ * whose change re-runs a step, and step scripts rendered from their static
+ * bodies in templates/steps.
  */
 import type { StackConfig } from "../config/types";
-import { manifestDir } from "./paths";
+import { manifestDir, UNIT_DIR } from "./paths";
 import { sha256, type FileTarget } from "./remote";
 import { shellCommand, shellQuote } from "./shell";
 import { readTemplate, STEP_TEMPLATE_DIR } from "./template";
 
 export interface PlannedFile extends FileTarget {
     readonly content: string;
+    /** Installed without its step's check (the step's manifest entry, which is not, say, sudoers). Default: checked. */
+    readonly unchecked?: boolean;
 }
 
 export type SecretRef =
@@ -34,8 +37,15 @@ export interface Step {
     readonly create: string;
     /** Undo on removal; omitted where removal must keep data (keys). */
     readonly delete?: string;
-    /** Plain stdin (file content). Secret stdin is built by the component from `secretFiles`. */
+    /**
+     * Removes the installed paths named by its positional parameters (templates/steps/remove-files.sh): what an
+     * update no longer installs, and, when another resource has taken some of the step's paths over, the rest.
+     * Omitted where files must stay (keys).
+     */
+    readonly remove?: string;
+    /** Plain stdin: for a step with `files`, their JSON document (filesDocument). Secret stdin is built by the component from `secretFiles`. */
     readonly stdin?: string;
+    /** Plain files, installed from the JSON document on stdin by templates/steps/install-files.sh (only those that differ are rewritten); a secret step's one plain file is its manifest entry, which its script writes. */
     readonly files: readonly PlannedFile[];
     readonly secretFiles: readonly PlannedSecretFile[];
     /** Names of steps that must finish first. */
@@ -60,34 +70,69 @@ export const withDigest = (script: string, digest: string): string => `# hx-back
  */
 export type FileCheck = readonly string[];
 
-/** install-files.sh's positional parameters: path, owner, group and mode of each file. */
+/** install-files.sh's positional parameters for secrets: path, owner, group and mode of each file. */
 const fileFields = (targets: readonly FileTarget[]): string[] => targets.flatMap((t) => [t.path, t.owner, t.group, t.mode]);
-
-/** Installs one file from stdin (templates/steps/install-files.sh), gated by `check` when given. */
-export function installFileScript(target: FileTarget, check?: FileCheck): string {
-    return stepScript("install-files", { from: "stdin", check: check ? shellCommand(...check) : "" }, fileFields([target]));
-}
 
 /** Installs several secret files; stdin carries one base64 line per file, in order. */
 export function installSecretFilesScript(targets: readonly FileTarget[]): string {
     return stepScript("install-files", { from: "lines", check: "" }, fileFields(targets));
 }
 
-export function removeFilesScript(paths: readonly string[]): string {
-    return stepScript("remove-files", {}, paths);
+/**
+ * Installs the files of the JSON document on stdin (filesDocument), each gated by `check` when given.
+ * The document carries every byte, so the script text is the same whatever the files hold.
+ */
+export function installFilesScript(check?: FileCheck): string {
+    return stepScript("install-files", { from: "json", check: check ? shellCommand(...check) : "" });
 }
 
-/** A step that installs one file from stdin; `check` gates the install, `delete` replaces the plain removal. */
-export function fileStep(name: string, file: PlannedFile, dependsOn: string[], opts: { check?: FileCheck; delete?: string } = {}): Step {
+/** Removes the paths named by its positional parameters, or by `paths`; a systemd unit is stopped and disabled first. */
+export function removeFilesScript(paths?: readonly string[]): string {
+    return stepScript("remove-files", { unit_dir: UNIT_DIR }, paths);
+}
+
+const digestCache = new Map<string, string>();
+/** sha256 of a file's content, computed once per distinct content in a run (the static scripts repeat on every host). */
+export function contentSha256(content: string): string {
+    let d = digestCache.get(content);
+    if (d === undefined) {
+        d = sha256(content);
+        if (content.length > 256) digestCache.set(content, d);
+    }
+    return d;
+}
+
+/**
+ * The stdin of a step with files: `{"files": {<path>: {owner, group, mode, sha256, [unchecked,] content}}}`, in the plan's order.
+ * `pulumi preview --diff` shows a changed file as `~ files: { ~ <path>: { ~ content … } }`.
+ */
+export function filesDocument(files: readonly PlannedFile[]): string {
+    const entries = files.map((f) => [f.path, { owner: f.owner, group: f.group, mode: f.mode, sha256: contentSha256(f.content), ...(f.unchecked ? { unchecked: true } : {}), content: f.content }] as const);
+    return JSON.stringify({ files: Object.fromEntries(entries) });
+}
+
+/**
+ * A step that installs a group of files from its JSON stdin, rewriting only those that differ from the host;
+ * `check` gates each file, `after` runs once they are in place, `delete` replaces the plain removal.
+ */
+export function filesStep(name: string, files: readonly PlannedFile[], dependsOn: readonly string[], opts: { check?: FileCheck; after?: string; delete?: string } = {}): Step {
+    const paths = files.map((f) => f.path);
+    if (new Set(paths).size !== paths.length) throw new Error(`step ${name}: a path is listed twice: ${paths.join(", ")}`);
+    // install-files.sh lists the files as tab-separated lines (jq's @tsv, which escapes these characters).
+    const unlistable = files.find((f) => [f.path, f.owner, f.group, f.mode].some((v) => /[\u0000-\u001f\u007f\\]/.test(v)) || !f.path.startsWith("/"));
+    if (unlistable) throw new Error(`step ${name}: cannot install ${JSON.stringify(unlistable.path)}: a path must be absolute, and no path, owner, group or mode may hold a control character or a backslash`);
+    const install = installFilesScript(opts.check);
     return {
         name,
-        create: installFileScript(file, opts.check),
-        delete: opts.delete ?? removeFilesScript([file.path]),
-        stdin: file.content,
-        files: [file],
+        create: opts.after ? `${install}\n${opts.after}` : install,
+        delete: opts.delete ?? removeFilesScript(paths),
+        remove: removeFilesScript(),
+        stdin: filesDocument(files),
+        files,
         secretFiles: [],
-        dependsOn,
-        digest: digestOf({ path: file.path, mode: file.mode, owner: file.owner, group: file.group, content: sha256(file.content), check: opts.check ? shellCommand(...opts.check) : "" }),
+        dependsOn: [...dependsOn],
+        // The stdin carries the files; the digest only follows what the script text does not show.
+        digest: digestOf({ check: opts.check ?? [], after: opts.after ?? "" }),
     };
 }
 
@@ -100,6 +145,7 @@ export function secretFilesStep(name: string, files: readonly PlannedSecretFile[
         name,
         create: installSecretFilesScript(files),
         delete: removeFilesScript(files.map((f) => f.path)),
+        remove: removeFilesScript(),
         files: [],
         secretFiles: files,
         dependsOn: [...dependsOn],
@@ -122,14 +168,16 @@ export function stepScript(name: string, values: Readonly<Record<string, string 
 /** One manifest line per file: path, owner, group, mode, sha256 ("-" for secrets: no hash of a secret leaves Pulumi). */
 export function manifestLines(files: readonly PlannedFile[], secretFiles: readonly PlannedSecretFile[]): string {
     return [
-        ...files.map((f) => [f.path, f.owner, f.group, f.mode, sha256(f.content)].join("\t")),
+        ...files.map((f) => [f.path, f.owner, f.group, f.mode, contentSha256(f.content)].join("\t")),
         ...secretFiles.map((f) => [f.path, f.owner, f.group, f.mode, "-"].join("\t")),
     ].map((l) => `${l}\n`).join("");
 }
 
 /**
  * Makes a step also write (and on delete remove) its manifest entry,
- * `<configDir>/manifest.d/<step>.tsv`. The entry is listed among the step's files.
+ * `<configDir>/manifest.d/<step>.tsv`. The entry is listed among the step's
+ * files: a step with files installs it from its JSON stdin, after them; a step
+ * with secret files only writes it with templates/steps/manifest-entry.sh.
  */
 export function withManifestEntry(config: StackConfig, step: Step): Step {
     if (step.files.length === 0 && step.secretFiles.length === 0) return step;
@@ -139,14 +187,26 @@ export function withManifestEntry(config: StackConfig, step: Step): Step {
         group: "root",
         mode: "0644",
         content: manifestLines(step.files, step.secretFiles),
+        unchecked: true,
     };
+    if (step.files.length > 0) {
+        if (step.stdin === undefined) throw new Error(`step ${step.name}: files without their JSON document on stdin`);
+        const files = [...step.files, entry];
+        return {
+            ...step,
+            // Steps without a delete keep their files, and so keep their entry.
+            ...(step.delete ? { delete: `${step.delete}\n${removeFilesScript([entry.path])}` } : {}),
+            stdin: filesDocument(files),
+            files,
+            manifestEntry: entry.path,
+        };
+    }
     const write = stepScript("manifest-entry", { manifest_dir: manifestDir(config), manifest_entry: entry.path, manifest_lines: entry.content });
     return {
         ...step,
         create: `${step.create}\n${write}`,
-        // Steps without a delete keep their files (the keyring), and so keep their entry.
         ...(step.delete ? { delete: `${step.delete}\n${removeFilesScript([entry.path])}` } : {}),
-        files: [...step.files, entry],
+        files: [entry],
         manifestEntry: entry.path,
     };
 }

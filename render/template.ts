@@ -12,8 +12,19 @@ export const TEMPLATE_ROOT = process.env.HX_TEMPLATES_DIR ? path.resolve(process
 
 const cache = new Map<string, string>();
 
-/** Every file under a folder of templates/, as paths relative to that folder, sorted. */
+const listings = new Map<string, string[]>();
+
+/** Every file under a folder of templates/, as paths relative to that folder, sorted; listed once per run. */
 export function templateFiles(relativeDir: string): string[] {
+    let files = listings.get(relativeDir);
+    if (!files) {
+        files = listTemplateFiles(relativeDir);
+        listings.set(relativeDir, files);
+    }
+    return [...files];
+}
+
+function listTemplateFiles(relativeDir: string): string[] {
     return readdirSync(path.join(TEMPLATE_ROOT, relativeDir), { recursive: true, withFileTypes: true })
         .filter((e) => e.isFile())
         .map((e) => path.relative(path.join(TEMPLATE_ROOT, relativeDir), path.join(e.parentPath, e.name)))

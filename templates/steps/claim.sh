@@ -2,7 +2,9 @@
 # (a path, or user:<name> and the like), and counts a repair when the host has
 # drifted from what this resource installed last. Another stack's key is refused
 # before anything changes; this stack's (a renamed host or step) is taken over,
-# so that the old resource's delete leaves it.
+# so that the old resource's delete leaves it. What this resource recorded
+# before and no longer installs (a script or a job dropped from the plan) is
+# removed by the step's own removal (hx_step_remove), then forgotten.
 # Positional parameters: the keys.
 : "${hx_records:?}" "${hx_resource:?}" "${hx_stack_id:?}" "${hx_manifest_entry?}"
 
@@ -40,6 +42,18 @@ for hx_key in "$@"; do
   printf '%s\t%s\n' "$hx_resource" "$hx_key" >"$hx_records/owners/.claim.$$"
   mv -f "$hx_records/owners/.claim.$$" "$hx_records/owners/$(hx_sha "$hx_key")"
 done
+hx_dropped=""
+for hx_f in "$hx_records"/owners/*; do
+  [ -f "$hx_f" ] || continue
+  IFS="$(printf '\t')" read -r hx_o hx_k <"$hx_f" || true
+  [ "$hx_o" = "$hx_resource" ] || continue
+  hx_kept=""
+  for hx_key in "$@"; do
+    if [ "$hx_key" = "$hx_k" ]; then hx_kept=1; break; fi
+  done
+  [ -n "$hx_kept" ] || hx_dropped="$hx_dropped$hx_k
+"
+done
 hx_rf=$(hx_repairs_file "$hx_resource")
 hx_repairs=0
 if [ -f "$hx_rf" ]; then
@@ -54,3 +68,14 @@ fi
 printf '%s\n' "$hx_repairs" >"$hx_rf.tmp"
 mv -f "$hx_rf.tmp" "$hx_rf"
 set --
+if [ -n "$hx_dropped" ]; then
+  while IFS= read -r hx_k; do
+    [ -z "$hx_k" ] || set -- "$@" "$hx_k"
+  done <<EOF_DROPPED
+$hx_dropped
+EOF_DROPPED
+  echo "hx-backup: $hx_resource no longer installs: $*"
+  hx_step_remove "$@"
+  for hx_k in "$@"; do rm -f "$hx_records/owners/$(hx_sha "$hx_k")"; done
+  set --
+fi

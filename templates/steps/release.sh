@@ -1,16 +1,20 @@
 # Before a step's delete: it removes only what this resource installed. When any
-# of its keys is now recorded for another resource (a renamed host or step, which
-# installed the same paths first), the delete leaves everything, says why, and
-# succeeds. Otherwise the records go first, so a delete that fails half-way is
-# simply run again.
+# of its keys is now recorded for another resource (a renamed host or step, or a
+# regrouped step, which installed the same paths first), the delete removes what
+# is still this resource's own with the step's own removal (hx_step_remove),
+# leaves the rest, says why, and succeeds. Otherwise the records go first, so a
+# delete that fails half-way is simply run again.
 # Positional parameters: the keys.
 : "${hx_records:?}" "${hx_resource:?}"
 
 hx_theirs=""
+hx_mine=""
 for hx_key in "$@"; do
   hx_was=$(hx_owner_of "$hx_key")
   case $hx_was in
-    "" | "$hx_resource") ;;
+    "") ;;
+    "$hx_resource") hx_mine="$hx_mine$hx_key
+" ;;
     *) hx_theirs="$hx_theirs $hx_key (installed since by $hx_was)" ;;
   esac
 done
@@ -19,7 +23,17 @@ for hx_key in "$@"; do
 done
 rm -f "$(hx_repairs_file "$hx_resource")"
 if [ -n "$hx_theirs" ]; then
-  echo "hx-backup: $hx_resource: leaving what it installed, which another install now owns:$hx_theirs"
+  set --
+  while IFS= read -r hx_k; do
+    [ -z "$hx_k" ] || set -- "$@" "$hx_k"
+  done <<EOF_MINE
+$hx_mine
+EOF_MINE
+  echo "hx-backup: $hx_resource: leaving what another install now owns:$hx_theirs"
+  if [ "$#" -gt 0 ]; then
+    echo "hx-backup: $hx_resource: removing what is still its own: $*"
+    hx_step_remove "$@"
+  fi
   exit 0
 fi
 set --

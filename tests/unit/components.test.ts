@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { commands, evaluate, stackConfig, TEST_SECRETS, type Evaluation } from "./mockProgram";
+import { stdinFile } from "./helpers";
 
 const SECRETS = ["hx-backup:sshPrivateKey"];
 const byType = (e: Evaluation, type: string) => e.resources.filter((r) => r.type === type);
@@ -34,6 +35,6 @@ describe("components get the schema-loaded values from index.ts, none of their o
         expect(byType(e, "random:index/randomPassword:RandomPassword").map((r) => r.name).sort()).toEqual(["keys-production-v1", "keys-production-v2", "keys-production-v3"]);
         expect(byType(e, "random:index/randomBytes:RandomBytes")).toEqual([]);
         const dashboard = commands(e).find((c) => c.name === "monitoring-dashboard")!;
-        expect(JSON.parse(dashboard.inputs.stdin as string).uid).toBe("hx-uid-test");
+        expect(JSON.parse(stdinFile(dashboard.inputs as { stdin: string }, "/var/lib/grafana/dashboards/hx-uid-test.json")).uid).toBe("hx-uid-test");
     });
 });

@@ -4,6 +4,7 @@
  * "missing tool" rule (fail under CI=true, skip with a message otherwise).
  */
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -152,4 +153,22 @@ export function reportPolicy(hosts: readonly Record<string, unknown>[], raw: Rec
     return policyFromStack(
         load({ bucketName: "hx-unit-bucket", s3Region: "eu-central-1", bucketPrefix: "hx", retentionTimeZone: "UTC", encryptionKeyVersion: 2, hosts, ...raw }),
     );
+}
+
+/** A file step's stdin (its JSON document) with one file's content replaced, as a deploy of that content would send. */
+export function stdinWith(step: { readonly stdin?: string }, filePath: string, content: string): string {
+    const doc = JSON.parse(step.stdin ?? "") as { files: Record<string, { sha256: string; content: string }> };
+    const file = doc.files[filePath];
+    if (!file) throw new Error(`no file ${filePath} in the step's stdin`);
+    file.content = content;
+    file.sha256 = createHash("sha256").update(content).digest("hex");
+    return JSON.stringify(doc);
+}
+
+/** The content a file step's stdin carries for one path. */
+export function stdinFile(step: { readonly stdin?: string }, filePath: string): string {
+    const doc = JSON.parse(step.stdin ?? "") as { files: Record<string, { content: string }> };
+    const file = doc.files[filePath];
+    if (!file) throw new Error(`no file ${filePath} in the step's stdin`);
+    return file.content;
 }

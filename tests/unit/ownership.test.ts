@@ -24,8 +24,8 @@ const step = (name: string) => {
 const id = installIdentity("hx-backup", "prod", `${host.name}-config`);
 
 describe("claims and the owned create and delete", () => {
-    it("a file step claims its file and its manifest entry; the account its user; the timers each timer", () => {
-        expect(claimsOf(step("config"))).toEqual([`${config.paths.configDir}/backup.json`, `${config.paths.configDir}/manifest.d/config.tsv`]);
+    it("a file step claims its files and its manifest entry; the account its user; the timers each timer", () => {
+        expect(claimsOf(step("config"))).toEqual([`${config.paths.configDir}/backup.json`, `${config.paths.scriptDir}/lib/config-path`, `${config.paths.configDir}/manifest.d/config.tsv`]);
         expect(claimsOf(step("account"))).toEqual([`user:${config.backupUser}`]);
         expect(claimsOf(step("timers")).every((k) => /^systemd:hx-backup-.+\.timer$/.test(k))).toBe(true);
         expect(claimsOf(step("keyring"))).toContain(config.paths.keyFile);
@@ -38,7 +38,7 @@ describe("claims and the owned create and delete", () => {
         expect(owned.create).toContain("hx_stack_id=hx-backup/prod\n");
         expect(owned.create.indexOf("refusing to take it over")).toBeLessThan(owned.create.indexOf("# Installs files atomically"));
         expect(owned.create.endsWith(step("config").create)).toBe(true);
-        expect(owned.delete!.indexOf("leaving what it installed")).toBeLessThan(owned.delete!.indexOf(step("config").delete!));
+        expect(owned.delete!.indexOf("leaving what another install now owns")).toBeLessThan(owned.delete!.indexOf(step("config").delete!));
     });
 
     it("the keyring, which keeps its keys, gets a delete that only releases its records", () => {

@@ -11,6 +11,7 @@ import { wrapStep } from "../../render/remote";
 import { withDigest } from "../../render/step";
 import { installIdentity, ownedStep } from "../../render/ownership";
 import { loadStackFromFiles, renderFacts } from "../../scripts/render";
+import { stdinFile } from "./helpers";
 import {
     commands, evaluate, IAM_SECRET, plaintextView, reveal, ROOT, stackConfig, TEST_SECRETS, isSecretWrapped, type Evaluation,
 } from "./mockProgram";
@@ -105,11 +106,11 @@ describe("production stack", () => {
                 expect(c.inputs.triggers, `${c.name} triggers`).toBeUndefined();
                 expect(c.inputs.create as string).toMatch(/^(sudo -n )?sh -c 'set -eu\n# hx-backup step digest [0-9a-f]{64}\n/);
             }
-            const unitStep = plan.steps.find((s) => s.name === "unit-hx-backup-configuration-daily.timer")!;
-            const cmd = cmds.find((c) => c.name === `${host.name}-unit-hx-backup-configuration-daily.timer`)!;
+            const unitStep = plan.steps.find((s) => s.name === "units")!;
+            const cmd = cmds.find((c) => c.name === `${host.name}-units`)!;
             const owned = ownedStep(unitStep, installIdentity("hx-backup", "production", cmd.name));
             expect(cmd.inputs.create).toBe(wrapStep(withDigest(owned.create, unitStep.digest), config.ssh.sudo));
-            // The create claims the unit file for this very resource before it installs it.
+            // The create claims the unit files for this very resource before it installs them.
             expect(owned.create.indexOf("hx_resource='hx-backup/production/")).toBeLessThan(owned.create.indexOf("# Installs files atomically"));
             expect(reveal(cmd.inputs.stdin)).toBe(unitStep.stdin);
         }
@@ -189,7 +190,7 @@ describe("sandbox stack", () => {
 
     it("manages no AWS resource and hands the custom endpoint and credentials to the host", () => {
         expect(e.resources.filter((r) => r.type.startsWith("aws:"))).toEqual([]);
-        const config = JSON.parse(reveal(commands(e).find((c) => c.name === "db-1-config")!.inputs.stdin) as string);
+        const config = JSON.parse(stdinFile({ stdin: reveal(commands(e).find((c) => c.name === "db-1-config")!.inputs.stdin) as string }, "/etc/hx-backup/backup.json"));
         expect(config.remote).toMatchObject({ enabled: true, endpoint: "https://127.0.0.1:4569", caFile: "/etc/hx-sandbox/s3-ca.pem", bucket: "hx-backup-sandbox", region: "us-east-1" });
         const creds = commands(e).find((c) => c.name === "db-1-credentials")!;
         expect(isSecretWrapped(creds.inputs.stdin)).toBe(true);
@@ -200,7 +201,7 @@ describe("sandbox stack", () => {
     });
 
     it("gives each host of the fleet the units of its roles, and the monitoring steps run on mon-1's address", () => {
-        const units = (host: string) => commands(e).filter((c) => c.name.startsWith(`${host}-unit-`)).map((c) => c.name.replace(`${host}-unit-`, ""));
+        const units = (host: string) => Object.keys(JSON.parse(reveal(commands(e).find((c) => c.name === `${host}-units`)!.inputs.stdin) as string).files).map((p) => p.replace(/^.*\//, ""));
         const expected: Record<string, string[]> = {
             "db-1": ["postgresql-daily", "postgresql-weekly", "redis-daily", "configuration-daily", "verification-weekly"],
             "app-1": ["application-daily", "configuration-daily", "verification-weekly"],
@@ -299,7 +300,7 @@ describe("idempotence", () => {
         const b = await evaluate("production", { ...base, "hx-backup:encryptionKeyVersion": "2" }, PROD_SECRETS);
         expect(Object.keys(b.randomHex).sort()).toEqual(["keys-production-v1", "keys-production-v2"]);
         expect(b.randomHex["keys-production-v1"]).toBe(a.randomHex["keys-production-v1"]);
-        const digest = (e: Evaluation) => new Map(commands(e).map((c) => [c.name, c.inputs.create as string]));
+        const digest = (e: Evaluation) => new Map(commands(e).map((c) => [c.name, JSON.stringify([c.inputs.create, reveal(c.inputs.stdin) ?? null])]));
         const [da, db] = [digest(a), digest(b)];
         const changed = [...da.keys()].filter((k) => da.get(k) !== db.get(k)).map((k) => k.replace(/^[a-z0-9-]+?-(?=keyring|config$|pgbackrest-|pitr-)/, "")).sort();
         expect(new Set(changed)).toEqual(new Set(["keyring", "config", "pgbackrest-config", "pgbackrest-secrets", "pitr-archiving", "pitr-first-full"]));
