@@ -1,7 +1,7 @@
 /**
  * The shape every remote step has, for backup hosts and the monitoring host
  * alike, and the pieces steps are built from: a group of files installed from
- * one JSON document on stdin, secret files, the drift manifest entry, the digest
+ * one document on stdin, secret files, the drift manifest entry, the digest
  * whose change re-runs a step, and step scripts rendered from their static
  * bodies in templates/steps.
  */
@@ -43,9 +43,9 @@ export interface Step {
      * Omitted where files must stay (keys).
      */
     readonly remove?: string;
-    /** Plain stdin: for a step with `files`, their JSON document (filesDocument). Secret stdin is built by the component from `secretFiles`. */
+    /** Plain stdin: for a step with `files`, their document (filesDocument). Secret stdin is built by the component from `secretFiles`. */
     readonly stdin?: string;
-    /** Plain files, installed from the JSON document on stdin by templates/steps/install-files.sh (only those that differ are rewritten); a secret step's one plain file is its manifest entry, which its script writes. */
+    /** Plain files, installed from the document on stdin (filesDocument) by templates/steps/install-files.sh (only those that differ are rewritten); a secret step's one plain file is its manifest entry, which its script writes. */
     readonly files: readonly PlannedFile[];
     readonly secretFiles: readonly PlannedSecretFile[];
     /** Names of steps that must finish first. */
@@ -79,11 +79,11 @@ export function installSecretFilesScript(targets: readonly FileTarget[]): string
 }
 
 /**
- * Installs the files of the JSON document on stdin (filesDocument), each gated by `check` when given.
+ * Installs the files of the document on stdin (filesDocument), each gated by `check` when given.
  * The document carries every byte, so the script text is the same whatever the files hold.
  */
 export function installFilesScript(check?: FileCheck): string {
-    return stepScript("install-files", { from: "json", check: check ? shellCommand(...check) : "" });
+    return stepScript("install-files", { from: "document", check: check ? shellCommand(...check) : "" });
 }
 
 /** Removes the paths named by its positional parameters, or by `paths`; a systemd unit is stopped and disabled first. */
@@ -102,25 +102,35 @@ export function contentSha256(content: string): string {
     return d;
 }
 
+/** The first line of a files document: an `@` line, which no JSON or YAML reader takes for a document of its own. */
+export const FILES_DOCUMENT_HEADER = "@hx-backup files 1";
+
 /**
- * The stdin of a step with files: `{"files": {<path>: {owner, group, mode, sha256, [unchecked,] content}}}`, in the plan's order.
- * `pulumi preview --diff` shows a changed file as `~ files: { ~ <path>: { ~ content … } }`.
+ * The stdin of a step with files, a text that `pulumi preview --diff` shows as a line diff: per file, a header
+ * line `@file<TAB>path<TAB>owner<TAB>group<TAB>mode<TAB>sha256<TAB>final newline (1 or 0)`, then each line of
+ * its content behind a `|`. A changed file shows as its changed header (path and new sha256) and its changed lines.
  */
 export function filesDocument(files: readonly PlannedFile[]): string {
-    const entries = files.map((f) => [f.path, { owner: f.owner, group: f.group, mode: f.mode, sha256: contentSha256(f.content), ...(f.unchecked ? { unchecked: true } : {}), content: f.content }] as const);
-    return JSON.stringify({ files: Object.fromEntries(entries) });
+    const parts = [`${FILES_DOCUMENT_HEADER}\n`];
+    for (const f of files) {
+        const finalNewline = f.content.endsWith("\n");
+        const body = finalNewline ? f.content.slice(0, -1) : f.content;
+        parts.push(`@file\t${f.path}\t${f.owner}\t${f.group}\t${f.mode}\t${contentSha256(f.content)}\t${finalNewline ? 1 : 0}\t${f.unchecked ? "unchecked" : "checked"}\n`);
+        if (f.content !== "") parts.push(`|${body.split("\n").join("\n|")}\n`);
+    }
+    return parts.join("");
 }
 
 /**
- * A step that installs a group of files from its JSON stdin, rewriting only those that differ from the host;
+ * A step that installs a group of files from its stdin (filesDocument), rewriting only those that differ from the host;
  * `check` gates each file, `after` runs once they are in place, `delete` replaces the plain removal.
  */
 export function filesStep(name: string, files: readonly PlannedFile[], dependsOn: readonly string[], opts: { check?: FileCheck; after?: string; delete?: string } = {}): Step {
     const paths = files.map((f) => f.path);
     if (new Set(paths).size !== paths.length) throw new Error(`step ${name}: a path is listed twice: ${paths.join(", ")}`);
-    // install-files.sh lists the files as tab-separated lines (jq's @tsv, which escapes these characters).
-    const unlistable = files.find((f) => [f.path, f.owner, f.group, f.mode].some((v) => /[\u0000-\u001f\u007f\\]/.test(v)) || !f.path.startsWith("/"));
-    if (unlistable) throw new Error(`step ${name}: cannot install ${JSON.stringify(unlistable.path)}: a path must be absolute, and no path, owner, group or mode may hold a control character or a backslash`);
+    // The files document's header lines are tab-separated.
+    const unlistable = files.find((f) => [f.path, f.owner, f.group, f.mode].some((v) => /[\u0000-\u001f\u007f]/.test(v)) || !f.path.startsWith("/"));
+    if (unlistable) throw new Error(`step ${name}: cannot install ${JSON.stringify(unlistable.path)}: a path must be absolute, and no path, owner, group or mode may hold a control character`);
     const install = installFilesScript(opts.check);
     return {
         name,
@@ -176,7 +186,7 @@ export function manifestLines(files: readonly PlannedFile[], secretFiles: readon
 /**
  * Makes a step also write (and on delete remove) its manifest entry,
  * `<configDir>/manifest.d/<step>.tsv`. The entry is listed among the step's
- * files: a step with files installs it from its JSON stdin, after them; a step
+ * files: a step with files installs it from its stdin, after them; a step
  * with secret files only writes it with templates/steps/manifest-entry.sh.
  */
 export function withManifestEntry(config: StackConfig, step: Step): Step {
@@ -190,7 +200,7 @@ export function withManifestEntry(config: StackConfig, step: Step): Step {
         unchecked: true,
     };
     if (step.files.length > 0) {
-        if (step.stdin === undefined) throw new Error(`step ${step.name}: files without their JSON document on stdin`);
+        if (step.stdin === undefined) throw new Error(`step ${step.name}: files without their document on stdin`);
         const files = [...step.files, entry];
         return {
             ...step,

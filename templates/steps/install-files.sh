@@ -1,10 +1,11 @@
 # Installs files atomically: each is written to a temp file in its folder, given
 # its owner and mode, checked when there is a check, then renamed over the
 # target, so the target is the old file or the new one, never a part of one.
-# from=json: stdin is {"files": {<path>: {owner, group, mode, sha256, content}}}
-#   (render/step.ts filesDocument). A file already there as described (content,
-#   owner, group and mode) is left alone, inode and mtime included. A file
-#   marked "unchecked" (the step's manifest entry) skips the check.
+# from=document: stdin is render/step.ts filesDocument: per file a header line
+#   (@file, path, owner, group, mode, sha256, final newline 1/0, checked or
+#   unchecked; tab-separated), then its lines, each behind a "|". A file already
+#   there as described (content, owner, group and mode) is left alone, inode and
+#   mtime included; an "unchecked" one (the step's manifest entry) skips the check.
 # from=lines: stdin holds one base64 line per file, in order (secrets, which so
 #   never reach argv); the positional parameters give path, owner, group and
 #   mode of each file, four at a time.
@@ -17,11 +18,11 @@ hx_tmp=""
 hx_doc=""
 trap 'rm -f "$hx_tmp" "$hx_doc"' EXIT
 
-# hx_place TARGET OWNER GROUP MODE [unchecked]: gives the temp file its owner and mode, checks it, and renames it over TARGET.
+# hx_place TARGET OWNER GROUP MODE [checked|unchecked]: gives the temp file its owner and mode, checks it, and renames it over TARGET.
 hx_place() {
   chown "$2:$3" "$hx_tmp"
   chmod "$4" "$hx_tmp"
-  if [ -n "$check" ] && [ "${5:-}" != true ] && ! eval "$check \"\$hx_tmp\"" >&2; then
+  if [ -n "$check" ] && [ "${5:-}" != unchecked ] && ! eval "$check \"\$hx_tmp\"" >&2; then
     echo "hx-backup: refusing to install $1: check failed: $check \"\$tmp\"" >&2
     exit 1
   fi
@@ -37,29 +38,36 @@ hx_temp_for() {
   hx_tmp=$(mktemp "$hx_dir/.hx-backup.XXXXXX")
 }
 
-if [ "$from" = json ]; then
-  if ! command -v jq >/dev/null 2>&1; then
-    echo "hx-backup: jq is missing on this host: the deploy installs files from a JSON document (installPackages: true installs jq)" >&2
-    exit 1
-  fi
+if [ "$from" = document ]; then
   hx_doc=$(mktemp)
   cat >"$hx_doc"
-  hx_list=$(jq --raw-output '.files | to_entries[] | [.key, .value.owner, .value.group, .value.mode, .value.sha256, (.value.unchecked // false)] | @tsv' "$hx_doc")
-  while IFS="$hx_tab" read -r hx_path hx_owner hx_group hx_mode hx_sha hx_unchecked; do
+  if [ "$(head -n 1 "$hx_doc")" != "@hx-backup files 1" ]; then
+    echo "hx-backup: stdin is not a files document this release reads (first line: $(head -n 1 "$hx_doc" | cut -c1-40))" >&2
+    exit 1
+  fi
+  hx_index=0
+  hx_list=$(LC_ALL=C grep "^@file$hx_tab" "$hx_doc" || true)
+  while IFS="$hx_tab" read -r _ hx_path hx_owner hx_group hx_mode hx_sha hx_newline hx_checked; do
     [ -n "$hx_path" ] || continue
+    hx_index=$((hx_index + 1))
     if [ -f "$hx_path" ] && [ ! -L "$hx_path" ] &&
       [ "$(stat -c '%U %G %a' -- "$hx_path")" = "$hx_owner $hx_group $(printf '%o' "$((0$hx_mode))")" ] &&
       [ "$(sha256sum <"$hx_path" | cut -c1-64)" = "$hx_sha" ]; then
       continue
     fi
     hx_temp_for "$hx_path"
-    jq --join-output --arg path "$hx_path" '.files[$path].content' "$hx_doc" >"$hx_tmp"
+    # The lines after the file's header, up to the next one, without their "|"; the last one's newline as the header says.
+    LC_ALL=C awk -v want="$hx_index" -v newline="$hx_newline" '
+      index($0, "@file\t") == 1 { n++; next }
+      n == want { if (have) printf "%s\n", line; line = substr($0, 2); have = 1 }
+      END { if (have) { if (newline == "1") printf "%s\n", line; else printf "%s", line } }
+    ' "$hx_doc" >"$hx_tmp"
     hx_got=$(sha256sum <"$hx_tmp" | cut -c1-64)
     if [ "$hx_got" != "$hx_sha" ]; then
       echo "hx-backup: refusing to install $hx_path: its content arrived as sha256 $hx_got, the deploy sent $hx_sha" >&2
       exit 1
     fi
-    hx_place "$hx_path" "$hx_owner" "$hx_group" "$hx_mode" "$hx_unchecked"
+    hx_place "$hx_path" "$hx_owner" "$hx_group" "$hx_mode" "$hx_checked"
     echo "hx-backup: installed $hx_path"
   done <<EOF_FILES
 $hx_list

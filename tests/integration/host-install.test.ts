@@ -16,6 +16,7 @@ import { loadStackConfig } from "../../config/load";
 import { planHost, type HostPlan } from "../../render/hostPlan";
 import { wrapStep } from "../../render/remote";
 import { secretStdin } from "../../render/secrets";
+import { stdinWith } from "../unit/helpers";
 
 const root = process.getuid?.() === 0;
 const hasUnshare = spawnSync("unshare", ["--version"]).status === 0;
@@ -89,7 +90,7 @@ describe.runIf(runnable)("host install steps, run for real in a throwaway mount 
         // A sudoers file visudo rejects, for the gate check.
         const sudoers = plan.steps.find((s) => s.name === "sudoers")!;
         writeFileSync(path.join(steps, "bad-sudoers.create"), wrapStep(sudoers.create, false));
-        writeFileSync(path.join(steps, "bad-sudoers.stdin"), "hxbackup ALL=(root) NOPASSWD ALL this is not sudoers\n");
+        writeFileSync(path.join(steps, "bad-sudoers.stdin"), stdinWith(sudoers, sudoers.files[0]!.path, "hxbackup ALL=(root) NOPASSWD ALL this is not sudoers\n"));
         writeFileSync(path.join(work, "order"), `${order.join("\n")}\n`);
         const driver = `set -eu
 W=${JSON.stringify(work)}

@@ -14,7 +14,7 @@ import { parse } from "yaml";
 import { loadStackConfig } from "../../config/load";
 import { planMonitoring } from "../../render/monitoringPlan";
 import { wrapStep } from "../../render/remote";
-import { breakRules } from "../unit/helpers";
+import { breakRules, stdinWith } from "../unit/helpers";
 
 const hasPromtool = spawnSync("promtool", ["--version"]).status === 0;
 const hasCurl = spawnSync("curl", ["--version"]).status === 0;
@@ -50,7 +50,7 @@ describe.runIf(hasPromtool)("alert rules step", () => {
         const [step] = planMonitoring(monitoringConfig({}));
         const result = run(step.create, step.stdin!);
         expect(result.status, result.stderr).toBe(0);
-        expect(readFileSync(`${dir}/rules/backup-alert-rules.yml`, "utf8")).toBe(step.stdin);
+        expect(readFileSync(`${dir}/rules/backup-alert-rules.yml`, "utf8")).toBe(step.files[0]!.content);
         expect(existsSync(`${dir}/reloaded`)).toBe(true);
     });
 
@@ -58,7 +58,7 @@ describe.runIf(hasPromtool)("alert rules step", () => {
         const [step] = planMonitoring(monitoringConfig({}));
         rmSync(`${dir}/reloaded`, { force: true });
         const live = readFileSync(`${dir}/rules/backup-alert-rules.yml`, "utf8");
-        const broken = breakRules(step.stdin!);
+        const broken = stdinWith(step, step.files[0]!.path, breakRules(step.files[0]!.content));
         const result = run(step.create, broken);
         expect(result.status).not.toBe(0);
         expect(result.stderr).toMatch(/refusing to install .*backup-alert-rules\.yml: check failed/);

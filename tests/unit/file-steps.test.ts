@@ -1,12 +1,12 @@
 /**
  * File steps on a real shell, with the install records in a temp folder:
- * a group of files installed from one JSON document rewrites only what differs,
+ * a group of files installed from one document rewrites only what differs,
  * an update removes what the plan no longer installs, and a delete removes only
  * what is still the resource's own. The same scripts run on sandbox hosts under
  * the real engine in tests/integration/engine/lifecycle.test.ts.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { userInfo } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -14,7 +14,7 @@ import { installIdentity, ownedStep } from "../../render/ownership";
 import { INSTALL_RECORDS_DIR } from "../../render/paths";
 import { wrapStep } from "../../render/remote";
 import { filesStep, type PlannedFile, type Step } from "../../render/step";
-import { removeDir, requireTools, run, stdinWith, tempDir } from "./helpers";
+import { removeDir, run, stdinWith, tempDir } from "./helpers";
 
 const dir = tempDir("hx-file-steps-");
 afterAll(() => removeDir(dir));
@@ -37,9 +37,7 @@ const identity = (p: string) => {
     return { ino: st.ino, mtimeMs: st.mtimeMs };
 };
 
-describe("a group of files from one JSON document", () => {
-    requireTools("jq");
-
+describe("a group of files from one document", () => {
     it("rewrites only what differs: an unchanged file keeps its inode and mtime, a changed one is replaced, a changed mode is put back", () => {
         const a = file("a.sh", "echo a\n", "0755");
         const b = file("b.conf", "b=1\n");
@@ -67,9 +65,10 @@ describe("a group of files from one JSON document", () => {
         const c = file("c.conf", "c=1\n");
         const step = filesStep("damaged", [c], []);
         expect(runOwned(step, "h-damaged", "create").status).toBe(0);
-        const tampered = JSON.parse(stdinWith(step, c.path, "c=2\n")) as { files: Record<string, { sha256: string }> };
-        tampered.files[c.path]!.sha256 = "0".repeat(64);
-        const res = runOwned(filesStep("damaged", [{ ...c, content: "c=2\n" }], []), "h-damaged", "create", JSON.stringify(tampered));
+        const sent = stdinWith(step, c.path, "c=2\n");
+        const tampered = sent.replace("|c=2\n", "|c=3\n");
+        expect(tampered).not.toBe(sent);
+        const res = runOwned(filesStep("damaged", [{ ...c, content: "c=2\n" }], []), "h-damaged", "create", tampered);
         expect(res.status).not.toBe(0);
         expect(res.stderr).toContain(`refusing to install ${c.path}: its content arrived as sha256`);
         expect(readFileSync(c.path, "utf8")).toBe("c=1\n");
@@ -120,20 +119,18 @@ describe("a group of files from one JSON document", () => {
         expect(existsSync(shared.path)).toBe(false);
     });
 
-    it("a missing jq is an error that names it and the setting that installs it", () => {
-        const d = file("d.conf", "d\n");
-        const step = filesStep("nojq", [d], []);
-        const owned = ownedStep(step, installIdentity("hx-backup", "unit", "h-nojq")).create.replace(`hx_records=${INSTALL_RECORDS_DIR}\n`, `hx_records=${records}\n`);
-        const bin = path.join(dir, "bin-nojq");
-        run("mkdir", ["-p", bin]);
-        for (const tool of ["sh", "cat", "mktemp", "install", "printf", "sha256sum", "cut", "mv", "rm", "stat", "mkdir", "chown", "chmod"]) {
-            const found = run("sh", ["-c", `command -v ${tool}`]).stdout.trim();
-            if (found.startsWith("/")) writeFileSync(path.join(bin, tool), `#!/bin/sh\nexec ${found} "$@"\n`, { mode: 0o755 });
-        }
-        const res = spawnSync("/bin/sh", ["-c", wrapStep(owned, false)], { input: step.stdin, encoding: "utf8", env: { PATH: bin } });
+    it("files of every shape arrive exactly: empty, a lone newline, no final newline, blank lines, lines that look like headers, a tab", () => {
+        const odd = ["", "\n", "no final newline", "a\n\n\nb\n", "@file\tnot a header\n|not a prefix\n", "tab\there\r\n", "ünïcödé ✓\n"].map((content, i) => file(`odd-${i}`, content));
+        const res = runOwned(filesStep("odd", odd, []), "h-odd", "create");
+        expect(res.status, res.stderr).toBe(0);
+        for (const f of odd) expect(readFileSync(f.path, "utf8"), JSON.stringify(f.content)).toBe(f.content);
+    });
+
+    it("a document from another release is refused before anything changes", () => {
+        const e = file("e.conf", "e\n");
+        const res = runOwned(filesStep("other", [e], []), "h-other", "create", `{"files": {}}`);
         expect(res.status).not.toBe(0);
-        expect(res.stderr).toContain("jq is missing on this host");
-        expect(res.stderr).toContain("installPackages: true installs jq");
-        expect(existsSync(d.path)).toBe(false);
+        expect(res.stderr).toContain("not a files document this release reads");
+        expect(existsSync(e.path)).toBe(false);
     });
 });

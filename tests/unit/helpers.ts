@@ -4,13 +4,13 @@
  * "missing tool" rule (fail under CI=true, skip with a message otherwise).
  */
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { expect } from "vitest";
 import { ConfigValidationError, loadStackConfig, type ConfigProblem, type LoadOptions } from "../../config/load";
 import type { StackConfig } from "../../config/types";
+import { filesDocument, FILES_DOCUMENT_HEADER, type PlannedFile } from "../../render/step";
 import { loadStackFromFiles } from "../../scripts/render";
 import { policyFromStack } from "../../scripts/report/policy";
 import type { ReportPolicy } from "../../scripts/report/model";
@@ -155,20 +155,34 @@ export function reportPolicy(hosts: readonly Record<string, unknown>[], raw: Rec
     );
 }
 
-/** A file step's stdin (its JSON document) with one file's content replaced, as a deploy of that content would send. */
+/** A file step's stdin (render/step.ts filesDocument) read back into its files. */
+export function parseFilesDocument(text: string): PlannedFile[] {
+    const [first, ...lines] = text.split("\n");
+    expect(first).toBe(FILES_DOCUMENT_HEADER);
+    expect(lines.pop()).toBe("");
+    const files: { file: Omit<PlannedFile, "content">; lines: string[]; finalNewline: boolean }[] = [];
+    for (const line of lines) {
+        if (line.startsWith("@file\t")) {
+            const [, p, owner, group, mode, , newline, checked] = line.split("\t");
+            files.push({ file: { path: p!, owner: owner!, group: group!, mode: mode!, ...(checked === "unchecked" ? { unchecked: true } : {}) }, lines: [], finalNewline: newline === "1" });
+        } else {
+            expect(line.startsWith("|"), line).toBe(true);
+            files.at(-1)!.lines.push(line.slice(1));
+        }
+    }
+    return files.map(({ file, lines: body, finalNewline }) => ({ ...file, content: body.length ? `${body.join("\n")}${finalNewline ? "\n" : ""}` : "" }));
+}
+
+/** A file step's stdin with one file's content replaced, as a deploy of that content would send. */
 export function stdinWith(step: { readonly stdin?: string }, filePath: string, content: string): string {
-    const doc = JSON.parse(step.stdin ?? "") as { files: Record<string, { sha256: string; content: string }> };
-    const file = doc.files[filePath];
-    if (!file) throw new Error(`no file ${filePath} in the step's stdin`);
-    file.content = content;
-    file.sha256 = createHash("sha256").update(content).digest("hex");
-    return JSON.stringify(doc);
+    const files = parseFilesDocument(step.stdin ?? "");
+    if (!files.some((f) => f.path === filePath)) throw new Error(`no file ${filePath} in the step's stdin`);
+    return filesDocument(files.map((f) => (f.path === filePath ? { ...f, content } : f)));
 }
 
 /** The content a file step's stdin carries for one path. */
 export function stdinFile(step: { readonly stdin?: string }, filePath: string): string {
-    const doc = JSON.parse(step.stdin ?? "") as { files: Record<string, { content: string }> };
-    const file = doc.files[filePath];
+    const file = parseFilesDocument(step.stdin ?? "").find((f) => f.path === filePath);
     if (!file) throw new Error(`no file ${filePath} in the step's stdin`);
     return file.content;
 }

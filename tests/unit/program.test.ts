@@ -11,7 +11,7 @@ import { wrapStep } from "../../render/remote";
 import { withDigest } from "../../render/step";
 import { installIdentity, ownedStep } from "../../render/ownership";
 import { loadStackFromFiles, renderFacts } from "../../scripts/render";
-import { stdinFile } from "./helpers";
+import { parseFilesDocument, stdinFile } from "./helpers";
 import {
     commands, evaluate, IAM_SECRET, plaintextView, reveal, ROOT, stackConfig, TEST_SECRETS, isSecretWrapped, type Evaluation,
 } from "./mockProgram";
@@ -201,7 +201,7 @@ describe("sandbox stack", () => {
     });
 
     it("gives each host of the fleet the units of its roles, and the monitoring steps run on mon-1's address", () => {
-        const units = (host: string) => Object.keys(JSON.parse(reveal(commands(e).find((c) => c.name === `${host}-units`)!.inputs.stdin) as string).files).map((p) => p.replace(/^.*\//, ""));
+        const units = (host: string) => parseFilesDocument(reveal(commands(e).find((c) => c.name === `${host}-units`)!.inputs.stdin) as string).map((f) => f.path.replace(/^.*\//, ""));
         const expected: Record<string, string[]> = {
             "db-1": ["postgresql-daily", "postgresql-weekly", "redis-daily", "configuration-daily", "verification-weekly"],
             "app-1": ["application-daily", "configuration-daily", "verification-weekly"],
