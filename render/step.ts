@@ -141,8 +141,8 @@ export function filesStep(name: string, files: readonly PlannedFile[], dependsOn
         files,
         secretFiles: [],
         dependsOn: [...dependsOn],
-        // The stdin carries the files; the digest only follows what the script text does not show.
-        digest: digestOf({ check: opts.check ?? [], after: opts.after ?? "" }),
+        // Names what the step installs (the step log of the engine tests tells steps and their versions apart by it).
+        digest: digestOf({ files: files.map((f) => [f.path, f.owner, f.group, f.mode, contentSha256(f.content)]), check: opts.check ?? [], after: opts.after ?? "" }),
     };
 }
 

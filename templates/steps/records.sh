@@ -13,19 +13,28 @@ hx_owner_of() {
 }
 # hx_repairs_file RESOURCE
 hx_repairs_file() { printf '%s/repairs/%s' "$hx_records" "$(hx_sha "$1")"; }
-# hx_drift ENTRY: the first difference between the host and the install manifest
-# entry ENTRY ("" when they agree): path, owner, group, mode and sha256 per line,
-# "-" for a secret (checked by owner and mode only); managed blocks are not files.
+# hx_drift ENTRY: how the host differs from the install manifest entry ENTRY, one
+# "missing PATH", "owner-or-mode PATH (...)" or "changed PATH" per file, joined by
+# "; " ("" when they agree): path, owner, group, mode and sha256 per line, "-" for
+# a secret (checked by owner and mode only); managed blocks are not files.
 hx_drift() {
   [ -f "$1" ] || { printf 'missing %s' "$1"; return 0; }
   hx_tab="$(printf '\t')"
+  hx_sep=""
   while IFS="$hx_tab" read -r hx_p hx_u hx_g hx_m hx_h; do
     if [ -z "$hx_p" ] || [ "$hx_u" = @block ]; then continue; fi
-    if [ ! -f "$hx_p" ] || [ -L "$hx_p" ]; then printf 'missing %s' "$hx_p"; return 0; fi
-    hx_seen=$(stat -c '%U %G %a' -- "$hx_p")
-    if [ "$hx_seen" != "$hx_u $hx_g $(printf '%o' "$((0$hx_m))")" ]; then
-      printf 'owner-or-mode %s (%s, expected %s %s %s)' "$hx_p" "$hx_seen" "$hx_u" "$hx_g" "$hx_m"; return 0
+    if [ ! -f "$hx_p" ] || [ -L "$hx_p" ]; then
+      printf '%smissing %s' "$hx_sep" "$hx_p"
+    else
+      hx_seen=$(stat -c '%U %G %a' -- "$hx_p")
+      if [ "$hx_seen" != "$hx_u $hx_g $(printf '%o' "$((0$hx_m))")" ]; then
+        printf '%sowner-or-mode %s (%s, expected %s %s %s)' "$hx_sep" "$hx_p" "$hx_seen" "$hx_u" "$hx_g" "$hx_m"
+      elif [ "$hx_h" != - ] && [ "$(sha256sum <"$hx_p" | cut -c1-64)" != "$hx_h" ]; then
+        printf '%schanged %s' "$hx_sep" "$hx_p"
+      else
+        continue
+      fi
     fi
-    if [ "$hx_h" != - ] && [ "$(sha256sum <"$hx_p" | cut -c1-64)" != "$hx_h" ]; then printf 'changed %s' "$hx_p"; return 0; fi
+    hx_sep="; "
   done <"$1"
 }

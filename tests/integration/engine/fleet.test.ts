@@ -171,7 +171,7 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
             `+ create random:index/randomPassword:RandomPassword keys-${STACK}-v1`,
             ...SPECS.flatMap((s) => [`+ create hx-backup:host:BackupHost ${s.name}`, ...hostPlan(p, s.name).steps.map((step) => `+ create command:remote:Command ${s.name}-${step.name}`)]),
         ].sort();
-        expect(hostPlan(p, "cfg-1").steps.map((s) => s.name)).toEqual(expect.arrayContaining(["account", "keyring", "config", "script-backup-verify", "sudoers", "timers"]));
+        expect(hostPlan(p, "cfg-1").steps.map((s) => s.name)).toEqual(expect.arrayContaining(["account", "keyring", "config", "files", "units", "sudoers", "timers"]));
         expect(diffOps(r.stdout, true), `the preview's resources; output tail:\n${tail(r)}`).toEqual(expected);
         expect(r.stdout).toMatch(new RegExp(`\\+ ${expected.length} to create`));
         for (const f of fleet) expect(stepLog(f.host), `${f.spec.name} ran steps during a preview`).toEqual([]);
@@ -257,12 +257,13 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
         expect(r.stdout, tail(r)).toMatch(new RegExp(`\\b${total} unchanged\\b`));
     }, TOTAL_TIMEOUT);
 
-    it("a script template edited: preview --diff shows exactly that step updating on each host, the up runs only it, deletes nothing, and the jobs still succeed", async () => {
+    it("a script template edited: preview --diff shows the files step updating on each host and names the script, the up rewrites only it, deletes nothing, and the jobs still succeed", async () => {
         project = copyProject(path.join(dir, "project"));
         const out = await outputs();
         const deployed = plan(out.encryption, undefined);
         const script = "configuration-backup.sh";
-        const step = "script-configuration-backup";
+        const step = "files";
+        const scriptPath = `/var/lib/backup/scripts/${script}`;
         const marker = `# hx-backup engine test: edited ${randomBytes(6).toString("hex")}`;
         writeInCopy(project, `templates/scripts/${script}`, (old) => `${old}${marker}\n`);
         const edited = plan(out.encryption);
@@ -273,6 +274,10 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
         expect(diffOps(preview.stdout), `preview --diff; tail:\n${tail(preview)}`).toEqual(SPECS.map((s) => `~ update ${s.name}-${step}`).sort());
         expect(preview.stdout).toMatch(new RegExp(`~ ${SPECS.length} to update`));
         expect(preview.stdout).not.toMatch(/to replace|to delete|to create/);
+        // The diff names the script (its header line in the step's stdin) and shows the added line, not the other scripts.
+        expect(preview.stdout).toMatch(new RegExp(`[-+] @file\\t?\\s*${scriptPath.replace(/[.]/g, "\\.")}`));
+        expect(preview.stdout).toContain(marker);
+        expect(preview.stdout).not.toContain("/redis-backup.sh");
 
         const before = logLength();
         const files = await inventories(edited);
@@ -282,9 +287,9 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
         expect(ranSince(before, edited)).toEqual(Object.fromEntries(SPECS.map((s) => [s.name, [step]])));
         const after = await inventories(edited);
         for (const s of SPECS) {
-            // Only the script and its manifest entry were rewritten; every other file keeps its inode and mtime.
-            const stepPaths = hostPlan(edited, s.name).steps.find((x) => x.name === step)!.paths;
-            expect(changedPaths(files.get(s.name)!, after.get(s.name)!), `files changed on ${s.name}`).toEqual([...stepPaths].sort());
+            // Only the script and its step's manifest entry were rewritten; every other file keeps its inode and mtime.
+            const entry = hostPlan(edited, s.name).steps.find((x) => x.name === step)!.paths.find((x) => x.endsWith(`/manifest.d/${step}.tsv`))!;
+            expect(changedPaths(files.get(s.name)!, after.get(s.name)!), `files changed on ${s.name}`).toEqual([scriptPath, entry].sort());
             expect(await sh(host(s.name), `tail -n 1 /var/lib/backup/scripts/${script}`)).toBe(`${marker}\n`);
             expectJobsOk(s.name, await runJobs(host(s.name), out.hosts[s.name].jobs.map((j) => j.timer)));
         }

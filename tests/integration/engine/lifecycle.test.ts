@@ -146,32 +146,32 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
 
         const p = await plan();
         const cfg1 = hostPlan(p, "cfg-1");
-        const file = (step: string) => {
+        const stepPaths = (step: string) => {
             const s = cfg1.steps.find((x) => x.name === step);
             if (!s) throw new Error(`no step ${step} on cfg-1`);
-            return s.paths[0];
+            return s.paths;
         };
-        const scripts = cfg1.steps.filter((s) => s.name.startsWith("script-backup-")).map((s) => s.name);
-        const [edited, removed] = [scripts[0], scripts[1]];
-        const unit = cfg1.steps.find((s) => s.name.startsWith("unit-") && s.name.endsWith(".timer"))!.name;
-        const keyFile = cfg1.steps.find((s) => s.name === "keyring")!.paths.find((x) => x.startsWith(KEYRING))!;
-        const driftedSteps = ["keyring", "config", edited, removed, unit];
-        // Every file of a re-run step is written again (its manifest entry too); nothing else may be.
-        const rewritten = new Set(cfg1.steps.filter((s) => driftedSteps.includes(s.name)).flatMap((s) => s.paths));
+        const [removed, edited] = stepPaths("files").filter((x) => /\/backup-[a-z-]+\.sh$/.test(x));
+        const unitFile = stepPaths("units").find((x) => x.endsWith(".timer"))!;
+        const configFile = stepPaths("config")[0];
+        const keyFile = stepPaths("keyring").find((x) => x.startsWith(KEYRING))!;
+        const driftedSteps = ["config", "files", "keyring", "units"];
+        // Only the drifted files are written again (the keyring's secrets, which the host cannot compare, all of them).
+        const rewritten = new Set([removed, edited, unitFile, configFile, ...stepPaths("keyring")]);
         const untouched = plannedPaths(cfg1).filter((x) => !rewritten.has(x));
+        expect(untouched.length).toBeGreaterThan(30);
         const before = await statPaths(fleetHost("cfg-1"), untouched);
 
-        await sh(
-            fleetHost("cfg-1"),
-            `set -e; printf '# edited by hand\\n' >> ${file(edited)}; rm -f ${file(removed)}; chmod 0666 ${file(unit)}; chown nobody ${file("config")}; chmod 0644 ${keyFile}`,
-        );
+        await sh(fleetHost("cfg-1"), `set -e; printf '# edited by hand\\n' >> ${edited}; rm -f ${removed}; chmod 0666 ${unitFile}; chown nobody ${configFile}; chmod 0644 ${keyFile}`);
         const drifted = driftedSteps.map((s) => `~ update cfg-1-${s}`).sort();
 
         const preview = await pulumi(stack, PROCEDURES.hostDrift);
         expect(preview.code, `preview --expect-no-changes must fail on drift; output tail:\n${tail(preview)}`).not.toBe(0);
         expect(diffOps(preview.stdout), `the drifted steps; output tail:\n${tail(preview)}`).toEqual(drifted);
         // The CLI prints the program's warnings on stderr.
-        expect(preview.stderr).toContain(`cfg-1: step ${removed}: the host differs from what it installed (missing ${file(removed)}); pulumi up installs it again, in place`);
+        // Drift names each file: the two scripts of the files step, both.
+        expect(preview.stderr).toContain(`cfg-1: step files: the host differs from what it installed (missing ${removed}; changed ${edited}); pulumi up installs it again, in place`);
+        expect(preview.stderr).toContain(`cfg-1: step units: the host differs from what it installed (owner-or-mode ${unitFile} (root root 666, expected root root 0644))`);
         timings.add("preview, drifted (2 hosts)", preview.seconds);
 
         const logs = logLengths();
@@ -194,8 +194,8 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
 
     it("a host that cannot be reached: its preview says so and shows no change for it, the other host's drift still shows", async () => {
         const p = await plan();
-        const script = hostPlan(p, "cfg-1").steps.find((s) => s.name.startsWith("script-backup-"))!;
-        await sh(fleetHost("cfg-1"), `printf '# again\\n' >> ${script.paths[0]}`);
+        const script = hostPlan(p, "cfg-1").steps.find((s) => s.name === "files")!;
+        await sh(fleetHost("cfg-1"), `printf '# again\\n' >> ${script.paths.find((x) => x.endsWith("/backup-verify.sh"))}`);
         pauseSshd("cfg-2", "SIGSTOP");
         let preview;
         try {
