@@ -34,8 +34,9 @@ function shapeFacts(config: StackConfig, fingerprint: string): DeployFacts {
     return { currentKeyId: ids[ids.length - 1], keyIds: ids, keyFingerprints: Object.fromEntries(ids.map((id) => [id, fingerprint])) };
 }
 
-/** Two plans of one host agree on a step when nothing the step installs or runs differs. */
-const sameStep = (a: Step, b: Step) => JSON.stringify(a) === JSON.stringify(b);
+/** Two plans of one host agree on a step when nothing the step installs or runs differs (its files are in its stdin and digest). */
+const sameStep = (a: Step, b: Step) =>
+    a.create === b.create && a.delete === b.delete && a.stdin === b.stdin && a.digest === b.digest && JSON.stringify(a.secretFiles) === JSON.stringify(b.secretFiles);
 
 /** Whether a step's secret files are keys, or derive from one (pgBackRest's passphrase). */
 const carriesKeys = (step: Step) => step.secretFiles.some((f) => f.secret.kind === "key" || f.secret.kind === "pgbackrest");

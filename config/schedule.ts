@@ -208,7 +208,18 @@ const CRON_SHAPE = /^\s*\S+\s+\S+\s+\S+\s+\S+\s+\S+\s*$/;
 const SAFE_CHARS = /^[A-Za-z0-9*?,./:\- ]+$/;
 
 /** Parses a cron or OnCalendar schedule. Throws ScheduleError with the reason. */
+const parsed = new Map<string, Schedule>();
+
+/** Parses a schedule; the same source string is parsed once per run (every host's plan asks again). */
 export function parseSchedule(source: string): Schedule {
+    const known = typeof source === "string" ? parsed.get(source) : undefined;
+    if (known) return known;
+    const schedule = parseScheduleUncached(source);
+    parsed.set(source, schedule);
+    return schedule;
+}
+
+function parseScheduleUncached(source: string): Schedule {
     if (typeof source !== "string" || source.trim() === "") throw new ScheduleError("schedule is empty");
     if (!SAFE_CHARS.test(source)) throw new ScheduleError("schedule has characters outside cron/OnCalendar syntax");
     const isCron = CRON_SHAPE.test(source) && !source.includes(":");

@@ -17,7 +17,7 @@ import { pitrScratchDir, renderPgbackrestConf } from "./pgbackrest";
 export type HostJob = Pick<Job, "name" | "type" | "script" | "args" | "description" | "maxIntervalSeconds" | "jitterSeconds" | "target">;
 
 export const HOST_CONFIG_FORMAT = 1;
-import { HOST_CONFIG_NAME, locksDir, manifestDir, runtimeFiles, watchedLocations } from "./paths";
+import { HOST_CONFIG_NAME, INSTALL_RECORDS_DIR, locksDir, manifestDir, runtimeFiles, watchedLocations } from "./paths";
 
 export { HOST_CONFIG_NAME };
 export const S3_CREDENTIALS_NAME = "s3-credentials";
@@ -133,8 +133,11 @@ export interface HostConfigFile {
     readonly configuration: null | { readonly paths: readonly string[]; readonly tlsPaths: readonly string[] };
     /** For test-monitoring.sh. */
     readonly monitoring: { readonly nodeExporterUrl: string };
-    /** For backup-drift-check.sh: the install manifest, and where stray files would be ours. */
-    readonly drift: { readonly manifestDir: string; readonly watch: readonly string[]; readonly ignore: readonly string[] };
+    /**
+     * For backup-drift-check.sh: the install manifest, where stray files would be ours, and the install records
+     * (an entry no record names was left by a step that another has taken over: it describes nothing).
+     */
+    readonly drift: { readonly manifestDir: string; readonly recordsDir: string; readonly watch: readonly string[]; readonly ignore: readonly string[] };
     readonly jobs: readonly HostJob[];
 }
 
@@ -203,7 +206,7 @@ export function renderHostConfig(config: StackConfig, host: HostSpec, facts: Dep
         application: host.application ?? null,
         configuration: host.configuration ?? null,
         monitoring: { nodeExporterUrl: nodeExporterUrlOf(config, host) },
-        drift: { manifestDir: manifestDir(config), watch: watchedLocations(config), ignore: runtimeFiles(config) },
+        drift: { manifestDir: manifestDir(config), recordsDir: INSTALL_RECORDS_DIR, watch: watchedLocations(config), ignore: runtimeFiles(config) },
         jobs: hostJobs(config, host).map(({ name, type, script, args, description, maxIntervalSeconds, jitterSeconds, target }) => ({ name, type, script, args, description, maxIntervalSeconds, jitterSeconds, target })),
     };
 }

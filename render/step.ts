@@ -114,11 +114,22 @@ export function filesDocument(files: readonly PlannedFile[]): string {
     const parts = [`${FILES_DOCUMENT_HEADER}\n`];
     for (const f of files) {
         const finalNewline = f.content.endsWith("\n");
-        const body = finalNewline ? f.content.slice(0, -1) : f.content;
-        parts.push(`@file\t${f.path}\t${f.owner}\t${f.group}\t${f.mode}\t${contentSha256(f.content)}\t${finalNewline ? 1 : 0}\t${f.unchecked ? "unchecked" : "checked"}\n`);
-        if (f.content !== "") parts.push(`|${body.split("\n").join("\n|")}\n`);
+        parts.push(`@file\t${f.path}\t${f.owner}\t${f.group}\t${f.mode}\t${contentSha256(f.content)}\t${finalNewline ? 1 : 0}\t${f.unchecked ? "unchecked" : "checked"}\n`, documentLines(f.content));
     }
     return parts.join("");
+}
+
+const linesCache = new Map<string, string>();
+/** A content's lines behind "|" (its final newline is in the header); once per distinct large content in a run. */
+function documentLines(content: string): string {
+    if (content === "") return "";
+    let lines = linesCache.get(content);
+    if (lines === undefined) {
+        const body = content.endsWith("\n") ? content.slice(0, -1) : content;
+        lines = `|${body.split("\n").join("\n|")}\n`;
+        if (content.length > 256) linesCache.set(content, lines);
+    }
+    return lines;
 }
 
 /**

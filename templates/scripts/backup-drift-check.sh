@@ -17,11 +17,20 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/hx-backup-lib.sh"
 # secrets); and, in files that are not ours, the sha256 of our managed blocks.
 declare -A WANT_META=() WANT_HASH=() WANT_BLOCKS=()
 
-# Reads every manifest entry (path owner group mode sha256|-, or path @block - - sha256).
+# Reads every manifest entry (path owner group mode sha256|-, or path @block - - sha256)
+# that an install record names: an entry without one was left by a step whose files
+# another step has taken over (a regrouped or renamed step), and describes nothing.
 read_manifest() {
-    local dir=$1 entry path owner group mode digest
+    local dir=$1 records=$2 entry path owner group mode digest record
     for entry in "$dir"/*.tsv; do
         [[ -f $entry ]] || continue
+        if [[ -d $records/owners ]]; then
+            record=$(printf '%s' "$entry" | sha256sum)
+            if [[ ! -f $records/owners/${record%% *} ]]; then
+                hx_info drift "skipping a manifest entry no install record names: $entry" "entry=$entry"
+                continue
+            fi
+        fi
         while IFS=$'\t' read -r path owner group mode digest; do
             [[ -n $path ]] || continue
             if [[ $owner == @block ]]; then
@@ -36,13 +45,14 @@ read_manifest() {
 
 main() {
     hx_init_common drift-check
-    local manifest_dir inspect
+    local manifest_dir records_dir inspect
     hx_cfg_read manifest_dir drift.manifestDir
+    hx_cfg_read records_dir drift.recordsDir
     [[ -d $manifest_dir ]] || hx_die "$HX_EXIT_USAGE" "no install manifest at '$manifest_dir': deploy this host first"
     inspect="$HX_SCRIPTS_DIR_SELF/hx-drift-inspect.sh"
 
     local -A ignored=()
-    read_manifest "$manifest_dir"
+    read_manifest "$manifest_dir" "$records_dir"
     local -a watch ignore
     hx_cfg_into watch 'drift.watch[]'
     hx_cfg_into ignore 'drift.ignore[]'

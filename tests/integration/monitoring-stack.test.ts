@@ -194,7 +194,7 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
         expect(entry).toMatch(new RegExp(`^${stack.alertmanagerConfig.replace(/[.]/g, "\\.")}\t@block\t-\t-\t[0-9a-f]{64}\n$`));
         const savedDrift = host.config.drift;
         const savedStack = host.config.stack;
-        host.config.drift = { manifestDir, watch: [], ignore: [] };
+        host.config.drift = { manifestDir, recordsDir: join(manifestDir, "no-install-records"), watch: [], ignore: [] };
         host.config.stack = notifying.stack; // the monitoring host's own backup.json names the stack whose blocks it checks
         host.writeConfig();
         try {

@@ -80,7 +80,7 @@ export function makeHost(opts: { remote?: Partial<HostConfig["remote"]> } = {}):
         redis: null,
         application: null,
         configuration: null,
-        drift: { manifestDir: "", watch: [], ignore: [] },
+        drift: { manifestDir: "", recordsDir: "", watch: [], ignore: [] },
         jobs: [],
     };
     config.remote = { ...config.remote, prefix: "backups", region: "us-east-1", retries: 2, ...(opts.remote ?? {}) };
