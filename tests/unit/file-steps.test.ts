@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { installIdentity, ownedStep } from "../../render/ownership";
 import { INSTALL_RECORDS_DIR } from "../../render/paths";
 import { wrapStep } from "../../render/remote";
-import { filesStep, type PlannedFile, type Step } from "../../render/step";
+import { filesStep, secretFilesStep, type PlannedFile, type Step } from "../../render/step";
 import { removeDir, run, stdinWith, tempDir } from "./helpers";
 
 const dir = tempDir("hx-file-steps-");
@@ -124,6 +124,21 @@ describe("a group of files from one document", () => {
         const res = runOwned(filesStep("odd", odd, []), "h-odd", "create");
         expect(res.status, res.stderr).toBe(0);
         for (const f of odd) expect(readFileSync(f.path, "utf8"), JSON.stringify(f.content)).toBe(f.content);
+    });
+
+    it("secret files (one base64 line each on stdin) are compared on the host: the same secret keeps its inode and mtime, another replaces it", () => {
+        const key = { path: path.join(dir, "etc", "secret.key"), owner: me, group, mode: "0600" };
+        const step = secretFilesStep("secrets", [{ ...key, secret: { kind: "redisAuth" } }], []);
+        const line = (text: string) => `${Buffer.from(text).toString("base64")}\n`;
+        expect(runOwned(step, "h-secrets", "create", line("one\n")).status).toBe(0);
+        const before = identity(key.path);
+        const same = runOwned(step, "h-secrets", "create", line("one\n"));
+        expect(same.status, same.stderr).toBe(0);
+        expect(identity(key.path)).toEqual(before);
+        expect(runOwned(step, "h-secrets", "create", line("two\n")).status).toBe(0);
+        expect(readFileSync(key.path, "utf8")).toBe("two\n");
+        expect(statSync(key.path).mode & 0o777).toBe(0o600);
+        expect(readdirSync(path.dirname(key.path)).filter((n) => n.startsWith(".hx-backup."))).toEqual([]);
     });
 
     it("a document from another release is refused before anything changes", () => {

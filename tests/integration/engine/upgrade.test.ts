@@ -12,7 +12,7 @@
  * on-host drift check are clean, and a second up runs nothing.
  */
 import { spawnSync } from "node:child_process";
-import { cpSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { shellCommand } from "../../../render/shell";
@@ -97,7 +97,6 @@ describe.runIf(!available.reason)("upgrade from one step per file to grouped fil
         checkoutInCopy(project, perFileRelease());
         // The release really is the per-file one, or this test would upgrade nothing.
         expect(readFileSync(path.join(project, "render/hostPlan.ts"), "utf8")).toContain('const name = `script-${slug(script.replace(/\\.sh$/, ""))}`;');
-        symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(project, "node_modules"), "dir");
         configFile = path.join(dir, "stack", `Pulumi.${STACK}.yaml`);
         stack = await openStack(available.engine!, { stack: STACK, backendDir: path.join(dir, "backend"), configFile, passphraseFile: path.join(dir, "passphrase"), cwd: project });
         await setConfig(
