@@ -1,18 +1,21 @@
 /**
- * npm run bench [-- --quick] [-- --only pg,format,pitr,redis,storage,deploy,host-reads]
+ * npm run bench [-- --quick] [-- --only pg,format,pitr,redis,storage,deploy,fleet,host-reads]
  *
  * Side-by-side benchmarks on throwaway servers (not part of npm test). Every
  * pair alternates A/B at least 3 times in one run; the median ratio is
- * reported. Prints a table and writes bench/results.json.
+ * reported. Prints a table and writes bench/results.json, where a section run
+ * with --only replaces that section's results and keeps the others' (each
+ * with its date).
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { isRoot } from "../tests/support/env";
 import { PG_BIN } from "../tests/support/postgres";
 import { log, MiB, round } from "./common";
 import { benchDeploy, type DeployBench } from "./deploy";
+import { benchFleetDeploy, type FleetDeployBench, type Run } from "./fleetDeploy";
 import { benchHostReads, type HostReadsBench, type HostReadsRound } from "./hostReads";
 import { BIG_DB, benchPgBackup, benchPgMemory, benchPgRestore, profilePgRestore, setupPostgres, teardownPostgres, type PgSetup } from "./postgres";
 import { benchFormatThreshold } from "./format";
@@ -24,7 +27,8 @@ const ROOT = path.resolve(__dirname, "..");
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
 const onlyArg = argv.find((a) => a.startsWith("--only"));
-const only = onlyArg ? (onlyArg.includes("=") ? onlyArg.split("=")[1]! : argv[argv.indexOf(onlyArg) + 1]!).split(",") : ["pg", "format", "pitr", "redis", "storage", "deploy", "host-reads"];
+const SECTIONS = ["pg", "format", "pitr", "redis", "storage", "deploy", "fleet", "host-reads"];
+const only = onlyArg ? (onlyArg.includes("=") ? onlyArg.split("=")[1]! : argv[argv.indexOf(onlyArg) + 1]!).split(",") : SECTIONS;
 const ROUNDS = Math.max(3, Number(process.env.HX_BENCH_ROUNDS ?? 5));
 /** The format sweep finds a threshold, not a ratio to a goal: fewer rounds per size. */
 const FORMAT_ROUNDS = 3;
@@ -38,7 +42,12 @@ const tool = (cmd: string, args: string[]) => {
     return (r.stdout || r.stderr || "").split("\n")[0]!.trim();
 };
 
+const RESULTS_FILE = path.join(ROOT, "bench", "results.json");
+/** The previous run's results: the sections this run does not measure keep theirs. */
+const previous: Record<string, unknown> = onlyArg && existsSync(RESULTS_FILE) ? (JSON.parse(readFileSync(RESULTS_FILE, "utf8")) as Record<string, unknown>) : {};
+
 const results: Record<string, unknown> = {
+    ...previous,
     date: new Date().toISOString(),
     machine: {
         cores: os.cpus().length,
@@ -56,6 +65,7 @@ const results: Record<string, unknown> = {
     params: { rounds: ROUNDS, pgScale: PG_SCALE, pgSmallScale: PG_SMALL_SCALE, redisKeys: REDIS_KEYS, quick },
     errors: {} as Record<string, string>,
 };
+results.errors = {};
 const errors = results.errors as Record<string, string>;
 
 interface Row {
@@ -66,12 +76,17 @@ interface Row {
     goal: string;
     met: boolean | null;
 }
-const rows: Row[] = [];
+/** The table's rows by section, with the date each section last ran. */
+const sectionRows = ((results.sections as Record<string, { date: string; rows: Row[] }> | undefined) ?? {}) as Record<string, { date: string; rows: Row[] }>;
+results.sections = sectionRows;
+let rows: Row[] = [];
 
 async function section(name: string, fn: () => Promise<void>): Promise<void> {
     if (!only.includes(name)) return;
     const t = Date.now();
     log(`== ${name}`);
+    rows = [];
+    sectionRows[name] = { date: new Date().toISOString(), rows };
     try {
         await fn();
     } catch (err) {
@@ -99,8 +114,7 @@ function sandboxDeploy(): { remoteSteps: number; hosts: string; seconds: number 
 }
 
 function writeResults(): void {
-    results.table = rows;
-    writeFileSync(path.join(ROOT, "bench", "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);
 }
 
 const mib = (b: number) => `${(b / MiB).toFixed(0)} MiB`;
@@ -213,7 +227,37 @@ async function main(): Promise<void> {
         rows.push({ measure: "Inputs changed between two unchanged evaluations", a: "", b: "", value: String(d.unchangedChanges), goal: "0", met: d.unchangedChanges === 0 });
         const exact = JSON.stringify(d.scriptChange.changed) === JSON.stringify(d.scriptChange.expected);
         rows.push({ measure: `Steps changed by editing ${d.scriptChange.script} (10 hosts)`, a: `${d.scriptChange.expected.length} install steps`, b: `${d.scriptChange.changed.length} changed`, value: exact ? "exactly the install steps" : `differs: ${d.scriptChange.changed.join(", ")}`, goal: "exactly its install steps", met: exact });
-        rows.push({ measure: `Evaluation time under mocks, 200 vs 10 hosts (${d.commands200} commands)`, a: s(med(d.evalSeconds10)), b: s(med(d.evalSeconds200)), value: `${round(d.evalRatio, 1)}×`, goal: "≤ 25×", met: d.evalRatio <= 25 });
+        const spread = (xs: number[]) => `${s(med(xs))} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} s)`;
+        rows.push({ measure: `Program evaluation under mocks, 200 hosts (${d.commands200} remote steps), vs 10 hosts`, a: spread(d.evalSeconds10), b: spread(d.evalSeconds200), value: `${s(med(d.evalSeconds200))}, ${round(d.evalRatio, 1)}×`, goal: "≤ 10 s (moonshot ≤ 5 s)", met: med(d.evalSeconds200) <= 10 });
+    });
+    await section("fleet", async () => {
+        const f: FleetDeployBench = await benchFleetDeploy(quick ? 1 : 3, quick);
+        results.fleet = f;
+        const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+        const runs = (xs: readonly Run[]) => `${s(med(xs.map((x) => x.seconds)))} (${Math.min(...xs.map((x) => x.seconds)).toFixed(1)}–${Math.max(...xs.map((x) => x.seconds)).toFixed(1)} s)`;
+        for (const p of f.previewNew) {
+            rows.push({ measure: `pulumi preview of a new ${p.hosts}-host stack (${p.resources} resources; ${f.plugins})`, a: "", b: `peak RSS ${gib(med(p.rounds.map((r) => r.peakRssBytes)))}`, value: runs(p.rounds), goal: p.hosts === 200 ? "≤ 60 s (moonshot ≤ 30 s)" : "(report)", met: p.hosts === 200 ? med(p.rounds.map((r) => r.seconds)) <= 60 : null });
+        }
+        const largest = f.previewNew[f.previewNew.length - 1]!;
+        const ten = f.previewNew.find((p) => p.hosts === 10);
+        if (largest.hosts === 200) {
+            rows.push({ measure: "Peak RSS of that 200-host preview (the CLI's process tree)", a: "", b: "", value: gib(med(largest.rounds.map((r) => r.peakRssBytes))), goal: "≤ 1.5 GB (moonshot ≤ 1 GB)", met: med(largest.rounds.map((r) => r.peakRssBytes)) <= 1.5e9 });
+            if (ten) {
+                const growth = med(largest.rounds.map((r) => r.seconds)) / med(ten.rounds.map((r) => r.seconds));
+                rows.push({ measure: "Growth of the new-stack preview, 200 hosts vs 10", a: runs(ten.rounds), b: runs(largest.rounds), value: `${round(growth, 1)}×`, goal: "≤ 20×", met: growth <= 20 });
+            }
+        }
+        const st = f.stub;
+        rows.push({ measure: `First pulumi up of ${st.hosts} stub hosts (every command answered at once: engine, program and plugin)`, a: "", b: `${st.commands} commands`, value: s(st.firstUp.seconds), goal: "(report)", met: null });
+        rows.push({ measure: `Unchanged pulumi up of ${st.hosts} hosts (state from that first up, host reads off)`, a: "", b: `peak RSS ${gib(med(st.unchangedUp.map((r) => r.peakRssBytes)))}`, value: runs(st.unchangedUp), goal: st.hosts === 200 ? "≤ 90 s (moonshot ≤ 45 s)" : "(report)", met: st.hosts === 200 ? med(st.unchangedUp.map((r) => r.seconds)) <= 90 : null });
+        rows.push({ measure: `Unchanged pulumi preview --diff of ${st.hosts} hosts (host reads off)`, a: "", b: "", value: runs(st.unchangedPreview), goal: "(report)", met: null });
+        rows.push({ measure: `State file, ${st.hosts} hosts`, a: "", b: "", value: `${(st.stateBytes / MiB).toFixed(1)} MiB`, goal: "(report)", met: null });
+        const base = f.parallel.runs.find((r) => r.parallel === "default")!.run.seconds;
+        for (const r of f.parallel.runs) {
+            rows.push({ measure: `First up of ${f.parallel.hosts} stub hosts whose commands take ${f.parallel.delaySeconds} s each, --parallel ${r.parallel === "default" ? "default (4 × CPUs)" : r.parallel}`, a: s(base), b: "", value: s(r.run.seconds), goal: "(report)", met: null });
+        }
+        const ratio = med(f.sandbox.four) / med(f.sandbox.one);
+        rows.push({ measure: "First deploy of 4 sandbox hosts vs 1 (real steps on real sshd)", a: `${s(med(f.sandbox.one))} (${Math.min(...f.sandbox.one).toFixed(1)}–${Math.max(...f.sandbox.one).toFixed(1)} s)`, b: `${s(med(f.sandbox.four))} (${Math.min(...f.sandbox.four).toFixed(1)}–${Math.max(...f.sandbox.four).toFixed(1)} s)`, value: `${round(ratio, 2)}×`, goal: "≤ 1.5× (moonshot ≤ 1.2×)", met: ratio <= 1.5 });
     });
     await section("host-reads", async () => {
         const r: HostReadsBench = await benchHostReads(quick ? 3 : ROUNDS);
@@ -235,10 +279,11 @@ async function main(): Promise<void> {
     });
     writeResults();
     const header = ["Measure", "A (baseline)", "B (hx-backup)", "Result (median)", "Goal", "Met"];
+    const all = SECTIONS.flatMap((name) => (sectionRows[name]?.rows ?? []).map((r) => ({ ...r, measure: only.includes(name) ? r.measure : `${r.measure} (run ${sectionRows[name]!.date.slice(0, 10)})` })));
     const lines = [
         `| ${header.join(" | ")} |`,
         `|${header.map(() => "---").join("|")}|`,
-        ...rows.map((r) => `| ${r.measure} | ${r.a} | ${r.b} | ${r.value} | ${r.goal} | ${r.met === null ? "–" : r.met ? "yes" : "**no**"} |`),
+        ...all.map((r) => `| ${r.measure} | ${r.a} | ${r.b} | ${r.value} | ${r.goal} | ${r.met === null ? "–" : r.met ? "yes" : "**no**"} |`),
     ];
     const m = results.machine as { cores: number; memoryGiB: number; cpu: string };
     const table = `Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB RAM; ${ROUNDS} alternating rounds per pair.\n\n${lines.join("\n")}\n`;

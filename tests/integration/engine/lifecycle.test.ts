@@ -316,18 +316,20 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
         fleet.push(added);
         names.set("cfg-3", "cfg-3");
         await setConfig(stack, { "hx-backup:hosts": entries() });
+        // The new host's files step (its longest: some thirty files) is the one to interrupt.
+        const filesDigest = hostPlan(await plan(), "cfg-3").steps.find((s) => s.name === "files")!.digest;
         let interruptedAt = -1;
         const run = await pulumi(stack, PROCEDURES.up, {
             onSpawn: (child) => {
-                // Two interrupts once the new host's steps are under way: the CLI stops at once, mid-operation.
+                // Two interrupts once that step is under way: the CLI stops at once, mid-operation.
                 const timer = setInterval(() => {
-                    const ran = stepLog(added.host).length;
-                    if (ran < 2 || interruptedAt >= 0) return;
-                    interruptedAt = ran;
+                    const log = stepLog(added.host);
+                    if (!log.includes(filesDigest) || interruptedAt >= 0) return;
+                    interruptedAt = log.length;
                     clearInterval(timer);
                     child.kill("SIGINT");
-                    setTimeout(() => child.kill("SIGINT"), 300);
-                }, 50);
+                    setTimeout(() => child.kill("SIGINT"), 100);
+                }, 20);
                 child.on("close", () => clearInterval(timer));
             },
         });
