@@ -33,7 +33,8 @@ const keepRecordedState = (opts: pulumi.ResourceOptions): pulumi.ResourceOptions
 export function remoteStep(name: string, step: Step, args: RemoteStepArgs): command.remote.Command {
     // The digest rides in the command text, not in `triggers`: @pulumi/command replaces a command whose
     // triggers change, and with deleteBeforeReplace that runs the old step's delete first (for `account`,
-    // userdel). A changed create is an update, which runs `update` (the same script) in place.
+    // userdel). A changed create is an update, which runs the create again in place (`update` is unset: @pulumi/command
+    // then runs `create`, and the state keeps one copy of the script, not two).
     // The host state rides in the delete text for the same reason: a change is an update, and on an update
     // the delete text is only stored, never run.
     const owned = ownedStep(step, args.identity);
@@ -58,7 +59,6 @@ export function remoteStep(name: string, step: Step, args: RemoteStepArgs): comm
         {
             connection: args.connection,
             create,
-            update: create,
             ...(del !== undefined ? { delete: del } : {}),
             ...(args.stdin !== undefined ? { stdin: args.stdin } : {}),
             // Step scripts echo nothing secret, but never let a secret step's output reach logs or state.

@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { shellCommand } from "./shell";
-import { readTemplate, STEP_TEMPLATE_DIR } from "./template";
+import { stepTemplate } from "./template";
 
 export function sha256(text: string): string {
     return createHash("sha256").update(text).digest("hex");
@@ -18,7 +18,7 @@ export function sha256(text: string): string {
  * root), after templates/steps/prelude.sh (set -eu).
  */
 export function wrapStep(script: string, sudo: boolean): string {
-    const body = `${readTemplate(`${STEP_TEMPLATE_DIR}/prelude.sh`)}${script}`;
+    const body = `${stepTemplate("prelude")}${script}`;
     return sudo ? shellCommand("sudo", "-n", "sh", "-c", body) : shellCommand("sh", "-c", body);
 }
 

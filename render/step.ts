@@ -9,7 +9,7 @@ import type { StackConfig } from "../config/types";
 import { manifestDir, UNIT_DIR } from "./paths";
 import { sha256, type FileTarget } from "./remote";
 import { shellCommand, shellQuote } from "./shell";
-import { readTemplate, STEP_TEMPLATE_DIR } from "./template";
+import { stepTemplate } from "./template";
 
 export interface PlannedFile extends FileTarget {
     readonly content: string;
@@ -183,7 +183,7 @@ export function stepScript(name: string, values: Readonly<Record<string, string 
     const assignments = Object.entries(values).map(([variable, value]) => `${variable}=${shellQuote(value)}\n`);
     // An empty list still sets the positional parameters, so the body never sees its caller's.
     const positional = list ? [`set --${list.map((item) => ` ${shellQuote(item)}`).join("")}\n`] : [];
-    return [...assignments, ...positional, readTemplate(`${STEP_TEMPLATE_DIR}/${name}.sh`)].join("");
+    return [...assignments, ...positional, stepTemplate(name)].join("");
 }
 
 /** One manifest line per file: path, owner, group, mode, sha256 ("-" for secrets: no hash of a secret leaves Pulumi). */

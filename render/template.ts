@@ -44,6 +44,41 @@ export function scriptTemplates(): string[] {
 /** Sourced, not run: the loader and everything under lib/. */
 export const isLibrary = (script: string): boolean => script.endsWith("-lib.sh") || script.startsWith("lib/");
 
+const stepBodies = new Map<string, string>();
+
+/**
+ * A step script's body (templates/steps) as it goes into a command text: without its comment lines (they are for
+ * the reader of the template; every command text is stored in the state, once per step and host) and blank lines.
+ * Here-documents are kept as they are.
+ */
+export function stepTemplate(name: string): string {
+    const relative = `${STEP_TEMPLATE_DIR}/${name}.sh`;
+    const text = readTemplate(relative);
+    let body = stepBodies.get(text);
+    if (body === undefined) {
+        body = withoutComments(text);
+        stepBodies.set(text, body);
+    }
+    return body;
+}
+
+function withoutComments(script: string): string {
+    const out: string[] = [];
+    let heredocEnd: string | undefined;
+    for (const line of script.split("\n")) {
+        if (heredocEnd !== undefined) {
+            out.push(line);
+            if (line.replace(/^\t+/, "") === heredocEnd) heredocEnd = undefined;
+            continue;
+        }
+        if (/^\s*#/.test(line) || line.trim() === "") continue;
+        out.push(line);
+        const opened = /<<-?\s*['"]?([A-Za-z_][A-Za-z0-9_]*)['"]?/.exec(line);
+        if (opened) heredocEnd = opened[1];
+    }
+    return out.length ? `${out.join("\n")}\n` : "";
+}
+
 export function readTemplate(relative: string): string {
     let text = cache.get(relative);
     if (text === undefined) {

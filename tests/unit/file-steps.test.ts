@@ -14,6 +14,7 @@ import { installIdentity, ownedStep } from "../../render/ownership";
 import { INSTALL_RECORDS_DIR } from "../../render/paths";
 import { wrapStep } from "../../render/remote";
 import { filesStep, secretFilesStep, type PlannedFile, type Step } from "../../render/step";
+import { stepTemplate, TEMPLATE_ROOT } from "../../render/template";
 import { removeDir, run, stdinWith, tempDir } from "./helpers";
 
 const dir = tempDir("hx-file-steps-");
@@ -147,5 +148,22 @@ describe("a group of files from one document", () => {
         expect(res.status).not.toBe(0);
         expect(res.stderr).toContain("not a files document this release reads");
         expect(existsSync(e.path)).toBe(false);
+    });
+
+    it("step bodies reach the command text without their comment lines, here-documents untouched", () => {
+        for (const name of ["claim", "install-files", "alertmanager-block", "pitr-archiving"]) {
+            const raw = readFileSync(path.join(TEMPLATE_ROOT, "steps", `${name}.sh`), "utf8");
+            const body = stepTemplate(name);
+            expect(body.length, name).toBeLessThan(raw.length);
+            // Every line kept is one of the template's, in order; every here-document is whole.
+            const rawLines = raw.split("\n");
+            let at = 0;
+            for (const line of body.trimEnd().split("\n")) {
+                at = rawLines.indexOf(line, at);
+                expect(at, `${name}: ${line}`).toBeGreaterThanOrEqual(0);
+            }
+            for (const doc of raw.matchAll(/<<-?\s*'?([A-Z_]+)'?[^\n]*\n([\s\S]*?)\n\1\n/g)) expect(body, `${name} here-document ${doc[1]}`).toContain(doc[2]);
+            expect(body.split("\n").filter((l) => /^\s*#/.test(l) && !raw.includes(`<<`)), name).toEqual([]);
+        }
     });
 });

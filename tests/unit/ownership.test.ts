@@ -36,7 +36,7 @@ describe("claims and the owned create and delete", () => {
         expect(owned.create.startsWith(`hx_records=${INSTALL_RECORDS_DIR}\n`)).toBe(true);
         expect(owned.create).toContain("hx_resource=hx-backup/prod/");
         expect(owned.create).toContain("hx_stack_id=hx-backup/prod\n");
-        expect(owned.create.indexOf("refusing to take it over")).toBeLessThan(owned.create.indexOf("# Installs files atomically"));
+        expect(owned.create.indexOf("refusing to take it over")).toBeLessThan(owned.create.indexOf(": \"${from:?}\" \"${check?}\""));
         expect(owned.create.endsWith(step("config").create)).toBe(true);
         expect(owned.delete!.indexOf("leaving what another install now owns")).toBeLessThan(owned.delete!.indexOf(step("config").delete!));
     });

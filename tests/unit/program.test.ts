@@ -100,7 +100,8 @@ describe("production stack", () => {
             const cmds = commands(e).filter((c) => c.name.startsWith(`${host.name}-`));
             expect(cmds.map((c) => c.name.slice(host.name.length + 1)).sort()).toEqual(plan.steps.map((s) => s.name).sort());
             for (const c of cmds) {
-                expect(c.inputs.update, `${c.name} update`).toBe(c.inputs.create);
+                // An update runs `create` again (@pulumi/command's rule when `update` is unset).
+                expect(c.inputs.update, `${c.name} update`).toBeUndefined();
                 expect(c.inputs.addPreviousOutputInEnv).toBe(false);
                 // A changed trigger replaces a command (delete first); a changed create updates it in place.
                 expect(c.inputs.triggers, `${c.name} triggers`).toBeUndefined();
@@ -111,7 +112,7 @@ describe("production stack", () => {
             const owned = ownedStep(unitStep, installIdentity("hx-backup", "production", cmd.name));
             expect(cmd.inputs.create).toBe(wrapStep(withDigest(owned.create, unitStep.digest), config.ssh.sudo));
             // The create claims the unit files for this very resource before it installs them.
-            expect(owned.create.indexOf("hx_resource='hx-backup/production/")).toBeLessThan(owned.create.indexOf("# Installs files atomically"));
+            expect(owned.create.indexOf("hx_resource='hx-backup/production/")).toBeLessThan(owned.create.indexOf(": \"${from:?}\" \"${check?}\""));
             expect(reveal(cmd.inputs.stdin)).toBe(unitStep.stdin);
         }
     });
@@ -128,8 +129,8 @@ describe("production stack", () => {
         const rules = commands(e).find((c) => c.name === "monitoring-alert-rules")!;
         const create = rules.inputs.create as string;
         expect(create).toContain("promtool check rules");
-        // After the install records (claim.sh), the rules' own install: checked, then moved into place, then reloaded.
-        const install = create.slice(create.indexOf("# Installs files atomically"));
+        // After the install records (claim.sh), the rules' own install (install-files.sh): checked, then moved into place, then reloaded.
+        const install = create.slice(create.indexOf(": \"${from:?}\" \"${check?}\""));
         expect(install.indexOf("check rules")).toBeLessThan(install.indexOf("mv -f"));
         expect(install.indexOf("mv -f")).toBeLessThan(install.indexOf("systemctl reload prometheus"));
         expect(reveal(rules.inputs.stdin)).toContain("alert: BackupFailed");
