@@ -9,9 +9,13 @@
  * - A first `pulumi up` and unchanged ones need hosts: bench/stub-sshd, one
  *   SSH server on a loopback port per host that answers every command with
  *   exit 0 and no output. The figures are the engine's, the program's and
- *   the plugin's, without the hosts' own work.
+ *   the plugin's, without the hosts' own work. The file backend writes the
+ *   whole state after every operation, so a first up grows with the square of
+ *   the fleet: it is measured at 10 and 50 hosts, and the 200-host state for
+ *   the unchanged runs is made with PULUMI_SKIP_CHECKPOINTS.
  * - `--parallel`: first ups of a stub fleet whose every command takes a fixed
- *   time, as a host's work would.
+ *   time, as a host's work would (without intermediate checkpoints, which
+ *   add the same quadratic term whatever the setting).
  * - The first deploy of 4 real sandbox hosts against 1 (sshd in namespaces,
  *   the steps really run).
  */
@@ -39,7 +43,9 @@ export interface FleetDeployBench {
     readonly plugins: string;
     /** `pulumi preview` of a new stack, by host count. */
     readonly previewNew: { readonly hosts: number; readonly resources: number; readonly rounds: Run[] }[];
-    /** Against stub hosts: the first up (which makes the state), then unchanged ups, and the state file's size. */
+    /** First ups of stub fleets as an operator runs them (a state checkpoint after every operation), with the state's size. */
+    readonly firstUps: { readonly hosts: number; readonly run: Run; readonly commands: number; readonly stateBytes: number }[];
+    /** The largest stub fleet: a first up without intermediate checkpoints (PULUMI_SKIP_CHECKPOINTS: it only makes the state), then unchanged runs. */
     readonly stub: { readonly hosts: number; readonly firstUp: Run; readonly commands: number; readonly unchangedUp: Run[]; readonly unchangedPreview: Run[]; readonly stateBytes: number };
     /** First up of a stub fleet whose commands each take `delaySeconds`, by --parallel ("default": the CLI's, 4 × CPUs). */
     readonly parallel: { readonly hosts: number; readonly delaySeconds: number; readonly runs: { readonly parallel: string; readonly run: Run }[] };
@@ -181,12 +187,28 @@ export async function benchFleetDeploy(rounds: number, quick = false): Promise<F
             previewNew.push({ hosts: n, resources, rounds: runs });
         }
 
+        const firstUps: FleetDeployBench["firstUps"][number][] = [];
+        for (const n of quick ? [10] : [10, 50]) {
+            const fleet = await startStub(n);
+            try {
+                const stack = await fleetStack(engine, dir, `first${n}`, n, keyFile, fleet.ports);
+                const r = await measured(stack, PROCEDURES.up);
+                const bytes = stateBytes(path.join(dir, "backend"), `first${n}`);
+                firstUps.push({ hosts: n, run: { seconds: r.seconds, peakRssBytes: r.peakRssBytes }, commands: await fleet.stop(), stateBytes: bytes });
+                log(`  first up of ${n} stub hosts: ${r.seconds.toFixed(1)} s, state ${(bytes / 2 ** 20).toFixed(1)} MiB`);
+            } catch (err) {
+                await fleet.stop();
+                throw err;
+            }
+        }
+
         const big = sizes[sizes.length - 1]!;
         const stub = await startStub(big);
         let stubResult: FleetDeployBench["stub"];
         try {
             const stack = await fleetStack(engine, dir, `stub${big}`, big, keyFile, stub.ports);
-            const first = await measured(stack, PROCEDURES.up);
+            // Only to make the state: with a checkpoint per operation a first up grows with the square of the fleet (firstUps).
+            const first = await measured({ ...stack, env: { ...stack.env, PULUMI_SKIP_CHECKPOINTS: "true" } }, PROCEDURES.up);
             log(`  first up of ${big} stub hosts: ${first.seconds.toFixed(1)} s, peak RSS ${(first.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
             const unchangedUp: Run[] = [];
             const unchangedPreview: Run[] = [];
@@ -212,7 +234,8 @@ export async function benchFleetDeploy(rounds: number, quick = false): Promise<F
             const slow = await startStub(parallelHosts, delaySeconds);
             try {
                 const stack = await fleetStack(engine, dir, `par${parallel}`, parallelHosts, keyFile, slow.ports);
-                const r = await measured(stack, parallel === "default" ? PROCEDURES.up : [...PROCEDURES.up, "--parallel", parallel]);
+                // Without intermediate checkpoints: what the engine's concurrency does to steps that wait on hosts.
+                const r = await measured({ ...stack, env: { ...stack.env, PULUMI_SKIP_CHECKPOINTS: "true" } }, parallel === "default" ? PROCEDURES.up : [...PROCEDURES.up, "--parallel", parallel]);
                 parallelRuns.push({ parallel, run: { seconds: r.seconds, peakRssBytes: r.peakRssBytes } });
                 log(`  first up of ${parallelHosts} stub hosts (${delaySeconds} s per command), --parallel ${parallel}: ${r.seconds.toFixed(1)} s`);
             } finally {
@@ -229,7 +252,7 @@ export async function benchFleetDeploy(rounds: number, quick = false): Promise<F
                 log(`  first deploy of ${n} sandbox host(s), round ${i + 1}: ${seconds.toFixed(1)} s`);
             }
         }
-        return { plugins, previewNew, stub: stubResult, parallel: { hosts: parallelHosts, delaySeconds, runs: parallelRuns }, sandbox: { one, four } };
+        return { plugins, previewNew, firstUps, stub: stubResult, parallel: { hosts: parallelHosts, delaySeconds, runs: parallelRuns }, sandbox: { one, four } };
     } finally {
         rmSync(dir, { recursive: true, force: true });
     }
