@@ -259,7 +259,7 @@ export async function benchFleetDeploy(rounds: number, quick = false): Promise<F
 }
 
 /** The first `pulumi up` of n light sandbox hosts (application and configuration), real steps on real sshd. */
-async function sandboxFirstDeploy(engine: EngineInfo, n: number, round: number): Promise<number> {
+export async function sandboxFirstDeploy(engine: EngineInfo, n: number, round: number, extraArgs: readonly string[] = []): Promise<number> {
     const dir = tempDir("hx-bench-sandbox-deploy-");
     let fleet: FleetHost[] = [];
     try {
@@ -274,7 +274,7 @@ async function sandboxFirstDeploy(engine: EngineInfo, n: number, round: number):
             { "hx-backup:installPackages": false, "hx-backup:backupUser": "hxbackup", "hx-backup:sshUser": "root", "hx-backup:hosts": fleet.map((f) => hostEntry(f.spec, f.host)) },
             { "hx-backup:sshPrivateKey": readFileSync(keyFile, "utf8") },
         );
-        const r = await pulumi(stack, PROCEDURES.up);
+        const r = await pulumi(stack, [...PROCEDURES.up, ...extraArgs]);
         expectOk(r);
         return r.seconds;
     } finally {

@@ -68,14 +68,10 @@ fi
 printf '%s\n' "$hx_repairs" >"$hx_rf.tmp"
 mv -f "$hx_rf.tmp" "$hx_rf"
 set --
-if [ -n "$hx_dropped" ]; then
-  while IFS= read -r hx_k; do
-    [ -z "$hx_k" ] || set -- "$@" "$hx_k"
-  done <<EOF_DROPPED
-$hx_dropped
-EOF_DROPPED
+# hx_prune KEY...: removes what this resource no longer installs, then forgets it.
+hx_prune() {
   echo "hx-backup: $hx_resource no longer installs: $*"
   hx_step_remove "$@"
   for hx_k in "$@"; do rm -f "$hx_records/owners/$(hx_sha "$hx_k")"; done
-  set --
-fi
+}
+[ -z "$hx_dropped" ] || hx_with_lines "$hx_dropped" hx_prune

@@ -11,6 +11,18 @@ hx_owner_of() {
   hx_f="$hx_records/owners/$(hx_sha "$1")"
   if [ -f "$hx_f" ]; then IFS="$(printf '\t')" read -r hx_o _ <"$hx_f" || true; printf '%s' "${hx_o:-}"; fi
 }
+# hx_with_lines LINES COMMAND [ARG...]: runs COMMAND ARG... with each non-empty
+# line of LINES (keys: no key holds a newline) as one more argument.
+hx_with_lines() {
+  hx_lines=$1
+  shift
+  while IFS= read -r hx_line; do
+    [ -z "$hx_line" ] || set -- "$@" "$hx_line"
+  done <<EOF_LINES
+$hx_lines
+EOF_LINES
+  "$@"
+}
 # hx_repairs_file RESOURCE
 hx_repairs_file() { printf '%s/repairs/%s' "$hx_records" "$(hx_sha "$1")"; }
 # hx_drift ENTRY: how the host differs from the install manifest entry ENTRY, one

@@ -22,18 +22,16 @@ for hx_key in "$@"; do
   if [ "$(hx_owner_of "$hx_key")" = "$hx_resource" ]; then rm -f "$hx_records/owners/$(hx_sha "$hx_key")"; fi
 done
 rm -f "$(hx_repairs_file "$hx_resource")"
-if [ -n "$hx_theirs" ]; then
-  set --
-  while IFS= read -r hx_k; do
-    [ -z "$hx_k" ] || set -- "$@" "$hx_k"
-  done <<EOF_MINE
-$hx_mine
-EOF_MINE
-  echo "hx-backup: $hx_resource: leaving what another install now owns:$hx_theirs"
+# hx_remove_own KEY...: removes, with the step's own removal, what is still this resource's.
+hx_remove_own() {
   if [ "$#" -gt 0 ]; then
     echo "hx-backup: $hx_resource: removing what is still its own: $*"
     hx_step_remove "$@"
   fi
+}
+if [ -n "$hx_theirs" ]; then
+  echo "hx-backup: $hx_resource: leaving what another install now owns:$hx_theirs"
+  hx_with_lines "$hx_mine" hx_remove_own
   exit 0
 fi
 set --
