@@ -26,7 +26,7 @@ import { homedir } from "node:os";
 import * as path from "node:path";
 import { parse } from "yaml";
 import { openStack, PROCEDURES, setConfig, type EngineInfo, type Stack } from "../scripts/lib/engine";
-import { engineTestsUnavailable, expectOk, hostEntry, newSshKey, pulumi, startFleet, type FleetHost } from "../tests/support/engine";
+import { engineTestsUnavailable, expectOk, newSshKey, pulumi, sandboxStack, startFleet, type FleetHost } from "../tests/support/engine";
 import { tempDir } from "../tests/support/env";
 import { log } from "./common";
 import { TreeSampler } from "./memory";
@@ -267,13 +267,7 @@ export async function sandboxFirstDeploy(engine: EngineInfo, n: number, round: n
         newSshKey(keyFile);
         const specs = Array.from({ length: n }, (_, i) => ({ name: `sb-${round}-${i + 1}`, address: `127.0.0.${131 + i}`, roles: ["application", "configuration"], appPaths: ["/srv/hx-app"] }));
         fleet = await startFleet(path.join(dir, "hosts"), specs, keyFile);
-        const configFile = path.join(dir, "stack", "Pulumi.sandbox-deploy.yaml");
-        const stack = await openStack(engine, { stack: "sandbox-deploy", backendDir: path.join(dir, "backend"), configFile, passphraseFile: path.join(dir, "passphrase") });
-        await setConfig(
-            stack,
-            { "hx-backup:installPackages": false, "hx-backup:backupUser": "hxbackup", "hx-backup:sshUser": "root", "hx-backup:hosts": fleet.map((f) => hostEntry(f.spec, f.host)) },
-            { "hx-backup:sshPrivateKey": readFileSync(keyFile, "utf8") },
-        );
+        const stack = await sandboxStack(engine, dir, "sandbox-deploy", fleet, keyFile);
         const r = await pulumi(stack, [...PROCEDURES.up, ...extraArgs]);
         expectOk(r);
         return r.seconds;

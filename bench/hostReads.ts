@@ -5,10 +5,10 @@
  * 1 and 3 hosts. The cost per host is the difference of the medians divided by
  * the hosts.
  */
-import { readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import * as path from "node:path";
-import { openStack, PROCEDURES, setConfig, type EngineInfo } from "../scripts/lib/engine";
-import { engineTestsUnavailable, expectOk, hostEntry, newSshKey, pulumi, startFleet, type FleetHost } from "../tests/support/engine";
+import { PROCEDURES, setConfig, type EngineInfo } from "../scripts/lib/engine";
+import { engineTestsUnavailable, expectOk, newSshKey, pulumi, sandboxStack, startFleet, type FleetHost } from "../tests/support/engine";
 import { tempDir } from "../tests/support/env";
 import { log } from "./common";
 
@@ -32,13 +32,7 @@ async function measure(engine: EngineInfo, hosts: number, rounds: number): Promi
         newSshKey(keyFile);
         const specs = Array.from({ length: hosts }, (_, i) => ({ name: `cfg-${i + 1}`, address: `127.0.0.${121 + i}`, roles: ["configuration"] }));
         fleet = await startFleet(path.join(dir, "hosts"), specs, keyFile);
-        const configFile = path.join(dir, "stack", "Pulumi.reads.yaml");
-        const stack = await openStack(engine, { stack: "reads", backendDir: path.join(dir, "backend"), configFile, passphraseFile: path.join(dir, "passphrase") });
-        await setConfig(
-            stack,
-            { "hx-backup:installPackages": false, "hx-backup:backupUser": "hxbackup", "hx-backup:sshUser": "root", "hx-backup:hosts": fleet.map((f) => hostEntry(f.spec, f.host)) },
-            { "hx-backup:sshPrivateKey": readFileSync(keyFile, "utf8") },
-        );
+        const stack = await sandboxStack(engine, dir, "reads", fleet, keyFile);
         expectOk(await pulumi(stack, PROCEDURES.up));
         const timed = async (args: readonly string[], reads: boolean) => {
             await setConfig(stack, { "hx-backup:hostReads": reads });

@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { gunzipSync } from "node:zlib";
 import type { DeployFacts } from "../../render/hostConfig";
 import { shellCommand } from "../../render/shell";
-import { REPO_ROOT, provideEngine, runPulumi, type EngineInfo, type PulumiRun, type Stack } from "../../scripts/lib/engine";
+import { REPO_ROOT, openStack, provideEngine, runPulumi, setConfig, type EngineInfo, type PulumiRun, type Stack } from "../../scripts/lib/engine";
 import { runJobService, type JobRun } from "../../scripts/sandbox/jobs";
 import { startSandboxHost, type SandboxHost } from "../../scripts/sandbox/host";
 import { planFleetData, type PlannedHost } from "./engine-plan";
@@ -87,6 +87,22 @@ export function hostEntry(spec: FleetHostSpec, host: { address: string; port: nu
         remoteSync: false,
         ...(spec.appPaths ? { application: { paths: [...spec.appPaths] } } : {}),
     };
+}
+
+/**
+ * A stack in `dir` (its backend, config file and passphrase there) for sandbox hosts: no package installs,
+ * backup user `hxbackup`, root over SSH with the key in `keyFile`, the hosts' entries. `cwd`: the project
+ * (a copyProject copy), default the repository.
+ */
+export async function sandboxStack(engine: EngineInfo, dir: string, name: string, hosts: readonly FleetHost[], keyFile: string, cwd?: string): Promise<Stack> {
+    const configFile = path.join(dir, "stack", `Pulumi.${name}.yaml`);
+    const stack = await openStack(engine, { stack: name, backendDir: path.join(dir, "backend"), configFile, passphraseFile: path.join(dir, "passphrase"), ...(cwd ? { cwd } : {}) });
+    await setConfig(
+        stack,
+        { "hx-backup:installPackages": false, "hx-backup:backupUser": "hxbackup", "hx-backup:sshUser": "root", "hx-backup:hosts": hosts.map((f) => hostEntry(f.spec, f.host)) },
+        { "hx-backup:sshPrivateKey": readFileSync(keyFile, "utf8") },
+    );
+    return stack;
 }
 
 /** A fresh ed25519 key pair in `file` (and `file.pub`); returns the public key line. */

@@ -15,7 +15,7 @@ import { readFileSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyFingerprint } from "../../../components/keys";
-import { openStack, PROCEDURES, setConfig, stackOutputs, type Stack } from "../../../scripts/lib/engine";
+import { PROCEDURES, setConfig, stackOutputs, type Stack } from "../../../scripts/lib/engine";
 import {
     changedSteps,
     changes,
@@ -28,7 +28,6 @@ import {
     factsOf,
     findSecrets,
     gitShow,
-    hostEntry,
     hostPlan,
     namedSteps,
     newestManifest,
@@ -38,6 +37,7 @@ import {
     readTree,
     REPO_ROOT,
     runJobs,
+    sandboxStack,
     sh,
     startFleet,
     stepLog,
@@ -108,12 +108,7 @@ describe.runIf(!available.reason)("migration from RandomBytes keys to RandomPass
             return text.replace(current, oldCall);
         });
         configFile = path.join(dir, "stack", `Pulumi.${STACK}.yaml`);
-        stack = await openStack(available.engine!, { stack: STACK, backendDir: path.join(dir, "backend"), configFile, passphraseFile: path.join(dir, "passphrase"), cwd: project });
-        await setConfig(
-            stack,
-            { "hx-backup:installPackages": false, "hx-backup:backupUser": "hxbackup", "hx-backup:sshUser": "root", "hx-backup:hosts": [hostEntry(SPEC, fleet[0].host)] },
-            { "hx-backup:sshPrivateKey": readFileSync(keyFile, "utf8") },
-        );
+        stack = await sandboxStack(available.engine!, dir, STACK, fleet, keyFile, project);
     }, 300_000);
 
     afterAll(async () => {

@@ -16,7 +16,7 @@ import { cpSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { shellCommand } from "../../../render/shell";
-import { openStack, PROCEDURES, setConfig, stackOutputs, type Stack } from "../../../scripts/lib/engine";
+import { PROCEDURES, stackOutputs, type Stack } from "../../../scripts/lib/engine";
 import {
     changedPaths,
     changes,
@@ -26,7 +26,6 @@ import {
     expectJobsOk,
     expectOk,
     factsOf,
-    hostEntry,
     hostPlan,
     namedSteps,
     newSshKey,
@@ -35,6 +34,7 @@ import {
     pulumi,
     REPO_ROOT,
     runJobs,
+    sandboxStack,
     sh,
     startFleet,
     statPaths,
@@ -98,12 +98,7 @@ describe.runIf(!available.reason)("upgrade from one step per file to grouped fil
         // The release really is the per-file one, or this test would upgrade nothing.
         expect(readFileSync(path.join(project, "render/hostPlan.ts"), "utf8")).toContain('const name = `script-${slug(script.replace(/\\.sh$/, ""))}`;');
         configFile = path.join(dir, "stack", `Pulumi.${STACK}.yaml`);
-        stack = await openStack(available.engine!, { stack: STACK, backendDir: path.join(dir, "backend"), configFile, passphraseFile: path.join(dir, "passphrase"), cwd: project });
-        await setConfig(
-            stack,
-            { "hx-backup:installPackages": false, "hx-backup:backupUser": "hxbackup", "hx-backup:sshUser": "root", "hx-backup:hosts": [hostEntry(SPEC, fleet[0].host)] },
-            { "hx-backup:sshPrivateKey": readFileSync(keyFile, "utf8") },
-        );
+        stack = await sandboxStack(available.engine!, dir, STACK, fleet, keyFile, project);
     }, 300_000);
 
     afterAll(async () => {
