@@ -159,5 +159,4 @@ export const monitoring = monitoringIntegration
               ? { alertmanagerConfig: config.notifications.configPath, to: config.notifications.to, routes: config.notifications.routes.map((r) => `${r.label}=${r.value}: ${r.to.join(", ")}`) }
               : null,
       }
-    : // null, not undefined: a stack without a monitoring host says so (undefined outputs only draw a CLI warning).
-      null;
+    : undefined;

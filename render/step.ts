@@ -91,24 +91,27 @@ export function removeFilesScript(paths?: readonly string[]): string {
     return stepScript("remove-files", { unit_dir: UNIT_DIR }, paths);
 }
 
-const digestCache = new Map<string, string>();
-/** sha256 of a file's content, computed once per distinct content in a run (the static scripts repeat on every host). */
-export function contentSha256(content: string): string {
-    let d = digestCache.get(content);
-    if (d === undefined) {
-        d = sha256(content);
-        if (content.length > 256) digestCache.set(content, d);
+/** `compute(content)`, once per distinct large content in a run: the static scripts repeat on every host. */
+function perContent(cache: Map<string, string>, content: string, compute: (content: string) => string): string {
+    let value = cache.get(content);
+    if (value === undefined) {
+        value = compute(content);
+        if (content.length > 256) cache.set(content, value);
     }
-    return d;
+    return value;
 }
+
+const digests = new Map<string, string>();
+/** sha256 of a file's content. */
+export const contentSha256 = (content: string): string => perContent(digests, content, sha256);
 
 /** The first line of a files document: an `@` line, which no JSON or YAML reader takes for a document of its own. */
 export const FILES_DOCUMENT_HEADER = "@hx-backup files 1";
 
 /**
  * The stdin of a step with files, a text that `pulumi preview --diff` shows as a line diff: per file, a header
- * line `@file<TAB>path<TAB>owner<TAB>group<TAB>mode<TAB>sha256<TAB>final newline (1 or 0)`, then each line of
- * its content behind a `|`. A changed file shows as its changed header (path and new sha256) and its changed lines.
+ * line `@file<TAB>path<TAB>owner<TAB>group<TAB>mode<TAB>sha256<TAB>final newline (1 or 0)<TAB>checked|unchecked`,
+ * then each line of its content behind a `|`. A changed file shows as its changed header (path and new sha256) and its changed lines.
  */
 export function filesDocument(files: readonly PlannedFile[]): string {
     const parts = [`${FILES_DOCUMENT_HEADER}\n`];
@@ -119,17 +122,11 @@ export function filesDocument(files: readonly PlannedFile[]): string {
     return parts.join("");
 }
 
-const linesCache = new Map<string, string>();
-/** A content's lines behind "|" (its final newline is in the header); once per distinct large content in a run. */
+const documentLinesOf = new Map<string, string>();
+/** A content's lines behind "|" (its final newline is in the header). */
 function documentLines(content: string): string {
     if (content === "") return "";
-    let lines = linesCache.get(content);
-    if (lines === undefined) {
-        const body = content.endsWith("\n") ? content.slice(0, -1) : content;
-        lines = `|${body.split("\n").join("\n|")}\n`;
-        if (content.length > 256) linesCache.set(content, lines);
-    }
-    return lines;
+    return perContent(documentLinesOf, content, (c) => `|${(c.endsWith("\n") ? c.slice(0, -1) : c).split("\n").join("\n|")}\n`);
 }
 
 /**

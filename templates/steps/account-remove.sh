@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Backups, keys and logs stay; only an account this tool created goes.
 : "${user:?}" "${user_marker:?}" "${textfile_dir:?}" "${records_dir:?}"
 

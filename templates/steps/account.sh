@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Creates the backup user (recording that this tool created it), takes away its login, and installs its directories.
 # Positional parameters: path, owner, group and mode of each directory, four at a time.
 : "${user:?}" "${home_dir:?}" "${config_dir:?}" "${user_marker:?}" "${textfile_dir:?}"

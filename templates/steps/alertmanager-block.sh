@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Puts hx-backup's route and receivers into the live Alertmanager config, each
 # between marker comments, or (action=remove) takes them out; every other line
 # stays as it was. The result is checked with amtool on a temp copy first: the

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Before a step installs anything: records that this resource installs each key
 # (a path, or user:<name> and the like), and counts a repair when the host has
 # drifted from what this resource installed last. Another stack's key is refused

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Pushes the dashboard through Grafana's HTTP API. stdin: first line the API
 # token, then the dashboard. The token goes into a 0600 header file, so it
 # never reaches argv. dashboards_api: the API's dashboard endpoint

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # The deploy's read of a host (one session per host, during pulumi preview and
 # up): for each step on stdin (resource, tab, its install manifest entry), its
 # repair count ("-" before its first install) and the first way the host differs

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Installs files atomically: each is written to a temp file in its folder, given
 # its owner and mode, checked when there is a check, then renamed over the
 # target, so the target is the old file or the new one, never a part of one.

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Records what the step installed, for the host's drift check: its entry in
 # the install manifest (one line per file: path, owner, group, mode, sha256),
 # written atomically.

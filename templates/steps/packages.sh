@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Installs the packages named by the positional parameters (Debian names) that are missing.
 
 # Fedora's names for the packages Debian calls differently.

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Refuses to replace a pgBackRest main config that hx-backup did not write
 # (ours starts with a "# Managed by hx-backup" line).
 : "${host:?}" "${conf:?}"

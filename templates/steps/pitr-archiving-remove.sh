@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Stops WAL archiving to pgBackRest without a restart, and keeps the repository.
 # archive_command becomes /bin/true: with archive_mode still on (changing it
 # needs a restart), an empty archive_command would make PostgreSQL keep every

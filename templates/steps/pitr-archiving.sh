@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Turns on WAL archiving to pgBackRest for one cluster: the directories and
 # ACLs the postgres-run jobs need, the settings through ALTER SYSTEM and a
 # reload, a restart only when archive_mode was off and allow_restart is 1

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Starts a full backup when the current repository has none: on the first
 # deploy, and after a key rotation (a new repository per key id), so that
 # point-in-time recovery covers the cluster from now on rather than from the

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Creates the dump role, idempotently, and grants it read access to all data.
 # The role name reaches the SQL as is: the config loader admits only a plain identifier.
 : "${role:?}" "${pg_host:?}" "${pg_port:?}"

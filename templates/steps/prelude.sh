@@ -1,1 +1,2 @@
+# shellcheck shell=sh
 set -eu

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # After the rules file is installed (action=install): Prometheus runs as its
 # own user and needs search (x) permission on every folder above the rules
 # file (the positional parameters), which may sit in the 0750 storage folder;

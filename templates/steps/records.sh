@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Install records, shared by every step that installs or removes something and by
 # the deploy's host read. records_dir holds, per key (a path, or user:<name> and
 # the like), which resource installed it (owners/), and per resource how many

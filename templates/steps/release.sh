@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Before a step's delete: it removes only what this resource installed. When any
 # of its keys is now recorded for another resource (a renamed host or step, or a
 # regrouped step, which installed the same paths first), the delete removes what

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Removes the installed paths named by the positional parameters (other install
 # record keys, such as user:<name>, name nothing to remove here). A systemd unit
 # in unit_dir is stopped and disabled before its file goes.

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Loads the installed units, clears their failed state and enables the timers.
 # units: one unit name per line. Positional parameters: the timers.
 : "${units?}"

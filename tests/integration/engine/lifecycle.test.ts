@@ -12,7 +12,7 @@
  *      clearly and leaves it untouched;
  *   3. renaming the backup user is refused, at preview and (host reads off)
  *      on the host, before anything changes;
- *   4. a hard-interrupted up (two SIGINTs): the rerun, the runbook's commands,
+ *   4. an up killed mid-step (SIGKILL, as a runner that dies): the rerun, the runbook's commands,
  *      then a clean preview and every job succeeding.
  *
  * The install records (render/ownership.ts, templates/steps/claim.sh and
@@ -50,6 +50,7 @@ import {
     type FleetHost,
     type FleetHostSpec,
 } from "../../support/engine";
+import { descendants } from "../../../bench/memory";
 import { tempDir } from "../../support/env";
 import { timeEachTest } from "../../support/timing";
 
@@ -311,24 +312,30 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
         expectOk(await pulumi(stack, PROCEDURES.hostDrift), "the first stack's preview afterwards");
     }, TOTAL_TIMEOUT);
 
-    it("a hard-interrupted up (two SIGINTs) leaves pending operations; the rerun, then the runbook's refresh --clear-pending-creates and up converge: no pending operation, a clean preview, every job succeeds", async () => {
+    it("an up killed mid-step (SIGKILL) leaves pending operations; the rerun, then the runbook's refresh --clear-pending-creates and up converge: no pending operation, a clean preview, every job succeeds", async () => {
         const [added] = await startFleet(path.join(dir, "hosts"), [{ name: "cfg-3", address: "127.0.0.113", roles: ["configuration"] }], keyFile);
         fleet.push(added);
         names.set("cfg-3", "cfg-3");
         await setConfig(stack, { "hx-backup:hosts": entries() });
-        // The new host's files step (its longest: some thirty files) is the one to interrupt.
+        // The new host's files step (its longest: some thirty files) is the one to interrupt. Two SIGINTs would
+        // cancel it (the engine tells the plugin, and the step fails cleanly); a killed CLI leaves it pending.
         const filesDigest = hostPlan(await plan(), "cfg-3").steps.find((s) => s.name === "files")!.digest;
         let interruptedAt = -1;
         const run = await pulumi(stack, PROCEDURES.up, {
             onSpawn: (child) => {
-                // Two interrupts once that step is under way: the CLI stops at once, mid-operation.
+                // The CLI and its plugins killed once that step is under way: they stop at once, mid-operation.
                 const timer = setInterval(() => {
                     const log = stepLog(added.host);
                     if (!log.includes(filesDigest) || interruptedAt >= 0) return;
                     interruptedAt = log.length;
                     clearInterval(timer);
-                    child.kill("SIGINT");
-                    setTimeout(() => child.kill("SIGINT"), 100);
+                    for (const pid of [child.pid!, ...descendants(child.pid!)]) {
+                        try {
+                            process.kill(pid, "SIGKILL");
+                        } catch {
+                            // already gone
+                        }
+                    }
                 }, 20);
                 child.on("close", () => clearInterval(timer));
             },
@@ -340,8 +347,14 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
             return ((JSON.parse(r.stdout) as { deployment: { pending_operations?: { type: string; resource: { urn: string } }[] } }).deployment.pending_operations ?? []);
         };
         const left = await pending();
-        expect(left.length, "pending operations after two interrupts").toBeGreaterThan(0);
+        expect(left.length, "pending operations after the kill").toBeGreaterThan(0);
         expect(left.every((o) => o.type === "creating" && o.resource.urn.includes("cfg-3-")), JSON.stringify(left.map((o) => [o.type, o.resource.urn]))).toBe(true);
+
+        // A killed CLI also leaves the self-managed backend's lock: the rerun refuses, naming the remedy.
+        const locked = await pulumi(stack, PROCEDURES.up);
+        expect(locked.code).not.toBe(0);
+        expect(`${locked.stdout}\n${locked.stderr}`).toMatch(/currently locked by 1 lock\(s\)[\s\S]*pulumi cancel/);
+        expectOk(await pulumi(stack, ["cancel", "--yes"]), "pulumi cancel (the runbook's first command after a kill)");
 
         // The rerun: it finishes the deploy, warns, and leaves the pending operations in the state.
         const rerun = await pulumi(stack, PROCEDURES.up);
