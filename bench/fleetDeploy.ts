@@ -259,7 +259,7 @@ export async function benchFleetDeploy(rounds: number, quick = false): Promise<F
 }
 
 /** The first `pulumi up` of n light sandbox hosts (application and configuration), real steps on real sshd. */
-export async function sandboxFirstDeploy(engine: EngineInfo, n: number, round: number, extraArgs: readonly string[] = []): Promise<number> {
+async function sandboxFirstDeploy(engine: EngineInfo, n: number, round: number): Promise<number> {
     const dir = tempDir("hx-bench-sandbox-deploy-");
     let fleet: FleetHost[] = [];
     try {
@@ -268,7 +268,7 @@ export async function sandboxFirstDeploy(engine: EngineInfo, n: number, round: n
         const specs = Array.from({ length: n }, (_, i) => ({ name: `sb-${round}-${i + 1}`, address: `127.0.0.${131 + i}`, roles: ["application", "configuration"], appPaths: ["/srv/hx-app"] }));
         fleet = await startFleet(path.join(dir, "hosts"), specs, keyFile);
         const stack = await sandboxStack(engine, dir, "sandbox-deploy", fleet, keyFile);
-        const r = await pulumi(stack, [...PROCEDURES.up, ...extraArgs]);
+        const r = await pulumi(stack, PROCEDURES.up);
         expectOk(r);
         return r.seconds;
     } finally {

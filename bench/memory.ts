@@ -118,22 +118,4 @@ export function processCpuSeconds(pid: number): number {
     return readStat(pid)?.cpu ?? 0;
 }
 
-/** Pids of the direct and indirect children of a pid (e.g. postgres backends). */
-export function descendants(pid: number): number[] {
-    const all: ProcInfo[] = [];
-    for (const d of readdirSync("/proc")) {
-        if (!/^\d+$/.test(d)) continue;
-        const p = readStat(Number(d));
-        if (p) all.push(p);
-    }
-    const out: number[] = [];
-    const stack = [pid];
-    while (stack.length > 0) {
-        const x = stack.pop()!;
-        for (const p of all) if (p.ppid === x) {
-            out.push(p.pid);
-            stack.push(p.pid);
-        }
-    }
-    return out;
-}
+export { descendants } from "../tests/support/env";

@@ -3,7 +3,7 @@
  * temp dirs, free ports, unprivileged users, running commands.
  */
 import { spawn, spawnSync, type SpawnOptions } from "node:child_process";
-import { chmodSync, chownSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -154,4 +154,28 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
         await sleep(100);
     }
     throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The PIDs below a process, its children's children included (from /proc). */
+export function descendants(pid: number): number[] {
+    const children = new Map<number, number[]>();
+    for (const d of readdirSync("/proc")) {
+        if (!/^\d+$/.test(d)) continue;
+        try {
+            const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+            const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+            children.set(ppid, [...(children.get(ppid) ?? []), Number(d)]);
+        } catch {
+            // gone meanwhile
+        }
+    }
+    const out: number[] = [];
+    const stack = [pid];
+    while (stack.length > 0) {
+        for (const c of children.get(stack.pop()!) ?? []) {
+            out.push(c);
+            stack.push(c);
+        }
+    }
+    return out;
 }

@@ -50,8 +50,7 @@ import {
     type FleetHost,
     type FleetHostSpec,
 } from "../../support/engine";
-import { descendants } from "../../../bench/memory";
-import { tempDir } from "../../support/env";
+import { descendants, tempDir } from "../../support/env";
 import { timeEachTest } from "../../support/timing";
 
 const available = engineTestsUnavailable();

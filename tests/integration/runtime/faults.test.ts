@@ -7,32 +7,12 @@ import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isRoot, missingTools, removeDir, run, tempDir, waitFor } from "../../support/env";
+import { descendants, isRoot, missingTools, removeDir, run, tempDir, waitFor } from "../../support/env";
 import { giveToUser, makeHost, postgresqlSection, type TestHost } from "../../support/host";
 import { PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
 
 const missing = missingTools([...PG_TOOLS, "zstd", "jq", "openssl", "flock"]);
 
-/** Descendant PIDs of a process (walks /proc). */
-function descendants(pid: number): number[] {
-    const parent = new Map<number, number>();
-    for (const d of readdirSync("/proc")) {
-        if (!/^\d+$/.test(d)) continue;
-        try {
-            const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-            const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-            parent.set(Number(d), ppid);
-        } catch {
-            /* gone */
-        }
-    }
-    const out: number[] = [];
-    const walk = (p: number) => {
-        for (const [c, pp] of parent) if (pp === p) (out.push(c), walk(c));
-    };
-    walk(pid);
-    return out;
-}
 /**
  * Hold ACCESS EXCLUSIVE on the partitioned parent `lockme` (ONLY the parent):
  * the row counts (taken on partitions) pass, but pg_dump blocks at its table
