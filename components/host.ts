@@ -11,7 +11,7 @@ import { unitName } from "../render/systemd";
 import { installIdentity } from "../render/ownership";
 import { sshConnection, type SshConnectionArgs } from "./connection";
 import { hostStates } from "./hostRead";
-import { remoteStep } from "./steps";
+import { remoteStep, stageCopy } from "./steps";
 
 export interface BackupHostArgs {
     /** Validated stack configuration. Required. */
@@ -52,6 +52,8 @@ export class BackupHost extends pulumi.ComponentResource {
     public readonly jobs: readonly Job[];
     /** Remote steps by name, in creation order. */
     public readonly steps: ReadonlyMap<string, command.remote.Command>;
+    /** The copies of static files the steps install from, by the name of the step that installs them (`files`). */
+    public readonly stages: ReadonlyMap<string, command.remote.CopyToRemote>;
     /** Paths ops need: config, scripts, logs, metrics, storage. */
     public readonly paths: Record<string, string>;
     /** With postgresql.pitr: the stanza, where its repository is, pgBackRest's config, and the restart the last deploy left pending (the command, or null). */
@@ -73,6 +75,7 @@ export class BackupHost extends pulumi.ComponentResource {
         const stateOf = hostStates({ config, host, connection: conn, steps: shape.steps.map((step) => ({ step, identity: identityOf(step) })), checkBackupUser: true, parent: this, label: host.name });
 
         const steps = new Map<string, command.remote.Command>();
+        const stages = new Map<string, command.remote.CopyToRemote>();
         shape.steps.forEach((step, index) => {
             const secret = step.secretFiles.length > 0;
             const usesFacts = !sameStep(step, probe.steps[index]);
@@ -88,17 +91,24 @@ export class BackupHost extends pulumi.ComponentResource {
                 : step.stdin !== undefined
                   ? pulumi.output(stepPlan).apply((s) => s.stdin ?? "")
                   : undefined;
-            const dependsOn = step.dependsOn.map((d) => {
+            const dependsOn: pulumi.Resource[] = step.dependsOn.map((d) => {
                 const dep = steps.get(d);
                 if (!dep) throw new Error(`BackupHost ${host.name}: step ${step.name} depends on unknown step ${d}`);
                 return dep;
             });
             const hostState = stateOf(step);
+            const digest = pulumi.output(stepPlan).apply((s) => s.digest);
+            if (step.stage) {
+                if (secret || stdin === undefined) throw new Error(`BackupHost ${host.name}: step ${step.name} stages files but has no plain stdin`);
+                const copy = stageCopy(`${name}-${step.name}-stage`, step.stage, { connection, ...(hostState ? { hostState } : {}), parent: this });
+                stages.set(step.name, copy);
+                dependsOn.push(copy);
+            }
             steps.set(step.name, remoteStep(`${name}-${step.name}`, step, {
                 connection,
                 sudo: conn.sudo ?? false,
                 stdin,
-                digest: pulumi.output(stepPlan).apply((s) => s.digest),
+                digest,
                 secret,
                 identity: identityOf(step),
                 ...(hostState ? { hostState } : {}),
@@ -122,6 +132,7 @@ export class BackupHost extends pulumi.ComponentResource {
         this.hostName = host.name;
         this.jobs = shape.jobs;
         this.steps = steps;
+        this.stages = stages;
         this.paths = {
             config: `${config.paths.configDir}/${HOST_CONFIG_NAME}`,
             scripts: shape.config.paths.scripts,

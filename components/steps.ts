@@ -3,7 +3,8 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { ownedStep, withHostState, type InstallIdentity } from "../render/ownership";
 import { wrapStep } from "../render/remote";
-import { withDigest, type Step } from "../render/step";
+import * as path from "node:path";
+import { withDigest, type StagedFolder, type Step } from "../render/step";
 
 export interface RemoteStepArgs {
     readonly connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
@@ -27,8 +28,16 @@ export interface RemoteStepArgs {
     readonly parent: pulumi.Resource;
 }
 
-/** Keeps the delete (which carries the host state) as the state recorded it. */
-const keepRecordedState = (opts: pulumi.ResourceOptions): pulumi.ResourceOptions => ({ ...opts, ignoreChanges: [...(opts.ignoreChanges ?? []), "delete"] });
+/**
+ * Keeps `field` (which carries the host state) as the state recorded it when the host was not read: at once when
+ * that is known, else through a transform, since it is known only once the host read ends.
+ */
+function keepRecordedWhen(opts: pulumi.CustomResourceOptions, keep: boolean | Promise<boolean> | undefined, field: string): pulumi.CustomResourceOptions {
+    const kept = (o: pulumi.ResourceOptions): pulumi.ResourceOptions => ({ ...o, ignoreChanges: [...(o.ignoreChanges ?? []), field] });
+    if (keep === true) return kept(opts);
+    if (keep instanceof Promise) return { ...opts, transforms: [async (t) => ((await keep) ? { props: t.props, opts: kept(t.opts) } : undefined)] };
+    return opts;
+}
 
 export function remoteStep(name: string, step: Step, args: RemoteStepArgs): command.remote.Command {
     // The digest rides in the command text, not in `triggers`: @pulumi/command replaces a command whose
@@ -42,18 +51,16 @@ export function remoteStep(name: string, step: Step, args: RemoteStepArgs): comm
     const deleteScript = owned.delete;
     const del =
         deleteScript === undefined ? undefined : args.hostState ? pulumi.output(args.hostState.state).apply((s) => wrapStep(withHostState(deleteScript, s), args.sudo)) : wrapStep(deleteScript, args.sudo);
-    const keep = args.hostState?.keepRecorded;
-    let opts: pulumi.CustomResourceOptions = {
-        parent: args.parent,
-        dependsOn: args.dependsOn,
-        ...(args.secret ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
-        deleteBeforeReplace: true,
-    };
-    if (keep === true) opts = keepRecordedState(opts);
-    else if (keep instanceof Promise) {
-        // Known only once the host read ends, which is why it is a transform and not a plain option.
-        opts.transforms = [async (t) => ((await keep) ? { props: t.props, opts: keepRecordedState(t.opts) } : undefined)];
-    }
+    const opts = keepRecordedWhen(
+        {
+            parent: args.parent,
+            dependsOn: args.dependsOn,
+            ...(args.secret ? { additionalSecretOutputs: ["stdout", "stderr"] } : {}),
+            deleteBeforeReplace: true,
+        },
+        args.hostState?.keepRecorded,
+        "delete",
+    );
     return new command.remote.Command(
         name,
         {
@@ -66,5 +73,36 @@ export function remoteStep(name: string, step: Step, args: RemoteStepArgs): comm
             addPreviousOutputInEnv: false,
         },
         opts,
+    );
+}
+
+export interface StageCopyArgs {
+    readonly connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
+    /**
+     * The host state of the step that installs from the stage (RemoteStepArgs.hostState). The stage is read only for
+     * files that differ on the host: a release's changed files (the folder's hash changed, so the copy updates first)
+     * and drifted ones, for which the host state changes: it is the copy's trigger, so a drift repair copies the
+     * stage afresh before the step runs. Default: none (no trigger).
+     */
+    readonly hostState?: { readonly state: pulumi.Input<string>; readonly keepRecorded: boolean | Promise<boolean> };
+    readonly parent: pulumi.Resource;
+}
+
+/**
+ * Copies a staged folder to the host over SFTP: the state holds the folder's path and hash, not its bytes. The
+ * plugin leaves the copy on delete; the installing step's delete removes it.
+ */
+export function stageCopy(name: string, stage: StagedFolder, args: StageCopyArgs): command.remote.CopyToRemote {
+    // Relative to the program's folder, where the engine and the plugin resolve it, so a checkout elsewhere changes nothing.
+    const source = path.relative(process.cwd(), stage.source) || ".";
+    return new command.remote.CopyToRemote(
+        name,
+        {
+            connection: args.connection,
+            source: new pulumi.asset.FileArchive(source),
+            remotePath: stage.remotePath,
+            ...(args.hostState ? { triggers: [args.hostState.state] } : {}),
+        },
+        keepRecordedWhen({ parent: args.parent }, args.hostState?.keepRecorded, "triggers"),
     );
 }

@@ -5,16 +5,17 @@
  * `command.remote.Command`s; `npm run render` writes the files to a folder;
  * drift detection compares a host against the same plan.
  */
+import * as path from "node:path";
 import type { HostSpec, StackConfig } from "../config/types";
 import { configLocationPath, createdUserMarker, hostConfigPath, INSTALL_RECORDS_DIR, locksDir, LOGROTATE_PATH, SUDOERS_PATH, UNIT_DIR } from "./paths";
 import { renderHostConfig, serializeHostConfig, PGPASS_NAME, REDIS_AUTH_NAME, S3_CREDENTIALS_NAME, type DeployFacts, type HostConfigFile } from "./hostConfig";
 import { hostJobs, type Job } from "./jobs";
 import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
 import { renderSudoers } from "./sudoers";
-import { isLibrary, readTemplate, renderTemplate, SCRIPT_TEMPLATE_DIR, scriptTemplates } from "./template";
+import { isLibrary, readTemplate, renderTemplate, SCRIPT_TEMPLATE_DIR, scriptTemplates, TEMPLATE_ROOT } from "./template";
 import { sha256 } from "./remote";
 import { pitrFirstFullStep, planPitrSteps } from "./pgbackrest";
-import { digestOf, filesStep, installSecretFilesScript, secretFilesStep, stepScript, withManifestEntry, type PlannedFile, type PlannedSecretFile, type Step } from "./step";
+import { digestOf, filesStep, installSecretFilesScript, secretFilesStep, stepScript, withManifestEntry, type PlannedFile, type PlannedSecretFile, type StagedFolder, type Step } from "./step";
 
 export interface HostPlan {
     readonly host: HostSpec;
@@ -61,7 +62,15 @@ function directories(config: StackConfig): DirSpec[] {
 /** What the account's create and delete scripts both need. */
 const accountValues = (config: StackConfig) => ({ user: config.backupUser, user_marker: createdUserMarker(config), textfile_dir: config.paths.textfileDir });
 
-/** Every script under templates/scripts at its place in scriptDir. */
+/**
+ * The static scripts reach a host as a copy of templates/scripts, in the SSH user's home (per stack and host, so
+ * that two installs on one machine never share one), and are installed from there.
+ */
+export function scriptStage(config: StackConfig, host: HostSpec): StagedFolder {
+    return { source: path.join(TEMPLATE_ROOT, SCRIPT_TEMPLATE_DIR), remotePath: `.cache/hx-backup/stage/${config.stack}/${host.name}`, user: host.sshUser };
+}
+
+/** Every script under templates/scripts at its place in scriptDir, staged at `scripts/<its path>`. */
 function scriptFiles(config: StackConfig): PlannedFile[] {
     return scriptTemplates().map((script) => ({
         path: `${config.paths.scriptDir}/${script}`,
@@ -69,6 +78,7 @@ function scriptFiles(config: StackConfig): PlannedFile[] {
         group: "root",
         mode: isLibrary(script) ? "0644" : "0755",
         content: readTemplate(`${SCRIPT_TEMPLATE_DIR}/${script}`),
+        staged: `${path.basename(SCRIPT_TEMPLATE_DIR)}/${script}`,
     }));
 }
 
@@ -150,7 +160,14 @@ export function planHost(config: StackConfig, host: HostSpec, facts: DeployFacts
     );
 
     // The static scripts and logrotate, after the config they read (a new script may read a new field).
-    steps.push(filesStep("files", [...scriptFiles(config), { path: LOGROTATE_PATH, owner: "root", group: "root", mode: "0644", content: renderTemplate("logrotate/hx-backup", { stack: config.stack, host: host.name, logDir: p.logDir, user: u }) }], [...afterAccount, "config"]));
+    steps.push(
+        filesStep(
+            "files",
+            [...scriptFiles(config), { path: LOGROTATE_PATH, owner: "root", group: "root", mode: "0644", content: renderTemplate("logrotate/hx-backup", { stack: config.stack, host: host.name, logDir: p.logDir, user: u }) }],
+            [...afterAccount, "config"],
+            { stage: scriptStage(config, host) },
+        ),
+    );
 
     steps.push(filesStep("sudoers", [{ path: SUDOERS_PATH, owner: "root", group: "root", mode: "0440", content: renderSudoers(config, host) }], ["files", "config"], { check: ["visudo", "-cf"] }));
 

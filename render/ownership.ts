@@ -41,10 +41,11 @@ const removalFunction = (step: Step) => `hx_step_remove() {\n${step.remove ?? ":
  */
 export function ownedStep(step: Step, id: InstallIdentity): { create: string; delete?: string } {
     const keys = claimsOf(step);
-    if (keys.length === 0) return { create: step.create, ...(step.delete ? { delete: step.delete } : {}) };
+    const cleanup = step.cleanup ?? "";
+    if (keys.length === 0) return { create: step.create, ...(step.delete || cleanup ? { delete: `${cleanup}${step.delete ?? ""}` } : {}) };
     const prelude = `${records()}${removalFunction(step)}`;
     const create = `${prelude}${stepScript("claim", { hx_resource: id.resource, hx_stack_id: id.stackId, hx_manifest_entry: step.manifestEntry ?? "" }, keys)}${step.create}`;
-    const release = `${prelude}${stepScript("release", { hx_resource: id.resource }, keys)}`;
+    const release = `${cleanup}${prelude}${stepScript("release", { hx_resource: id.resource }, keys)}`;
     return { create, delete: step.delete ? `${release}${step.delete}` : release };
 }
 

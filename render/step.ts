@@ -15,6 +15,25 @@ export interface PlannedFile extends FileTarget {
     readonly content: string;
     /** Installed without its step's check (the step's manifest entry, which is not, say, sudoers). Default: checked. */
     readonly unchecked?: boolean;
+    /**
+     * Where the host already has the file's bytes: its path inside the host's stage (a copy of a release folder, see
+     * `StagedFolder`). Its content then stays out of the step's stdin, which carries only its header and sha256.
+     * Default: none (the content travels in the stdin).
+     */
+    readonly staged?: string;
+}
+
+/**
+ * A local folder of static files that a host receives as a copy (the host component's CopyToRemote), so that
+ * a step's stdin and the state carry their digests instead of their bytes.
+ */
+export interface StagedFolder {
+    /** The local folder (absolute); the host gets it as `<remotePath>/<its name>/...`. */
+    readonly source: string;
+    /** Where on the host, relative to the SSH user's home (as SFTP resolves it). */
+    readonly remotePath: string;
+    /** The SSH user, whose home the install step looks the stage up in. */
+    readonly user: string;
 }
 
 export type SecretRef =
@@ -56,6 +75,10 @@ export interface Step {
     readonly claims?: readonly string[];
     /** Its install manifest entry (withManifestEntry), against which the host read and the next install look for drift. */
     readonly manifestEntry?: string;
+    /** The folder the host must hold before the step runs: the bytes of its staged files. Default: none. */
+    readonly stage?: StagedFolder;
+    /** Runs first on delete, before the install records decide what is still the step's own: what only this step uses (its stage). Default: none. */
+    readonly cleanup?: string;
 }
 
 export const digestOf = (value: unknown): string => sha256(JSON.stringify(value));
@@ -75,15 +98,15 @@ const fileFields = (targets: readonly FileTarget[]): string[] => targets.flatMap
 
 /** Installs several secret files; stdin carries one base64 line per file, in order. */
 export function installSecretFilesScript(targets: readonly FileTarget[]): string {
-    return stepScript("install-files", { from: "lines", check: "" }, fileFields(targets));
+    return stepScript("install-files", { from: "lines", check: "", stage_user: "", stage_dir: "" }, fileFields(targets));
 }
 
 /**
- * Installs the files of the document on stdin (filesDocument), each gated by `check` when given.
- * The document carries every byte, so the script text is the same whatever the files hold.
+ * Installs the files of the document on stdin (filesDocument), each gated by `check` when given; a staged file's
+ * bytes come from `stage`. The document carries every byte or digest, so the script text is the same whatever the files hold.
  */
-export function installFilesScript(check?: FileCheck): string {
-    return stepScript("install-files", { from: "document", check: check ? shellCommand(...check) : "" });
+export function installFilesScript(check?: FileCheck, stage?: StagedFolder): string {
+    return stepScript("install-files", { from: "document", check: check ? shellCommand(...check) : "", stage_user: stage?.user ?? "", stage_dir: stage?.remotePath ?? "" });
 }
 
 /** Removes the paths named by its positional parameters, or by `paths`; a systemd unit is stopped and disabled first. */
@@ -111,13 +134,15 @@ export const FILES_DOCUMENT_HEADER = "@hx-backup files 1";
 /**
  * The stdin of a step with files, a text that `pulumi preview --diff` shows as a line diff: per file, a header
  * line `@file<TAB>path<TAB>owner<TAB>group<TAB>mode<TAB>sha256<TAB>final newline (1 or 0)<TAB>checked|unchecked`,
- * then each line of its content behind a `|`. A changed file shows as its changed header (path and new sha256) and its changed lines.
+ * then each line of its content behind a `|`. A staged file's header ends in `<TAB>staged:<its path in the stage>`,
+ * and no lines follow it. A changed file shows as its changed header (path and new sha256) and its changed lines.
  */
 export function filesDocument(files: readonly PlannedFile[]): string {
     const parts = [`${FILES_DOCUMENT_HEADER}\n`];
     for (const f of files) {
         const finalNewline = f.content.endsWith("\n");
-        parts.push(`@file\t${f.path}\t${f.owner}\t${f.group}\t${f.mode}\t${contentSha256(f.content)}\t${finalNewline ? 1 : 0}\t${f.unchecked ? "unchecked" : "checked"}\n`, documentLines(f.content));
+        const header = `@file\t${f.path}\t${f.owner}\t${f.group}\t${f.mode}\t${contentSha256(f.content)}\t${finalNewline ? 1 : 0}\t${f.unchecked ? "unchecked" : "checked"}`;
+        parts.push(f.staged === undefined ? `${header}\n` : `${header}\tstaged:${f.staged}\n`, f.staged === undefined ? documentLines(f.content) : "");
     }
     return parts.join("");
 }
@@ -133,13 +158,19 @@ function documentLines(content: string): string {
  * A step that installs a group of files from its stdin (filesDocument), rewriting only those that differ from the host;
  * `check` gates each file, `after` runs once they are in place, `delete` replaces the plain removal.
  */
-export function filesStep(name: string, files: readonly PlannedFile[], dependsOn: readonly string[], opts: { check?: FileCheck; after?: string; delete?: string } = {}): Step {
+export function filesStep(name: string, files: readonly PlannedFile[], dependsOn: readonly string[], opts: { check?: FileCheck; after?: string; delete?: string; stage?: StagedFolder } = {}): Step {
     const paths = files.map((f) => f.path);
     if (new Set(paths).size !== paths.length) throw new Error(`step ${name}: a path is listed twice: ${paths.join(", ")}`);
     // The files document's header lines are tab-separated.
-    const unlistable = files.find((f) => [f.path, f.owner, f.group, f.mode].some((v) => /[\u0000-\u001f\u007f]/.test(v)) || !f.path.startsWith("/"));
-    if (unlistable) throw new Error(`step ${name}: cannot install ${JSON.stringify(unlistable.path)}: a path must be absolute, and no path, owner, group or mode may hold a control character`);
-    const install = installFilesScript(opts.check);
+    const unlistable = files.find((f) => [f.path, f.owner, f.group, f.mode, f.staged ?? ""].some((v) => /[\u0000-\u001f\u007f]/.test(v)) || !f.path.startsWith("/"));
+    if (unlistable) throw new Error(`step ${name}: cannot install ${JSON.stringify(unlistable.path)}: a path must be absolute, and no path, owner, group, mode or staged path may hold a control character`);
+    const unstaged = files.find((f) => f.staged !== undefined && (opts.stage === undefined || f.staged.startsWith("/") || f.staged.split("/").includes("..")));
+    if (unstaged) throw new Error(`step ${name}: ${unstaged.path} is staged at ${JSON.stringify(unstaged.staged)}, which needs the step's stage and a path inside it`);
+    if (opts.stage && (/^\/|(^|\/)\.\.(\/|$)/.test(opts.stage.remotePath) || /[\u0000-\u001f\u007f]/.test(opts.stage.remotePath))) {
+        throw new Error(`step ${name}: the stage ${JSON.stringify(opts.stage.remotePath)} must be a path inside the SSH user's home (relative, without "..")`);
+    }
+    const stage = files.some((f) => f.staged !== undefined) ? opts.stage : undefined;
+    const install = installFilesScript(opts.check, stage);
     return {
         name,
         create: opts.after ? `${install}\n${opts.after}` : install,
@@ -149,6 +180,7 @@ export function filesStep(name: string, files: readonly PlannedFile[], dependsOn
         files,
         secretFiles: [],
         dependsOn: [...dependsOn],
+        ...(stage ? { stage, cleanup: stepScript("stage-remove", { stage_user: stage.user, stage_dir: stage.remotePath }) } : {}),
         // Names what the step installs (the step log of the engine tests tells steps and their versions apart by it).
         digest: digestOf({ files: files.map((f) => [f.path, f.owner, f.group, f.mode, contentSha256(f.content)]), check: opts.check ?? [], after: opts.after ?? "" }),
     };

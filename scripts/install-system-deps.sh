@@ -5,7 +5,7 @@ set -Eeuo pipefail
 
 readonly PACKAGES=(
     postgresql postgresql-client redis-server redis-tools
-    openssh-server openssh-client
+    openssh-server openssh-sftp-server openssh-client
     prometheus prometheus-alertmanager prometheus-node-exporter
     shellcheck zstd jq openssl acl attr tar gzip coreutils util-linux procps iproute2 nftables
     sudo logrotate systemd awscli curl ca-certificates

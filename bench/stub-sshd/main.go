@@ -1,7 +1,8 @@
 // Command stub-sshd is the deploy benchmark's stand-in for a fleet: one SSH
 // server listening on many loopback ports (one per host of the generated
 // stack) that accepts any key and answers every command with exit status 0
-// and no output, after reading its stdin to the end. With it, a first
+// and no output, after reading its stdin to the end; its SFTP subsystem keeps
+// each session's files in memory and forgets them when it ends. With it, a first
 // `pulumi up` of a 200-host stack measures what the engine, the program and
 // the command plugin cost, without the hosts' own work (which the sandbox
 // measures on real hosts).
@@ -25,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -112,6 +114,20 @@ func session(channel ssh.Channel, requests <-chan *ssh.Request) {
 				_, _ = io.Copy(io.Discard, channel)
 				time.Sleep(delay)
 				commands.Add(1)
+				_, _ = channel.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
+				_ = channel.Close()
+			}()
+		case "subsystem":
+			var name struct{ Name string }
+			if ssh.Unmarshal(req.Payload, &name) != nil || name.Name != "sftp" {
+				_ = req.Reply(false, nil)
+				continue
+			}
+			_ = req.Reply(true, nil)
+			go func() {
+				server := sftp.NewRequestServer(channel, sftp.InMemHandler())
+				_ = server.Serve()
+				_ = server.Close()
 				_, _ = channel.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
 				_ = channel.Close()
 			}()

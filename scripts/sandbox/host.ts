@@ -16,7 +16,8 @@ import * as path from "node:path";
 import { shellQuote } from "../../render/shell";
 import { sshExec, type SshResult, type SshTarget } from "../lib/ssh";
 
-export const OVERLAID = ["etc", "var", "opt", "srv"] as const;
+// root: the deploy user's home (its stage of the static scripts) is the host's own, not the machine's.
+export const OVERLAID = ["etc", "var", "opt", "srv", "root"] as const;
 
 export interface SandboxHost {
     readonly dir: string;
@@ -135,6 +136,8 @@ export async function startSandboxHost(dir: string, options: SandboxHostOptions 
                 `    printf '%s step %s\\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "\${BASH_REMATCH[1]}" >> ${shellQuote(stepLog)}`,
                 "fi",
                 'if [[ -z "${SSH_ORIGINAL_COMMAND+set}" ]]; then exec bash -l; fi',
+                // Under ForceCommand, sshd hands a subsystem's command here instead of running it.
+                'if [[ "$SSH_ORIGINAL_COMMAND" == internal-sftp ]]; then exec /usr/lib/openssh/sftp-server; fi',
                 'exec bash -c "$SSH_ORIGINAL_COMMAND"',
             ].join("\n") + "\n",
             { mode: 0o700 },

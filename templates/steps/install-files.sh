@@ -7,13 +7,16 @@
 #   unchecked; tab-separated), then its lines, each behind a "|". A file already
 #   there as described (content, owner, group and mode) is left alone, inode and
 #   mtime included; an "unchecked" one (the step's manifest entry) skips the check.
+#   A header ending in "staged:<path>" has no lines: the file's bytes are at that
+#   path in the stage, stage_dir (relative to stage_user's home), which the
+#   deploy copied there; they are copied out, then checked against the sha256.
 # from=lines: stdin holds one base64 line per file, in order (secrets, which so
 #   never reach argv); the positional parameters give path, owner, group and
 #   mode of each file, four at a time. A file already there with the same
 #   content, owner and mode is left alone.
 # check: empty, or a command line (each word shell-quoted) that must pass with
 # the temp file as its last argument before the file replaces the target.
-: "${from:?}" "${check?}"
+: "${from:?}" "${check?}" "${stage_user?}" "${stage_dir?}"
 
 hx_tab="$(printf '\t')"
 hx_tmp=""
@@ -49,7 +52,16 @@ if [ "$from" = document ]; then
   fi
   hx_index=0
   hx_list=$(LC_ALL=C grep "^@file$hx_tab" "$hx_doc" || true)
-  while IFS="$hx_tab" read -r _ hx_path hx_owner hx_group hx_mode hx_sha hx_newline hx_checked; do
+  hx_stage=""
+  if [ -n "$stage_dir" ]; then
+    hx_home=$(getent passwd "$stage_user" | cut -d: -f6)
+    if [ -z "$hx_home" ]; then
+      echo "hx-backup: cannot find the stage: the SSH user $stage_user has no home directory in the passwd database" >&2
+      exit 1
+    fi
+    hx_stage="$hx_home/$stage_dir"
+  fi
+  while IFS="$hx_tab" read -r _ hx_path hx_owner hx_group hx_mode hx_sha hx_newline hx_checked hx_staged; do
     [ -n "$hx_path" ] || continue
     hx_index=$((hx_index + 1))
     if [ -f "$hx_path" ] && [ ! -L "$hx_path" ] &&
@@ -58,15 +70,27 @@ if [ "$from" = document ]; then
       continue
     fi
     hx_temp_for "$hx_path"
-    # The lines after the file's header, up to the next one, without their "|"; the last one's newline as the header says.
-    LC_ALL=C awk -v want="$hx_index" -v newline="$hx_newline" '
-      index($0, "@file\t") == 1 { n++; next }
-      n == want { if (have) printf "%s\n", line; line = substr($0, 2); have = 1 }
-      END { if (have) { if (newline == "1") printf "%s\n", line; else printf "%s", line } }
-    ' "$hx_doc" >"$hx_tmp"
+    case "$hx_staged" in
+      staged:*)
+        # Copied out before the check, so what is checked is what is installed.
+        hx_from="$hx_stage/${hx_staged#staged:}"
+        if [ -z "$hx_stage" ] || [ ! -f "$hx_from" ] || ! cat -- "$hx_from" >"$hx_tmp"; then
+          echo "hx-backup: refusing to install $hx_path: its staged copy $hx_from is missing (the deploy copies the stage when its files change and when the host read finds drift); copy it again with pulumi up --replace on this host's files-stage resource" >&2
+          exit 1
+        fi
+        ;;
+      *)
+        # The lines after the file's header, up to the next one, without their "|"; the last one's newline as the header says.
+        LC_ALL=C awk -v want="$hx_index" -v newline="$hx_newline" '
+          index($0, "@file\t") == 1 { n++; next }
+          n == want { if (have) printf "%s\n", line; line = substr($0, 2); have = 1 }
+          END { if (have) { if (newline == "1") printf "%s\n", line; else printf "%s", line } }
+        ' "$hx_doc" >"$hx_tmp"
+        ;;
+    esac
     hx_got=$(sha256sum <"$hx_tmp" | cut -c1-64)
     if [ "$hx_got" != "$hx_sha" ]; then
-      echo "hx-backup: refusing to install $hx_path: its content arrived as sha256 $hx_got, the deploy sent $hx_sha" >&2
+      echo "hx-backup: refusing to install $hx_path: its content arrived as sha256 $hx_got, the deploy sent $hx_sha${hx_staged:+ (from the stage: $hx_stage)}" >&2
       exit 1
     fi
     hx_place "$hx_path" "$hx_owner" "$hx_group" "$hx_mode" "$hx_checked"

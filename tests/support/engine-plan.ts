@@ -23,6 +23,8 @@ export interface PlannedStep {
 export interface PlannedHost {
     readonly name: string;
     readonly steps: readonly PlannedStep[];
+    /** The host's stage copies (command:remote:CopyToRemote), by resource suffix (`files-stage`); a release from before them has none. */
+    readonly stages?: readonly string[];
     readonly timers: readonly string[];
 }
 
@@ -34,6 +36,7 @@ export function planFleetData(configFile: string, stack: string, facts?: DeployF
         return {
             name: host.name,
             steps: plan.steps.map((s) => ({ name: s.name, digest: s.digest, paths: [...s.files.map((x) => x.path), ...s.secretFiles.map((x) => x.path)], deletes: s.delete !== undefined })),
+            stages: plan.steps.filter((s) => s.stage).map((s) => `${s.name}-stage`),
             timers: plan.jobs.map((j) => unitName(j.name, "timer")),
         };
     });

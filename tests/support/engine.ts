@@ -325,6 +325,12 @@ export function hostPlan(plan: FleetPlan, host: string): PlannedHost {
     return p;
 }
 
+/** Every resource of one host's plan below its component, by name suffix and type: its steps, then its stage copies. */
+export const hostResources = (plan: PlannedHost): { readonly name: string; readonly type: string }[] => [
+    ...plan.steps.map((s) => ({ name: s.name, type: "command:remote:Command" })),
+    ...(plan.stages ?? []).map((name) => ({ name, type: "command:remote:CopyToRemote" })),
+];
+
 /** Step name -> digest, of one host's plan. */
 export const stepDigests = (plan: PlannedHost) => new Map(plan.steps.map((s) => [s.name, s.digest]));
 

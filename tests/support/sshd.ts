@@ -77,6 +77,7 @@ export async function startTestSshd(): Promise<TestSshd> {
             `PidFile ${path.join(dir, "sshd.pid")}`,
             "MaxSessions 50",
             "MaxStartups 50:30:100",
+            "Subsystem sftp internal-sftp",
         ].join("\n") + "\n",
     );
     // sshd's privilege separation wants this folder; a namespaced test host has its own, the machine may have none yet.

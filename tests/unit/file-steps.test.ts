@@ -6,14 +6,14 @@
  * the real engine in tests/integration/engine/lifecycle.test.ts.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { installIdentity, ownedStep } from "../../render/ownership";
 import { INSTALL_RECORDS_DIR } from "../../render/paths";
 import { wrapStep } from "../../render/remote";
-import { filesStep, secretFilesStep, type PlannedFile, type Step } from "../../render/step";
+import { filesStep, secretFilesStep, type PlannedFile, type StagedFolder, type Step } from "../../render/step";
 import { stepTemplate, TEMPLATE_ROOT } from "../../render/template";
 import { removeDir, run, stdinWith, tempDir } from "./helpers";
 
@@ -30,8 +30,14 @@ function runOwned(step: Step, resource: string, action: "create" | "delete", std
     const owned = ownedStep(step, installIdentity("hx-backup", "unit", resource));
     const script = (action === "create" ? owned.create : owned.delete!).replace(`hx_records=${INSTALL_RECORDS_DIR}\n`, `hx_records=${records}\n`);
     expect(script).toContain(`hx_records=${records}\n`);
-    return spawnSync("sh", ["-c", wrapStep(script, false)], { input: stdin, encoding: "utf8" });
+    // getent answers for the stage's user with a home in the temp folder.
+    return spawnSync("sh", ["-c", wrapStep(script, false)], { input: stdin, encoding: "utf8", env: { ...process.env, PATH: `${fakeBin}:${process.env.PATH}` } });
 }
+
+const home = path.join(dir, "home");
+const fakeBin = path.join(dir, "bin");
+mkdirSync(fakeBin, { recursive: true });
+writeFileSync(path.join(fakeBin, "getent"), `#!/bin/sh\n[ "$1 $2" = "passwd stager" ] && echo 'stager:x:990:990::${home}:/bin/sh'\n`, { mode: 0o755 });
 
 const identity = (p: string) => {
     const st = statSync(p);
@@ -165,5 +171,73 @@ describe("a group of files from one document", () => {
             for (const doc of raw.matchAll(/<<-?\s*'?([A-Z_]+)'?[^\n]*\n([\s\S]*?)\n\1\n/g)) expect(body, `${name} here-document ${doc[1]}`).toContain(doc[2]);
             expect(body.split("\n").filter((l) => /^\s*#/.test(l) && !raw.includes(`<<`)), name).toEqual([]);
         }
+    });
+});
+
+describe("staged files: the bytes wait on the host, the stdin names them", () => {
+    const stage: StagedFolder = { source: "/unused", remotePath: ".cache/hx-backup/stage/unit/h1", user: "stager" };
+    const stageRoot = path.join(home, stage.remotePath);
+    const put = (rel: string, content: string) => {
+        mkdirSync(path.dirname(path.join(stageRoot, rel)), { recursive: true });
+        writeFileSync(path.join(stageRoot, rel), content);
+    };
+    const staged = (name: string, content: string): PlannedFile => ({ ...file(`staged-${name}`, content, "0755"), staged: `scripts/${name}` });
+
+    it("installs a staged file from the stage, checked against the sha256 its header carries; an unchanged one keeps its inode", () => {
+        put("scripts/run.sh", "echo staged-bytes\n");
+        const s = staged("run.sh", "echo staged-bytes\n");
+        const step = filesStep("staged", [s, file("inline.conf", "x=1\n")], [], { stage });
+        expect(step.stdin).not.toContain("staged-bytes");
+        expect(step.stdin).toContain("\tstaged:scripts/run.sh\n");
+        const r = runOwned(step, "h-staged", "create");
+        expect(r.status, r.stderr).toBe(0);
+        expect(readFileSync(s.path, "utf8")).toBe("echo staged-bytes\n");
+        expect(statSync(s.path).mode & 0o777).toBe(0o755);
+        const before = identity(s.path);
+        expect(runOwned(step, "h-staged", "create").status).toBe(0);
+        expect(identity(s.path)).toEqual(before);
+    });
+
+    it("refuses a stage whose bytes differ from what the deploy sent, or that is gone, naming the file; the live file stays", () => {
+        const live = "echo v1\n";
+        put("scripts/v.sh", live);
+        const v1 = staged("v.sh", live);
+        expect(runOwned(filesStep("v", [v1], [], { stage }), "h-v", "create").status).toBe(0);
+        put("scripts/v.sh", "echo changed on the host\n");
+        const v2 = filesStep("v", [{ ...v1, content: "echo v2\n" }], [], { stage });
+        const differs = runOwned(v2, "h-v", "create");
+        expect(differs.status).not.toBe(0);
+        expect(differs.stderr).toContain(`refusing to install ${v1.path}: its content arrived as sha256`);
+        expect(differs.stderr).toContain(`(from the stage: ${stageRoot})`);
+        rmSync(path.join(stageRoot, "scripts", "v.sh"));
+        const gone = runOwned(v2, "h-v", "create");
+        expect(gone.status).not.toBe(0);
+        expect(gone.stderr).toContain(`refusing to install ${v1.path}: its staged copy ${stageRoot}/scripts/v.sh is missing (the deploy copies the stage`);
+        expect(readFileSync(v1.path, "utf8")).toBe(live);
+        expect(readdirSync(path.dirname(v1.path)).filter((n) => n.startsWith(".hx-backup."))).toEqual([]);
+    });
+
+    it("a delete removes its stage and the parents it leaves empty, never .cache; another install's stage stays", () => {
+        put("scripts/d.sh", "echo d\n");
+        const other = path.join(home, ".cache/hx-backup/stage/unit/h2/scripts");
+        mkdirSync(other, { recursive: true });
+        const step = filesStep("d", [staged("d.sh", "echo d\n")], [], { stage });
+        expect(runOwned(step, "h-d", "create").status).toBe(0);
+        const del = runOwned(step, "h-d", "delete");
+        expect(del.status, del.stderr).toBe(0);
+        expect(existsSync(stageRoot)).toBe(false);
+        expect(existsSync(other)).toBe(true);
+        rmSync(path.join(home, ".cache/hx-backup/stage/unit/h2"), { recursive: true });
+        put("scripts/d.sh", "echo d\n");
+        expect(runOwned(step, "h-d", "create").status).toBe(0);
+        expect(runOwned(step, "h-d", "delete").status).toBe(0);
+        expect(readdirSync(path.join(home, ".cache"))).toEqual([]);
+    });
+
+    it("a stage must be a path inside the home, and a staged file needs one", () => {
+        expect(() => filesStep("x", [staged("x.sh", "x\n")], [], { stage: { ...stage, remotePath: "/tmp/stage" } })).toThrow(/must be a path inside the SSH user's home/);
+        expect(() => filesStep("x", [staged("x.sh", "x\n")], [], { stage: { ...stage, remotePath: ".cache/../../etc" } })).toThrow(/without "\.\."/);
+        expect(() => filesStep("x", [staged("x.sh", "x\n")], [])).toThrow(/needs the step's stage/);
+        expect(() => filesStep("x", [{ ...staged("x.sh", "x\n"), staged: "../x.sh" }], [], { stage })).toThrow(/a path inside it/);
     });
 });

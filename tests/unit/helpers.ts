@@ -155,22 +155,35 @@ export function reportPolicy(hosts: readonly Record<string, unknown>[], raw: Rec
     );
 }
 
-/** A file step's stdin (render/step.ts filesDocument) read back into its files. */
+/**
+ * A file step's stdin (render/step.ts filesDocument) read back into its files. A staged file's bytes are not in
+ * the stdin: it comes back with `staged` and its `sha256`, and no `content`.
+ */
 export function parseFilesDocument(text: string): PlannedFile[] {
     const [first, ...lines] = text.split("\n");
     expect(first).toBe(FILES_DOCUMENT_HEADER);
     expect(lines.pop()).toBe("");
-    const files: { file: Omit<PlannedFile, "content">; lines: string[]; finalNewline: boolean }[] = [];
+    const files: { file: Omit<PlannedFile, "content">; sha256: string; lines: string[]; finalNewline: boolean }[] = [];
     for (const line of lines) {
         if (line.startsWith("@file\t")) {
-            const [, p, owner, group, mode, , newline, checked] = line.split("\t");
-            files.push({ file: { path: p!, owner: owner!, group: group!, mode: mode!, ...(checked === "unchecked" ? { unchecked: true } : {}) }, lines: [], finalNewline: newline === "1" });
+            const [, p, owner, group, mode, sha, newline, checked, staged, ...rest] = line.split("\t");
+            expect(rest, line).toEqual([]);
+            if (staged !== undefined) expect(staged, line).toMatch(/^staged:./);
+            files.push({
+                file: { path: p!, owner: owner!, group: group!, mode: mode!, ...(checked === "unchecked" ? { unchecked: true } : {}), ...(staged !== undefined ? { staged: staged.slice("staged:".length) } : {}) },
+                sha256: sha!,
+                lines: [],
+                finalNewline: newline === "1",
+            });
         } else {
             expect(line.startsWith("|"), line).toBe(true);
+            expect(files.at(-1)!.file.staged, `a staged file has no lines: ${line}`).toBeUndefined();
             files.at(-1)!.lines.push(line.slice(1));
         }
     }
-    return files.map(({ file, lines: body, finalNewline }) => ({ ...file, content: body.length ? `${body.join("\n")}${finalNewline ? "\n" : ""}` : "" }));
+    return files.map(({ file, sha256, lines: body, finalNewline }) =>
+        file.staged !== undefined ? ({ ...file, sha256 } as unknown as PlannedFile) : { ...file, content: body.length ? `${body.join("\n")}${finalNewline ? "\n" : ""}` : "" },
+    );
 }
 
 /** A file step's stdin with one file's content replaced, as a deploy of that content would send. */
@@ -180,9 +193,10 @@ export function stdinWith(step: { readonly stdin?: string }, filePath: string, c
     return filesDocument(files.map((f) => (f.path === filePath ? { ...f, content } : f)));
 }
 
-/** The content a file step's stdin carries for one path. */
+/** The content a file step's stdin carries for one path (not for a staged file, whose bytes it does not carry). */
 export function stdinFile(step: { readonly stdin?: string }, filePath: string): string {
     const file = parseFilesDocument(step.stdin ?? "").find((f) => f.path === filePath);
     if (!file) throw new Error(`no file ${filePath} in the step's stdin`);
+    if (file.staged !== undefined) throw new Error(`${filePath} is staged: the step's stdin carries its sha256, not its content`);
     return file.content;
 }

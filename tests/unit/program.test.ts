@@ -117,6 +117,26 @@ describe("production stack", () => {
         }
     });
 
+    it("ships the static scripts to each host as a copy of templates/scripts (its path and hash in the state, not its bytes); the files step's stdin names each script with its sha256", async () => {
+        const config = loadStackFromFiles(ROOT, "production");
+        const copies = byType(e, "command:remote:CopyToRemote");
+        expect(copies.map((c) => c.name).sort()).toEqual(config.hosts.map((h) => `${h.name}-files-stage`).sort());
+        for (const host of config.hosts) {
+            const copy = copies.find((c) => c.name === `${host.name}-files-stage`)!;
+            expect(await (copy.inputs.source as { path: Promise<string> }).path).toBe("templates/scripts");
+            expect(copy.inputs.remotePath).toBe(`.cache/hx-backup/stage/production/${host.name}`);
+            expect(reveal(copy.inputs.connection)).toMatchObject({ host: host.address, user: "deploy" });
+            // The files step's host state: a drift repair copies the stage again before the step runs.
+            expect(copy.inputs.triggers).toEqual([expect.stringMatching(/^repairs \d+$/)]);
+            const files = commands(e).find((c) => c.name === `${host.name}-files`)!;
+            const stdin = reveal(files.inputs.stdin) as string;
+            const scripts = parseFilesDocument(stdin).filter((f) => f.staged !== undefined);
+            expect(scripts.length).toBeGreaterThan(10);
+            expect(stdin.length).toBeLessThan(16 * 1024);
+            expect(stdin).not.toContain("set -Eeuo pipefail");
+        }
+    });
+
     it("runs steps through sudo -n for the non-root deploy user and connects via the pinned bastion", () => {
         const cmd = commands(e).find((c) => c.name === "db-1-config")!;
         expect(cmd.inputs.create).toMatch(/^sudo -n sh -c /);

@@ -20,7 +20,7 @@ import { shellQuote } from "../../render/shell";
 import { filesDocument, filesStep, installFilesScript, withDigest, type Step } from "../../render/step";
 import { PRIVILEGED_HELPER, SUDOERS_PATH } from "../../render/sudoers";
 import { UNIT_DIR } from "../../render/systemd";
-import { readTemplate } from "../../render/template";
+import { readTemplate, TEMPLATE_ROOT } from "../../render/template";
 import { renderFacts, renderStack, writeTree } from "../../scripts/render";
 import { baseRaw, breakRules, isRoot, load, parseUnit, PROJECT_DIR, removeDir, requireTools, run, skipWithout, stack, STACKS, parseFilesDocument, stdinFile, stdinWith, tempDir, unitValue } from "./helpers";
 
@@ -630,7 +630,8 @@ describe("idempotence: identical inputs give identical steps; a change re-runs o
             for (const s of r.plan.steps) {
                 expect(s.digest, s.name).toMatch(/^[0-9a-f]{64}$/);
                 if (s.stdin === undefined || s.secretFiles.length > 0) continue;
-                expect(parseFilesDocument(s.stdin), s.name).toEqual(s.files.map((f) => ({ ...f })));
+                // A staged file's header carries its sha256 and its place in the stage; the others carry their content.
+                expect(parseFilesDocument(s.stdin), s.name).toEqual(s.files.map(({ content, ...f }) => (f.staged !== undefined ? { ...f, sha256: sha256(content) } : { ...f, content })));
                 expect(s.stdin.split("\n").filter((l) => l.startsWith("@file\t")).map((l) => l.split("\t")[5]), s.name).toEqual(s.files.map((f) => sha256(f.content)));
                 // Only the step's manifest entry, its last file, skips the step's check.
                 expect(s.files.map((f) => Boolean(f.unchecked)), s.name).toEqual(s.files.map((_, i) => i === s.files.length - 1));
@@ -687,8 +688,12 @@ describe("idempotence: identical inputs give identical steps; a change re-runs o
             const afterPlan = planHost(after, after.hosts[0], facts(after));
             const step = afterPlan.steps.find((s) => s.name === stepName)!;
             const installed = `${after.paths.scriptDir}/${script}`;
-            expect(stdinFile(step, installed)).toBe(edited);
-            // The content travels on stdin; the script text (argv on the host) changes only in its digest line.
+            // The content waits in the stage (the host's copy of templates/scripts); the stdin names the file with its new sha256.
+            const header = parseFilesDocument(step.stdin!).find((f) => f.path === installed) as unknown as { sha256: string; staged: string };
+            expect(header).toMatchObject({ sha256: sha256(edited), staged: `scripts/${script}` });
+            expect(step.files.find((f) => f.path === installed)!.content).toBe(edited);
+            expect(step.stage!.source).toBe(path.join(TEMPLATE_ROOT, SCRIPT_TEMPLATE_DIR));
+            // The script text (argv on the host) changes only in its digest line.
             const oldStep = beforePlans[0].steps.find((s) => s.name === stepName)!;
             expect(step.create).toBe(oldStep.create);
             expect(step.digest).not.toBe(oldStep.digest);

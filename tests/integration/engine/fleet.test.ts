@@ -16,7 +16,7 @@
  * each host" is checked against the hosts, not only against Pulumi's report.
  * Edits of the program happen in a copy of the project, never in the repository.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { appendFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -40,6 +40,7 @@ import {
     findSecrets,
     hostEntry,
     hostPlan,
+    hostResources,
     namedSteps,
     newestManifest,
     newSshKey,
@@ -169,7 +170,7 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
             `+ create pulumi:pulumi:Stack hx-backup-${STACK}`,
             "+ create hx-backup:keys:EncryptionKeys keys",
             `+ create random:index/randomPassword:RandomPassword keys-${STACK}-v1`,
-            ...SPECS.flatMap((s) => [`+ create hx-backup:host:BackupHost ${s.name}`, ...hostPlan(p, s.name).steps.map((step) => `+ create command:remote:Command ${s.name}-${step.name}`)]),
+            ...SPECS.flatMap((s) => [`+ create hx-backup:host:BackupHost ${s.name}`, ...hostResources(hostPlan(p, s.name)).map((r) => `+ create ${r.type} ${s.name}-${r.name}`)]),
         ].sort();
         expect(hostPlan(p, "cfg-1").steps.map((s) => s.name)).toEqual(expect.arrayContaining(["account", "keyring", "config", "files", "units", "sudoers", "timers"]));
         expect(diffOps(r.stdout, true), `the preview's resources; output tail:\n${tail(r)}`).toEqual(expected);
@@ -184,7 +185,7 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
         const out = await outputs();
         const p = plan(out.encryption);
         expect(changes(r.done)).toEqual(
-            [`create hx-backup-${STACK}`, "create keys", `create keys-${STACK}-v1`, ...SPECS.flatMap((s) => [`create ${s.name}`, ...hostPlan(p, s.name).steps.map((step) => `create ${s.name}-${step.name}`)])].sort(),
+            [`create hx-backup-${STACK}`, "create keys", `create keys-${STACK}-v1`, ...SPECS.flatMap((s) => [`create ${s.name}`, ...hostResources(hostPlan(p, s.name)).map((r) => `create ${s.name}-${r.name}`)])].sort(),
         );
         // Each host ran each of its steps exactly once, the deployed digests being the plan's.
         const none = new Map(SPECS.map((s) => [s.name, 0]));
@@ -242,7 +243,7 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
         timings.add("up, unchanged (3 hosts)", up.seconds);
         expect(changes(up.done)).toEqual([]);
         // The engine did look at every resource (each reported `same`): not a run that stopped early.
-        const total = 3 + SPECS.reduce((n, s) => n + 1 + hostPlan(p, s.name).steps.length, 0);
+        const total = 3 + SPECS.reduce((n, s) => n + 1 + hostResources(hostPlan(p, s.name)).length, 0);
         expect(up.done.filter((o) => o.op === "same").length).toBe(total);
         for (const s of SPECS) expect(stepLog(host(s.name)).length - before.get(s.name)!, `new step-log lines on ${s.name}`).toBe(0);
         const after = await inventories(p);
@@ -253,7 +254,7 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
         const r = await pulumi(stack, PROCEDURES.drift);
         expectOk(r);
         const p = plan();
-        const total = 3 + SPECS.reduce((n, s) => n + 1 + hostPlan(p, s.name).steps.length, 0);
+        const total = 3 + SPECS.reduce((n, s) => n + 1 + hostResources(hostPlan(p, s.name)).length, 0);
         expect(r.stdout, tail(r)).toMatch(new RegExp(`\\b${total} unchanged\\b`));
     }, TOTAL_TIMEOUT);
 
@@ -271,19 +272,23 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
 
         const preview = await pulumi(current(), PROCEDURES.preview);
         expectOk(preview);
-        expect(diffOps(preview.stdout), `preview --diff; tail:\n${tail(preview)}`).toEqual(SPECS.map((s) => `~ update ${s.name}-${step}`).sort());
-        expect(preview.stdout).toMatch(new RegExp(`~ ${SPECS.length} to update`));
+        // The files step, and its stage copy, whose folder's hash changed.
+        expect(diffOps(preview.stdout), `preview --diff; tail:\n${tail(preview)}`).toEqual(SPECS.flatMap((s) => [`~ update ${s.name}-${step}`, `~ update ${s.name}-${step}-stage`]).sort());
+        expect(preview.stdout).toMatch(new RegExp(`~ ${SPECS.length * 2} to update`));
         expect(preview.stdout).not.toMatch(/to replace|to delete|to create/);
-        // The diff names the script (its header line in the step's stdin) and shows the added line, not the other scripts.
-        expect(preview.stdout).toMatch(new RegExp(`[-+] @file\\t?\\s*${scriptPath.replace(/[.]/g, "\\.")}`));
-        expect(preview.stdout).toContain(marker);
-        expect(preview.stdout).not.toContain("/redis-backup.sh");
+        // The diff names the script (its header line in the step's stdin: its new sha256, then its place in the stage, which
+        // the CLI cuts short), not the other scripts; the bytes travel in the stage copy, whose folder's hash changed.
+        const newSha = createHash("sha256").update(readFileSync(path.join(project, "templates/scripts", script))).digest("hex");
+        expect(preview.stdout).toMatch(new RegExp(`\\+ @file\\s+${scriptPath.replace(/[.]/g, "\\.")}\\s+root\\s+root\\s+0755\\s+${newSha}\\s+1\\s+checked\\s+staged`));
+        expect(preview.stdout).toMatch(/~ source: archive\(file:[0-9a-f]{7}->[0-9a-f]{7}\) \{ templates\/scripts \}/);
+        expect(preview.stdout).not.toContain(marker);
+        expect(preview.stdout).not.toMatch(/[-+] @file\s+\S*\/redis-backup\.sh/);
 
         const before = logLength();
         const files = await inventories(edited);
         const up = await pulumi(current(), PROCEDURES.up);
         expectOk(up);
-        expect(changes(up.done)).toEqual(SPECS.map((s) => `update ${s.name}-${step}`).sort());
+        expect(changes(up.done)).toEqual(SPECS.flatMap((s) => [`update ${s.name}-${step}`, `update ${s.name}-${step}-stage`]).sort());
         expect(ranSince(before, edited)).toEqual(Object.fromEntries(SPECS.map((s) => [s.name, [step]])));
         const after = await inventories(edited);
         for (const s of SPECS) {
@@ -372,12 +377,12 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
         await setConfig(current(), { "hx-backup:hosts": entries() });
         const preview = await pulumi(current(), PROCEDURES.preview);
         expectOk(preview);
-        const deletes = [`- delete hx-backup:host:BackupHost ${REMOVED}`, ...removedPlan.steps.map((s) => `- delete command:remote:Command ${REMOVED}-${s.name}`)].sort();
+        const deletes = [`- delete hx-backup:host:BackupHost ${REMOVED}`, ...hostResources(removedPlan).map((r) => `- delete ${r.type} ${REMOVED}-${r.name}`)].sort();
         expect(diffOps(preview.stdout, true), tail(preview)).toEqual(deletes);
 
         const up = await pulumi(current(), PROCEDURES.up);
         expectOk(up);
-        expect(changes(up.done)).toEqual([`delete ${REMOVED}`, ...removedPlan.steps.map((s) => `delete ${REMOVED}-${s.name}`)].sort());
+        expect(changes(up.done)).toEqual([`delete ${REMOVED}`, ...hostResources(removedPlan).map((r) => `delete ${REMOVED}-${r.name}`)].sort());
         // On the removed host: every installed file is gone but the keyring's (no delete: keys outlive the automation).
         const kept = removedPlan.steps.filter((s) => !s.deletes).flatMap((s) => s.paths);
         expect(kept).toEqual(expect.arrayContaining([`${KEYRING}/${STACK}-v1.key`, KEY_FILE]));
@@ -410,11 +415,12 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
         expectOk(up);
         const ops = changes(up.done);
         expect(ops.filter((o) => !o.startsWith("update ")), "operations other than in-place updates").toEqual([]);
-        expect(ops).toEqual(inStack.flatMap((n) => hostPlan(p, n).steps.map((s) => `update ${n}-${s.name}`)).sort());
+        // The stage copies too (their connection is an input); they copy nothing, since their folder is unchanged.
+        expect(ops).toEqual(inStack.flatMap((n) => hostResources(hostPlan(p, n)).map((r) => `update ${n}-${r.name}`)).sort());
         // The state now connects with the new key only; the old one is taken off the hosts.
         const state = await exportState(current(), true);
-        const commands = state.resources.filter((r) => r.type === "command:remote:Command");
-        expect(commands.length).toBe(inStack.reduce((k, n) => k + hostPlan(p, n).steps.length, 0));
+        const commands = state.resources.filter((r) => r.type.startsWith("command:remote:"));
+        expect(commands.length).toBe(inStack.reduce((k, n) => k + hostResources(hostPlan(p, n)).length, 0));
         // (`pulumi config set` from stdin drops the key file's last newline.)
         for (const c of commands) expect((c.inputs?.connection as { privateKey?: string }).privateKey?.trim() === newKey.trim(), `${c.urn} connects with the new key`).toBe(true);
         // From here on the hosts let in the new key only, this test's own logins included.
@@ -560,7 +566,7 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
 
         const destroy = await pulumi(current(), PROCEDURES.destroy);
         expectOk(destroy);
-        expect(changes(destroy.done)).toEqual(inStack.flatMap((n) => [`delete ${n}`, ...hostPlan(p, n).steps.map((s) => `delete ${n}-${s.name}`)]).sort());
+        expect(changes(destroy.done)).toEqual(inStack.flatMap((n) => [`delete ${n}`, ...hostResources(hostPlan(p, n)).map((r) => `delete ${n}-${r.name}`)]).sort());
         for (const n of inStack) {
             const hp = hostPlan(p, n);
             const kept = [...new Set(hp.steps.filter((s) => !s.deletes).flatMap((s) => s.paths))].sort();

@@ -34,6 +34,7 @@ import {
     fileDigests,
     hostEntry,
     hostPlan,
+    hostResources,
     namedSteps,
     newSshKey,
     planFleet,
@@ -163,7 +164,8 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
         const before = await statPaths(fleetHost("cfg-1"), untouched);
 
         await sh(fleetHost("cfg-1"), `set -e; printf '# edited by hand\\n' >> ${edited}; rm -f ${removed}; chmod 0666 ${unitFile}; chown nobody ${configFile}; chmod 0644 ${keyFile}`);
-        const drifted = driftedSteps.map((s) => `~ update cfg-1-${s}`).sort();
+        // The files step's stage copy is replaced (its trigger is the step's host state): the repair reads a fresh stage.
+        const drifted = [...driftedSteps.map((s) => `~ update cfg-1-${s}`), "+- replace cfg-1-files-stage"].sort();
 
         const preview = await pulumi(stack, PROCEDURES.hostDrift);
         expect(preview.code, `preview --expect-no-changes must fail on drift; output tail:\n${tail(preview)}`).not.toBe(0);
@@ -177,8 +179,9 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
         const logs = logLengths();
         const up = await pulumi(stack, PROCEDURES.up);
         expectOk(up);
-        expect(changes(up.done), "what the up did").toEqual(drifted.map((d) => d.replace("~ ", "")));
-        expect(up.done.filter((o) => o.op.includes("delete") || o.op.includes("replace"))).toEqual([]);
+        expect(changes(up.done), "what the up did").toEqual(drifted.map((d) => d.replace(/^(~|\+-) /, "")));
+        // No step is deleted or replaced; the stage copy's replacement deletes nothing on the host (the plugin leaves a copy).
+        expect(up.done.filter((o) => (o.op.includes("delete") || o.op.includes("replace")) && o.name !== "cfg-1-files-stage")).toEqual([]);
         const ran = await ranSince(logs);
         expect(ran["cfg-1"]).toEqual([...driftedSteps].sort());
         expect(ran["cfg-2"]).toEqual([]);
@@ -204,7 +207,7 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
             pauseSshd("cfg-2", "SIGCONT");
         }
         expectOk(preview, "a preview with one host unreachable");
-        expect(diffOps(preview.stdout)).toEqual([`~ update cfg-1-${script.name}`]);
+        expect(diffOps(preview.stdout)).toEqual([`+- replace cfg-1-${script.name}-stage`, `~ update cfg-1-${script.name}`]);
         expect(preview.stderr).toMatch(/cfg-2: its install records were not read \(ssh root@127\.0\.0\.112:\d+ exited \d+/);
         timings.add("preview, one host unreachable", preview.seconds);
         expectOk(await pulumi(stack, PROCEDURES.up));
@@ -242,8 +245,10 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
         expectOk(up);
         const ops = changes(up.done);
         const p = await plan();
-        // The old name's component and every one of its steps (as many as the new name's).
-        expect(ops.filter((o) => o.startsWith("delete ")).length).toBe(1 + hostPlan(p, "cfg-2b").steps.length);
+        // The old name's component and every one of its steps and stage copies (as many as the new name's).
+        expect(ops.filter((o) => o.startsWith("delete ")).length).toBe(1 + hostResources(hostPlan(p, "cfg-2b")).length);
+        // The old name's stage went with its files step; the new name's is in its place.
+        expect(await sh(fleetHost("cfg-2"), "ls /root/.cache/hx-backup/stage/life")).toBe("cfg-2b\n");
         expect(ops.filter((o) => !/^(create cfg-2b|delete cfg-2)(-|$)/.test(o.split(" ")[0] + " " + o.split(" ")[1]))).toEqual([]);
         // Every planned file is there, recorded for the new name; the user and the data are the ones from before.
         const paths = plannedPaths(hostPlan(p, "cfg-2b"));

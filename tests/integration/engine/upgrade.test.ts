@@ -155,7 +155,10 @@ describe.runIf(!available.reason)("upgrade from one step per file to grouped fil
         const oldNames = new Set(oldPlan.steps.map((s) => s.name));
         const newNames = new Set(newPlan.steps.map((s) => s.name));
         expect(ops.filter((o) => o.startsWith("- delete ")).sort()).toEqual(oldPlan.steps.filter((s) => !newNames.has(s.name)).map((s) => `- delete ${SPEC.name}-${s.name}`).sort());
-        expect(ops.filter((o) => o.startsWith("+ create ")).sort()).toEqual(newPlan.steps.filter((s) => !oldNames.has(s.name)).map((s) => `+ create ${SPEC.name}-${s.name}`).sort());
+        expect(ops.filter((o) => o.startsWith("+ create ")).sort()).toEqual(
+            [...newPlan.steps.filter((s) => !oldNames.has(s.name)).map((s) => s.name), ...(newPlan.stages ?? [])].map((n) => `+ create ${SPEC.name}-${n}`).sort(),
+        );
+        expect(newPlan.stages).toEqual(["files-stage"]);
 
         const up = await pulumi(stack, PROCEDURES.up);
         expectOk(up);

@@ -1,13 +1,14 @@
 /**
  * The resource plugins the engine runs this project with, observed from the
- * outside, on the real engine: `command:remote:Command` over real SSH, and
+ * outside, on the real engine: `command:remote:Command` and `CopyToRemote`
+ * over real SSH, and
  * the random resources the keyring uses. These are the behaviours the program
  * relies on. They run against whatever scripts/install-pulumi.sh provided:
  * upstream's plugins where present, the stand-ins otherwise
  * (HX_PULUMI_PLUGINS=upstream refuses the stand-ins), so the same file checks
  * a stand-in against upstream, test by test.
  */
-import { readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStack, provideEngine, REPO_ROOT, runCli, runPulumi, setConfig, type EngineInfo, type PulumiRun, type Stack } from "../../../scripts/lib/engine";
@@ -232,6 +233,51 @@ new command.remote.Command("l3", { connection: conn, create: "echo OUT-both; ech
         expect(r.stdout).toContain('does not implement "connection.password"');
         program("");
         expect((await up()).code).toBe(0);
+    });
+
+    it("CopyToRemote copies a folder archive into the remote path over SFTP; the state keeps its hash, not its files; a changed file is an update, changed triggers a replacement; a delete leaves the copy", async () => {
+        const src = path.join(dir, "stage-src");
+        mkdirSync(path.join(src, "sub"), { recursive: true });
+        writeFileSync(path.join(src, "a.sh"), "echo copy-marker-one\n");
+        writeFileSync(path.join(src, "sub", "b.txt"), "b\n");
+        const res = (trigger: string) =>
+            `const c = new command.remote.CopyToRemote("cp", { connection: conn, source: new pulumi.asset.FileArchive("stage-src"), remotePath: \`\${cfg.require("work")}/dest\`, triggers: ["${trigger}"] });
+new command.remote.CopyToRemote("txt", { connection: conn, source: new pulumi.asset.StringAsset("text-asset\\n"), remotePath: \`\${cfg.require("work")}/text/t.txt\` });
+exports.id = c.id;`;
+        const copied = (rel: string) => readFileSync(path.join(sshd.work, "dest", "stage-src", rel), "utf8");
+        program(res("a"));
+        const p = await preview();
+        expect(p.code, show(p)).toBe(0);
+        expect(p.stdout).toMatch(/\+\s*command:remote:CopyToRemote: \(create\)/);
+        expect(existsSync(path.join(sshd.work, "dest"))).toBe(false);
+        const r = await up();
+        expect(r.code, show(r)).toBe(0);
+        expect(copied("a.sh")).toBe("echo copy-marker-one\n");
+        expect(copied("sub/b.txt")).toBe("b\n");
+        expect(readFileSync(path.join(sshd.work, "text", "t.txt"), "utf8")).toBe("text-asset\n");
+        expect((await outputs()).id).toMatch(/^[0-9a-f]{8}$/);
+        const state = await exported(true);
+        expect(state).not.toContain("copy-marker");
+        expect(state).toMatch(/"path": "stage-src"/);
+        expect((await preview("--expect-no-changes")).code).toBe(0);
+
+        writeFileSync(path.join(src, "a.sh"), "echo copy-marker-two\n");
+        const changed = await preview();
+        expect(changed.stdout, show(changed)).toMatch(/~\s*command:remote:CopyToRemote: \(update\)/);
+        expect((await up()).code).toBe(0);
+        expect(copied("a.sh")).toBe("echo copy-marker-two\n");
+
+        // A copy into an existing folder overwrites; files it no longer has stay.
+        writeFileSync(path.join(sshd.work, "dest", "stage-src", "sub", "b.txt"), "tampered\n");
+        program(res("b"));
+        const replaced = await preview();
+        expect(replaced.stdout, show(replaced)).toMatch(/\+-\s*command:remote:CopyToRemote: \(replace\)/);
+        expect((await up()).code).toBe(0);
+        expect(copied("sub/b.txt")).toBe("b\n");
+
+        program("");
+        expect((await up()).code).toBe(0);
+        expect(copied("a.sh")).toBe("echo copy-marker-two\n");
     });
 
     it("RandomPassword: ID none, a secret result of the asked length and classes; a changed input replaces it", async () => {

@@ -1,4 +1,4 @@
-// pulumi-resource-command, the hx-backup stand-in: serves command:remote:Command where upstream's
+// pulumi-resource-command, the hx-backup stand-in: serves command:remote:Command and CopyToRemote where upstream's
 // plugin cannot be had (scripts/pulumi-engine/standin/README.md).
 package main
 
@@ -12,6 +12,6 @@ func main() {
 		Name:            "command",
 		UpstreamVersion: "1.2.1",
 		SupportsPreview: true,
-		Resources:       map[string]serve.Resource{command.Token: command.Command{}},
+		Resources:       map[string]serve.Resource{command.Token: command.Command{}, command.CopyToRemoteToken: command.CopyToRemote{}},
 	})
 }

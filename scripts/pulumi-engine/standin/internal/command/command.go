@@ -1,4 +1,4 @@
-// Package command stands in for pulumi-resource-command's `command:remote:Command`: the inputs this
+// Package command stands in for pulumi-resource-command's `command:remote:Command` (and CopyToRemote, copy.go): the inputs this
 // project sets, checked and defaulted as upstream checks them; a diff in which any changed input is an
 // update and a changed `triggers` a replacement; create, update and delete running their command over SSH.
 package command
