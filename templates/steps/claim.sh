@@ -26,23 +26,31 @@ for hx_key in "$@"; do
     esac
   done
 done
-for hx_key in "$@"; do
-  hx_was=$(hx_owner_of "$hx_key")
+hx_tab="$(printf '\t')"
+hx_keyed=$(hx_shas "$@")
+while IFS="$hx_tab" read -r hx_ksha hx_key; do
+  [ -n "$hx_ksha" ] || continue
+  hx_was=$(hx_owner_at "$hx_ksha")
   case $hx_was in
     "" | "$hx_resource" | "$hx_stack_id"/*) ;;
     *)
-      echo "hx-backup: $hx_key on this host was installed by $hx_was, of another stack; refusing to take it over for $hx_resource. One machine is managed by one stack: remove it from the other stack (its pulumi up removes that install), or, if that stack is gone, delete $hx_records/owners/$(hx_sha "$hx_key") on the host." >&2
+      echo "hx-backup: $hx_key on this host was installed by $hx_was, of another stack; refusing to take it over for $hx_resource. One machine is managed by one stack: remove it from the other stack (its pulumi up removes that install), or, if that stack is gone, delete $hx_records/owners/$hx_ksha on the host." >&2
       exit 1
       ;;
   esac
-done
-for hx_key in "$@"; do
-  hx_was=$(hx_owner_of "$hx_key")
+done <<EOF_KEYS
+$hx_keyed
+EOF_KEYS
+while IFS="$hx_tab" read -r hx_ksha hx_key; do
+  [ -n "$hx_ksha" ] || continue
+  hx_was=$(hx_owner_at "$hx_ksha")
   [ "$hx_was" != "$hx_resource" ] || continue
   [ -z "$hx_was" ] || echo "hx-backup: $hx_key: taking it over from $hx_was (same stack)"
   printf '%s\t%s\n' "$hx_resource" "$hx_key" >"$hx_records/owners/.claim.$$"
-  mv -f "$hx_records/owners/.claim.$$" "$hx_records/owners/$(hx_sha "$hx_key")"
-done
+  mv -f "$hx_records/owners/.claim.$$" "$hx_records/owners/$hx_ksha"
+done <<EOF_KEYS
+$hx_keyed
+EOF_KEYS
 hx_dropped=""
 for hx_f in "$hx_records"/owners/*; do
   [ -f "$hx_f" ] || continue

@@ -10,18 +10,23 @@
 
 hx_theirs=""
 hx_mine=""
-for hx_key in "$@"; do
-  hx_was=$(hx_owner_of "$hx_key")
+hx_tab="$(printf '\t')"
+hx_keyed=$(hx_shas "$@")
+while IFS="$hx_tab" read -r hx_ksha hx_key; do
+  [ -n "$hx_ksha" ] || continue
+  hx_was=$(hx_owner_at "$hx_ksha")
   case $hx_was in
     "") ;;
-    "$hx_resource") hx_mine="$hx_mine$hx_key
-" ;;
+    "$hx_resource")
+      hx_mine="$hx_mine$hx_key
+"
+      rm -f "$hx_records/owners/$hx_ksha"
+      ;;
     *) hx_theirs="$hx_theirs $hx_key (installed since by $hx_was)" ;;
   esac
-done
-for hx_key in "$@"; do
-  if [ "$(hx_owner_of "$hx_key")" = "$hx_resource" ]; then rm -f "$hx_records/owners/$(hx_sha "$hx_key")"; fi
-done
+done <<EOF_KEYS
+$hx_keyed
+EOF_KEYS
 rm -f "$(hx_repairs_file "$hx_resource")"
 # hx_remove_own KEY...: removes, with the step's own removal, what is still this resource's.
 hx_remove_own() {

@@ -6,6 +6,7 @@
  * the real engine in tests/integration/engine/lifecycle.test.ts.
  */
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import * as path from "node:path";
@@ -14,6 +15,7 @@ import { installIdentity, ownedStep } from "../../render/ownership";
 import { INSTALL_RECORDS_DIR } from "../../render/paths";
 import { wrapStep } from "../../render/remote";
 import { filesStep, secretFilesStep, type PlannedFile, type StagedFolder, type Step } from "../../render/step";
+import { shellQuote } from "../../render/shell";
 import { stepTemplate, TEMPLATE_ROOT } from "../../render/template";
 import { removeDir, run, stdinWith, tempDir } from "./helpers";
 
@@ -171,6 +173,47 @@ describe("a group of files from one document", () => {
             for (const doc of raw.matchAll(/<<-?\s*'?([A-Z_]+)'?[^\n]*\n([\s\S]*?)\n\1\n/g)) expect(body, `${name} here-document ${doc[1]}`).toContain(doc[2]);
             expect(body.split("\n").filter((l) => /^\s*#/.test(l) && !raw.includes(`<<`)), name).toEqual([]);
         }
+    });
+});
+
+describe("install records on a real shell", () => {
+    const shell = (body: string) => spawnSync("sh", ["-c", `set -eu\nhx_records=${records}\n${stepTemplate("records")}${body}`], { encoding: "utf8" });
+
+    it("hx_drift names every file that differs from the manifest entry, however its name is spelt, in one hashing pass", () => {
+        const d = path.join(dir, "drift");
+        mkdirSync(d, { recursive: true });
+        const names = ["same.sh", "edited.sh", "with space.sh", "back\\slash.sh", "moded.sh", "secret.key", "gone.sh"];
+        for (const n of names.slice(0, -1)) writeFileSync(path.join(d, n), `${n}\n`, { mode: 0o644 });
+        chmodSync(path.join(d, "moded.sh"), 0o600);
+        const sha = (t: string) => createHash("sha256").update(t).digest("hex");
+        const line = (n: string, hash = sha(`${n}\n`)) => [path.join(d, n), me, group, "0644", hash].join("\t");
+        const entry = path.join(d, "entry.tsv");
+        writeFileSync(entry, [...names.filter((n) => n !== "secret.key").map((n) => line(n)), line("secret.key", "-"), `${path.join(d, "block")}\t@block\t-\t-\t-`].join("\n") + "\n");
+        writeFileSync(path.join(d, "edited.sh"), "edited by hand\n");
+        writeFileSync(path.join(d, "with space.sh"), "edited too\n");
+        const r = shell(`hx_drift ${shellQuote(entry)}`);
+        expect(r.status, r.stderr).toBe(0);
+        expect(r.stdout.split("; ")).toEqual([
+            `owner-or-mode ${path.join(d, "moded.sh")} (${me} ${group} 600, expected ${me} ${group} 0644)`,
+            `missing ${path.join(d, "gone.sh")}`,
+            `changed ${path.join(d, "edited.sh")}`,
+            `changed ${path.join(d, "with space.sh")}`,
+        ]);
+        writeFileSync(path.join(d, "edited.sh"), "edited.sh\n");
+        writeFileSync(path.join(d, "with space.sh"), "with space.sh\n");
+        writeFileSync(path.join(d, "back\\slash.sh"), "changed\n");
+        chmodSync(path.join(d, "moded.sh"), 0o644);
+        writeFileSync(path.join(d, "gone.sh"), "gone.sh\n");
+        expect(shell(`hx_drift ${shellQuote(entry)}`).stdout).toBe(`changed ${path.join(d, "back\\slash.sh")}`);
+        expect(shell(`hx_drift ${shellQuote(path.join(d, "no-entry.tsv"))}`).stdout).toBe(`missing ${path.join(d, "no-entry.tsv")}`);
+    });
+
+    it("hx_shas hashes every key in one run, in order, whatever the key holds", () => {
+        const keys = ["/etc/a b", "user:hxbackup", "/x/back\\slash", "systemd:hx-backup-x.timer", "/tab-free/*?[glob]"];
+        const r = shell(`hx_shas ${keys.map((k) => shellQuote(k)).join(" ")}`);
+        expect(r.status, r.stderr).toBe(0);
+        expect(r.stdout).toBe(keys.map((k) => `${createHash("sha256").update(k).digest("hex")}\t${k}\n`).join(""));
+        expect(shell("hx_shas").stdout).toBe("");
     });
 });
 
