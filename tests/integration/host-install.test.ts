@@ -92,10 +92,20 @@ describe.runIf(runnable)("host install steps, run for real in a throwaway mount 
         writeFileSync(path.join(steps, "bad-sudoers.create"), wrapStep(sudoers.create, false));
         writeFileSync(path.join(steps, "bad-sudoers.stdin"), stdinWith(sudoers, sudoers.files[0]!.path, "hxbackup ALL=(root) NOPASSWD ALL this is not sudoers\n"));
         writeFileSync(path.join(work, "order"), `${order.join("\n")}\n`);
+        // The static scripts' stage, as the host component's CopyToRemote leaves it in root's home (overlaid below).
+        for (const step of plan.steps) {
+            for (const f of step.stage ? step.files : []) {
+                if (f.staged === undefined) continue;
+                const target = path.join(work, "home", step.stage!.remotePath, f.staged);
+                mkdirSync(path.dirname(target), { recursive: true });
+                writeFileSync(target, f.content);
+            }
+        }
         const driver = `set -eu
 W=${JSON.stringify(work)}
-for d in etc var opt srv; do mkdir -p "$W/ov/$d-up" "$W/ov/$d-work"; done
-for d in etc var opt; do mount -t overlay overlay -o "lowerdir=/$d,upperdir=$W/ov/$d-up,workdir=$W/ov/$d-work" "/$d"; done
+for d in etc var opt srv root; do mkdir -p "$W/ov/$d-up" "$W/ov/$d-work"; done
+for d in etc var opt root; do mount -t overlay overlay -o "lowerdir=/$d,upperdir=$W/ov/$d-up,workdir=$W/ov/$d-work" "/$d"; done
+cp -a "$W/home/." /root/
 mount -t tmpfs tmpfs /srv
 mkdir -p "/srv/it app"
 ${SNAPSHOT}
