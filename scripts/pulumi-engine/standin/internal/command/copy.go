@@ -140,11 +140,7 @@ func sourceHash(m resource.PropertyMap) string {
 }
 
 func copyToRemote(ctx context.Context, props resource.PropertyMap, log serve.Log) error {
-	conn, err := connectionOf(reveal(props["connection"]))
-	if err != nil {
-		return err
-	}
-	client, err := conn.dial(ctx, log)
+	client, err := dialConnection(ctx, props, log)
 	if err != nil {
 		return err
 	}

@@ -106,11 +106,7 @@ func (s *state) logging() (stdout, stderr bool) {
 // one trailing newline; on failure the error reads as upstream's: the exit status, `running "<cmd>"`,
 // and the combined output.
 func (s *state) run(ctx context.Context, cmd string, log serve.Log) error {
-	conn, err := connectionOf(reveal(s.props["connection"]))
-	if err != nil {
-		return err
-	}
-	client, err := conn.dial(ctx, log)
+	client, err := dialConnection(ctx, s.props, log)
 	if err != nil {
 		return err
 	}
@@ -334,6 +330,15 @@ func withRetries[T any](ctx context.Context, what string, limit int, log serve.L
 		}
 	}
 	return zero, err
+}
+
+// dialConnection dials the host that a resource's `connection` input names.
+func dialConnection(ctx context.Context, props resource.PropertyMap, log serve.Log) (*ssh.Client, error) {
+	conn, err := connectionOf(reveal(props["connection"]))
+	if err != nil {
+		return nil, err
+	}
+	return conn.dial(ctx, log)
 }
 
 func (c *connection) dial(ctx context.Context, log serve.Log) (*ssh.Client, error) {
