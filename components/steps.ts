@@ -1,9 +1,9 @@
-/** Turns a planned Step into the remote command that runs it, the same way for every component. */
+/** Turns a planned Step into the remote command that runs it, and a staged folder into its copy, the same way for every component. */
+import * as path from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { ownedStep, withHostState, type InstallIdentity } from "../render/ownership";
 import { wrapStep } from "../render/remote";
-import * as path from "node:path";
 import { withDigest, type StagedFolder, type Step } from "../render/step";
 
 export interface RemoteStepArgs {
