@@ -7,7 +7,7 @@
  */
 import * as path from "node:path";
 import type { HostSpec, StackConfig } from "../config/types";
-import { configLocationPath, createdUserMarker, hostConfigPath, INSTALL_RECORDS_DIR, locksDir, LOGROTATE_PATH, SUDOERS_PATH, UNIT_DIR } from "./paths";
+import { configLocationPath, createdUserMarker, hostConfigPath, INSTALL_RECORDS_DIR, locksDir, LOGROTATE_PATH, STAGE_ROOT, SUDOERS_PATH, UNIT_DIR } from "./paths";
 import { renderHostConfig, serializeHostConfig, PGPASS_NAME, REDIS_AUTH_NAME, S3_CREDENTIALS_NAME, type DeployFacts, type HostConfigFile } from "./hostConfig";
 import { hostJobs, type Job } from "./jobs";
 import { renderJobUnits, renderMaintenanceUnits, unitName } from "./systemd";
@@ -67,7 +67,7 @@ const accountValues = (config: StackConfig) => ({ user: config.backupUser, user_
  * that two installs on one machine never share one), and are installed from there.
  */
 export function scriptStage(config: StackConfig, host: HostSpec): StagedFolder {
-    return { source: path.join(TEMPLATE_ROOT, SCRIPT_TEMPLATE_DIR), remotePath: `.cache/hx-backup/stage/${config.stack}/${host.name}`, user: host.sshUser };
+    return { source: path.join(TEMPLATE_ROOT, SCRIPT_TEMPLATE_DIR), remotePath: `${STAGE_ROOT}/${config.stack}/${host.name}`, user: host.sshUser };
 }
 
 /** Every script under templates/scripts at its place in scriptDir, staged at `scripts/<its path>`. */

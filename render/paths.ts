@@ -22,6 +22,9 @@ export const locksDir = (config: StackConfig) => `${config.paths.storageDir}/.lo
  */
 export const INSTALL_RECORDS_DIR = "/var/lib/hx-backup/deploy";
 
+/** Where the static scripts wait on a host (render/hostPlan.ts scriptStage), relative to the SSH user's home: one folder per stack and host below it. */
+export const STAGE_ROOT = ".cache/hx-backup/stage";
+
 /** Where each install step records what it installed. */
 export const manifestDir = (config: StackConfig) => `${config.paths.configDir}/manifest.d`;
 

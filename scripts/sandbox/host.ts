@@ -13,11 +13,11 @@ import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import * as path from "node:path";
+import { STAGE_ROOT } from "../../render/paths";
 import { shellQuote } from "../../render/shell";
 import { sshExec, type SshResult, type SshTarget } from "../lib/ssh";
 
-// root: the deploy user's home (its stage of the static scripts) is the host's own, not the machine's.
-export const OVERLAID = ["etc", "var", "opt", "srv", "root"] as const;
+export const OVERLAID = ["etc", "var", "opt", "srv"] as const;
 
 export interface SandboxHost {
     readonly dir: string;
@@ -172,6 +172,9 @@ export async function startSandboxHost(dir: string, options: SandboxHostOptions 
         [
             "set -eu",
             ...mounts,
+            // The deploy user's (root's) stage of the static scripts is the host's own. Only that folder: an overlay of
+            // all of /root would freeze whatever lock file the machine held at that moment (pyenv's, for one).
+            `mkdir -p '${path.join(dir, "stage")}' ${shellQuote(`/root/${STAGE_ROOT}`)} && mount --bind '${path.join(dir, "stage")}' ${shellQuote(`/root/${STAGE_ROOT}`)}`,
             // A private /run: sockets and PID files of the sandbox's services vanish with it.
             "mount -t tmpfs -o mode=0755 tmpfs /run",
             "mkdir -p /run/sshd",

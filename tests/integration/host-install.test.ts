@@ -14,6 +14,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadStackConfig } from "../../config/load";
 import { planHost, type HostPlan } from "../../render/hostPlan";
+import { STAGE_ROOT } from "../../render/paths";
 import { wrapStep } from "../../render/remote";
 import { secretStdin } from "../../render/secrets";
 import { stdinWith } from "../unit/helpers";
@@ -92,7 +93,7 @@ describe.runIf(runnable)("host install steps, run for real in a throwaway mount 
         writeFileSync(path.join(steps, "bad-sudoers.create"), wrapStep(sudoers.create, false));
         writeFileSync(path.join(steps, "bad-sudoers.stdin"), stdinWith(sudoers, sudoers.files[0]!.path, "hxbackup ALL=(root) NOPASSWD ALL this is not sudoers\n"));
         writeFileSync(path.join(work, "order"), `${order.join("\n")}\n`);
-        // The static scripts' stage, as the host component's CopyToRemote leaves it in root's home (overlaid below).
+        // The static scripts' stage, as the host component's CopyToRemote leaves it in root's home (bound below).
         for (const step of plan.steps) {
             for (const f of step.stage ? step.files : []) {
                 if (f.staged === undefined) continue;
@@ -103,9 +104,9 @@ describe.runIf(runnable)("host install steps, run for real in a throwaway mount 
         }
         const driver = `set -eu
 W=${JSON.stringify(work)}
-for d in etc var opt srv root; do mkdir -p "$W/ov/$d-up" "$W/ov/$d-work"; done
-for d in etc var opt root; do mount -t overlay overlay -o "lowerdir=/$d,upperdir=$W/ov/$d-up,workdir=$W/ov/$d-work" "/$d"; done
-cp -a "$W/home/." /root/
+for d in etc var opt srv; do mkdir -p "$W/ov/$d-up" "$W/ov/$d-work"; done
+for d in etc var opt; do mount -t overlay overlay -o "lowerdir=/$d,upperdir=$W/ov/$d-up,workdir=$W/ov/$d-work" "/$d"; done
+mkdir -p "$W/home/${STAGE_ROOT}" "/root/${STAGE_ROOT}" && mount --bind "$W/home/${STAGE_ROOT}" "/root/${STAGE_ROOT}"
 mount -t tmpfs tmpfs /srv
 mkdir -p "/srv/it app"
 ${SNAPSHOT}

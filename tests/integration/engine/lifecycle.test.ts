@@ -22,6 +22,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { STAGE_ROOT } from "../../../render/paths";
 import { openStack, PROCEDURES, setConfig, stackOutputs, type Stack } from "../../../scripts/lib/engine";
 import type { SandboxHost } from "../../../scripts/sandbox/host";
 import {
@@ -250,7 +251,7 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
         // The old name's component and every one of its steps and stage copies (as many as the new name's).
         expect(ops.filter((o) => o.startsWith("delete ")).length).toBe(1 + hostResources(hostPlan(p, "cfg-2b")).length);
         // The old name's stage went with its files step; the new name's is in its place.
-        expect(await sh(fleetHost("cfg-2"), "ls /root/.cache/hx-backup/stage/life")).toBe("cfg-2b\n");
+        expect(await sh(fleetHost("cfg-2"), `ls /root/${STAGE_ROOT}/life`)).toBe("cfg-2b\n");
         expect(ops.filter((o) => !/^(create cfg-2b|delete cfg-2)(-|$)/.test(o.split(" ")[0] + " " + o.split(" ")[1]))).toEqual([]);
         // Every planned file is there, recorded for the new name; the user and the data are the ones from before.
         const paths = plannedPaths(hostPlan(p, "cfg-2b"));
