@@ -81,6 +81,6 @@ set --
 hx_prune() {
   echo "hx-backup: $hx_resource no longer installs: $*"
   hx_step_remove "$@"
-  for hx_k in "$@"; do rm -f "$hx_records/owners/$(hx_sha "$hx_k")"; done
+  hx_shas "$@" | while IFS="$hx_tab" read -r hx_ksha _; do rm -f "$hx_records/owners/$hx_ksha"; done
 }
 [ -z "$hx_dropped" ] || hx_with_lines "$hx_dropped" hx_prune

@@ -31,8 +31,6 @@ hx_owner_at() {
   hx_f="$hx_records/owners/$1"
   if [ -f "$hx_f" ]; then IFS="$(printf '\t')" read -r hx_o _ <"$hx_f" || true; printf '%s' "${hx_o:-}"; fi
 }
-# hx_owner_of KEY: the resource recorded for KEY, or nothing.
-hx_owner_of() { hx_owner_at "$(hx_sha "$1")"; }
 # hx_with_lines LINES COMMAND [ARG...]: runs COMMAND ARG... with each non-empty
 # line of LINES (keys: no key holds a newline) as one more argument.
 hx_with_lines() {

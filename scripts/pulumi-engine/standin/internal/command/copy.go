@@ -76,18 +76,21 @@ func (CopyToRemote) Diff(_ context.Context, req serve.DiffRequest) (*pulumirpc.D
 			news[resource.PropertyKey(ignored)] = v
 		}
 	}
-	olds := resource.PropertyMap{}
-	for k := range copyInputs {
-		if v, ok := req.State[k]; ok {
-			olds[k] = v
-		}
-		if v, ok := req.OldInput[k]; ok && req.HasOldInputs {
-			olds[k] = v
+	olds := req.OldInput
+	if !req.HasOldInputs {
+		olds = resource.PropertyMap{}
+		for k := range copyInputs {
+			if v, ok := req.State[k]; ok {
+				olds[k] = v
+			}
 		}
 	}
-	for k := range news {
-		if !copyInputs[k] {
-			delete(news, k)
+	olds = olds.Copy()
+	for _, m := range []resource.PropertyMap{olds, news} {
+		for k := range m {
+			if !copyInputs[k] {
+				delete(m, k)
+			}
 		}
 	}
 	return serve.DetailedDiff(olds, news, func(path string) bool { return path == "triggers" }), nil
