@@ -88,20 +88,57 @@ function withoutStackTraces<T>(compose: () => T): T {
     }
 }
 
-const hostResources = withoutStackTraces(() => config.hosts.map((host) => new BackupHost(host.name, { config, host, connection: connectionArgs, facts, keys: keys.keys, credentials })));
-
-let monitoringIntegration: MonitoringIntegration | undefined;
-if (config.monitoring) {
-    const m = config.monitoring;
-    const host = config.hosts.find((h) => h.name === m.host)!;
-    monitoringIntegration = new MonitoringIntegration("monitoring", {
-        config,
-        connection: connectionArgs,
-        grafanaApiToken: secret("grafanaApiToken"),
-        smtpPassword: secret("notifySmtpAuthPassword"),
-        dependsOn: hostResources.filter((h) => h.hostName === host.name),
-    });
+/**
+ * How many hosts may be registering with the engine at once. The program composes a host in milliseconds and the
+ * engine takes about a tenth of a second per host, so composing the whole fleet up front queued every resource's
+ * inputs in the program, the language host and the engine at once: most of a 200-host preview's memory. Twice the
+ * engine's --parallel (which the SDK's runner passes on as PULUMI_NODEJS_PARALLEL), and never under 16, keeps the
+ * engine as busy as before.
+ */
+function hostsInFlight(): number {
+    const parallel = Number.parseInt(process.env.PULUMI_NODEJS_PARALLEL ?? "", 10);
+    return Math.max(16, Number.isFinite(parallel) ? 2 * parallel : 0);
 }
+
+/** Composes the hosts in config order, a new one as soon as fewer than hostsInFlight() are registering. */
+async function composeHosts(): Promise<BackupHost[]> {
+    const window = hostsInFlight();
+    const composed: BackupHost[] = [];
+    const registering = new Set<Promise<void>>();
+    for (const host of config.hosts) {
+        if (registering.size >= window) await Promise.race(registering);
+        const backupHost = withoutStackTraces(() => new BackupHost(host.name, { config, host, connection: connectionArgs, facts, keys: keys.keys, credentials }));
+        composed.push(backupHost);
+        const done: Promise<void> = backupHost.registered.then(() => void registering.delete(done));
+        registering.add(done);
+    }
+    return composed;
+}
+
+/**
+ * The hosts, then the monitoring integration on its host. It holds the SDK's keep-alive meanwhile: between two hosts
+ * no registration may be pending, and the runtime must not take that for the program's end.
+ */
+async function compose(): Promise<{ hostResources: BackupHost[]; monitoringIntegration?: MonitoringIntegration }> {
+    const composing = pulumi.runtime.rpcKeepAlive();
+    try {
+        const hostResources = await composeHosts();
+        if (!config.monitoring) return { hostResources };
+        const m = config.monitoring;
+        const monitoringIntegration = new MonitoringIntegration("monitoring", {
+            config,
+            connection: connectionArgs,
+            grafanaApiToken: secret("grafanaApiToken"),
+            smtpPassword: secret("notifySmtpAuthPassword"),
+            dependsOn: hostResources.filter((h) => h.hostName === m.host),
+        });
+        return { hostResources, monitoringIntegration };
+    } finally {
+        composing();
+    }
+}
+
+const composition = compose();
 
 export const storage = {
     mode: config.storage.mode,
@@ -114,28 +151,32 @@ export const storage = {
     retentionBy: config.storage.retentionBy,
 };
 
-export const hosts = Object.fromEntries(
-    hostResources.map((h) => {
-        const spec = config.hosts.find((x) => x.name === h.hostName)!;
-        return [
-            h.hostName,
-            {
-                address: spec.address,
-                roles: spec.roles,
-                jobs: h.jobs.map((j) => ({
-                    name: j.name,
-                    type: j.type,
-                    schedule: j.onCalendar,
-                    description: j.description,
-                    command: [`${config.paths.scriptDir}/${j.script}`, ...j.args].join(" "),
-                    timer: unitName(j.name, "timer"),
-                    log: `${config.paths.logDir}/${j.script.replace(/\.sh$/, "")}.log`,
-                })),
-                paths: h.paths,
-                ...(h.pitr ? { pitr: h.pitr } : {}),
-            },
-        ];
-    }),
+export const hosts = pulumi.output(
+    composition.then(({ hostResources }) =>
+        Object.fromEntries(
+            hostResources.map((h) => {
+                const spec = config.hosts.find((x) => x.name === h.hostName)!;
+                return [
+                    h.hostName,
+                    {
+                        address: spec.address,
+                        roles: spec.roles,
+                        jobs: h.jobs.map((j) => ({
+                            name: j.name,
+                            type: j.type,
+                            schedule: j.onCalendar,
+                            description: j.description,
+                            command: [`${config.paths.scriptDir}/${j.script}`, ...j.args].join(" "),
+                            timer: unitName(j.name, "timer"),
+                            log: `${config.paths.logDir}/${j.script.replace(/\.sh$/, "")}.log`,
+                        })),
+                        paths: h.paths,
+                        ...(h.pitr ? { pitr: h.pitr } : {}),
+                    },
+                ];
+            }),
+        ),
+    ),
 );
 
 export const encryption = {
@@ -147,16 +188,19 @@ export const encryption = {
     keyringDir: config.paths.keyringDir,
 };
 
-export const monitoring = monitoringIntegration
-    ? {
-          host: config.monitoring!.host,
-          alertRules: monitoringIntegration.alertNames,
-          rulesPath: monitoringIntegration.rulesPath,
-          dashboardUid: monitoringIntegration.dashboardUid,
-          grafanaMode: config.monitoring!.grafanaMode,
-          monitoringConf: monitoringConfPath(config),
-          notifications: config.notifications
-              ? { alertmanagerConfig: config.notifications.configPath, to: config.notifications.to, routes: config.notifications.routes.map((r) => `${r.label}=${r.value}: ${r.to.join(", ")}`) }
-              : null,
-      }
+// Exported only with a monitoring host (a stack without one has no `monitoring` output).
+export const monitoring = config.monitoring
+    ? pulumi.output(
+          composition.then(({ monitoringIntegration }) => ({
+              host: config.monitoring!.host,
+              alertRules: monitoringIntegration!.alertNames,
+              rulesPath: monitoringIntegration!.rulesPath,
+              dashboardUid: monitoringIntegration!.dashboardUid,
+              grafanaMode: config.monitoring!.grafanaMode,
+              monitoringConf: monitoringConfPath(config),
+              notifications: config.notifications
+                  ? { alertmanagerConfig: config.notifications.configPath, to: config.notifications.to, routes: config.notifications.routes.map((r) => `${r.label}=${r.value}: ${r.to.join(", ")}`) }
+                  : null,
+          })),
+      )
     : undefined;

@@ -37,6 +37,8 @@ const STUB_DIR = path.join(ROOT, "bench", "stub-sshd");
 export interface Run {
     readonly seconds: number;
     readonly peakRssBytes: number;
+    /** At the peak: the biggest processes of the tree, by command name (KiB). */
+    readonly peakTop?: readonly { readonly comm: string; readonly rssKiB: number }[];
 }
 
 export interface FleetDeployBench {
@@ -150,7 +152,7 @@ async function measured(stack: Stack, args: readonly string[]): Promise<Run & { 
     const r = await pulumi(stack, args, { json: false, onSpawn: (child) => (sampler = new TreeSampler(child.pid!, 250).start()) });
     const sample = sampler?.stop();
     expectOk(r);
-    return { seconds: r.seconds, peakRssBytes: sample?.peakRssBytes ?? 0, stdout: r.stdout };
+    return { seconds: r.seconds, peakRssBytes: sample?.peakRssBytes ?? 0, peakTop: sample?.peakTop.slice(0, 4) ?? [], stdout: r.stdout };
 }
 
 const resourcesIn = (previewOut: string) => Number(/\+ (\d+) to create/.exec(previewOut)?.[1] ?? Number.NaN);
@@ -181,7 +183,7 @@ export async function benchFleetDeploy(rounds: number, quick = false): Promise<F
             for (let i = 0; i < rounds; i++) {
                 const r = await measured(stack, ["preview"]);
                 resources = resourcesIn(r.stdout);
-                runs.push({ seconds: r.seconds, peakRssBytes: r.peakRssBytes });
+                runs.push({ seconds: r.seconds, peakRssBytes: r.peakRssBytes, peakTop: r.peakTop });
                 log(`  preview of a new ${n}-host stack, round ${i + 1}: ${r.seconds.toFixed(1)} s, peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB, ${resources} resources`);
             }
             previewNew.push({ hosts: n, resources, rounds: runs });

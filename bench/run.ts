@@ -241,7 +241,9 @@ async function main(): Promise<void> {
         const largest = f.previewNew[f.previewNew.length - 1]!;
         const ten = f.previewNew.find((p) => p.hosts === 10);
         if (largest.hosts === 200) {
-            rows.push({ measure: "Peak RSS of that 200-host preview (the CLI's process tree)", a: "", b: "", value: gib(med(largest.rounds.map((r) => r.peakRssBytes))), goal: "≤ 1.5 GB (moonshot ≤ 1 GB)", met: med(largest.rounds.map((r) => r.peakRssBytes)) <= 1.5e9 });
+            const byProcess = (r: Run) => (r.peakTop ?? []).slice(0, 3).map((p) => `${p.comm} ${(p.rssKiB / 1024).toFixed(0)} MiB`).join(", ");
+            const medianRound = [...largest.rounds].sort((x, y) => x.peakRssBytes - y.peakRssBytes)[Math.floor(largest.rounds.length / 2)]!;
+            rows.push({ measure: "Peak RSS of that 200-host preview (the CLI's process tree)", a: "", b: byProcess(medianRound), value: gib(med(largest.rounds.map((r) => r.peakRssBytes))), goal: "≤ 1.5 GB (moonshot ≤ 1 GB)", met: med(largest.rounds.map((r) => r.peakRssBytes)) <= 1.5e9 });
             if (ten) {
                 const growth = med(largest.rounds.map((r) => r.seconds)) / med(ten.rounds.map((r) => r.seconds));
                 rows.push({ measure: "Growth of the new-stack preview, 200 hosts vs 10", a: runs(ten.rounds), b: runs(largest.rounds), value: `${round(growth, 1)}×`, goal: "≤ 20×", met: growth <= 20 });

@@ -11,7 +11,7 @@ import { unitName } from "../render/systemd";
 import { installIdentity } from "../render/ownership";
 import { sshConnection, type SshConnectionArgs } from "./connection";
 import { hostStates } from "./hostRead";
-import { remoteStep, stageCopy } from "./steps";
+import { registration, remoteStep, stageCopy } from "./steps";
 
 export interface BackupHostArgs {
     /** Validated stack configuration. Required. */
@@ -56,6 +56,8 @@ export class BackupHost extends pulumi.ComponentResource {
     public readonly stages: ReadonlyMap<string, command.remote.CopyToRemote>;
     /** Paths ops need: config, scripts, logs, metrics, storage. */
     public readonly paths: Record<string, string>;
+    /** Settles once the engine has answered every resource of the host (components/steps.ts registration). */
+    public readonly registered: Promise<void>;
     /** With postgresql.pitr: the stanza, where its repository is, pgBackRest's config, and the restart the last deploy left pending (the command, or null). */
     public readonly pitr?: { readonly stanza: string; readonly repository: pulumi.Output<string>; readonly configFile: string; readonly restartPending: pulumi.Output<string | null> };
 
@@ -130,6 +132,7 @@ export class BackupHost extends pulumi.ComponentResource {
         }
 
         this.hostName = host.name;
+        this.registered = registration([...stages.values(), ...steps.values()]);
         this.jobs = shape.jobs;
         this.steps = steps;
         this.stages = stages;

@@ -106,3 +106,23 @@ export function stageCopy(name: string, stage: StagedFolder, args: StageCopyArgs
         keepRecordedWhen({ parent: args.parent }, args.hostState?.keepRecorded, "triggers"),
     );
 }
+
+/**
+ * Settles once the engine has answered the registration of every resource in `resources`: in a preview once each is
+ * planned, in an up once each has been created, updated or left alone, whether that worked or not (the SDK reports a
+ * failure itself). A URN resolves exactly then. `Output.promise()` is the SDK's own (marked internal): `apply` never
+ * runs for a failed registration, so a wait built on it would hang.
+ */
+export function registration(resources: readonly pulumi.Resource[]): Promise<void> {
+    return Promise.all(
+        resources.map((r) => {
+            const urn = r.urn as unknown as { promise?: () => Promise<string> };
+            if (typeof urn.promise !== "function") throw new Error("@pulumi/pulumi: Output.promise() is gone; components/steps.ts registration() needs another way to see a URN settle");
+            return urn.promise().then(
+                () => undefined,
+                () => undefined,
+            );
+        }),
+    ).then(() => undefined);
+}
+

@@ -46,11 +46,18 @@ export const TEST_SECRETS = {
 };
 export const IAM_SECRET = "mock-iam-secret-access-key-ABCDEF0123456789";
 
+export interface EvaluateOptions {
+    /** The engine's answer to each registration comes this much later (default 0: at once). */
+    readonly answerDelayMs?: number;
+    /** Sees each registration as it reaches the engine and as it is answered, in order. */
+    readonly onEvent?: (event: "registered" | "answered", name: string) => void;
+}
+
 /**
  * Evaluates the program for `stack` with `config` (full keys such as
  * "hx-backup:retentionDaily") and `secretKeys` marked secret.
  */
-export async function evaluate(stack: string, config: Record<string, string>, secretKeys: string[] = []): Promise<Evaluation> {
+export async function evaluate(stack: string, config: Record<string, string>, secretKeys: string[] = [], options: EvaluateOptions = {}): Promise<Evaluation> {
     vi.resetModules();
     const pulumi = await import("@pulumi/pulumi");
     const resources: RecordedResource[] = [];
@@ -59,45 +66,18 @@ export async function evaluate(stack: string, config: Record<string, string>, se
     await pulumi.runtime.setMocks(
         {
             newResource(args) {
-                resources.push({ type: args.type, name: args.name, inputs: args.inputs });
-                const state: Record<string, unknown> = { ...args.inputs };
-                switch (args.type) {
-                    case "random:index/randomBytes:RandomBytes": {
-                        const hex = createHash("sha512").update(`random:${args.name}`).digest("hex");
-                        randomHex[args.name] = hex;
-                        state.hex = hex;
-                        state.base64 = Buffer.from(hex, "hex").toString("base64");
-                        // Upstream's ID is the bytes' base64: the plain-text key the state must no longer hold.
-                        return { id: state.base64 as string, state };
-                    }
-                    case "random:index/randomPassword:RandomPassword": {
-                        const result = mockPassword(args.name, Number(args.inputs.length));
-                        randomSecrets[args.name] = result;
-                        randomHex[args.name] = keyFromSecret(result);
-                        state.result = result;
-                        state.bcryptHash = `$2a$10$${createHash("sha256").update(result).digest("base64").slice(0, 53)}`;
-                        return { id: "none", state };
-                    }
-                    case "aws:s3/bucket:Bucket":
-                        state.arn = `arn:aws:s3:::${args.inputs.bucket}`;
-                        state.region = args.inputs.region ?? "eu-central-1";
-                        break;
-                    case "aws:kms/key:Key":
-                        state.arn = `arn:aws:kms:eu-central-1:123456789012:key/${args.name}`;
-                        state.keyId = args.name;
-                        break;
-                    case "aws:iam/user:User":
-                        state.arn = `arn:aws:iam::123456789012:user/${args.inputs.name}`;
-                        break;
-                    case "aws:iam/accessKey:AccessKey":
-                        state.secret = IAM_SECRET;
-                        return { id: "AKIAMOCKWRITER000001", state };
-                    case "command:remote:Command":
-                        state.stdout = "";
-                        state.stderr = "";
-                        break;
+                options.onEvent?.("registered", args.name);
+                const result = answer(args);
+                if (!options.answerDelayMs) {
+                    options.onEvent?.("answered", args.name);
+                    return result;
                 }
-                return { id: `${args.name}-id`, state };
+                return new Promise((resolve) =>
+                    setTimeout(() => {
+                        options.onEvent?.("answered", args.name);
+                        resolve(result);
+                    }, options.answerDelayMs),
+                );
             },
             call(args) {
                 return args.inputs;
@@ -107,6 +87,47 @@ export async function evaluate(stack: string, config: Record<string, string>, se
         stack,
         false,
     );
+    function answer(args: import("@pulumi/pulumi").runtime.MockResourceArgs): import("@pulumi/pulumi").runtime.MockResourceResult {
+        resources.push({ type: args.type, name: args.name, inputs: args.inputs });
+        const state: Record<string, unknown> = { ...args.inputs };
+        switch (args.type) {
+            case "random:index/randomBytes:RandomBytes": {
+                const hex = createHash("sha512").update(`random:${args.name}`).digest("hex");
+                randomHex[args.name] = hex;
+                state.hex = hex;
+                state.base64 = Buffer.from(hex, "hex").toString("base64");
+                // Upstream's ID is the bytes' base64: the plain-text key the state must no longer hold.
+                return { id: state.base64 as string, state };
+            }
+            case "random:index/randomPassword:RandomPassword": {
+                const result = mockPassword(args.name, Number(args.inputs.length));
+                randomSecrets[args.name] = result;
+                randomHex[args.name] = keyFromSecret(result);
+                state.result = result;
+                state.bcryptHash = `$2a$10$${createHash("sha256").update(result).digest("base64").slice(0, 53)}`;
+                return { id: "none", state };
+            }
+            case "aws:s3/bucket:Bucket":
+                state.arn = `arn:aws:s3:::${args.inputs.bucket}`;
+                state.region = args.inputs.region ?? "eu-central-1";
+                break;
+            case "aws:kms/key:Key":
+                state.arn = `arn:aws:kms:eu-central-1:123456789012:key/${args.name}`;
+                state.keyId = args.name;
+                break;
+            case "aws:iam/user:User":
+                state.arn = `arn:aws:iam::123456789012:user/${args.inputs.name}`;
+                break;
+            case "aws:iam/accessKey:AccessKey":
+                state.secret = IAM_SECRET;
+                return { id: "AKIAMOCKWRITER000001", state };
+            case "command:remote:Command":
+                state.stdout = "";
+                state.stderr = "";
+                break;
+        }
+        return { id: `${args.name}-id`, state };
+    }
     // Under mocks there are no hosts to read (hostReads): a test that wants reads sets it.
     pulumi.runtime.setAllConfig({ "hx-backup:hostReads": "false", ...config }, secretKeys);
     let program: Record<string, unknown>;

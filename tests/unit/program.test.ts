@@ -354,3 +354,44 @@ describe("config errors", () => {
         expect(error?.message).toMatch(/3 configuration problems/);
     });
 });
+
+describe("a fleet's composition", () => {
+    /** Production's hosts repeated to `n`, names made unique; the monitoring host stays mon-1. */
+    function fleetConfig(n: number): Record<string, string> {
+        const config = withSecrets("production", PROD_SECRETS);
+        const shapes = JSON.parse(config["hx-backup:hosts"]!) as Record<string, unknown>[];
+        const hosts = Array.from({ length: n }, (_, i) => (i < shapes.length ? shapes[i]! : { ...shapes[i % shapes.length]!, name: `extra-${i}`, address: `10.30.0.${i}` }));
+        return { ...config, "hx-backup:hosts": JSON.stringify(hosts) };
+    }
+
+    it("keeps at most 16 hosts registering at once (twice --parallel when that is more), composing the next as one finishes; monitoring comes last", async () => {
+        const hostCount = 40;
+        const config = fleetConfig(hostCount);
+        const hostNames = (JSON.parse(config["hx-backup:hosts"]!) as { name: string }[]).map((h) => h.name);
+        const hostOf = (resource: string) => hostNames.find((h) => resource.startsWith(`${h}-`) && !hostNames.some((o) => o.length > h.length && resource.startsWith(`${o}-`)));
+        const events: { event: "registered" | "answered"; host: string | undefined; name: string }[] = [];
+        const e = await evaluate("production", config, PROD_SECRETS, { answerDelayMs: 2, onEvent: (event, name) => events.push({ event, host: hostOf(name), name }) });
+
+        // A host registers from its first resource to the answer to its last.
+        const first = new Map<string, number>();
+        const last = new Map<string, number>();
+        events.forEach((ev, i) => {
+            if (!ev.host) return;
+            if (ev.event === "registered" && !first.has(ev.host)) first.set(ev.host, i);
+            if (ev.event === "answered") last.set(ev.host, i);
+        });
+        expect(first.size).toBe(hostCount);
+        const busyAt = (i: number) => hostNames.filter((h) => first.get(h)! <= i && last.get(h)! > i).length;
+        const peak = Math.max(...events.map((_, i) => busyAt(i)));
+        // Without the window all 40 would start at once; with it the window fills, and never overflows.
+        expect(peak).toBe(16);
+        // Hosts start in config order.
+        expect([...first.entries()].sort((a, b) => a[1] - b[1]).map(([h]) => h)).toEqual(hostNames);
+        // Every host is composed, and the monitoring integration after the last of them.
+        expect(names(e, "hx-backup:host:BackupHost")).toHaveLength(hostCount);
+        const firstMonitoring = events.findIndex((ev) => ev.name.startsWith("monitoring"));
+        expect(firstMonitoring).toBeGreaterThan(events.findIndex((ev) => ev.name === hostNames[hostCount - 1]));
+        expect(Object.keys(e.outputs.hosts as Record<string, unknown>)).toEqual(hostNames);
+        expect((e.outputs.monitoring as { host: string }).host).toBe("mon-1");
+    });
+});
