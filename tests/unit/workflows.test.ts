@@ -376,6 +376,15 @@ describe("CI workflows: pull request previews", () => {
         expect(readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")).toMatch(/nodeargs: --import tsx/);
     });
 
+    it("runs the program with node flags this Node accepts (a V8 flag dropped by a Node upgrade would fail every deploy)", () => {
+        const project = parse(readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as { runtime: { options: { nodeargs: string } } };
+        const args = project.runtime.options.nodeargs.split(" ");
+        expect(args).toContain("--heap-growing-percent=50");
+        const run = spawnSync(process.execPath, [...args, "--eval", "process.stdout.write('ran')"], { cwd: ROOT, encoding: "utf8" });
+        expect(run.stderr).toBe("");
+        expect(run.stdout).toBe("ran");
+    });
+
     it("gets AWS credentials through OIDC for production only, in the stack's region", () => {
         const aws = list.filter(usesAction("aws-actions/configure-aws-credentials"));
         expect(aws).toHaveLength(1);
