@@ -46,6 +46,8 @@ source "$HX_SCRIPTS_DIR_SELF/lib/pipeline.sh"
 source "$HX_SCRIPTS_DIR_SELF/lib/manifest.sh"
 # shellcheck source=lib/verify.sh
 source "$HX_SCRIPTS_DIR_SELF/lib/verify.sh"
+# shellcheck source=lib/retention.sh
+source "$HX_SCRIPTS_DIR_SELF/lib/retention.sh"
 # shellcheck source=lib/metrics.sh
 source "$HX_SCRIPTS_DIR_SELF/lib/metrics.sh"
 # shellcheck source=lib/remote.sh

@@ -256,8 +256,11 @@ hx_finish_job() {
             fi
         fi
     fi
+    # Retention in a subshell (lib/retention.sh hx_retention_job), not a new
+    # process: asynchronous and waited for, so errexit holds inside it.
     if [[ -x $HX_SCRIPTS_DIR_SELF/backup-retention.sh ]]; then
-        HX_JOB=$HX_JOB HX_QUIET=1 "$HX_SCRIPTS_DIR_SELF/backup-retention.sh" --type "$type" >/dev/null || hx_warn retention "retention failed; all backups kept" "type=$type"
+        (hx_retention_job "$type") >/dev/null &
+        wait "$!" || hx_warn retention "retention failed; all backups kept" "type=$type"
     fi
     return "$rc"
 }
