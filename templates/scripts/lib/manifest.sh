@@ -6,12 +6,32 @@ declare -gA HX_OUT # the artifact record, see lib/pipeline.sh
 
 # ------------------------------------------------------------- manifests ---
 
-# hx_manifest_sign FILE_IN FILE_OUT: add .mac to a manifest body.
-hx_manifest_sign() {
-    local in=$1 out=$2 mac
-    mac=$(jq --compact-output --sort-keys 'del(.mac)' "$in" | hx_hmac_hex "$HX_KEY_MAC")
-    jq --sort-keys --arg mac "$mac" --arg kid "$HX_KEY_LOADED_ID" '.mac = {alg: "hmac-sha256", keyId: $kid, value: $mac}' "$in" >"$out"
+# What a manifest's MAC covers: its body without .mac, keys sorted at every
+# depth, compact (as `jq --compact-output --sort-keys` prints it), and a
+# newline. hx_sortk sorts; hx_manifest_load (lib/verify.sh) reads with it.
+readonly HX_JQ_SORTK='def hx_sortk: if type == "object" then to_entries | sort_by(.key) | map(.value |= hx_sortk) | from_entries
+    elif type == "array" then map(hx_sortk) else . end;'
+
+# hx_sign_json OUT FILTER [JQ-ARGUMENT...]: the object FILTER makes (one jq
+# run, given the JQ-ARGUMENTs: options, variables, an input file), signed
+# with the loaded key and written to OUT (keys sorted, indented) with
+# .mac = {alg, keyId, value}. The run prints the canonical body, then the
+# signed object with a placeholder for the HMAC, put in by bash: the
+# placeholder's quotes would be escaped in any string value that held it.
+hx_sign_json() {
+    local out=$1 filter=$2 text body mac slot='"value": "@HX-MAC@"'
+    shift 2
+    text=$(jq --raw-output --sort-keys --arg hxKeyId "$HX_KEY_LOADED_ID" "$HX_JQ_SORTK
+        ($filter) | del(.mac) | (hx_sortk | tojson), . + {mac: {alg: \"hmac-sha256\", keyId: \$hxKeyId, value: \"@HX-MAC@\"}}" "$@") || return 1
+    body=${text%%$'\n'*}
+    text=${text#*$'\n'}
+    [[ $text == *"$slot"* && ${text#*"$slot"} != *"$slot"* ]] || return 1
+    mac=$(printf '%s\n' "$body" | hx_hmac_hex "$HX_KEY_MAC") || return 1
+    printf '%s\n' "${text/"$slot"/"\"value\": \"$mac\""}" >"$out"
 }
+
+# hx_manifest_sign FILE_IN FILE_OUT: add .mac to a manifest body.
+hx_manifest_sign() { hx_sign_json "$2" . "$1"; }
 
 # hx_previous_manifest DIR: newest committed manifest in DIR (or nothing).
 hx_previous_manifest() {
@@ -189,14 +209,22 @@ hx_commit_artifact() {
     # Both temp names end .PID.partial so a killed run's leftovers are found
     # by hx_clean_dead_temps.
     local now mpart="$dir/.$base.manifest.json.$$.partial"
-    local mbody="$dir/.$base.manifest-body.json.$$.partial"
     hx_tmp_register "$mpart"
-    hx_tmp_register "$mbody"
     local started
     hx_utc_into now '%Y-%m-%dT%H:%M:%SZ'
     hx_utc_into started '%Y-%m-%dT%H:%M:%SZ' "$HX_START_EPOCH"
-    jq --null-input --sort-keys \
-        --argjson format "$HX_MANIFEST_FORMAT" --arg type "$type" --arg target "$target" \
+    # Built and signed in one jq run.
+    # shellcheck disable=SC2016  # a jq filter: $names are jq's variables
+    hx_sign_json "$mpart" '{format: $format, type: $type, target: $target, source: $source, content: $content,
+          host: $host, stack: $stack, job: $job, artifact: $artifact,
+          dedup: (if $refArtifact == "" then null else {artifact: $refArtifact, manifest: $refManifest} end),
+          startedAt: $started, createdAt: $created,
+          encryption: {cipher: "aes-256-cbc", kdf: "pbkdf2", digest: "sha256", iter: $iter, keyId: $keyId},
+          compression: {method: $method, level: $level},
+          sizes: {plain: $plainSize, stored: $storedSize},
+          sha256: {stored: $storedSha, content: $contentSha},
+          tools: ({"hx-backup": $vHx, openssl: $vOpenssl, ($method): $vComp} + $tools)}' \
+        --null-input --argjson format "$HX_MANIFEST_FORMAT" --arg type "$type" --arg target "$target" \
         --argjson source "$source_json" --argjson content "$content_json" \
         --arg host "$HX_HOST" --arg stack "$HX_STACK" --arg job "$HX_JOB" \
         --arg artifact "$artifact" --arg refArtifact "$ref_artifact" --arg refManifest "$ref_manifest" \
@@ -206,18 +234,10 @@ hx_commit_artifact() {
         --argjson plainSize "${HX_OUT[plain_size]}" --argjson storedSize "$stored_size" \
         --arg storedSha "$stored_sha" --arg contentSha "${HX_OUT[content_sha]}" \
         --arg vOpenssl "$(hx_tool_version openssl)" --arg vComp "$(hx_tool_version "${HX_OUT[method]}")" \
-        --arg vHx "$HX_VERSION" --argjson tools "${HX_EXTRA_TOOLS_JSON:-{\}}" \
-        '{format: $format, type: $type, target: $target, source: $source, content: $content,
-          host: $host, stack: $stack, job: $job, artifact: $artifact,
-          dedup: (if $refArtifact == "" then null else {artifact: $refArtifact, manifest: $refManifest} end),
-          startedAt: $started, createdAt: $created,
-          encryption: {cipher: "aes-256-cbc", kdf: "pbkdf2", digest: "sha256", iter: $iter, keyId: $keyId},
-          compression: {method: $method, level: $level},
-          sizes: {plain: $plainSize, stored: $storedSize},
-          sha256: {stored: $storedSha, content: $contentSha},
-          tools: ({"hx-backup": $vHx, openssl: $vOpenssl, ($method): $vComp} + $tools)}' >"$mbody"
-    hx_manifest_sign "$mbody" "$mpart"
-    rm -f -- "$mbody"
+        --arg vHx "$HX_VERSION" --argjson tools "${HX_EXTRA_TOOLS_JSON:-{\}}" || {
+        HX_STATUS_CAUSE="could not write the manifest"
+        return "$HX_EXIT_FAIL"
+    }
     # Check what was written before giving it its final name.
     local check_file="$dir/$artifact"
     [[ -z $ref_artifact ]] && check_file=${HX_OUT[partial]}

@@ -7,16 +7,15 @@
 
 # hx_manifest_load MANIFEST: read everything verification needs in one jq
 # pass into HX_MF_* (each field JSON-encoded on its own line, the canonical
-# body last: keys sorted recursively, compact; identical to `jq -cS`).
+# body the MAC covers last: HX_JQ_SORTK in lib/manifest.sh).
 hx_manifest_load() {
     local m=$1
     local -a mf=()
     HX_MF_PATH=""
-    mapfile -t mf < <(jq --raw-output 'def sortk: if type == "object" then to_entries | sort_by(.key) | map(.value |= sortk) | from_entries
-            elif type == "array" then map(sortk) else . end;
+    mapfile -t mf < <(jq --raw-output "$HX_JQ_SORTK"'
         if type == "object" and .format == 1 and (.mac.value | type == "string")
         then "ok", (.mac.keyId | tojson), (.encryption.keyId | tojson), (.mac.value | tojson), (.sizes.stored | tojson),
-             (.sha256.stored | tojson), (.artifact | tojson), (del(.mac) | sortk | tojson)
+             (.sha256.stored | tojson), (.artifact | tojson), (del(.mac) | hx_sortk | tojson)
         else "bad" end' "$m" 2>/dev/null)
     if [[ ${mf[0]:-} != ok || ${#mf[@]} -ne 8 ]]; then
         HX_VERIFY_ERROR="manifest unreadable or malformed"
@@ -245,22 +244,19 @@ hx_restore_test_record() {
         hx_warn restore_test_record "restore-test record not written: encryption key: $HX_KEY_ERROR" "type=$type" "target=$target"
         return 0
     fi
-    local body="$dir/.restore-test-body.json.$$.partial" part="$dir/.restore-test.json.$$.partial"
-    hx_tmp_register "$body"
+    local part="$dir/.restore-test.json.$$.partial"
     hx_tmp_register "$part"
-    if jq --null-input --sort-keys \
-        --arg host "$HX_HOST" --arg stack "$HX_STACK" --arg job "$HX_JOB" \
-        --arg type "$type" --arg target "$target" --arg manifest "$name" --arg manifestSha "$sha" --argjson tested "$tested" \
-        --arg started "$started_at" --arg finished "$finished" --argjson ms "$ms" --arg result "$result" --arg error "${error:0:500}" \
-        '{format: 1, kind: "restore-test", host: $host, stack: $stack, job: $job, type: $type, target: $target,
+    # shellcheck disable=SC2016  # a jq filter: $names are jq's variables
+    if ! hx_sign_json "$part" '{format: 1, kind: "restore-test", host: $host, stack: $stack, job: $job, type: $type, target: $target,
           manifest: $manifest, manifestSha256: (if $manifestSha == "" then null else $manifestSha end),
           artifact: $tested.artifact, manifestCreatedAt: $tested.createdAt,
           startedAt: $started, finishedAt: $finished, durationMs: $ms,
-          result: $result, error: (if $result == "ok" then null else $error end)}' >"$body" \
-        && hx_manifest_sign "$body" "$part" && mv -f -- "$part" "$dir/.restore-test.json"; then
-        rm -f -- "$body"
-    else
-        rm -f -- "$body" "$part"
+          result: $result, error: (if $result == "ok" then null else $error end)}' \
+        --null-input --arg host "$HX_HOST" --arg stack "$HX_STACK" --arg job "$HX_JOB" \
+        --arg type "$type" --arg target "$target" --arg manifest "$name" --arg manifestSha "$sha" --argjson tested "$tested" \
+        --arg started "$started_at" --arg finished "$finished" --argjson ms "$ms" --arg result "$result" --arg error "${error:0:500}" \
+        || ! mv -f -- "$part" "$dir/.restore-test.json"; then
+        rm -f -- "$part"
         hx_warn restore_test_record "restore-test record not written" "type=$type" "target=$target"
     fi
     return 0
