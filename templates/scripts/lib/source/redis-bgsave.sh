@@ -9,6 +9,16 @@ hx__redis_cli() {
     redis-cli -h "${HX_REDIS[host]}" -p "${HX_REDIS[port]}" --no-auth-warning "$@"
 }
 
+# hx__redis_nap SECONDS: sleep without a process. The waits below poll every
+# 10 to 50 ms while BGSAVE runs, and a sleep process each time is CPU taken
+# from the save and the stream: a read that times out on a pipe that no one
+# writes to (this shell holds its write end) waits in the shell instead.
+hx__redis_nap() {
+    local nothing
+    [[ -n ${HX_REDIS_NAP_FD:-} ]] || exec {HX_REDIS_NAP_FD}<> <(:)
+    read -r -t "$1" -u "$HX_REDIS_NAP_FD" nothing || true
+}
+
 # hx__bgsave_state: one INFO persistence call into HX_BGSAVE.
 hx__bgsave_state() {
     local info line
@@ -47,7 +57,7 @@ hx__bgsave_wait() {
             return 1
         fi
         if [[ -n $temp && -e $temp ]]; then
-            sleep 0.02
+            hx__redis_nap 0.02
             continue
         fi
         hx__bgsave_state || return 1
@@ -58,7 +68,7 @@ hx__bgsave_wait() {
                 break
             fi
         fi
-        sleep "$interval"
+        hx__redis_nap "$interval"
     done
     [[ ${HX_BGSAVE[status]} == ok ]] || {
         HX_STATUS_CAUSE="BGSAVE finished with status '${HX_BGSAVE[status]}'"

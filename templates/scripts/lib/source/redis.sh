@@ -176,7 +176,7 @@ hx_redis_dump() {
             [[ -n $live_tmp ]] && break
             hx__bgsave_state || hx_die "$HX_EXIT_FAIL" "$HX_STATUS_CAUSE"
             [[ ${HX_BGSAVE[in_progress]} == 1 ]] || break
-            sleep 0.01
+            hx__redis_nap 0.01
         done
         if [[ -n $live_tmp ]] && { exec {HX_REDIS_LIVE_FD}<"$live_tmp"; } 2>/dev/null; then
             live=1
