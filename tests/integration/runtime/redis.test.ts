@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isRoot, missingTools, run, waitFor } from "../../support/env";
+import { isRoot, missingTools, run, start, waitFor } from "../../support/env";
 import { alarmingLines, giveToUser, makeHost, renderedSection, type TestHost } from "../../support/host";
 import { startRedis, type RedisInstance } from "../../support/redis";
 
@@ -48,6 +48,9 @@ describe.skipIf(missing.length > 0)("redis-backup.sh", { timeout: 120_000 }, () 
         expect(host.log("redis-backup")).not.toContain(PASSWORD);
         expect(alarmingLines(r.stderr)).toEqual([]);
         expect(alarmingLines(host.log("redis-backup"))).toEqual([]);
+        // The job's retention (run in the job's process) logs as backup-retention.sh --type redis would.
+        expect(host.log("backup-retention")).toMatch(/event=finish .*what="backup-retention.sh --type redis" result="ok" exit_code="0"/);
+        expect(host.metric("backup_verification_status", "redis", target)).toBe(1);
     });
 
     it("restore-tests the RDB and restores it to a file", async () => {
@@ -102,6 +105,30 @@ describe.skipIf(missing.length > 0)("redis-backup.sh", { timeout: 120_000 }, () 
         const r = await host.runScript("backup-privileged.sh", ["redis-copy-rdb"], { asRoot: true });
         expect(r.code, r.stderr).toBe(0);
         expect(r.stdout.startsWith("REDIS")).toBe(true);
+    });
+
+    it("a retention that cannot run (another run holds its lock) is a warning: the backup is kept and the job succeeds", async () => {
+        const target = `redis-${redis.port}`;
+        const before = host.manifests("redis", target).length;
+        const lock = join(host.config.paths.locks, "backup-retention.lock");
+        // A live holder of the lock that names itself in it, as a running backup-retention.sh does.
+        const holder = start("bash", ["-c", 'exec 9>>"$1" && flock 9 && printf "%s\\n" "$$" >"$1" && exec sleep 60', "_", lock]);
+        try {
+            await waitFor(async () => (await run("flock", ["--nonblock", lock, "true"])).code !== 0, 10_000, "the retention lock to be held");
+            const r = await host.runScript("redis-backup.sh");
+            expect(r.code, r.stderr).toBe(0);
+            expect(host.manifests("redis", target)).toHaveLength(before + 1);
+            expect(r.stderr).toMatch(/level=warning .*event=retention .*retention failed; all backups kept/);
+            expect(host.log("backup-retention")).toMatch(/event=finish .*what="backup-retention.sh --type redis" result="locked" exit_code="3"/);
+            expect(host.metric("backup_last_run_status", "redis", target)).toBe(1);
+        } finally {
+            holder.kill("SIGKILL");
+            await holder.done;
+        }
+        // Once the lock is free, retention prunes the same day's older backup as it would have.
+        const again = await host.runScript("backup-retention.sh", ["--type", "redis"]);
+        expect(again.code, again.stderr).toBe(0);
+        expect(host.manifests("redis", target)).toHaveLength(before);
     });
 
     it("fails with a clear cause when AUTH is wrong, keeping earlier backups", async () => {
