@@ -138,9 +138,14 @@ hx_redis_dump() {
         IFS= read -r REDISCLI_AUTH <"$auth_file" || true
         export REDISCLI_AUTH
     fi
-    local ping
-    ping=$(hx__redis_cli PING 2>&1 || true)
-    [[ $ping == PONG ]] || hx_die "$HX_EXIT_FAIL" "redis at ${HX_REDIS[host]}:${HX_REDIS[port]} not reachable or AUTH failed: $(head -c 200 <<<"$ping" | tr '\n' ' ')"
+    # The save counters before BGSAVE. Read, they also prove the server
+    # reachable and AUTH right; otherwise PING says which failed.
+    if ! hx__bgsave_state; then
+        local ping
+        ping=$(hx__redis_cli PING 2>&1 || true)
+        [[ $ping == PONG ]] || hx_die "$HX_EXIT_FAIL" "redis at ${HX_REDIS[host]}:${HX_REDIS[port]} not reachable or AUTH failed: $(head -c 200 <<<"$ping" | tr '\n' ' ')"
+        hx_die "$HX_EXIT_FAIL" "$HX_STATUS_CAUSE"
+    fi
 
     dir="$HX_STORAGE/redis/$target"
     HX_REDIS[errf]="$dir/.stderr.$$.partial"
@@ -152,7 +157,6 @@ hx_redis_dump() {
     : >"${HX_REDIS[pollf]}"
     HX_SOURCE_ERROR_FILE=${HX_REDIS[errf]}
 
-    hx__bgsave_state || hx_die "$HX_EXIT_FAIL" "$HX_STATUS_CAUSE"
     HX_REDIS[before_saves]=${HX_BGSAVE[saves]}
     HX_REDIS[before_lastsave]=${HX_BGSAVE[lastsave]}
     HX_REDIS[deadline]=$((start + HX_REDIS[timeout]))
