@@ -171,6 +171,12 @@ hx_period_keys() {
     fi
 }
 
+# The manifests this process committed -> the identity (device, inode, size,
+# mtime) of the manifest and the artifact when its self-checks began: the
+# job's retention takes such a manifest, if both are still those files, as
+# verified instead of hashing the artifact again (hx_retention_apply).
+declare -gA HX_SELF_CHECKED=()
+
 # hx_commit_artifact TYPE TARGET SOURCE_JSON CONTENT_JSON
 # After hx_store: dedup against the previous artifact, write + sign the
 # manifest, verify, then rename artifact and manifest into place.
@@ -239,8 +245,9 @@ hx_commit_artifact() {
         return "$HX_EXIT_FAIL"
     }
     # Check what was written before giving it its final name.
-    local check_file="$dir/$artifact"
+    local check_file="$dir/$artifact" checked_id
     [[ -z $ref_artifact ]] && check_file=${HX_OUT[partial]}
+    checked_id=$(stat --format='%d %i %s %y' -- "$mpart" "$check_file" 2>/dev/null) || checked_id=""
     if ! hx_verify_manifest_mac "$mpart" >/dev/null; then
         HX_STATUS_CAUSE="manifest MAC self-check failed"
         return "$HX_EXIT_VERIFY"
@@ -257,6 +264,7 @@ hx_commit_artifact() {
     sync -- "$dir" 2>/dev/null || true
     HX_OUT[manifest]="$dir/$base.manifest.json"
     HX_OUT[artifact_path]="$dir/$artifact"
+    [[ -z $checked_id ]] || HX_SELF_CHECKED[${HX_OUT[manifest]}]=$checked_id
     HX_OUT[stored_size_new]=$stored_size
     ((HX_OUT[dedup_saved] > 0)) && HX_OUT[stored_size_new]=0
     return 0

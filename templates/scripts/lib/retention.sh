@@ -27,6 +27,14 @@ hx__retention_prune_artifact() {
     fi
 }
 
+# hx__retention_self_checked MANIFEST ARTIFACT: this process committed
+# MANIFEST, its self-checks (MAC, the artifact's size and sha256) passed, and
+# both files are still the ones checked (HX_SELF_CHECKED, lib/manifest.sh).
+hx__retention_self_checked() {
+    [[ -n ${HX_SELF_CHECKED[$1]:-} ]] || return 1
+    [[ $(stat --format='%d %i %s %y' -- "$1" "$2" 2>/dev/null) == "${HX_SELF_CHECKED[$1]}" ]]
+}
+
 # hx_retention_apply TYPE DRY: apply retention to every source (or those of
 # TYPE), after hx_init and the backup-retention lock. With DRY 1, list what
 # would be deleted and why on stdout and delete nothing (the verification of
@@ -65,10 +73,11 @@ hx_retention_apply() {
         done < <(jq --raw-output '[input_filename, (.createdAt // "" | tostring), (.artifact // "" | tostring)] | @tsv' "${ms[@]}" 2>/dev/null || true)
         # Newest first until one verifies: each check's outcome is the source's
         # verification status (0 if a newer backup failed, even when an older one passed).
+        # A backup this job committed was checked at its commit (hx_commit_artifact).
         verified=""
         for m in "${ms[@]}"; do
             if [[ -z $newest_verified ]]; then
-                if hx_verify_artifact "$m"; then
+                if hx__retention_self_checked "$m" "$dir/${artifact_of[$m]:-}" || hx_verify_artifact "$m"; then
                     newest_verified=$m
                     verified=${verified:-1}
                 else
