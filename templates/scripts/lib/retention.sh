@@ -42,7 +42,7 @@ hx__retention_self_checked() {
 hx_retention_apply() {
     local only_type=$1 dry=$2
     hx_retention_zone || hx_die "$HX_EXIT_USAGE" "$HX_ZONE_ERROR"
-    local -a rules=(daily weekly monthly yearly) counts=() sources=() ms=()
+    local -a rules=(daily weekly monthly yearly) counts=() sources=() newest_first=()
     hx_cfg_into counts retention.daily retention.weekly retention.monthly retention.yearly
     local -A keep_n=([daily]=${counts[0]} [weekly]=${counts[1]} [monthly]=${counts[2]} [yearly]=${counts[3]})
     # Unreferenced artifacts younger than this may belong to a run that is
@@ -54,28 +54,28 @@ hx_retention_apply() {
         return 0
     fi
     local dir type target m r a b c fname name created reasons verified newest_verified day week month year deleted=0
-    local -A last=() left=() why=() created_of=() artifact_of=() needed=() gone=() bucket=()
+    local -A rule_last=() rule_left=() why=() created_of=() artifact_of=() needed=() gone=() rule_period=()
     hx_source_dirs sources "$only_type"
     for dir in "${sources[@]}"; do
         hx_source_of "$dir" type target
-        mapfile -d '' -t ms < <(hx_manifests "$dir" --reverse)
-        ((${#ms[@]} > 0)) || continue
-        last=() left=() why=() created_of=() artifact_of=() needed=() gone=()
+        mapfile -d '' -t newest_first < <(hx_manifests "$dir" --reverse)
+        ((${#newest_first[@]} > 0)) || continue
+        rule_last=() rule_left=() why=() created_of=() artifact_of=() needed=() gone=()
         for r in "${rules[@]}"; do
-            left[$r]=${keep_n[$r]}
-            last[$r]=""
+            rule_left[$r]=${keep_n[$r]}
+            rule_last[$r]=""
         done
         newest_verified=""
         # createdAt and artifact of every manifest in one jq pass.
         while IFS=$'\t' read -r fname c a; do
             created_of[$fname]=$c
             artifact_of[$fname]=$a
-        done < <(jq --raw-output '[input_filename, (.createdAt // "" | tostring), (.artifact // "" | tostring)] | @tsv' "${ms[@]}" 2>/dev/null || true)
+        done < <(jq --raw-output '[input_filename, (.createdAt // "" | tostring), (.artifact // "" | tostring)] | @tsv' "${newest_first[@]}" 2>/dev/null || true)
         # Newest first until one verifies: each check's outcome is the source's
         # verification status (0 if a newer backup failed, even when an older one passed).
         # A backup this job committed was checked at its commit (hx_commit_artifact).
         verified=""
-        for m in "${ms[@]}"; do
+        for m in "${newest_first[@]}"; do
             if [[ -z $newest_verified ]]; then
                 if hx__retention_self_checked "$m" "$dir/${artifact_of[$m]:-}" || hx_verify_artifact "$m"; then
                     newest_verified=$m
@@ -89,12 +89,12 @@ hx_retention_apply() {
             reasons=""
             if [[ $created =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$ ]]; then
                 read -r day week month year < <(hx_period_keys "$created")
-                bucket=([daily]=$day [weekly]=$week [monthly]=$month [yearly]=$year)
+                rule_period=([daily]=$day [weekly]=$week [monthly]=$month [yearly]=$year)
                 for r in "${rules[@]}"; do
-                    if ((left[$r] > 0)) && [[ ${bucket[$r]} != "${last[$r]}" ]]; then
-                        last[$r]=${bucket[$r]}
-                        left[$r]=$((left[$r] - 1))
-                        reasons+="${reasons:+, }$r ${bucket[$r]}"
+                    if ((rule_left[$r] > 0)) && [[ ${rule_period[$r]} != "${rule_last[$r]}" ]]; then
+                        rule_last[$r]=${rule_period[$r]}
+                        rule_left[$r]=$((rule_left[$r] - 1))
+                        reasons+="${reasons:+, }$r ${rule_period[$r]}"
                     fi
                 done
             else
@@ -106,12 +106,12 @@ hx_retention_apply() {
             why[$m]=$reasons
         done
         # Artifacts referenced by kept manifests.
-        for m in "${ms[@]}"; do
+        for m in "${newest_first[@]}"; do
             [[ -n ${why[$m]} ]] || continue
             a=${artifact_of[$m]:-}
             [[ -n $a ]] && needed[$a]=1
         done
-        for m in "${ms[@]}"; do
+        for m in "${newest_first[@]}"; do
             hx_basename_into name "$m"
             if [[ -n ${why[$m]} ]]; then
                 ((dry == 0)) || echo "keep   $type/$target/$name ($(tr -d '\n' <<<"${why[$m]}"))"
@@ -129,7 +129,7 @@ hx_retention_apply() {
         # above at once (committed backups, not a run in progress; left for
         # orphanMinutes, backup-verify.sh --all would report them as orphans), any
         # other (an orphan of an old run) once older than orphanMinutes.
-        for m in "${ms[@]}"; do
+        for m in "${newest_first[@]}"; do
             a=${artifact_of[$m]:-}
             [[ -z ${why[$m]} && -n $a && -z ${needed[$a]:-} && -z ${gone[$a]:-} && $a != */* && $a != .* && ($a == *.enc || $a == *.enc.tar) && -f $dir/$a ]] || continue
             gone[$a]=1
