@@ -147,12 +147,14 @@ hx__on_err() {
     fi
 }
 
-# Removes every registered temp path (hx_tmp_register).
+# Removes every registered temp path (hx_tmp_register) that exists, in one rm.
 hx_tmp_cleanup() {
     local p
+    local -a left=()
     for p in "${HX_TMP_PATHS[@]}"; do
-        [[ -n $p && -e $p ]] && rm -rf -- "$p"
+        [[ -n $p && -e $p ]] && left+=("$p")
     done
+    ((${#left[@]} == 0)) || rm -rf -- "${left[@]}"
     return 0
 }
 

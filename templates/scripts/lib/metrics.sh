@@ -14,6 +14,37 @@ hx__label() {
     printf '%s' "$v"
 }
 
+# hx__textfile_temp_into VAR PREFIX: create PREFIX.PID.tmpXXXXXX.partial (six
+# random letters and digits; the name hx_clean_dead_temps knows) exclusively
+# with mode 0644, as mktemp and chmod did, without a process of its own.
+hx__textfile_temp_into() {
+    local -n hx__tmp_var=$1
+    local chars=ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 suffix i try
+    for ((try = 0; try < 20; try++)); do
+        suffix=""
+        for ((i = 0; i < 6; i++)); do suffix+=${chars:RANDOM % 62:1}; done
+        hx__tmp_var="$2.$$.tmp$suffix.partial"
+        (set -o noclobber && umask 022 && : >"$hx__tmp_var") 2>/dev/null && return 0
+    done
+    return 1
+}
+
+# hx__sorted_into ARRAY WORD...: the WORDs in byte order (LC_ALL=C, as sort
+# would) into ARRAY.
+hx__sorted_into() {
+    local -n hx__sorted=$1
+    shift
+    local w i
+    hx__sorted=()
+    for w in "$@"; do
+        for ((i = ${#hx__sorted[@]}; i > 0; i--)); do
+            [[ ${hx__sorted[i - 1]} > $w ]] || break
+            hx__sorted[i]=${hx__sorted[i - 1]}
+        done
+        hx__sorted[i]=$w
+    done
+}
+
 # hx_metrics TYPE TARGET name=value ...: merge into the source's textfile
 # (one file per type/target), written atomically, no timestamps.
 hx_metrics() {
@@ -43,15 +74,16 @@ hx_metrics() {
     local jitter=${HX_JITTER_OF[$type]:-}
     [[ -n $jitter ]] && val[backup_schedule_jitter_seconds]=$jitter
     local labels tmp
+    local -a names=()
     labels="type=\"$(hx__label "$type")\",target=\"$(hx__label "$target")\""
-    tmp=$(mktemp -- "$HX_TEXTFILE/.hx_backup-$type-$target.prom.$$.tmpXXXXXX.partial") || return 0
+    hx__textfile_temp_into tmp "$HX_TEXTFILE/.hx_backup-$type-$target.prom" || return 0
+    hx__sorted_into names "${!val[@]}"
     {
-        for name in $(printf '%s\n' "${!val[@]}" | sort); do
+        for name in "${names[@]}"; do
             printf '# TYPE %s gauge\n' "$name"
             printf '%s{%s} %s\n' "$name" "$labels" "${val[$name]}"
         done
     } >"$tmp"
-    chmod 0644 -- "$tmp"
     mv -f -- "$tmp" "$file"
 }
 
@@ -63,7 +95,7 @@ hx_host_metrics() {
     [[ -n ${HX_TEXTFILE:-} && -d ${HX_STORAGE:-} ]] || return 0
     [[ -d $HX_TEXTFILE ]] || mkdir -p -- "$HX_TEXTFILE" 2>/dev/null || return 0
     local size avail quota tmp key_file key_mtime
-    read -r size avail < <(df --block-size=1 --output=size,avail -- "$HX_STORAGE" 2>/dev/null | tail -n 1) || return 0
+    { read -r _ && read -r size avail; } < <(df --block-size=1 --output=size,avail -- "$HX_STORAGE" 2>/dev/null) || return 0
     quota=$HX_STORAGE_QUOTA
     [[ $size =~ ^[0-9]+$ && $avail =~ ^[0-9]+$ && $quota =~ ^[0-9]+$ ]] || return 0
     local -a lines=(backup_storage_filesystem_size_bytes "$size" backup_storage_filesystem_avail_bytes "$avail" backup_storage_quota_bytes "$quota")
@@ -71,12 +103,11 @@ hx_host_metrics() {
     [[ -e $key_file || -z $HX_KEYFILE ]] || key_file=$HX_KEYFILE
     key_mtime=$(stat --format=%Y -- "$key_file" 2>/dev/null || true)
     [[ $key_mtime =~ ^[0-9]+$ ]] && lines+=(backup_encryption_key_age_seconds "$(($(hx_epoch) - key_mtime))")
-    tmp=$(mktemp -- "$HX_TEXTFILE/.hx_backup-storage.prom.$$.tmpXXXXXX.partial") || return 0
+    hx__textfile_temp_into tmp "$HX_TEXTFILE/.hx_backup-storage.prom" || return 0
     local i
     for ((i = 0; i < ${#lines[@]}; i += 2)); do
         printf '# TYPE %s gauge\n%s %s\n' "${lines[i]}" "${lines[i]}" "${lines[i + 1]}"
     done >"$tmp"
-    chmod 0644 -- "$tmp"
     mv -f -- "$tmp" "$HX_TEXTFILE/hx_backup-storage.prom"
 }
 
@@ -92,7 +123,11 @@ hx_storage_usage() {
         echo 0
         return
     }
-    find "$dir" -maxdepth 1 -type f ! -name '.*' -printf '%s\n' | awk '{s += $1} END {printf "%d\n", s}'
+    local n sum=0
+    while IFS= read -r n; do
+        sum=$((sum + n))
+    done < <(find "$dir" -maxdepth 1 -type f ! -name '.*' -printf '%s\n')
+    printf '%d\n' "$sum"
 }
 
 # ------------------------------------------------------------- size check ---
@@ -161,7 +196,7 @@ hx_failure_cause() {
     [[ -n ${HX_TEXTFILE:-} && -d $HX_TEXTFILE && -w $HX_TEXTFILE ]] || return 0
     file="$HX_TEXTFILE/hx_backup_cause-$type-$target.prom"
     if [[ -z $cause ]]; then
-        rm -f -- "$file"
+        [[ ! -e $file ]] || rm -f -- "$file"
         return 0
     fi
     # Printable ASCII only (LC_ALL=C): a label value must be valid UTF-8, and the cut below counts bytes.
@@ -173,10 +208,9 @@ hx_failure_cause() {
         [[ $cause != *' '* ]] || cause=${cause% *}
         cause="$cause ..."
     fi
-    tmp=$(mktemp -- "$file.$$.tmpXXXXXX.partial") || return 0
+    hx__textfile_temp_into tmp "$file" || return 0
     printf '# TYPE backup_last_failure_info gauge\nbackup_last_failure_info{type="%s",target="%s",cause="%s"} 1\n' \
         "$(hx__label "$type")" "$(hx__label "$target")" "$(hx__label "$cause")" >"$tmp"
-    chmod 0644 -- "$tmp"
     mv -f -- "$tmp" "$file"
 }
 
