@@ -228,8 +228,17 @@ hx_redis_restore_test() {
 
 hx_redis_content_hasher() { echo hx__hash_raw; }
 
-# hx_redis_keys_read < redis-check-rdb output: the number of keys it read.
-hx_redis_keys_read() { sed -n 's/^\[info\] \([0-9]*\) keys read.*/\1/p' | head -n 1; }
+# hx_redis_keys_read < redis-check-rdb output: the number of keys it read
+# (its first "[info] N keys read" line; a few lines, read by the shell).
+hx_redis_keys_read() {
+    local line
+    while IFS= read -r line; do
+        if [[ $line =~ ^\[info\]\ ([0-9]*)\ keys\ read ]]; then
+            printf '%s\n' "${BASH_REMATCH[1]}"
+            return 0
+        fi
+    done
+}
 
 # hx_redis_check_rdb SIZEFILE CHECKFILE < rdb: hash and size while
 # redis-check-rdb reads the same bytes (its report goes to CHECKFILE).
