@@ -23,7 +23,8 @@ hx__textfile_temp_into() {
     for ((try = 0; try < 20; try++)); do
         suffix=""
         for ((i = 0; i < 6; i++)); do suffix+=${chars:RANDOM % 62:1}; done
-        hx__tmp_var="$2.$$.tmp$suffix.partial"
+        hx__tmp_var="$2.$$.tmpXXXXXX.partial"
+        hx__tmp_var=${hx__tmp_var/%XXXXXX.partial/$suffix.partial}
         (set -o noclobber && umask 022 && : >"$hx__tmp_var") 2>/dev/null && return 0
     done
     return 1
