@@ -7,7 +7,7 @@
 
 declare -gA HX_PG_DUMP # defined in postgresql.sh
 # HX_PG_DB: one database's state, in its own subshell (target, start, errf,
-# snapshot, sizes, tables, plan, parts, toc, data, header, and part_* of the
+# snapshot, sizes, tables, post, plan, parts, toc, data, header, and part_* of the
 # last hx__pg_toc_check).
 declare -gA HX_PG_DB=()
 
@@ -97,6 +97,26 @@ HX_PG_PARTS_SQL="SELECT coalesce(jsonb_agg(jsonb_build_object('table', format('%
             'pattern', '\"' || replace(n.nspname, '\"', '\"\"') || '\".\"' || replace(c.relname, '\"', '\"\"') || '\"',
             'bytes', pg_table_size(c.oid)) ORDER BY pg_table_size(c.oid) DESC, n.nspname, c.relname), '[]'::jsonb)::text
         $HX_PG_USER_TABLES;"
+
+# The indexes of the dumped tables, for the restore's schedule of its index
+# and key-constraint builds (hx__pg_split_toc): each keyed as its pg_restore
+# --list line names it ("<catalog oid> <object oid>": the constraint for a
+# primary key, unique or exclusion constraint, else the index), with its
+# table (name and oid, as TABLE DATA lists it) and the bytes of the table and
+# the index in this snapshot.
+HX_PG_POST_DATA_SQL="SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'toc', CASE WHEN con.oid IS NULL THEN format('%s %s', 'pg_class'::regclass::oid, i.indexrelid) ELSE format('%s %s', 'pg_constraint'::regclass::oid, con.oid) END,
+            'table', t.name, 'tableOid', t.oid, 'tableBytes', pg_relation_size(t.oid), 'indexBytes', pg_relation_size(i.indexrelid))
+            ORDER BY t.name, i.indexrelid), '[]'::jsonb)::text
+        FROM (SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name $HX_PG_USER_TABLES) t
+        JOIN pg_index i ON i.indrelid = t.oid
+        LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = t.oid AND con.contype IN ('p', 'u', 'x');"
+
+# hx__pg_post_data_sizes: HX_PG_DB[post] from the snapshot (see HX_PG_POST_DATA_SQL).
+hx__pg_post_data_sizes() {
+    printf '%s\n' "$HX_PG_POST_DATA_SQL" 1>&"${HX_PG_SNAP[1]}"
+    hx__pg_snapshot_read post "list the index sizes"
+}
 
 # Split the tables into at most JOBS data parts of about equal size: the
 # largest tables that together hold 99 % of the bytes (at most 2,000 of them,
@@ -233,6 +253,7 @@ hx__pg_backup_database() {
     if [[ $fmt == custom ]]; then
         hx_store postgresql "$target" "$target" dump hx_postgresql_check_dump -- hx__pg_dump "$db"
         hx__pg_snapshot_read tables "count rows"
+        hx__pg_post_data_sizes
         hx__pg_snapshot_close
         # Structure: the TOC must list the expected objects.
         hx__pg_toc_check "${HX_OUT[partial]}" || exit "$HX_EXIT_VERIFY"
@@ -242,6 +263,7 @@ hx__pg_backup_database() {
     else
         hx__pg_snapshot_read tables "count rows"
         hx__pg_dump_parallel "$db" "$target"
+        hx__pg_post_data_sizes
         hx__pg_snapshot_close
         parts_json=${HX_PG_DB[parts]}
     fi
@@ -254,7 +276,8 @@ hx__pg_backup_database() {
     local source_json content_json
     source_json=$(jq --null-input --compact-output --arg db "$db" --arg host "${PGHOST:-}" --arg port "$PGPORT" '{database: $db, host: $host, port: $port}')
     content_json=$(jq --null-input --compact-output --arg fmt "$fmt" --argjson tables "${HX_PG_DB[tables]}" --argjson toc "${HX_PG_DB[toc]}" --argjson parts "$parts_json" \
-        '{format: $fmt, tables: $tables, tocEntries: $toc, consistentCounts: true} + (if $parts == null then {} else {parts: $parts} end)')
+        --argjson post "${HX_PG_DB[post]}" \
+        '{format: $fmt, tables: $tables, tocEntries: $toc, consistentCounts: true, postData: $post} + (if $parts == null then {} else {parts: $parts} end)')
     hx_commit_artifact postgresql "$target" "$source_json" "$content_json"
     hx_backup_succeeded postgresql "$target" "${HX_PG_DB[start]}" "database backed up and verified"
     printf '%s\n' "${HX_OUT[manifest]}" >"${HX_PG_DUMP[rundir]}/$target.manifest"
