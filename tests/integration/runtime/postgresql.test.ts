@@ -3,10 +3,10 @@
  * unprivileged OS user with peer auth over the socket: artifacts, manifests,
  * MAC, metrics, dedup, verification, restore test and restore.
  */
-import { chownSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isRoot, missingTools, run, waitFor } from "../../support/env";
+import { chownR, isRoot, missingTools, run, waitFor } from "../../support/env";
 import { alarmingLines, makeHost, postgresqlSection, type TestHost } from "../../support/host";
 import { PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
 import { loadStackConfig } from "../../../config/load";
@@ -293,6 +293,80 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         r = await host.runScript("postgresql-backup.sh", ["daily"]);
         expect(r.code, r.stderr).toBe(0);
         expect(host.metric("backup_last_run_status", "postgresql", "appdb")).toBe(1);
+    });
+
+    it("records each index's table and size in the manifest, restores by them, and restores an artifact without them (the previous dump code) as before", async () => {
+        await pg.sql("CREATE DATABASE sizedb");
+        await pg.sql(`CREATE TABLE big (id int PRIMARY KEY, note text); INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
+            CREATE INDEX big_note ON big (note);
+            CREATE TABLE small (id int PRIMARY KEY, big_id int REFERENCES big (id)); INSERT INTO small SELECT g, g FROM generate_series(1, 10) g;
+            CREATE TABLE parted (x int) PARTITION BY RANGE (x);
+            CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100); CREATE TABLE parted_2 PARTITION OF parted FOR VALUES FROM (100) TO (200);
+            INSERT INTO parted SELECT generate_series(0, 199); CREATE INDEX parted_x ON parted (x);`, "sizedb");
+        const saved = host.config.postgresql;
+        const dir = join(host.root, "older-artifact");
+        try {
+            host.config.postgresql = postgresqlSection(pg, role, [], { databases: [{ name: "sizedb", large: false }], format: "custom" });
+            host.writeConfig();
+            let r = await host.runScript("postgresql-backup.sh", ["daily"]);
+            expect(r.code, r.stderr).toBe(0);
+            const mname = host.manifests("postgresql", "sizedb").slice(-1)[0]!;
+            const manifest = join(host.config.paths.storage, "postgresql", "sizedb", mname);
+            const man = host.readManifest("postgresql", "sizedb", mname) as any;
+            expect(man.content.format).toBe("custom");
+            // Keyed as pg_restore --list names the entry: the constraint of a key, else the index.
+            const want = await pg.sql(`SELECT string_agg(concat_ws(' ', k, t::regclass::text, t::oid, pg_relation_size(t), pg_relation_size(i)), '|' ORDER BY k) FROM (VALUES
+                ('2606 ' || (SELECT oid FROM pg_constraint WHERE conname = 'big_pkey'), 'big'::regclass, 'big_pkey'::regclass),
+                ('1259 ' || 'big_note'::regclass::oid, 'big'::regclass, 'big_note'::regclass),
+                ('2606 ' || (SELECT oid FROM pg_constraint WHERE conname = 'small_pkey'), 'small'::regclass, 'small_pkey'::regclass),
+                ('1259 ' || 'parted_1_x_idx'::regclass::oid, 'parted_1'::regclass, 'parted_1_x_idx'::regclass),
+                ('1259 ' || 'parted_2_x_idx'::regclass::oid, 'parted_2'::regclass, 'parted_2_x_idx'::regclass)) v(k, t, i)`, "sizedb");
+            const got = (man.content.postData as any[])
+                .map((e) => [e.toc, e.table.replace(/^public\./, ""), e.tableOid, e.tableBytes, e.indexBytes].join(" "))
+                .sort()
+                .join("|");
+            expect(got).toBe(want);
+            expect(man.content.postData.find((e: any) => e.table === "public.big" && e.indexBytes > 0)).toBeTruthy();
+            // The manifest's MAC covers them: a changed size is refused before anything is restored.
+            const forged = join(host.root, "forged.manifest.json");
+            writeFileSync(forged, JSON.stringify({ ...man, content: { ...man.content, postData: man.content.postData.map((e: any) => ({ ...e, indexBytes: 1 })) } }));
+            r = await host.runScript("backup-restore.sh", ["--target", "sizedb_forged", forged]);
+            expect(r.code).toBe(4);
+            expect(r.stderr).toMatch(/verification failed, nothing restored/);
+            const restored = async (db: string) => {
+                expect(await pg.sql("SELECT count(*) FROM big", db)).toBe("20000");
+                expect(await pg.sql("SELECT count(*) FROM pg_indexes WHERE indexname IN ('big_pkey', 'big_note', 'small_pkey', 'parted_x', 'parted_1_x_idx', 'parted_2_x_idx')", db)).toBe("6");
+                expect(await pg.sql("SELECT count(*) FROM pg_inherits WHERE inhparent = 'parted_x'::regclass", db)).toBe("2");
+                expect(await pg.sql("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid = 'small'::regclass", db)).toBe("1");
+            };
+            const logBefore = host.log("backup-restore").length;
+            r = await host.runScript("backup-restore.sh", ["--target", "sizedb_restored", manifest]);
+            expect(r.code, r.stderr).toBe(0);
+            await restored("sizedb_restored");
+            const phases = [...host.log("backup-restore").slice(logBefore).matchAll(/event=restore_phase .*phase="([a-z-]+)"/g)].map((x) => x[1]);
+            expect(phases).toEqual(["pre-data", "data", "indexes", "post-data"]);
+            // The same artifact with a manifest as the previous dump code wrote it (no
+            // postData, signed with the key): the builds go round-robin after the data.
+            mkdirSync(dir, { recursive: true });
+            const older = join(dir, "older.manifest.json");
+            writeFileSync(join(dir, "stripped.json"), JSON.stringify({ ...man, content: { ...man.content, postData: undefined } }));
+            copyFileSync(join(host.config.paths.storage, "postgresql", "sizedb", man.artifact), join(dir, man.artifact));
+            if (host.user) chownR(dir, host.user);
+            const lib = join(host.scriptsDir, "hx-backup-lib.sh");
+            const sign = await run("bash", ["-c", 'set -Eeuo pipefail; source "$1"; hx_load_config; hx_key_load "$HX_KEY_ID"; hx_manifest_sign "$2" "$3"', "_", lib, join(dir, "stripped.json"), older], {
+                env: { HX_BACKUP_CONFIG: host.configPath },
+                user: host.user,
+            });
+            expect(sign.code, sign.stderr).toBe(0);
+            expect((JSON.parse(readFileSync(older, "utf8")) as any).content.postData).toBeUndefined();
+            r = await host.runScript("backup-restore.sh", ["--target", "sizedb_older", older]);
+            expect(r.code, r.stderr).toBe(0);
+            await restored("sizedb_older");
+        } finally {
+            host.config.postgresql = saved;
+            host.writeConfig();
+            rmSync(dir, { recursive: true, force: true });
+        }
     });
 
     it("restores into a new database, refuses to overwrite without --force, and refuses a tampered artifact", async () => {
