@@ -106,7 +106,7 @@ HX_PG_PARTS_SQL="SELECT coalesce(jsonb_agg(jsonb_build_object('table', format('%
 # the index in this snapshot.
 HX_PG_POST_DATA_SQL="SELECT coalesce(jsonb_agg(jsonb_build_object(
             'toc', CASE WHEN con.oid IS NULL THEN format('%s %s', 'pg_class'::regclass::oid, i.indexrelid) ELSE format('%s %s', 'pg_constraint'::regclass::oid, con.oid) END,
-            'table', t.name, 'tableOid', t.oid, 'tableBytes', pg_relation_size(t.oid), 'indexBytes', pg_relation_size(i.indexrelid))
+            'table', t.name, 'tableOid', t.oid::bigint, 'tableBytes', pg_relation_size(t.oid), 'indexBytes', pg_relation_size(i.indexrelid))
             ORDER BY t.name, i.indexrelid), '[]'::jsonb)::text
         FROM (SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name $HX_PG_USER_TABLES) t
         JOIN pg_index i ON i.indrelid = t.oid
