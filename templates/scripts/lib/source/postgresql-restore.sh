@@ -73,7 +73,7 @@ hx__pg_split_toc() {
             for (i = 1; i <= n; i++) {
                 if (kind[i] == "data") { print line[i] > (dir "/d." stream[i]); print oid[i] > (dir "/dtab." stream[i]) }
                 else if (kind[i] == "tail") print line[i] > (dir "/d." s)
-                else if (kind[i] == "post" && sized) printf "%d\t%s\t%d\t%s\n", pw[i], pt[i], i, line[i] > (dir "/post.unsorted")
+                else if (kind[i] == "post" && sized) print pw[i] "\t" pt[i] "\t" i "\t" line[i] > (dir "/post.unsorted")
                 else if (kind[i] == "post") print line[i] > (dir "/p." (np++ % jobs))
                 else print line[i] > (dir "/rest")
             }
