@@ -345,23 +345,36 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
             await restored("sizedb_restored");
             const phases = [...host.log("backup-restore").slice(logBefore).matchAll(/event=restore_phase .*phase="([a-z-]+)"/g)].map((x) => x[1]);
             expect(phases).toEqual(["pre-data", "data", "indexes", "post-data"]);
-            // The same artifact with a manifest as the previous dump code wrote it (no
-            // postData, signed with the key): the builds go round-robin after the data.
-            mkdirSync(dir, { recursive: true });
-            const older = join(dir, "older.manifest.json");
-            writeFileSync(join(dir, "stripped.json"), JSON.stringify({ ...man, content: { ...man.content, postData: undefined } }));
-            copyFileSync(join(host.config.paths.storage, "postgresql", "sizedb", man.artifact), join(dir, man.artifact));
-            if (host.user) chownR(dir, host.user);
+            // The same artifacts, custom and parallel, with a manifest as the previous dump code
+            // wrote it (no postData, signed with the key): the builds go round-robin after the data.
             const lib = join(host.scriptsDir, "hx-backup-lib.sh");
-            const sign = await run("bash", ["-c", 'set -Eeuo pipefail; source "$1"; hx_load_config; hx_key_load "$HX_KEY_ID"; hx_manifest_sign "$2" "$3"', "_", lib, join(dir, "stripped.json"), older], {
-                env: { HX_BACKUP_CONFIG: host.configPath },
-                user: host.user,
-            });
-            expect(sign.code, sign.stderr).toBe(0);
-            expect((JSON.parse(readFileSync(older, "utf8")) as any).content.postData).toBeUndefined();
-            r = await host.runScript("backup-restore.sh", ["--target", "sizedb_older", older]);
+            const restoreOlder = async (m: any, from: string, db: string) => {
+                const sub = join(dir, db);
+                mkdirSync(sub, { recursive: true });
+                const older = join(sub, "older.manifest.json");
+                writeFileSync(join(sub, "stripped.json"), JSON.stringify({ ...m, content: { ...m.content, postData: undefined } }));
+                copyFileSync(join(from, m.artifact), join(sub, m.artifact));
+                if (host.user) chownR(dir, host.user);
+                const sign = await run("bash", ["-c", 'set -Eeuo pipefail; source "$1"; hx_load_config; hx_key_load "$HX_KEY_ID"; hx_manifest_sign "$2" "$3"', "_", lib, join(sub, "stripped.json"), older], {
+                    env: { HX_BACKUP_CONFIG: host.configPath },
+                    user: host.user,
+                });
+                expect(sign.code, sign.stderr).toBe(0);
+                expect((JSON.parse(readFileSync(older, "utf8")) as any).content.postData).toBeUndefined();
+                const rr = await host.runScript("backup-restore.sh", ["--target", db, older]);
+                expect(rr.code, rr.stderr).toBe(0);
+                await restored(db);
+            };
+            const from = join(host.config.paths.storage, "postgresql", "sizedb");
+            await restoreOlder(man, from, "sizedb_older");
+            host.config.postgresql.databases = [{ name: "sizedb", large: true }];
+            host.writeConfig();
+            r = await host.runScript("postgresql-backup.sh", ["weekly"]);
             expect(r.code, r.stderr).toBe(0);
-            await restored("sizedb_older");
+            const par = host.readManifest("postgresql", "sizedb", host.manifests("postgresql", "sizedb").slice(-1)[0]!) as any;
+            expect(par.content.format).toBe("parallel");
+            expect(par.content.postData).toHaveLength(5);
+            await restoreOlder(par, from, "sizedb_older_parallel");
         } finally {
             host.config.postgresql = saved;
             host.writeConfig();
