@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Restore-test the newest artifact of each source (or of one type): verify
 # manifest MAC and checksum, decrypt, and restore into a scratch target
-# (PostgreSQL: scratch database, compared by tables and row counts; Redis:
-# redis-check-rdb and key count; archives: extract to a temp dir and
-# compare). Nothing is overwritten. Updates backup_restore_test_status,
+# (PostgreSQL: scratch database, compared by tables, row counts and each
+# table's index count; Redis: redis-check-rdb and key count; archives:
+# extract to a temp dir and compare). Nothing is overwritten. Updates backup_restore_test_status,
 # backup_verification_status from the MAC and checksum step, and each
 # source's restore-test record (lib/verify.sh hx_restore_test_record), which
 # the next sync uploads for the compliance report.

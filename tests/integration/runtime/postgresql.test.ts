@@ -705,4 +705,42 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         expect(log.includes(key.slice(64))).toBe(false);
         writeFileSync(join(host.root, "noop"), "");
     });
+
+    it("an index that pg_restore cannot rebuild fails the restore test and the restore, naming the table and pg_restore's error; the rows alone would pass", async () => {
+        // The function resolves `lookup` through the search_path, which pg_restore empties: the classic index that dumps but does not restore.
+        await pg.sql("CREATE DATABASE brokenidx");
+        await pg.sql(`CREATE TABLE lookup (k int); INSERT INTO lookup VALUES (1);
+            CREATE FUNCTION plus_lookup(x int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT x + (SELECT count(*)::int FROM lookup)';
+            CREATE TABLE data (x int PRIMARY KEY); INSERT INTO data SELECT generate_series(1, 100);
+            CREATE INDEX data_expr ON data (plus_lookup(x));`, "brokenidx");
+        const saved = host.config.postgresql;
+        const sourceDir = join(host.config.paths.storage, "postgresql", "brokenidx");
+        try {
+            host.config.postgresql = postgresqlSection(pg, role, [], { databases: [{ name: "brokenidx", large: false }], format: "custom" });
+            host.writeConfig();
+            let r = await host.runScript("postgresql-backup.sh", ["daily"]);
+            expect(r.code, r.stderr).toBe(0);
+            const manifest = join(sourceDir, host.manifests("postgresql", "brokenidx").slice(-1)[0]!);
+            expect(((host.readManifest("postgresql", "brokenidx", basename(manifest)) as any).content.postData as unknown[]).length).toBe(2);
+
+            r = await host.runScript("backup-verify.sh", ["--restore-test", manifest]);
+            expect(r.code, r.stdout + r.stderr).toBe(4);
+            const said = r.stdout + r.stderr + host.log("backup-verify");
+            expect(said).toContain("public.data has 1 of its 2");
+            expect(said).toMatch(/relation "lookup" does not exist/);
+            expect(host.metric("backup_restore_test_status", "postgresql", "brokenidx")).toBe(0);
+            expect(await pg.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'hx_restore_test_%'")).toBe("0");
+
+            r = await host.runScript("backup-restore.sh", ["--target", "brokenidx_restored", manifest]);
+            expect(r.code).toBe(1);
+            expect(r.stderr).toContain("restored database 'brokenidx_restored' holds every row but not every index");
+            expect(r.stderr).toContain("public.data has 1 of its 2");
+            // The rows are there: what the restore said is all that was missing.
+            expect(await pg.sql("SELECT count(*) FROM data", "brokenidx_restored")).toBe("100");
+        } finally {
+            host.config.postgresql = saved;
+            host.writeConfig();
+            rmSync(sourceDir, { recursive: true, force: true });
+        }
+    });
 });

@@ -65,6 +65,35 @@ hx_pg_table_counts() {
     PGDATABASE=$1 hx_psql --command="$HX_PG_COUNT_SQL"
 }
 
+# Per table with indexes, how many (one line of JSON): what content.postData
+# lists, an index or key constraint a line (HX_PG_POST_DATA_SQL).
+HX_PG_INDEX_COUNT_SQL="SELECT coalesce(jsonb_agg(jsonb_build_object('table', t.name, 'indexes', t.n) ORDER BY t.name), '[]'::jsonb)::text FROM (
+        SELECT format('%I.%I', n.nspname, c.relname) AS name, (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid) AS n
+        $HX_PG_USER_TABLES) t WHERE t.n > 0;"
+
+# hx__pg_missing_indexes MANIFEST DB ERRF: prints which tables of the restored
+# database DB lack indexes the dump recorded (content.postData), with
+# pg_restore's first errors from ERRF; nothing when none is missing, or for an
+# artifact from before content.postData. pg_restore goes on past an index or
+# constraint build that fails (a function whose body depends on search_path,
+# say), and the row counts cannot show it.
+hx__pg_missing_indexes() {
+    local m=$1 db=$2 errf=$3 got missing
+    jq --exit-status '.content.postData != null' "$m" >/dev/null || return 0
+    if ! got=$(PGDATABASE=$db hx_psql --command="$HX_PG_INDEX_COUNT_SQL" 2>>"$errf"); then
+        printf 'cannot list the restored indexes: %s' "$(tail -n 3 -- "$errf" | tr '\n' ' ' | cut -c 1-300)"
+        return 0
+    fi
+    missing=$(jq --raw-output --argjson got "$got" '
+        (.content.postData | group_by(.table) | map({key: .[0].table, value: length}) | from_entries) as $want
+        | ($got | map({key: .table, value: .indexes}) | from_entries) as $have
+        | [$want | to_entries[] | select(($have[.key] // 0) != .value) | "\(.key) has \($have[.key] // 0) of its \(.value)"]
+        | join(", ")' "$m")
+    [[ -n $missing ]] || return 0
+    printf 'indexes or key constraints missing after the restore (%s); pg_restore said: %s' "$missing" \
+        "$(grep --max-count=3 -- 'ERROR' "$errf" | tr '\n' ' ' | cut -c 1-400 || true)"
+}
+
 # HX_PG_DUMP: the run's settings (jobs, format, lock_wait, server_version,
 # rundir). HX_PG_RUNNING: PID -> target of the running subshells.
 declare -gA HX_PG_DUMP=()
@@ -143,9 +172,10 @@ hx__pg_collect() {
 }
 
 # hx_postgresql_restore_test MANIFEST ARTIFACT: restore into a scratch database,
-# compare table list + row counts with the manifest, drop it.
+# compare table list + row counts and each table's index count with the
+# manifest, drop it.
 hx_postgresql_restore_test() {
-    local m=$1 a=$2 fmt scratch errf got want rc=0
+    local m=$1 a=$2 fmt scratch errf got want missing rc=0
     fmt=$(jq --raw-output '.content.format // ""' "$m")
     if [[ $fmt == sql ]]; then
         local head
@@ -170,9 +200,14 @@ hx_postgresql_restore_test() {
     hx_pg_restore_into "$m" "$a" "$scratch" "$errf" || rc=1
     got=$(hx_pg_table_counts "$scratch" 2>>"$errf" | jq --compact-output --sort-keys 'sort_by(.table)') || rc=1
     want=$(jq --compact-output --sort-keys '.content.tables | sort_by(.table)' "$m")
+    missing=$(hx__pg_missing_indexes "$m" "$scratch" "$errf")
     hx_psql --command="DROP DATABASE IF EXISTS $scratch" 2>>"$errf" || hx_warn restore_test "could not drop scratch database $scratch"
     if ((rc != 0)) || [[ $got != "$want" ]]; then
         HX_VERIFY_ERROR="restored tables/row counts differ from the manifest: $(diff <(jq --raw-output '.[] | "\(.table) \(.rows)"' <<<"$want") <(jq --raw-output '.[] | "\(.table) \(.rows)"' <<<"${got:-[]}") | head -n 5 | tr '\n' ' ')"
+        return 1
+    fi
+    if [[ -n $missing ]]; then
+        HX_VERIFY_ERROR=$missing
         return 1
     fi
 }
@@ -212,10 +247,10 @@ hx_postgresql_content_hasher() {
 
 # hx_postgresql_restore MANIFEST ARTIFACT TARGET FORCE: into database TARGET
 # (default: the original one), which must not exist unless FORCE is 1; then
-# the restored tables and row counts must match the manifest. The globals
+# the restored tables, row counts and index counts must match the manifest. The globals
 # (plain SQL) go to the file TARGET. Prints the target.
 hx_postgresql_restore() {
-    local m=$1 a=$2 target=$3 force=$4 errf exists got want
+    local m=$1 a=$2 target=$3 force=$4 errf exists got want missing
     if [[ $(jq --raw-output '.content.format // ""' "$m") == sql ]]; then
         hx_restore_to_file "$m" "$a" "$target" "$force"
         printf '%s\n' "$target"
@@ -241,6 +276,8 @@ hx_postgresql_restore() {
     if [[ $got != "$want" ]]; then
         hx_die "$HX_EXIT_FAIL" "restored database '$target' does not match the manifest's tables and row counts"
     fi
+    missing=$(hx__pg_missing_indexes "$m" "$target" "$errf")
+    [[ -z $missing ]] || hx_die "$HX_EXIT_FAIL" "restored database '$target' holds every row but not every index: $missing"
     printf '%s\n' "$target"
 }
 
