@@ -155,16 +155,22 @@ func (Command) Diff(_ context.Context, req serve.DiffRequest) (*pulumirpc.DiffRe
 			delete(news, k)
 		}
 	}
-	olds := req.OldInput
-	if !req.HasOldInputs {
-		olds = resource.PropertyMap{}
-		for k := range inputs {
-			if v, ok := req.State[k]; ok {
-				olds[k] = v
-			}
+	return serve.DetailedDiff(oldInputs(req, inputs), news, func(path string) bool { return path == "triggers" }), nil
+}
+
+// oldInputs: the inputs the resource was last given, or, from a state written without them, those of its
+// outputs that are inputs (named by keys).
+func oldInputs(req serve.DiffRequest, keys map[resource.PropertyKey]bool) resource.PropertyMap {
+	if req.HasOldInputs {
+		return req.OldInput
+	}
+	olds := resource.PropertyMap{}
+	for k := range keys {
+		if v, ok := req.State[k]; ok {
+			olds[k] = v
 		}
 	}
-	return serve.DetailedDiff(olds, news, func(path string) bool { return path == "triggers" }), nil
+	return olds
 }
 
 // Create runs `create`, when set; a preview runs nothing and leaves stdout and stderr unknown.

@@ -76,16 +76,7 @@ func (CopyToRemote) Diff(_ context.Context, req serve.DiffRequest) (*pulumirpc.D
 			news[resource.PropertyKey(ignored)] = v
 		}
 	}
-	olds := req.OldInput
-	if !req.HasOldInputs {
-		olds = resource.PropertyMap{}
-		for k := range copyInputs {
-			if v, ok := req.State[k]; ok {
-				olds[k] = v
-			}
-		}
-	}
-	olds = olds.Copy()
+	olds := oldInputs(req, copyInputs).Copy()
 	for _, m := range []resource.PropertyMap{olds, news} {
 		for k := range m {
 			if !copyInputs[k] {
