@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # hx-backup library: local GFS retention (backup-retention.sh, and a backup
-# job's retention run in its own process, hx_retention_job)
+# job's own retention, run in a subshell of the job: hx_retention_job)
 # Sourced by hx-backup-lib.sh; never run.
 # shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
 
