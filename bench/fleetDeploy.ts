@@ -16,8 +16,10 @@
  * - `--parallel`: first ups of a stub fleet whose every command takes a fixed
  *   time, as a host's work would (without intermediate checkpoints, which
  *   add the same quadratic term whatever the setting).
- * - The first deploy of 4 real sandbox hosts against 1 (sshd in namespaces,
- *   the steps really run).
+ *
+ * benchSandboxDeploy, a section of its own (`--only fleet-sandbox`): the first
+ * deploy of 4 real sandbox hosts against 1 (sshd in namespaces, the steps
+ * really run).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -51,8 +53,12 @@ export interface FleetDeployBench {
     readonly stub: { readonly hosts: number; readonly firstUp: Run; readonly commands: number; readonly unchangedUp: Run[]; readonly unchangedPreview: Run[]; readonly stateBytes: number };
     /** First up of a stub fleet whose commands each take `delaySeconds`, by --parallel ("default": the CLI's, 4 × CPUs). */
     readonly parallel: { readonly hosts: number; readonly delaySeconds: number; readonly runs: { readonly parallel: string; readonly run: Run }[] };
-    /** First up of real sandbox hosts, 1 and 4, per round. */
-    readonly sandbox: { readonly one: number[]; readonly four: number[] };
+}
+
+/** First up of real sandbox hosts, 1 and 4, per round (alternating which goes first). */
+export interface SandboxDeployBench {
+    readonly one: number[];
+    readonly four: number[];
 }
 
 // ------------------------------------------------------------ stub hosts ---
@@ -245,19 +251,25 @@ export async function benchFleetDeploy(rounds: number, quick = false): Promise<F
             }
         }
 
-        const one: number[] = [];
-        const four: number[] = [];
-        for (let i = 0; i < rounds; i++) {
-            for (const n of i % 2 === 0 ? [1, 4] : [4, 1]) {
-                const seconds = await sandboxFirstDeploy(engine, n, i);
-                (n === 1 ? one : four).push(seconds);
-                log(`  first deploy of ${n} sandbox host(s), round ${i + 1}: ${seconds.toFixed(1)} s`);
-            }
-        }
-        return { plugins, previewNew, firstUps, stub: stubResult, parallel: { hosts: parallelHosts, delaySeconds, runs: parallelRuns }, sandbox: { one, four } };
+        return { plugins, previewNew, firstUps, stub: stubResult, parallel: { hosts: parallelHosts, delaySeconds, runs: parallelRuns }, };
     } finally {
         rmSync(dir, { recursive: true, force: true });
     }
+}
+
+export async function benchSandboxDeploy(rounds: number): Promise<SandboxDeployBench> {
+    const available = engineTestsUnavailable();
+    if (available.reason) throw new Error(`the sandbox deploy bench needs the engine and root: ${available.reason}`);
+    const one: number[] = [];
+    const four: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+        for (const n of i % 2 === 0 ? [1, 4] : [4, 1]) {
+            const seconds = await sandboxFirstDeploy(available.engine!, n, i);
+            (n === 1 ? one : four).push(seconds);
+            log(`  first deploy of ${n} sandbox host(s), round ${i + 1}: ${seconds.toFixed(1)} s`);
+        }
+    }
+    return { one, four };
 }
 
 /** The first `pulumi up` of n light sandbox hosts (application and configuration), real steps on real sshd. */
