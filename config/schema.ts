@@ -3,7 +3,7 @@
  * namespace, with its type, default and description.
  *
  * This table is the single source of truth. `Pulumi.yaml`'s `config:` block and
- * the README's configuration reference are generated from it
+ * the configuration reference (docs/configuration.md) are generated from it
  * (`npm run gen:config`), and a unit test fails when either is out of step.
  *
  * Pulumi's project-level config schema can only type strings, integers,
@@ -28,11 +28,11 @@ export interface ConfigKeySpec {
     readonly items?: "string" | "object";
     /** Default used when the stack does not set the key. */
     readonly default: string | number | boolean | readonly unknown[];
-    /** One line for `Pulumi.yaml` and the README. */
+    /** One line for `Pulumi.yaml` and the configuration reference. */
     readonly description: string;
     /** Set with `pulumi config set --secret`; never read as plaintext. */
     readonly secret?: boolean;
-    /** README section. */
+    /** Section of the configuration reference. */
     readonly group: ConfigGroup;
     /** Integers: the smallest and largest value accepted. */
     readonly min?: number;
@@ -286,7 +286,7 @@ export const CONFIG_KEYS = {
     }),
     encryptionExposedKeyVersions: spec({
         type: "integer", default: 0, min: 0, max: 999, group: "Encryption",
-        description: "Key versions 1..N that a release before 2026-12 generated with `random.RandomBytes`, whose resource ID is the key in plain text in the state (README: Keys exposed in the state). They are kept for restores and never encrypt again: `encryptionKeyVersion` must be above N. 0 for a stack created since.",
+        description: "Key versions 1..N that a release before 2026-12 generated with `random.RandomBytes`, whose resource ID is the key in plain text in the state (docs/architecture.md: Keys exposed in the state). They are kept for restores and never encrypt again: `encryptionKeyVersion` must be above N. 0 for a stack created since.",
     }),
     keyRotationDays: spec({
         type: "integer", default: 90, min: 1, max: 3650, group: "Encryption",
@@ -415,7 +415,7 @@ export const CONFIG_KEYS = {
         description: "Grafana service-account token (`grafanaMode: api`).",
     }),
     runbookBaseUrl: spec({
-        type: "string", default: "https://github.com/hx-infra/hx-backup/blob/main/README.md", check: runbookUrl, required: true, group: "Monitoring",
+        type: "string", default: "https://github.com/hx-infra/hx-backup/blob/main/docs/runbooks.md", check: runbookUrl, required: true, group: "Monitoring",
         description: "Base of every alert's runbook_url; each alert links to its section (#backupfailed, ...).",
     }),
     dashboardUid: spec({
@@ -502,11 +502,11 @@ export type ConfigKey = keyof typeof CONFIG_KEYS;
 
 /** Fields of one `hosts` entry. config/hosts.ts reads each with the default, bounds and values given here. */
 export interface HostFieldSpec {
-    /** Type as shown in the README. */
+    /** Type as shown in the configuration reference. */
     readonly type: string;
     /** The default; absent where the field is required or its default comes from another key (see `defaultText`). */
     readonly default?: string | number | boolean | readonly string[];
-    /** The README's default column where `default` is absent or needs words. */
+    /** The configuration reference's default column where `default` is absent or needs words. */
     readonly defaultText?: string;
     readonly min?: number;
     readonly max?: number;

@@ -56,7 +56,7 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
     const config = loadStackConfig("mon", {
         hosts: [{ name: "mon", address: "127.0.0.1", roles: ["monitoring"], remoteSync: false }],
         monitoringHost: "mon",
-        runbookBaseUrl: "https://runbooks.example.test/README.md",
+        runbookBaseUrl: "https://runbooks.example.test/docs/runbooks.md",
     });
 
     beforeAll(async () => {
@@ -66,7 +66,7 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
         notifying = loadStackConfig("mon", {
             hosts: [{ name: "mon", address: "127.0.0.1", roles: ["monitoring"], remoteSync: false }],
             monitoringHost: "mon",
-            runbookBaseUrl: "https://runbooks.example.test/README.md",
+            runbookBaseUrl: "https://runbooks.example.test/docs/runbooks.md",
             notifyEmailTo: ["backup-alerts@example.test"],
             notifyEmailFrom: "hx-backup@example.test",
             notifySmtpSmarthost: `127.0.0.1:${smtp.port}`,
@@ -143,7 +143,7 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
         const firing = await stack.waitFor("BackupFailed at the webhook sink", () => stack.received.find((a) => a.labels.alertname === "BackupFailed" && a.status === "firing"), 90_000);
         expect(firing.labels).toMatchObject({ alertname: "BackupFailed", severity: "critical", type: "postgresql", instance: INSTANCE });
         expect(firing.annotations.summary).toContain(`failed on ${INSTANCE}`);
-        expect(firing.annotations.runbook_url).toBe("https://runbooks.example.test/README.md#backupfailed");
+        expect(firing.annotations.runbook_url).toBe("https://runbooks.example.test/docs/runbooks.md#backupfailed");
 
         await pg.start();
         const good = await host.runScript("postgresql-backup.sh", ["daily"]);
@@ -164,7 +164,7 @@ describe.runIf(missing.length === 0 && isRoot)("alerts and dashboard on a real P
         // The cause the job recorded, not only a pointer to the log.
         expect(firing.annotations.description).toMatch(/ failed: cannot connect to PostgreSQL as /);
         expect(firing.labels.cause).toBeUndefined();
-        expect(mail.parsed.text).toContain("Runbook: https://runbooks.example.test/README.md#backupfailed");
+        expect(mail.parsed.text).toContain("Runbook: https://runbooks.example.test/docs/runbooks.md#backupfailed");
         expect(mail.auth).toEqual({ username: "hx-alerts", password: SMTP_PASSWORD });
         expect(mail.raw).not.toContain(SMTP_PASSWORD);
         mkdirSync(join(PROJECT_DIR, "test-artifacts"), { recursive: true });

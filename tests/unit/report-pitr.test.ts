@@ -202,8 +202,8 @@ describe("report: PITR repositories from the listing", () => {
         expect(pitrProblems(aged).map((p) => p.kind)).toEqual(["missing-source"]);
         expect(renderMarkdown(rotated)).toContain("| db-1 | db-1-15-main | unit-v1 (older key) |");
         expect(renderHtml(rotated)).toContain(`<span class="badge b-muted">older key&#39;s repository</span>`);
-        // The README says the same: the badge, and no unexpected source for an older key's repository.
-        const readme = readFileSync(path.join(__dirname, "../../README.md"), "utf8");
+        // The report's page in docs/ says the same: the badge, and no unexpected source for an older key's repository.
+        const readme = readFileSync(path.join(__dirname, "../../docs/compliance-report.md"), "utf8");
         const paragraph = readme.slice(readme.indexOf("A PITR host whose repository for the current key"), readme.indexOf("keeps none of them; it keeps one entry per WAL segment"));
         expect(paragraph).toMatch(/An older key's\s+repository of the same host and stanza[\s\S]*is no unexpected source: it is shown with a muted "older key's\s+repository" badge/);
         // A host without PITR, or one that keeps a local repository, expects nothing in the bucket.
@@ -231,7 +231,7 @@ describe("report: PITR repositories from the listing", () => {
         expect(pitrProblems(past).filter((p) => p.kind === "wal-archive-lag").map((p) => [p.severity, p.key])).toEqual([["warning", past.pitr[0].newestWal!.key]]);
         expect(pitrProblems(past).find((p) => p.kind === "wal-archive-lag")!.message).toMatch(/^newest archived WAL segment 000000010000000100000010 was uploaded 2d 0h 35m ago, longer than 2d 0h 35m \(each backup archives its stop segment: .*\): every pgBackRest backup archives its stop segment, so even an idle server's archiving, or its backups, have stopped since$/);
         expect(renderHtml(past)).toContain("WAL older than the backup schedule");
-        // The page's caveat says what the check can and cannot tell, as the README does.
+        // The page's caveat says what the check can and cannot tell, as docs/compliance-report.md does.
         expect(past.cannotKnow.join(" ")).toMatch(/an idle server archives nothing new .* older than the shortest backup schedule's longest gap .* WalArchiveLag and WalArchiveFailing alerts are the prompt signals/);
         // A daily differential tightens it to a day; the full job's week never decides while a shorter schedule runs.
         const daily = stackPolicy({ differential: "0 1 * * *" });

@@ -1,7 +1,7 @@
 /**
  * The alert rules (templates/monitoring/backup-alert-rules.yml), rendered with real values:
  * every alert carries a severity, a summary, a description and a runbook_url that points to
- * its own `### <Name>` section of the README; `promtool check rules` accepts the file; and
+ * its own `## <Name>` section of docs/runbooks.md; `promtool check rules` accepts the file; and
  * `promtool test rules` passes the unit tests in tests/rules/, which give every alert a firing
  * case with its exact labels and annotations and a near miss that does not fire.
  *
@@ -14,9 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { loadStackConfig } from "../../config/load";
 import { alertNames, renderRules } from "../../render/monitoringPlan";
+import { headingAnchor, headings } from "../support/markdown";
 import { PROJECT_DIR, removeDir, requireTools, run, skipWithout, tempDir } from "./helpers";
 
-const RUNBOOK = "https://example.test/README.md";
+const RUNBOOK = "https://example.test/docs/runbooks.md";
 const RULES_FILE = "backup-alert-rules.yml";
 const TEST_DIR = path.join(PROJECT_DIR, "tests", "rules");
 const ALERTS = [
@@ -59,11 +60,6 @@ const cases = ruleTests.flatMap(({ file, doc }) =>
     doc.tests.flatMap((t) => (t.alert_rule_test ?? []).map((c) => ({ file, test: t.name ?? "", ...c, exp_alerts: c.exp_alerts ?? [] }))),
 );
 
-/** GitHub's anchor for a Markdown heading. */
-function anchor(heading: string): string {
-    return heading.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, "").replace(/\s/g, "-");
-}
-
 describe("the alert rules, rendered", () => {
     it("are exactly the fourteen alerts, each once, with no {{hx.*}} placeholder left", () => {
         expect(rendered).not.toContain("{{hx.");
@@ -71,17 +67,16 @@ describe("the alert rules, rendered", () => {
         expect(alertNames()).toEqual(ALERTS);
     });
 
-    it("each carry a severity, a summary, a description and a runbook_url to their own README section", () => {
-        const readme = readFileSync(path.join(PROJECT_DIR, "README.md"), "utf8");
-        const headings = [...readme.matchAll(/^### (.+)$/gm)].map((m) => m[1].trim());
+    it("each carry a severity, a summary, a description and a runbook_url to their own section of docs/runbooks.md", () => {
+        const sections = headings(readFileSync(path.join(PROJECT_DIR, "docs", "runbooks.md"), "utf8")).filter((h) => h.level === 2).map((h) => h.text);
         for (const r of rules) {
             expect(["critical", "warning"], r.alert).toContain(r.labels?.severity);
             expect(r.annotations?.summary?.trim(), `${r.alert} summary`).toBeTruthy();
             expect(r.annotations?.description?.trim(), `${r.alert} description`).toBeTruthy();
             expect(r.annotations?.runbook_url, r.alert).toBe(`${RUNBOOK}#${r.alert.toLowerCase()}`);
-            const heading = headings.find((h) => h === r.alert);
-            expect(heading, `README.md needs a "### ${r.alert}" heading`).toBeDefined();
-            expect(anchor(heading!)).toBe(r.alert.toLowerCase());
+            const heading = sections.find((h) => h === r.alert);
+            expect(heading, `docs/runbooks.md needs a "## ${r.alert}" heading`).toBeDefined();
+            expect(headingAnchor(heading!)).toBe(r.alert.toLowerCase());
         }
     });
 
