@@ -109,7 +109,7 @@ export function readProblems(read: HostRead, hostName: string, stackId: string, 
     for (const u of users) {
         const old = u.key.slice("user:".length);
         problems.push(
-            `backupUser: host ${hostName}'s backup user is ${old} (installed by ${u.resource}); renaming it to ${backupUser} in place is refused, because its backups, keys, locks and logs belong to ${old}. Set backupUser back to ${old}, or rename as README "Changing a stack safely" says.`,
+            `backupUser: host ${hostName}'s backup user is ${old} (installed by ${u.resource}); renaming it to ${backupUser} in place is refused, because its backups, keys, locks and logs belong to ${old}. Set backupUser back to ${old}, or rename as docs/operating.md "Changing a stack safely" says.`,
         );
     }
     return problems;

@@ -376,7 +376,7 @@ function examineRestoreTest(c: RestoreTestContext): { fact: RestoreTestFact; iss
 
 const byCreated = (a: BackupFact, b: BackupFact): number => (a.createdAt ?? "").localeCompare(b.createdAt ?? "") || a.manifestKey.localeCompare(b.manifestKey);
 
-/** The BackupDelayed rule (README "BackupDelayed"), with the stack's grace. */
+/** The BackupDelayed rule (docs/runbooks.md "BackupDelayed"), with the stack's grace. */
 function rpoThreshold(jobs: ExpectedSource["jobs"], durationSeconds: number, graceSeconds: number): number {
     return Math.min(...jobs.map((j) => j.maxIntervalSeconds + j.jitterSeconds)) + durationSeconds + graceSeconds;
 }

@@ -20,7 +20,7 @@ for hx_key in "$@"; do
     [ "$hx_k" != "$hx_key" ] || continue
     case $hx_o in
       "$hx_stack_id"/*)
-        echo "hx-backup: backupUser: this host's backup user is ${hx_k#user:} (installed by $hx_o); renaming it to ${hx_key#user:} in place is refused, because its backups, keys, locks and logs belong to ${hx_k#user:}. Set backupUser back to ${hx_k#user:}, or rename as README \"Changing a stack safely\" says." >&2
+        echo "hx-backup: backupUser: this host's backup user is ${hx_k#user:} (installed by $hx_o); renaming it to ${hx_key#user:} in place is refused, because its backups, keys, locks and logs belong to ${hx_k#user:}. Set backupUser back to ${hx_k#user:}, or rename as docs/operating.md \"Changing a stack safely\" says." >&2
         exit 1
         ;;
     esac

@@ -2,7 +2,7 @@
  * The CI workflows in .github/workflows: every file passes action-validator
  * (the GitHub workflow JSON schema), every action is pinned, secrets come only
  * from the repository's secrets store, and the preview, drift and test jobs do
- * what the README promises. Each check is also shown to fail on a bad input.
+ * what docs/operating.md promises. Each check is also shown to fail on a bad input.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";

@@ -191,7 +191,7 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
         const none = new Map(SPECS.map((s) => [s.name, 0]));
         for (const s of SPECS) expect(ranSince(none, p)[s.name], `steps ${s.name} ran`).toEqual(hostPlan(p, s.name).steps.map((x) => x.name).sort());
 
-        // Outputs (README "Stack outputs").
+        // Outputs (docs/architecture.md "Stack outputs").
         expect(out.storage).toMatchObject({ mode: "none", bucketName: "", prefix: "hx-backup", retentionBy: "prefix" });
         expect(Object.keys(out.storage).sort()).toEqual(["bucketArn", "bucketName", "endpoint", "kmsKeyArn", "mode", "prefix", "region", "retentionBy"]);
         expect(Object.keys(out.hosts).sort()).toEqual(SPECS.map((s) => s.name).sort());
@@ -345,7 +345,7 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
             expect((await sh(h, `cat ${KEY_FILE}`)).trim()).toBe(hex2);
         }
 
-        // The backup taken with v1 restores (root keeps owners), as the README's "Restoring" says, and matches the data it was taken of.
+        // The backup taken with v1 restores (root keeps owners), as docs/operating.md "Restoring" says, and matches the data it was taken of.
         await sh(app, `/var/lib/backup/scripts/backup-restore.sh --target /srv/restore-v1 ${oldApp.path}`);
         expect(await sh(app, `diff -r ${APP} /srv/restore-v1${APP} && echo same || true`)).toBe("same\n");
         // A new backup (of changed data) is encrypted and signed with v2, and restores too.
@@ -481,7 +481,7 @@ describe.runIf(!available.reason)("the program on the real Pulumi engine, a flee
         expect(leaks).toEqual([]);
         // Upstream's Node.js SDK logs every RegisterResource response, secret outputs in plain text (the keyring step's
         // stdin, RandomPassword.result), at debug level; `pulumi up --json`, `--debug` and `-v` pass debug diagnostics on.
-        // So the debug diagnostics are the one place that has them (the README says never to keep such a log), and no
+        // So the debug diagnostics are the one place that has them (docs/architecture.md says never to keep such a log), and no
         // procedure of the project's asks for them.
         for (const args of Object.values(PROCEDURES)) expect(args.filter((a) => /^(--json|--debug|-v|--verbose|--logtostderr)/.test(a)), args.join(" ")).toEqual([]);
     }, TOTAL_TIMEOUT);

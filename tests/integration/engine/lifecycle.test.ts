@@ -369,7 +369,7 @@ describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: dri
         expect(`${rerun.stdout}\n${rerun.stderr}`).toMatch(/pending/i);
         expect((await pending()).length).toBe(left.length);
 
-        // The runbook (README "Runbooks" > "An interrupted deploy").
+        // The runbook (docs/runbooks.md "An interrupted deploy").
         expectOk(await pulumi(stack, ["refresh", "--clear-pending-creates", "--yes"]), "refresh --clear-pending-creates");
         expect(await pending()).toEqual([]);
         expectOk(await pulumi(stack, PROCEDURES.up), "the up after the refresh");
