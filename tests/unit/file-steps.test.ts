@@ -135,6 +135,29 @@ describe("a group of files from one document", () => {
         for (const f of odd) expect(readFileSync(f.path, "utf8"), JSON.stringify(f.content)).toBe(f.content);
     });
 
+    it("installs across folders (one made anew) and modes in one pass, leaving no temp behind; a file its check refuses leaves every live file as it was", () => {
+        const spread = [file("top.sh", "top\n", "0755"), { ...file("x", "deep\n", "0640"), path: path.join(dir, "etc", "new dir", "sub", "deep.conf") }, file("with\\backslash", "bs\n", "0600"), file("plain.conf", "ok\n")];
+        const first = runOwned(filesStep("spread", spread, []), "h-spread", "create");
+        expect(first.status, first.stderr).toBe(0);
+        for (const f of spread) {
+            expect(readFileSync(f.path, "utf8")).toBe(f.content);
+            expect((statSync(f.path).mode & 0o777).toString(8).padStart(4, "0")).toBe(f.mode);
+            expect(first.stdout).toContain(`installed ${f.path}`);
+        }
+        const leftovers = () => [path.join(dir, "etc"), path.join(dir, "etc", "new dir", "sub")].flatMap((d) => readdirSync(d).filter((n) => n.startsWith(".hx-backup.")));
+        expect(leftovers()).toEqual([]);
+
+        // Every changed file must contain "ok": the check runs on each before any goes live, so one refusal changes nothing.
+        const before = spread.map((f) => identity(f.path));
+        const changed = spread.map((f) => ({ ...f, content: f === spread[2] ? "no good\n" : `ok ${f.content}` }));
+        const refused = runOwned(filesStep("spread", changed, [], { check: ["grep", "--quiet", "ok"] }), "h-spread", "create");
+        expect(refused.status).not.toBe(0);
+        expect(refused.stderr).toContain(`refusing to install ${spread[2]!.path}: check failed`);
+        expect(spread.map((f) => identity(f.path))).toEqual(before);
+        expect(spread.map((f) => readFileSync(f.path, "utf8"))).toEqual(spread.map((f) => f.content));
+        expect(leftovers()).toEqual([]);
+    });
+
     it("secret files (one base64 line each on stdin) are compared on the host: the same secret keeps its inode and mtime, another replaces it", () => {
         const key = { path: path.join(dir, "etc", "secret.key"), owner: me, group, mode: "0600" };
         const step = secretFilesStep("secrets", [{ ...key, secret: { kind: "redisAuth" } }], []);
