@@ -15,9 +15,11 @@ import {
     type BucketSnapshot,
     type ClassCoverage,
     type ExpectedSource,
+    type ExpectedTarget,
     type KeyFact,
     type MacKeyring,
     type MacStatus,
+    type MissingSource,
     type Problem,
     type ProblemKind,
     type Report,
@@ -444,6 +446,20 @@ const duration = (seconds: number): string => {
 };
 export { duration as formatDuration };
 
+/** A target as the views name it: the stack's name, and beside it the name the scripts store it under when that differs (render/slug.ts). */
+export function targetLabel(target: string, configuredTarget: string | null): string {
+    return configuredTarget === null || configuredTarget === target ? target : `${configuredTarget} (stored as ${target})`;
+}
+
+/** The label of a problem's target (problems carry the stored name): as its source's or missing source's. */
+export function problemTargetLabels(report: Pick<Report, "sources" | "missingSources">): (p: Problem) => string | null {
+    const configured = new Map<string, string>();
+    for (const s of [...report.sources, ...report.missingSources]) {
+        if (s.target !== null && s.configuredTarget !== null) configured.set(sourceId({ host: s.host, type: s.type, target: s.target }), s.configuredTarget);
+    }
+    return (p) => (p.target === null ? null : targetLabel(p.target, configured.get(sourceId({ host: p.host ?? "", type: p.type ?? "", target: p.target })) ?? null));
+}
+
 export const RESTORE_TEST_NOTE =
     "A restore-test record is the host's own statement, signed with the backup key: the host restored its local copy of the newest backup, not the bucket's. Only the latest record of each source is kept, and it reaches the bucket with the source's next sync, so a failure may show up to one backup interval late (the RestoreTestFailed alert fires at once). The PITR restore test (pitr-verify) uploads no record: see its metrics.";
 
@@ -494,6 +510,7 @@ export function buildReport(policy: ReportPolicy, snapshot: BucketSnapshot, opti
             }
         }
         const expected = expectedFor(host, type);
+        const configuredTarget = expected?.targets.find((t) => t.stored === target)?.configured ?? null;
         if (!expected) {
             problems.push({ kind: "unexpected-source", severity: "warning", ...at, key: null, message: `the stack expects no ${type} backups from ${host} in the bucket (host removed, remoteSync off, or role removed): only the lifecycle governs these ${backups.length} backup(s)` });
         }
@@ -547,6 +564,7 @@ export function buildReport(policy: ReportPolicy, snapshot: BucketSnapshot, opti
         const firstDay = timelineDays(policy);
         sources.push({
             ...at,
+            configuredTarget,
             expected: expected !== undefined,
             schedule,
             newest,
@@ -563,21 +581,22 @@ export function buildReport(policy: ReportPolicy, snapshot: BucketSnapshot, opti
         });
     }
 
-    const missingSources: Report["missingSources"][number][] = [];
+    const missingSources: MissingSource[] = [];
     for (const h of policy.hosts.filter((x) => x.remoteSync)) {
         for (const s of h.sources) {
             const present = sources.filter((x) => x.host === h.name && x.type === s.type);
-            const missing = s.targets.length ? s.targets.filter((t) => !present.some((x) => x.target === t)) : present.length ? [] : [null];
-            for (const target of missing) {
-                missingSources.push({ host: h.name, type: s.type, target });
+            // A listed target is found under the name the scripts store it under, not the name the stack gives it.
+            const missing: (ExpectedTarget | null)[] = s.targets.length ? s.targets.filter((t) => !present.some((x) => x.target === t.stored)) : present.length ? [] : [null];
+            for (const t of missing) {
+                missingSources.push({ host: h.name, type: s.type, target: t?.stored ?? null, configuredTarget: t?.configured ?? null });
                 problems.push({
                     kind: "missing-source",
                     severity: "error",
                     host: h.name,
                     type: s.type,
-                    target,
+                    target: t?.stored ?? null,
                     key: null,
-                    message: `the stack expects ${s.type} backups${target ? ` of ${target}` : ""} from ${h.name} (roles), and the bucket holds none`,
+                    message: `the stack expects ${s.type} backups${t ? ` of ${targetLabel(t.stored, t.configured)}` : ""} from ${h.name} (roles), and the bucket holds none`,
                 });
             }
         }
@@ -591,7 +610,7 @@ export function buildReport(policy: ReportPolicy, snapshot: BucketSnapshot, opti
         timelineDays: timelineDays(policy),
     });
     problems.push(...pitr.problems);
-    missingSources.push(...pitr.missing);
+    missingSources.push(...pitr.missing.map((m) => ({ ...m, configuredTarget: null })));
 
     const keyIds = [...new Set([...policy.encryption.keyIds, ...keyUse.keys()])].sort();
     const keys: KeyFact[] = keyIds.map((keyId) => {

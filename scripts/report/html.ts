@@ -4,7 +4,7 @@
  * mailed or archived as evidence and opened offline. Every value from the
  * bucket is escaped: object keys and manifest fields are untrusted text.
  */
-import { formatDuration } from "./facts";
+import { formatDuration, problemTargetLabels, targetLabel } from "./facts";
 import type { BackupFact, PitrBackupFact, PitrReport, Problem, Report, RestoreTestFact, SourceReport, TimelineDay } from "./model";
 
 export const esc = (value: unknown): string =>
@@ -177,7 +177,7 @@ function sourceHtml(s: SourceReport, problems: readonly Problem[]): string {
         )
         .join("");
     return `<section class="source${broken || mine.some((p) => p.severity === "error") ? " broken" : ""}" data-source="${esc(`${s.host}/${s.type}/${s.target}`)}">
-<header><h3>${esc(s.host)} / ${esc(s.type)} / ${esc(s.target)}</h3>${badges}</header>
+<header><h3>${esc(s.host)} / ${esc(s.type)} / ${esc(targetLabel(s.target, s.configuredTarget))}</h3>${badges}</header>
 ${timelineHtml(s)}
 <table><tbody>
 <tr><th>Newest restorable backup</th><td>${newest}${s.schedule ? `<br><span class="muted">${esc(s.schedule.rule)}; ${esc(s.schedule.jobs.map((j) => `${j.name}: ${j.description}`).join("; "))}</span>` : ""}</td></tr>
@@ -190,20 +190,21 @@ ${timelineHtml(s)}
 </section>`;
 }
 
-function problemItem(p: Problem): string {
-    const where = p.host ? `${p.host} / ${p.type}${p.target ? ` / ${p.target}` : ""}` : "stack";
+function problemItem(p: Problem, target: string | null): string {
+    const where = p.host ? `${p.host} / ${p.type}${target ? ` / ${target}` : ""}` : "stack";
     return `<li data-kind="${esc(p.kind)}"><span class="sev-${p.severity}">${esc(p.severity)}</span> <b>${esc(p.kind)}</b> ${esc(where)}: ${esc(p.message)}${p.key ? ` <code>${esc(p.key)}</code>` : ""}</li>`;
 }
 
 export function renderHtml(report: Report): string {
     const errors = report.problems.filter((p) => p.severity === "error").length;
     const warnings = report.problems.length - errors;
+    const problemTarget = problemTargetLabels(report);
     const hosts = [...new Set([...report.sources.map((s) => s.host), ...report.pitr.map((p) => p.host), ...report.missingSources.map((m) => m.host)])].sort();
     const hostSections = hosts
         .map((h) => {
             const missing = report.missingSources
                 .filter((m) => m.host === h)
-                .map((m) => `<section class="source missing" data-missing="${esc(`${m.host}/${m.type}/${m.target ?? ""}`)}"><header><h3>${esc(m.host)} / ${esc(m.type)}${m.target ? ` / ${esc(m.target)}` : ""}</h3>${badge("MISSING: nothing in the bucket", "bad")}</header><p>${m.type === "pitr" ? "The stack archives this stanza into the bucket (postgresql.pitr), and the bucket holds no pgBackRest repository of it for the current key." : "The stack expects this source from the host's roles, and the bucket holds no backup of it."}</p></section>`)
+                .map((m) => `<section class="source missing" data-missing="${esc(`${m.host}/${m.type}/${m.target ?? ""}`)}"><header><h3>${esc(m.host)} / ${esc(m.type)}${m.target ? ` / ${esc(targetLabel(m.target, m.configuredTarget))}` : ""}</h3>${badge("MISSING: nothing in the bucket", "bad")}</header><p>${m.type === "pitr" ? "The stack archives this stanza into the bucket (postgresql.pitr), and the bucket holds no pgBackRest repository of it for the current key." : "The stack expects this source from the host's roles, and the bucket holds no backup of it."}</p></section>`)
                 .join("");
             const pitr = report.pitr.filter((p) => p.host === h).map((p) => pitrHtml(p, report.problems)).join("");
             return `<h2>Host ${esc(h)}</h2>${missing}${report.sources.filter((s) => s.host === h).map((s) => sourceHtml(s, report.problems)).join("")}${pitr}`;
@@ -242,7 +243,7 @@ ${report.pitr.length ? `<div class="card"><span class="muted">PITR stanzas (pgBa
 <div class="card${errors ? " bad" : " good"}"><span class="muted">Problems</span><b>${errors} errors, ${warnings} warnings</b></div>
 </div>
 <h2>Problems</h2>
-${report.problems.length ? `<ul class="problems">${report.problems.map(problemItem).join("")}</ul>` : `<p class="noproblems">No problems found in what the bucket can show (see "What this report cannot know").</p>`}
+${report.problems.length ? `<ul class="problems">${report.problems.map((p) => problemItem(p, problemTarget(p))).join("")}</ul>` : `<p class="noproblems">No problems found in what the bucket can show (see "What this report cannot know").</p>`}
 <div class="legend"><span><span class="mark ok" style="display:inline-block"></span> backup</span><span><span class="mark dedup" style="display:inline-block"></span> deduplicated backup</span><span><span class="mark broken" style="display:inline-block"></span> broken (artifact missing or MAC fails)</span>${report.pitr.length ? `<span><span class="mark pitr full" style="display:inline-block"></span> pgBackRest full</span><span><span class="mark pitr diff" style="display:inline-block"></span> pgBackRest differential or incremental</span>` : ""}<span><span class="day" data-state="missed"></span> scheduled day without a backup</span><span><span class="day" data-state="not-scheduled"></span> nothing expected (not scheduled, before the first backup, or past daily retention)</span></div>
 ${hostSections}
 <h2>Encryption keys</h2>

@@ -1,5 +1,5 @@
 /** report.md: the short summary for a ticket or a mail; the page has the detail. */
-import { formatDuration } from "./facts";
+import { formatDuration, problemTargetLabels, targetLabel } from "./facts";
 import type { Report, RestoreTestFact } from "./model";
 
 /** Table cells carry untrusted text: pipes and newlines would break the table, backticks the code spans. */
@@ -25,6 +25,7 @@ function restoreTestCell(t: RestoreTestFact): string {
 export function renderMarkdown(report: Report): string {
     const errors = report.problems.filter((p) => p.severity === "error");
     const warnings = report.problems.filter((p) => p.severity === "warning");
+    const problemTarget = problemTargetLabels(report);
     const lines = [
         `# Backup compliance report: stack ${cell(report.stack)}`,
         "",
@@ -36,19 +37,19 @@ export function renderMarkdown(report: Report): string {
         "## Problems",
         "",
         ...(report.problems.length
-            ? report.problems.map((p) => `- **${p.severity}** ${p.kind} ${p.host ? `${cell(p.host)}/${cell(p.type)}${p.target ? `/${cell(p.target)}` : ""}` : "stack"}: ${cell(p.message)}${p.key ? ` (\`${cell(p.key)}\`)` : ""}`)
+            ? report.problems.map((p) => `- **${p.severity}** ${p.kind} ${p.host ? `${cell(p.host)}/${cell(p.type)}${p.target ? `/${cell(problemTarget(p))}` : ""}` : "stack"}: ${cell(p.message)}${p.key ? ` (\`${cell(p.key)}\`)` : ""}`)
             : ["None found in what the bucket can show."]),
         "",
         "## Sources",
         "",
         "| Host | Type | Target | Newest restorable | Age / allowed | RPO | Restorable / backups | Oldest restorable | Key | Last restore test |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        ...report.missingSources.map((m) => `| ${cell(m.host)} | ${cell(m.type)} | ${cell(m.target ?? "")} | **missing** | | missed | 0 / 0 | | | |`),
+        ...report.missingSources.map((m) => `| ${cell(m.host)} | ${cell(m.type)} | ${cell(m.target === null ? "" : targetLabel(m.target, m.configuredTarget))} | **missing** | | missed | 0 / 0 | | | |`),
         ...report.sources.map((s) => {
             const ok = s.backups.filter((b) => b.restorable).length;
             const age = s.newest ? `${formatDuration(s.newest.ageSeconds)} / ${s.schedule?.thresholdSeconds ? formatDuration(s.schedule.thresholdSeconds) : "–"}` : "";
             const rpo = s.newest?.rpoMet === true ? "met" : s.newest?.rpoMet === false || (s.expected && !s.newest) ? "**missed**" : "–";
-            return `| ${cell(s.host)} | ${cell(s.type)} | ${cell(s.target)} | ${cell(s.newest?.createdAt ?? "none")} | ${age} | ${rpo} | ${ok} / ${s.backups.length} | ${cell(s.oldestRestorable ?? "")} | ${cell(s.encryption?.keyId ?? "")} | ${restoreTestCell(s.lastRestoreTest)} |`;
+            return `| ${cell(s.host)} | ${cell(s.type)} | ${cell(targetLabel(s.target, s.configuredTarget))} | ${cell(s.newest?.createdAt ?? "none")} | ${age} | ${rpo} | ${ok} / ${s.backups.length} | ${cell(s.oldestRestorable ?? "")} | ${cell(s.encryption?.keyId ?? "")} | ${restoreTestCell(s.lastRestoreTest)} |`;
         }),
         "",
         ...(report.pitr.length

@@ -60,8 +60,15 @@ export interface ExpectedPitr {
 export interface ExpectedSource {
     readonly type: string;
     /** Targets the stack names (PostgreSQL databases); empty when the host decides (every database, the one Redis, ...). */
-    readonly targets: readonly string[];
+    readonly targets: readonly ExpectedTarget[];
     readonly jobs: readonly ExpectedJob[];
+}
+
+/** A target as the stack names it, and the name the scripts store it under (render/slug.ts, lib/core.sh hx_slug). */
+export interface ExpectedTarget {
+    readonly configured: string;
+    /** The key segment in the bucket; the configured name itself when that is plain. */
+    readonly stored: string;
 }
 
 /** The schedule facts of one job, as render/jobs.ts gives them. */
@@ -135,7 +142,10 @@ export interface ClassCoverage {
 export interface SourceReport {
     readonly host: string;
     readonly type: string;
+    /** The name the source is stored under in the bucket. */
     readonly target: string;
+    /** The target as the stack names it (a listed database), which may differ from its stored name; null when the stack names none. */
+    readonly configuredTarget: string | null;
     /** false: found in the bucket, but the stack no longer expects it (a removed role, database or host). */
     readonly expected: boolean;
     readonly schedule: { readonly jobs: readonly ExpectedJob[]; readonly thresholdSeconds: number | null; readonly rule: string } | null;
@@ -300,6 +310,16 @@ export interface Problem {
     readonly message: string;
 }
 
+/** A source the stack expects and the bucket holds nothing of. */
+export interface MissingSource {
+    readonly host: string;
+    readonly type: string;
+    /** The name the scripts would store it under; null when the host decides (the one Redis, every database, ...). */
+    readonly target: string | null;
+    /** The target as the stack names it; null when the stack names none. */
+    readonly configuredTarget: string | null;
+}
+
 export interface Report {
     readonly format: typeof REPORT_FORMAT;
     readonly generatedAt: string;
@@ -315,7 +335,7 @@ export interface Report {
     readonly sources: readonly SourceReport[];
     /** The pgBackRest repositories (postgresql.pitr), from the listing alone. */
     readonly pitr: readonly PitrReport[];
-    readonly missingSources: readonly { readonly host: string; readonly type: string; readonly target: string | null }[];
+    readonly missingSources: readonly MissingSource[];
     readonly problems: readonly Problem[];
     readonly unrecognizedObjects: readonly string[];
     readonly totals: { readonly objects: number; readonly manifests: number; readonly restorable: number; readonly broken: number };

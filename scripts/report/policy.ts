@@ -8,6 +8,7 @@ import { RETENTION_CLASSES, type RetentionClass } from "../../config/lifecycle";
 import type { StackConfig } from "../../config/types";
 import { hostJobs, type Job } from "../../render/jobs";
 import { repositoryFor, stanzaName } from "../../render/pgbackrest";
+import { slug } from "../../render/slug";
 import { renderLifecycleRules } from "../../render/storagePolicy";
 import { renderFacts } from "../render";
 import type { ExpectedHost, ExpectedJob, ExpectedPitr, ExpectedSource, ReportPolicy } from "./model";
@@ -33,7 +34,7 @@ function expectedSources(config: StackConfig, host: StackConfig["hosts"][number]
     return BACKUP_TYPES.flatMap((type) => {
         const typeJobs = jobs.filter((j) => j.type === type);
         if (typeJobs.length === 0) return [];
-        const targets = type === "postgresql" ? (host.postgresql?.databases ?? []).map((d) => d.name) : [];
+        const targets = type === "postgresql" ? (host.postgresql?.databases ?? []).map((d) => ({ configured: d.name, stored: slug(d.name) })) : [];
         return [
             {
                 type,

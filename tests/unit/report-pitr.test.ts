@@ -184,7 +184,7 @@ describe("report: PITR repositories from the listing", () => {
     it("a PITR host with no repository in the bucket is a missing source; one with only an older key's repository says so", () => {
         const policy = stackPolicy();
         const none = build({ objects: [] }, policy);
-        expect(pitrMissing(none)).toEqual([{ host: "db-1", type: "pitr", target: STANZA }]);
+        expect(pitrMissing(none)).toEqual([{ host: "db-1", type: "pitr", target: STANZA, configuredTarget: null }]);
         expect(pitrProblems(none).map((p) => [p.kind, p.severity, p.host, p.type, p.target])).toEqual([["missing-source", "error", "db-1", "pitr", STANZA]]);
         expect(pitrProblems(none)[0].message).toBe(`the stack expects pgBackRest backups and WAL of stanza ${STANZA} from db-1 (postgresql.pitr) under hx/pgbackrest/db-1/unit-v2/, and the bucket holds none`);
         expect(renderMarkdown(none)).toMatch(/\| db-1 \| pitr \| db-1-15-main \| \*\*missing\*\* /);
@@ -193,7 +193,7 @@ describe("report: PITR repositories from the listing", () => {
         const old = healthyRepo(policy);
         for (const o of old.objects) (o as { key: string }).key = o.key.replace("/unit-v2/", "/unit-v1/");
         const rotated = build(old, policy);
-        expect(pitrMissing(rotated)).toEqual([{ host: "db-1", type: "pitr", target: STANZA }]);
+        expect(pitrMissing(rotated)).toEqual([{ host: "db-1", type: "pitr", target: STANZA, configuredTarget: null }]);
         expect(pitrProblems(rotated).find((p) => p.kind === "missing-source")?.message).toMatch(/\(only repositories of older keys: unit-v1\)$/);
         // An older key's repository is not written to: no schedule, retention or archive lag is measured in it, and it is no unexpected source.
         expect(rotated.pitr.map((p) => [p.keyId, p.expected, p.olderKey, p.retention, p.newestWal?.lagMet])).toEqual([["unit-v1", false, true, null, null]]);

@@ -277,14 +277,76 @@ describe("report facts", () => {
         made.objects = made.objects.filter((o) => !o.key.includes("/redis/") && !o.key.includes("/postgresql/app/"));
         const report = build(made);
         expect(report.missingSources).toEqual([
-            { host: "db-1", type: "postgresql", target: "app" },
-            { host: "cache-1", type: "redis", target: null },
+            { host: "db-1", type: "postgresql", target: "app", configuredTarget: "app" },
+            { host: "cache-1", type: "redis", target: null, configuredTarget: null },
         ]);
         expect(report.problems.map((p) => p.kind)).toEqual(["missing-source", "missing-source"]);
         const localOnly = stackPolicy({ hosts: [{ name: "db-1", address: "10.0.0.1", roles: ["configuration"] }, { name: "cache-1", address: "10.0.0.2", roles: ["redis"], remoteSync: false }] });
         const onlyConfig = emptyBucket();
         addBackup(onlyConfig, { host: "db-1", type: "configuration", target: "system", created: "2026-03-20T01:31:00Z" });
         expect(build(onlyConfig, localOnly).missingSources).toEqual([]);
+    });
+
+    describe("a listed database stored under a safe name (lib/core.sh hx_slug)", () => {
+        const CONFIGURED = "Odd.Db-$HOME$1_x";
+        // As the scripts store it: the contract test (slug-contract.test.ts) ties render/slug.ts to hx_slug.
+        const STORED = "Odd.Db-_HOME_1_x-d99b6abf";
+        const LABEL = `${CONFIGURED} (stored as ${STORED})`;
+        const oddPolicy = () =>
+            stackPolicy({ hosts: [{ name: "db-1", address: "10.0.0.1", roles: ["postgresql", "configuration"], postgresql: { databases: ["app", CONFIGURED] } }, { name: "cache-1", address: "10.0.0.2", roles: ["redis"] }] });
+        const withOddDatabase = (): Made => {
+            const made = healthyBucket(10);
+            for (let d = 9; d >= 0; d--) {
+                const day = new Date(NOW.getTime() - d * 86_400_000).toISOString().slice(0, 10);
+                addBackup(made, { host: "db-1", type: "postgresql", target: STORED, created: `${day}T02:01:00Z`, cls: d === 9 ? "yearly" : "daily" });
+            }
+            addRestoreTest(made, { host: "db-1", type: "postgresql", target: STORED, finished: "2026-03-20T05:10:00Z", manifest: `${STORED}-20260320T020100Z.manifest.json` });
+            return made;
+        };
+
+        it("is one healthy source, found under its stored name and shown with both names in the JSON, the page and the summary", () => {
+            const report = build(withOddDatabase(), oddPolicy());
+            expect(report.problems).toEqual([]);
+            expect(report.missingSources).toEqual([]);
+            const odd = report.sources.filter((s) => s.host === "db-1" && s.type === "postgresql" && s.target !== "_globals" && s.target !== "app");
+            expect(odd.map((s) => [s.target, s.configuredTarget, s.expected, s.newest?.rpoMet, s.lastRestoreTest.state])).toEqual([[STORED, CONFIGURED, true, true, "ok"]]);
+            expect(report.sources.find((s) => s.target === "app")?.configuredTarget).toBe("app");
+            expect(report.sources.find((s) => s.target === "_globals")?.configuredTarget).toBeNull();
+            const json = JSON.parse(JSON.stringify(report)) as typeof report;
+            expect(json.sources.find((s) => s.target === STORED)).toMatchObject({ target: STORED, configuredTarget: CONFIGURED });
+            const md = renderMarkdown(report);
+            expect(md).toContain(`| db-1 | postgresql | ${LABEL} | 2026-03-20T02:01:00Z |`);
+            expect(md).toContain("**5 sources, 0 missing;");
+            expect(md).not.toMatch(/missing-source|\*\*missing\*\*/);
+            const html = renderHtml(report);
+            expect(html).toContain(`<h3>db-1 / postgresql / ${esc(LABEL)}</h3>`);
+            expect(html).toContain(`data-source="${esc(`db-1/postgresql/${STORED}`)}"`);
+            expect(html).not.toContain("data-missing=");
+        });
+
+        it("with nothing in the bucket is one missing source, named by both names", () => {
+            const made = withOddDatabase();
+            made.objects = made.objects.filter((o) => !o.key.includes(`/${STORED}/`));
+            const report = build(made, oddPolicy());
+            expect(report.missingSources).toEqual([{ host: "db-1", type: "postgresql", target: STORED, configuredTarget: CONFIGURED }]);
+            expect(report.problems.map((p) => [p.kind, p.target, p.message])).toEqual([["missing-source", STORED, `the stack expects postgresql backups of ${LABEL} from db-1 (roles), and the bucket holds none`]]);
+            const md = renderMarkdown(report);
+            expect(md).toContain(`- **error** missing-source db-1/postgresql/${LABEL}: `);
+            expect(md).toContain(`| db-1 | postgresql | ${LABEL} | **missing** |`);
+            const html = renderHtml(report);
+            expect(html).toContain(`<h3>db-1 / postgresql / ${esc(LABEL)}</h3><span class="badge b-bad">MISSING: nothing in the bucket</span>`);
+            expect(html).toContain(`<b>missing-source</b> ${esc(`db-1 / postgresql / ${LABEL}`)}: `);
+        });
+
+        it("a problem of the source names it by both names too", () => {
+            const made = withOddDatabase();
+            const artifact = made.objects.find((o) => o.key.includes(`/${STORED}/`) && o.key.endsWith(".tar.zst.enc"))!;
+            made.objects = made.objects.filter((o) => o !== artifact);
+            const report = build(made, oddPolicy());
+            expect(report.problems.map((p) => [p.kind, p.target])).toEqual([["artifact-missing", STORED]]);
+            expect(renderMarkdown(report)).toContain(`- **error** artifact-missing db-1/postgresql/${LABEL}: `);
+            expect(renderHtml(report)).toContain(`<b>artifact-missing</b> ${esc(`db-1 / postgresql / ${LABEL}`)}: `);
+        });
     });
 
     it("marks a scheduled day without a backup as missed, but not days before the first backup or past daily retention", () => {

@@ -11,6 +11,7 @@ import { alarmingLines, makeHost, postgresqlSection, type TestHost } from "../..
 import { PG_TOOLS, startPostgres, type PostgresInstance } from "../../support/postgres";
 import { loadStackConfig } from "../../../config/load";
 import { hostJobs } from "../../../render/jobs";
+import { slug } from "../../../render/slug";
 import { ANALYZE_UNIT, renderMaintenanceUnits, VACUUM_UNIT } from "../../../render/systemd";
 import { parseUnit, runUnit } from "../../../scripts/sandbox/jobs";
 
@@ -66,6 +67,8 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         const dirs = readdirSync(join(host.config.paths.storage, "postgresql"));
         const hostileDir = dirs.find((d) => d.startsWith("we_ird"))!;
         expect(hostileDir).toMatch(/^[A-Za-z0-9._-]+$/);
+        // The name the compliance report looks for in the bucket (render/slug.ts).
+        expect(hostileDir).toBe(slug(HOSTILE_DB));
         const hm = host.readManifest("postgresql", hostileDir, host.manifests("postgresql", hostileDir)[0]!) as any;
         expect(hm.source.database).toBe(HOSTILE_DB);
         expect(host.manifests("postgresql", "_globals")).toHaveLength(1);
