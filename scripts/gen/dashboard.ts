@@ -1,7 +1,8 @@
 /**
  * The Grafana dashboard, built as data: panels are listed once with their
- * queries, and the JSON model (classic model, schemaVersion 42) is generated
- * from them into templates/monitoring/hx-backup-dashboard.json by `npm run gen`.
+ * queries, and Grafana's foundation SDK builds the JSON model from them (classic
+ * model, schemaVersion 42) into templates/monitoring/hx-backup-dashboard.json by
+ * `npm run gen`. The SDK is used only here, at generation time.
  *
  * Query conventions (checked by tests/unit/dashboard.test.ts):
  *   - every backup_* selector carries `instance=~"$host"`;
@@ -11,8 +12,17 @@
  *     since a host may export them once per job file;
  *   - the datasource is always the `${datasource}` template variable.
  */
+import * as bargauge from "@grafana/grafana-foundation-sdk/bargauge";
+import * as common from "@grafana/grafana-foundation-sdk/common";
+import * as dashboard from "@grafana/grafana-foundation-sdk/dashboard";
+import * as prometheus from "@grafana/grafana-foundation-sdk/prometheus";
+import * as stat from "@grafana/grafana-foundation-sdk/stat";
+import * as statetimeline from "@grafana/grafana-foundation-sdk/statetimeline";
+import * as table from "@grafana/grafana-foundation-sdk/table";
+import * as timeseries from "@grafana/grafana-foundation-sdk/timeseries";
 import { alertNames } from "../../render/monitoringPlan";
 
+/** The schema the SDK's dashboard model is written in (its builder sets it). */
 export const DASHBOARD_SCHEMA_VERSION = 42;
 
 /** Uid of the datasource on every panel and query: the `datasource` template variable. */
@@ -28,7 +38,7 @@ export const PER_HOST_METRICS = [
 
 type PanelKind = "timeseries" | "stat" | "table" | "state-timeline" | "bargauge";
 
-type Steps = { color: string; value: number | null }[];
+type Steps = dashboard.Threshold[];
 
 export interface QuerySpec {
     readonly expr: string;
@@ -218,172 +228,127 @@ export function panelSpecs(): PanelSpec[] {
 /** The panel specs (a stable list; the alert names come from the rules template). */
 export const PANELS: readonly PanelSpec[] = panelSpecs();
 
-interface GridPos {
-    x: number;
-    y: number;
-    w: number;
-    h: number;
-}
-
-/** Left to right in rows of 24 columns; a row is as tall as its tallest panel. */
-function layout(panels: readonly PanelSpec[]): GridPos[] {
-    let x = 0;
-    let y = 0;
-    let rowHeight = 0;
-    return panels.map((p) => {
-        if (p.width > 24) throw new Error(`panel "${p.title}" is wider than the 24-column grid`);
-        if (x + p.width > 24) {
-            x = 0;
-            y += rowHeight;
-            rowHeight = 0;
-        }
-        const pos = { x, y, w: p.width, h: p.height };
-        x += p.width;
-        rowHeight = Math.max(rowHeight, p.height);
-        return pos;
-    });
-}
-
-const datasource = { type: "prometheus", uid: DATASOURCE_UID };
-
-function mappings(p: PanelSpec): unknown[] {
-    if (!p.statusMapping) return [];
-    return [
-        {
-            type: "value",
-            options: {
-                "0": { text: p.statusMapping.failed, color: "red", index: 0 },
-                "1": { text: p.statusMapping.ok, color: "green", index: 1 },
-            },
-        },
-    ];
-}
-
-function overrides(p: PanelSpec): unknown[] {
-    const out: unknown[] = [];
-    p.queries.forEach((q, j) => {
-        const properties: { id: string; value: unknown }[] = [];
-        if (q.unit) properties.push({ id: "unit", value: q.unit });
-        if (q.thresholds) properties.push({ id: "thresholds", value: { mode: "absolute", steps: q.thresholds } });
-        if (p.kind === "table" && q.thresholds) properties.push({ id: "custom.cellOptions", value: { type: "color-text" } });
-        if (properties.length) out.push({ matcher: { id: "byFrameRefID", options: refId(j) }, properties });
-    });
-    return out;
-}
+const datasource: common.DataSourceRef = { type: "prometheus", uid: DATASOURCE_UID };
 
 const refId = (j: number) => String.fromCharCode(65 + j);
 
-function panelOptions(p: PanelSpec): Record<string, unknown> {
-    const reduce = { values: false, calcs: ["lastNotNull"], fields: "" };
-    switch (p.kind) {
-        case "stat":
-            return { reduceOptions: reduce, colorMode: "background", graphMode: "none", textMode: "value_and_name", justifyMode: "auto", orientation: "auto" };
-        case "bargauge":
-            return { reduceOptions: reduce, displayMode: "gradient", orientation: "horizontal", showUnfilled: true };
-        case "table":
-            return { showHeader: true, cellHeight: "sm", footer: { show: false, reducer: ["sum"], countRows: false } };
-        case "state-timeline":
-            return { mergeValues: true, showValue: "auto", alignValue: "left", rowHeight: 0.9, legend: { displayMode: "list", placement: "bottom", showLegend: false }, tooltip: { mode: "single", sort: "none" } };
-        case "timeseries":
-            return { legend: { displayMode: "list", placement: "bottom", showLegend: true }, tooltip: { mode: "multi", sort: "desc" } };
-    }
-}
+const absolute = (steps: Steps) => new dashboard.ThresholdsConfigBuilder().mode(dashboard.ThresholdsMode.Absolute).steps(steps);
+
+const lastNotNull = () => new common.ReduceDataOptionsBuilder().values(false).calcs(["lastNotNull"]).fields("");
 
 /** A table shows one row per job: the instant queries are merged on their labels. */
-function transformations(p: PanelSpec): unknown[] {
-    if (p.kind !== "table") return [];
+function tablePanel(p: PanelSpec): table.PanelBuilder {
     const renameByName: Record<string, string> = {};
     p.queries.forEach((q, j) => {
         if (q.column) renameByName[`Value #${refId(j)}`] = q.column;
     });
-    return [
-        { id: "merge", options: {} },
-        { id: "organize", options: { excludeByName: { Time: true, job: true, __name__: true }, indexByName: {}, renameByName } },
-    ];
+    return new table.PanelBuilder()
+        .withTransformation({ id: "merge", options: {} })
+        .withTransformation({ id: "organize", options: { excludeByName: { Time: true, job: true, __name__: true }, indexByName: {}, renameByName } });
 }
 
-export function renderDashboard(uid: string, title = "hx-backup"): Record<string, unknown> {
-    const grid = layout(PANELS);
-    const panels = PANELS.map((p, i) => ({
-        id: i + 1,
-        type: p.kind,
-        title: p.title,
-        description: p.description,
-        datasource,
-        gridPos: grid[i],
-        fieldConfig: {
-            defaults: {
-                unit: p.unit,
-                ...(p.min !== undefined ? { min: p.min } : {}),
-                ...(p.max !== undefined ? { max: p.max } : {}),
-                ...(p.thresholds ? { thresholds: { mode: "absolute", steps: p.thresholds } } : {}),
-                mappings: mappings(p),
-                ...(p.kind === "timeseries" && p.thresholds ? { custom: { thresholdsStyle: { mode: "line" } } } : {}),
+/** The builder of the panel's type, with the display options this dashboard uses for that type. */
+function visualization(p: PanelSpec) {
+    switch (p.kind) {
+        case "stat":
+            return new stat.PanelBuilder()
+                .reduceOptions(lastNotNull())
+                .colorMode(common.BigValueColorMode.Background)
+                .graphMode(common.BigValueGraphMode.None)
+                .textMode(common.BigValueTextMode.ValueAndName);
+        case "bargauge":
+            return new bargauge.PanelBuilder()
+                .reduceOptions(lastNotNull())
+                .displayMode(common.BarGaugeDisplayMode.Gradient)
+                .orientation(common.VizOrientation.Horizontal)
+                .showUnfilled(true);
+        case "table":
+            return tablePanel(p);
+        case "state-timeline":
+            return new statetimeline.PanelBuilder().tooltip(new common.VizTooltipOptionsBuilder().mode(common.TooltipDisplayMode.Single).sort(common.SortOrder.None));
+        case "timeseries": {
+            const panel = new timeseries.PanelBuilder()
+                .legend(new common.VizLegendOptionsBuilder().showLegend(true))
+                .tooltip(new common.VizTooltipOptionsBuilder().mode(common.TooltipDisplayMode.Multi).sort(common.SortOrder.Descending));
+            return p.thresholds ? panel.thresholdsStyle(new common.GraphThresholdsStyleConfigBuilder().mode(common.GraphThresholdsStyleMode.Line)) : panel;
+        }
+    }
+}
+
+function panelBuilder(p: PanelSpec, id: number) {
+    const panel = visualization(p).id(id).title(p.title).description(p.description).datasource(datasource).span(p.width).height(p.height).unit(p.unit);
+    if (p.min !== undefined) panel.min(p.min);
+    if (p.max !== undefined) panel.max(p.max);
+    if (p.thresholds) panel.thresholds(absolute(p.thresholds));
+    if (p.statusMapping) {
+        panel.mappings([{
+            type: dashboard.MappingType.ValueToText,
+            options: {
+                "0": { text: p.statusMapping.failed, color: "red", index: 0 },
+                "1": { text: p.statusMapping.ok, color: "green", index: 1 },
             },
-            overrides: overrides(p),
-        },
-        options: panelOptions(p),
-        transformations: transformations(p),
-        targets: p.queries.map((q, j) => ({
-            refId: refId(j),
-            datasource,
-            expr: q.expr,
-            legendFormat: q.legend,
-            // Current values for stat, table and bar gauge panels; history for the others.
-            ...(p.kind === "table" || p.kind === "stat" || p.kind === "bargauge"
-                ? { instant: true, range: false, ...(p.kind === "table" ? { format: "table" } : {}) }
-                : { instant: false, range: true }),
-        })),
-    }));
-    const labelVar = (name: string, label: string, query: string) => ({
-        name,
-        label,
-        type: "query",
-        datasource,
-        query,
-        definition: query,
-        refresh: 2,
-        includeAll: true,
-        multi: true,
+        }]);
+    }
+    p.queries.forEach((q, j) => {
+        const query = new prometheus.DataqueryBuilder().refId(refId(j)).datasource(datasource).expr(q.expr).legendFormat(q.legend);
+        // Current values for stat, table and bar gauge panels; history for the others.
+        if (p.kind === "table") query.instant().format(prometheus.PromQueryFormat.Table);
+        else if (p.kind === "stat" || p.kind === "bargauge") query.instant();
+        else query.range();
+        panel.withTarget(query);
+        const properties: dashboard.DynamicConfigValue[] = [];
+        if (q.unit) properties.push({ id: "unit", value: q.unit });
+        if (q.thresholds) properties.push({ id: "thresholds", value: absolute(q.thresholds).build() });
+        if (p.kind === "table" && q.thresholds) properties.push({ id: "custom.cellOptions", value: { type: common.TableCellDisplayMode.ColorText } });
+        if (properties.length) panel.overrideByQuery(refId(j), properties);
+    });
+    return panel;
+}
+
+/** Grafana's query variable over a label of the backup series, every value selected. */
+function labelVariable(name: string, label: string, query: string): dashboard.QueryVariableBuilder {
+    return new dashboard.QueryVariableBuilder(name)
+        .label(label)
+        .datasource(datasource)
+        .query(query)
+        .definition(query)
+        .refresh(dashboard.VariableRefresh.OnTimeRangeChanged)
+        .sort(dashboard.VariableSort.AlphabeticalAsc)
+        .includeAll(true)
+        .multi(true)
         // No custom "All" value: Grafana then sends the alternation of the listed values, so
         // "All hosts" means the hosts that export backup metrics (not every target's `up`).
-        current: { selected: true, text: ["All"], value: ["$__all"] },
-        regex: "",
-        sort: 1,
-        hide: 0,
-    });
-    return {
-        uid,
-        title,
-        description: "hx-backup: backup runs, schedules, storage, verification, restore tests, off-site copies and point-in-time recovery per host and job.",
-        tags: ["hx-backup", "backup"],
-        timezone: "browser",
-        editable: false,
-        graphTooltip: 1,
-        fiscalYearStartMonth: 0,
-        liveNow: false,
-        links: [],
-        schemaVersion: DASHBOARD_SCHEMA_VERSION,
-        version: 1,
-        refresh: "1m",
-        time: { from: "now-7d", to: "now" },
-        timepicker: {},
-        templating: {
-            list: [
-                { name: "datasource", label: "Data source", type: "datasource", query: "prometheus", current: {}, regex: "", refresh: 1, hide: 0 },
-                labelVar("host", "Host", `label_values({__name__=~"backup_.+"}, instance)`),
-                labelVar("type", "Type", `label_values({__name__=~"backup_.+", instance=~"$host"}, type)`),
-            ],
-        },
-        annotations: { list: [] },
-        panels,
-    };
+        .current({ selected: true, text: ["All"], value: ["$__all"] });
+}
+
+/**
+ * The dashboard's JSON model. DashboardBuilder lays the panels out left to right, starting a
+ * new row once 24 columns are filled; the JSON round trip drops the SDK's marker method on queries.
+ */
+export function renderDashboard(uid: string, title = "hx-backup"): dashboard.Dashboard {
+    const builder = new dashboard.DashboardBuilder(title)
+        .uid(uid)
+        .description("hx-backup: backup runs, schedules, storage, verification, restore tests, off-site copies and point-in-time recovery per host and job.")
+        .tags(["hx-backup", "backup"])
+        .readonly()
+        .tooltip(dashboard.DashboardCursorSync.Crosshair)
+        .version(1)
+        .refresh("1m")
+        .time({ from: "now-7d", to: "now" })
+        .annotations([])
+        .withVariable(new dashboard.DatasourceVariableBuilder("datasource").label("Data source").type("prometheus"))
+        .withVariable(labelVariable("host", "Host", `label_values({__name__=~"backup_.+"}, instance)`))
+        .withVariable(labelVariable("type", "Type", `label_values({__name__=~"backup_.+", instance=~"$host"}, type)`));
+    PANELS.forEach((p, i) => builder.withPanel(panelBuilder(p, i + 1)));
+    return JSON.parse(JSON.stringify(builder.build())) as dashboard.Dashboard;
 }
 
 /** Every panel query of a rendered dashboard, with its panel. */
-export function dashboardQueries(dashboard: Record<string, unknown>): { panelId: number; title: string; refId: string; expr: string }[] {
-    const panels = dashboard.panels as { id: number; title: string; targets: { refId: string; expr: string }[] }[];
-    return panels.flatMap((p) => p.targets.map((t) => ({ panelId: p.id, title: p.title, refId: t.refId, expr: t.expr })));
+export function dashboardQueries(model: dashboard.Dashboard): { panelId: number; title: string; refId: string; expr: string }[] {
+    return (model.panels ?? []).flatMap((p) => {
+        const queries = ("targets" in p ? (p.targets ?? []) : []) as prometheus.Dataquery[];
+        return queries.map((q) => ({ panelId: p.id!, title: p.title!, refId: q.refId!, expr: q.expr }));
+    });
 }
 
 /**

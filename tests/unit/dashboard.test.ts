@@ -44,10 +44,11 @@ interface Variable {
     multi?: boolean;
 }
 
-const dashboard = renderDashboard("hx-test");
+/** The JSON model as Grafana receives it. */
+const dashboard = JSON.parse(serializeDashboard("hx-test")) as Record<string, unknown>;
 const panels = dashboard.panels as Panel[];
 const variables = (dashboard.templating as { list: Variable[] }).list;
-const queries = dashboardQueries(dashboard);
+const queries = dashboardQueries(renderDashboard("hx-test"));
 
 /** Each `backup_*` metric selector in a query: name and its `{...}` matchers ("" when none). */
 function backupSelectors(expr: string): { metric: string; matchers: string }[] {
