@@ -24,6 +24,12 @@ export class ReportInputError extends Error {}
 
 const PARALLEL_REQUESTS = 8;
 
+// On Node.js < 22 the SDK's first client prints a NodeVersionSupportWarning: releases after the
+// first week of January 2027 will require Node.js 22. The release installed here supports
+// Node.js 20 (tests/unit/dependencies.test.ts holds that), so the notice is about upgrades no run
+// can act on. This is the SDK's own opt-out of exactly that notice; an operator's own value wins.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
 export function s3ClientFor(bucket: ReportPolicy["bucket"], overrides: Partial<S3ClientConfig> = {}): S3Client {
     return new S3Client({
         region: bucket.region || "us-east-1",
