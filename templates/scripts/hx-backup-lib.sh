@@ -32,6 +32,8 @@ HX_SCRIPTS_DIR_SELF=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 
 # shellcheck source-path=SCRIPTDIR source=lib/core.sh
 source "$HX_SCRIPTS_DIR_SELF/lib/core.sh"
+# shellcheck source=lib/tmp.sh
+source "$HX_SCRIPTS_DIR_SELF/lib/tmp.sh"
 # shellcheck source=lib/log.sh
 source "$HX_SCRIPTS_DIR_SELF/lib/log.sh"
 # shellcheck source=lib/config.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hx-backup library: constants, the job lifecycle (traps, temp paths, exit), names and paths, the privileged helper, data-source dispatch and the end of a job
+# hx-backup library: constants, the job lifecycle (traps, exit; its temp paths in tmp.sh), names and paths, the privileged helper, data-source dispatch and the end of a job
 # Sourced by hx-backup-lib.sh; never run.
 # shellcheck disable=SC2034  # HX_* globals set here are read by the other lib files and the scripts
 
@@ -23,7 +23,6 @@ HX_STATUS_CAUSE=""
 HX_CONFIG_FILE=""
 HX_RUN_USER=$(id -un 2>/dev/null || echo "uid-$EUID")
 HX_INVOCATION="$HX_SCRIPT_NAME"
-HX_TMP_PATHS=()
 # Set by hx_allow_root (never from the environment): this script runs as root.
 HX_ROOT_ALLOWED=""
 # Set while a root run must not write a log file (hx_refuse_root).
@@ -147,17 +146,6 @@ hx__on_err() {
     fi
 }
 
-# Removes every registered temp path (hx_tmp_register) that exists, in one rm.
-hx_tmp_cleanup() {
-    local p
-    local -a left=()
-    for p in "${HX_TMP_PATHS[@]}"; do
-        [[ -n $p && -e $p ]] && left+=("$p")
-    done
-    ((${#left[@]} == 0)) || rm -rf -- "${left[@]}"
-    return 0
-}
-
 # Hooks the scripts may set: HX_ON_EXIT (function name) runs first.
 hx__on_exit() {
     local rc=$?
@@ -179,8 +167,6 @@ hx__on_exit() {
     hx_audit finish "$result" "exit_code=$rc" "cause=${HX_STATUS_CAUSE:-}" "duration_seconds=$(($(hx_epoch) - ${HX_START_EPOCH:-$(hx_epoch)}))"
     exit "$rc"
 }
-
-hx_tmp_register() { HX_TMP_PATHS+=("$1"); }
 
 # ------------------------------------------------------------------ names ---
 

@@ -171,7 +171,7 @@ hx_retention_job() {
     HX_STATUS_CAUSE=""
     HX_START_EPOCH=$(hx_epoch)
     # The job's temp paths and exit hook are the job's; the job writes the host metrics at its exit.
-    HX_TMP_PATHS=()
+    hx_tmp_scope
     HX_ON_EXIT=""
     HX_HOST_METRICS=""
     hx__open_log

@@ -27,7 +27,7 @@ hx__pg_db_exit() {
 hx__pg_db_begin() {
     local target=$1
     HX_PG_DB=([target]=$target [start]=$(hx_epoch))
-    HX_TMP_PATHS=()
+    hx_tmp_scope
     HX_STATUS_CAUSE=""
     trap hx__pg_db_exit EXIT
     hx_metrics postgresql "$target" "backup_last_attempt_timestamp=${HX_PG_DB[start]}"
