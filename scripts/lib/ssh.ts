@@ -60,7 +60,11 @@ export async function sshExec(target: SshTarget, command: string, stdin = "", ti
             const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"], env });
             let stdout = "";
             let stderr = "";
-            const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+            let killed = false;
+            const timer = setTimeout(() => {
+                killed = true;
+                child.kill("SIGKILL");
+            }, timeoutMs);
             child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
             child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
             child.on("error", reject);
@@ -69,7 +73,8 @@ export async function sshExec(target: SshTarget, command: string, stdin = "", ti
             child.stdin.on("error", () => undefined);
             child.on("close", (code) => {
                 clearTimeout(timer);
-                resolve({ code: code ?? 255, stdout, stderr });
+                // Killed, ssh says nothing: without this line the caller sees exit 255 and an empty stderr.
+                resolve({ code: code ?? 255, stdout, stderr: killed ? `${stderr}ssh: no result within ${timeoutMs / 1000} s: killed\n` : stderr });
             });
             child.stdin.end(stdin);
         });

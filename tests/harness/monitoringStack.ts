@@ -40,7 +40,7 @@ function start(cmd: string, args: string[], log: string): ChildProcess {
     return child;
 }
 
-async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
+async function waitHttp(url: string, timeoutMs = 120_000): Promise<void> {
     const until = Date.now() + timeoutMs;
     for (;;) {
         try {
@@ -49,7 +49,7 @@ async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
         } catch {
             /* not up yet */
         }
-        if (Date.now() > until) throw new Error(`${url} did not become ready`);
+        if (Date.now() > until) throw new Error(`${url} did not become ready within ${timeoutMs / 1000} s`);
         await new Promise((r) => setTimeout(r, 200));
     }
 }

@@ -26,7 +26,7 @@ import { applySteps } from "../../scripts/sandbox/apply";
 import { runJobService } from "../../scripts/sandbox/jobs";
 import { loopbackCertificate } from "../../scripts/lib/tls";
 import { removeDir, run, tempDir } from "../support/env";
-import { metric, PITR_DATA, PITR_SOCKET, pitrHostMissing, startPitrHost, type PitrHost } from "../support/pitrHost";
+import { metric, PITR_DATA, PITR_SOCKET, pitrHostMissing, pollHost, startPitrHost, type PitrHost } from "../support/pitrHost";
 import { startS3, type S3Instance } from "../support/s3";
 
 const root = process.getuid?.() === 0;
@@ -116,7 +116,7 @@ describe.runIf(tools.length === 0)("PITR into the bucket over HTTPS (s3rver)", {
         try {
             await box.sql("INSERT INTO points VALUES ('during the outage')");
             segment = await box.sql("SELECT pg_walfile_name(pg_switch_wal())");
-            await box.sh(`for i in $(seq 1 900); do [ "$(runuser -u postgres -- psql -At -h ${PITR_SOCKET} -p ${box.pgPort} -d postgres -c 'SELECT failed_count > 0 FROM pg_stat_archiver')" = t ] && exit 0; sleep 0.1; done; exit 1`);
+            await pollHost(`a failed archive of ${segment} while the repository is down`, async () => (await box.sql("SELECT failed_count > 0 FROM pg_stat_archiver")) === "t", 300, box.archiveState);
             // The status job still reports the failing archiver, then fails on the repository (BackupFailed, with the cause).
             const status = await job("hx-backup-pitr-archive.service");
             expect(status.code).not.toBe(0);

@@ -1,8 +1,10 @@
 /**
  * The SSH runner every deploy step goes through: a connection that fails
  * before ssh reads its stdin is an exit code and a message, not a crash of
- * the whole deploy (EPIPE on the stdin pipe).
+ * the whole deploy (EPIPE on the stdin pipe); a session killed at its time
+ * limit says so on stderr.
  */
+import { createServer, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
 import { sshExec } from "../../scripts/lib/ssh";
 import { freePort, isCI, missingTools } from "../support/env";
@@ -17,5 +19,21 @@ describe.runIf(missing.length === 0)("sshExec", () => {
         const r = await sshExec({ host: "127.0.0.1", port, user: "nobody" }, "true", "x".repeat(4 * 1024 * 1024), 30_000);
         expect(r.code).toBe(255);
         expect(r.stderr).toMatch(/Connection refused|connect to host/);
+    });
+
+    it("says so when it kills a session at its time limit (no longer an empty stderr)", async () => {
+        // A server that accepts and never sends its banner: ssh waits for it (ConnectTimeout, 15 s) until the 1 s limit kills it.
+        const sockets: Socket[] = [];
+        const server = createServer((s) => sockets.push(s));
+        await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+        try {
+            const port = (server.address() as { port: number }).port;
+            const r = await sshExec({ host: "127.0.0.1", port, user: "nobody" }, "true", "", 1_000);
+            expect(r.code).toBe(255);
+            expect(r.stderr).toMatch(/^ssh: no result within 1 s: killed$/m);
+        } finally {
+            for (const s of sockets) s.destroy();
+            server.close();
+        }
     });
 });

@@ -20,6 +20,13 @@ import { isCI, isRoot, missingTools } from "./env";
 
 export { REPO_ROOT };
 
+/**
+ * An engine test's time limit. Beside a CPU hog, one file alone, fleet.test.ts's tests took up
+ * to 53 s (an up on three hosts with jobs); two files at once on two cores and other work can
+ * double that, and vitest's 120 s would then end a test that is only slow, saying nothing of it.
+ */
+export const ENGINE_TEST_TIMEOUT_MS = 600_000;
+
 /** What these tests need besides root and the engine (which scripts/install-pulumi.sh provides). */
 export const ENGINE_TEST_TOOLS = ["unshare", "ssh", "ssh-keygen", "/usr/sbin/sshd", "setpriv", "visudo", "jq", "openssl", "tar", "base64", "sha256sum", "git"] as const;
 

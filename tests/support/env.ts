@@ -153,7 +153,7 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
         if (await check()) return;
         await sleep(100);
     }
-    throw new Error(`timed out waiting for ${what}`);
+    throw new Error(`waited ${timeoutMs / 1000} s for ${what}`);
 }
 
 /** The PIDs below a process, its children's children included (from /proc). */

@@ -17,7 +17,7 @@ export async function startNodeExporter(textfileDir: string): Promise<NodeExport
         stdio: ["ignore", "ignore", "ignore"],
     });
     const url = `http://127.0.0.1:${port}/metrics`;
-    await waitFor(async () => (await run("curl", ["--silent", "--fail", url])).code === 0, 15_000, "node_exporter");
+    await waitFor(async () => (await run("curl", ["--silent", "--fail", url])).code === 0, 60_000, "node_exporter to serve its metrics");
     return {
         url,
         port,

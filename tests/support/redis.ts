@@ -32,7 +32,7 @@ export async function startRedis(opts: { password?: string; user?: OsUser } = {}
         if (r.code !== 0) throw new Error(`redis-cli ${args.join(" ")}: ${r.stderr}`);
         return r.stdout.trim();
     };
-    await waitFor(async () => (await run("redis-cli", ["-h", "127.0.0.1", "-p", String(port), "ping"], { env })).stdout.includes("PONG"), 15_000, "redis");
+    await waitFor(async () => (await run("redis-cli", ["-h", "127.0.0.1", "-p", String(port), "ping"], { env })).stdout.includes("PONG"), 60_000, "redis to answer PING");
     return {
         dir,
         port,

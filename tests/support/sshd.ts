@@ -85,7 +85,7 @@ export async function startTestSshd(): Promise<TestSshd> {
     const child: ChildProcess = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", path.join(dir, "sshd_config")], { stdio: ["ignore", "ignore", "pipe"] });
     let log = "";
     child.stderr?.on("data", (d: Buffer) => (log = (log + d.toString()).slice(-8000)));
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 90_000;
     for (;;) {
         const probe = spawnSync("ssh", ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i", path.join(dir, "client"), "-p", String(port), `${SSH_TEST_USER}@${address}`, "true"]);
         if (probe.status === 0) break;

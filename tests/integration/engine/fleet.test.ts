@@ -25,6 +25,7 @@ import { openStack, PROCEDURES, setConfig, stackOutputs, type Stack } from "../.
 import { sshExec } from "../../../scripts/lib/ssh";
 import { freePort, type SandboxHost } from "../../../scripts/sandbox/host";
 import {
+    ENGINE_TEST_TIMEOUT_MS,
     allRuns,
     changedPaths,
     changedSteps,
@@ -95,7 +96,7 @@ interface HostsOutput {
     };
 }
 
-describe.runIf(!available.reason)("the program on the real Pulumi engine, a fleet of three sandbox hosts", () => {
+describe.runIf(!available.reason)("the program on the real Pulumi engine, a fleet of three sandbox hosts", { timeout: ENGINE_TEST_TIMEOUT_MS }, () => {
     const timings = new Timings();
     let dir: string;
     let fleet: FleetHost[];

@@ -26,6 +26,7 @@ import { STAGE_ROOT } from "../../../render/paths";
 import { openStack, PROCEDURES, setConfig, stackOutputs, type Stack } from "../../../scripts/lib/engine";
 import type { SandboxHost } from "../../../scripts/sandbox/host";
 import {
+    ENGINE_TEST_TIMEOUT_MS,
     changedPaths,
     changes,
     diffOps,
@@ -71,7 +72,7 @@ interface HostsOutput {
     [name: string]: { jobs: { timer: string }[] };
 }
 
-describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: drift, ownership, renames, interrupted deploys", () => {
+describe.runIf(!available.reason)("safe lifecycle on the real Pulumi engine: drift, ownership, renames, interrupted deploys", { timeout: ENGINE_TEST_TIMEOUT_MS }, () => {
     const timings = new Timings();
     let dir: string;
     let fleet: FleetHost[];

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyFingerprint } from "../../../components/keys";
 import { PROCEDURES, setConfig, stackOutputs, type Stack } from "../../../scripts/lib/engine";
 import {
+    ENGINE_TEST_TIMEOUT_MS,
     changedSteps,
     changes,
     copyProject,
@@ -73,7 +74,7 @@ function randomBytesRelease(): string {
     return `${first}^`;
 }
 
-describe.runIf(!available.reason)("migration from RandomBytes keys to RandomPassword keys, on the real Pulumi engine", () => {
+describe.runIf(!available.reason)("migration from RandomBytes keys to RandomPassword keys, on the real Pulumi engine", { timeout: ENGINE_TEST_TIMEOUT_MS }, () => {
     const timings = new Timings();
     let dir: string;
     let fleet: FleetHost[];

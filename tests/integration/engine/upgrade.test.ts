@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { shellCommand } from "../../../render/shell";
 import { PROCEDURES, stackOutputs, type Stack } from "../../../scripts/lib/engine";
 import {
+    ENGINE_TEST_TIMEOUT_MS,
     changedPaths,
     changes,
     copyProject,
@@ -78,7 +79,7 @@ function currentInCopy(project: string): void {
     rmSync(fresh, { recursive: true, force: true });
 }
 
-describe.runIf(!available.reason)("upgrade from one step per file to grouped file steps, on the real Pulumi engine", () => {
+describe.runIf(!available.reason)("upgrade from one step per file to grouped file steps, on the real Pulumi engine", { timeout: ENGINE_TEST_TIMEOUT_MS }, () => {
     const timings = new Timings();
     let dir: string;
     let fleet: FleetHost[];

@@ -26,7 +26,7 @@ async function holdDumpLock(pg: PostgresInstance): Promise<() => Promise<void>> 
     let out = "";
     child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     child.stdin!.write("BEGIN; LOCK TABLE ONLY lockme IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n");
-    await waitFor(() => out.includes("locked"), 10_000, "lock");
+    await waitFor(() => out.includes("locked"), 120_000, "psql to print 'locked' (the dump lock held)");
     return async () => {
         const gone = new Promise<void>((r) => child.on("exit", () => r()));
         child.stdin!.end("ROLLBACK;\n\\q\n");
@@ -65,7 +65,7 @@ describe.skipIf(missing.length > 0)("fault handling", { timeout: 240_000 }, () =
             }
         }
         await job.exited;
-        await waitFor(() => tree.every((p) => !existsSync(`/proc/${p}`)), 10_000, "the killed run's processes to exit");
+        await waitFor(() => tree.every((p) => !existsSync(`/proc/${p}`)), 120_000, "the killed run's processes to exit");
     };
 
     beforeAll(async () => {
@@ -121,7 +121,7 @@ describe.skipIf(missing.length > 0)("fault handling", { timeout: 240_000 }, () =
         pgConfig(["lockdb"]);
         const release = await holdDumpLock(pg);
         const job = host.startScript("postgresql-backup.sh", ["daily"]);
-        await waitFor(async () => (await pg.sql(`SELECT count(*) FROM pg_stat_activity WHERE datname = 'lockdb' AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'`)) !== "0", 30_000, "pg_dump to block");
+        await waitFor(async () => (await pg.sql(`SELECT count(*) FROM pg_stat_activity WHERE datname = 'lockdb' AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'`)) !== "0", 120_000, "pg_dump to block");
         // mid-run, no process has key material on its command line
         const key = readFileSync(host.config.paths.keyFile, "utf8").trim();
         for (const p of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
@@ -153,7 +153,7 @@ describe.skipIf(missing.length > 0)("fault handling", { timeout: 240_000 }, () =
         const release = await holdDumpLock(pg);
         const job = host.startScript("postgresql-backup.sh", ["daily"]);
         const blocked = `SELECT count(*) FROM pg_stat_activity WHERE datname = 'lockdb' AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'`;
-        await waitFor(async () => (await pg.sql(blocked)) !== "0", 30_000, "a part's pg_dump to block");
+        await waitFor(async () => (await pg.sql(blocked)) !== "0", 120_000, "a part's pg_dump to block");
         await pg.sql(blocked.replace("count(*)", "pg_terminate_backend(pid)"));
         await release();
         const r = await job.done;
@@ -175,7 +175,7 @@ describe.skipIf(missing.length > 0)("fault handling", { timeout: 240_000 }, () =
         const before = committed("lockdb");
         const release = await holdDumpLock(pg);
         const job = host.startScript("postgresql-backup.sh", ["daily"]);
-        await waitFor(async () => (await pg.sql(`SELECT count(*) FROM pg_stat_activity WHERE datname = 'lockdb' AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'`)) !== "0", 30_000, "pg_dump to block");
+        await waitFor(async () => (await pg.sql(`SELECT count(*) FROM pg_stat_activity WHERE datname = 'lockdb' AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'`)) !== "0", 120_000, "pg_dump to block");
         const second = await backup();
         expect(second.code).toBe(3);
         expect(second.stderr).toMatch(/another run of postgresql-backup is in progress/);
@@ -208,11 +208,11 @@ describe.skipIf(missing.length > 0)("fault handling", { timeout: 240_000 }, () =
         const blockedDumps = `FROM pg_stat_activity WHERE datname = 'lockdb' AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'`;
         const waiting = () => pg.sql(`SELECT count(*) ${blockedDumps}`);
         const killWhenBlocked = async (job: ReturnType<TestHost["startScript"]>) => {
-            await waitFor(async () => (await waiting()) !== "0", 30_000, "pg_dump to block");
+            await waitFor(async () => (await waiting()) !== "0", 120_000, "pg_dump to block");
             await killTree(job);
             // A backend waiting for a lock notices its client is gone only once it gets the lock.
             await pg.sql(`SELECT pg_terminate_backend(pid) ${blockedDumps}`);
-            await waitFor(async () => (await waiting()) === "0", 30_000, "the killed pg_dump's backend to go");
+            await waitFor(async () => (await waiting()) === "0", 120_000, "the killed pg_dump's backend to go");
         };
         const release = await holdDumpLock(pg);
         await killWhenBlocked(host.startScript("postgresql-backup.sh", ["daily"]));

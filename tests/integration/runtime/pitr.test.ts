@@ -119,7 +119,7 @@ describe.skipIf(missing.length > 0)("point-in-time recovery with pgBackRest", { 
         await pg.sql("INSERT INTO markers (name) VALUES ('B')");
         // Close the segment and wait until the archive has it.
         const segment = await pg.sql("SELECT pg_walfile_name(pg_switch_wal())");
-        await waitFor(async () => (await pg.sql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) >= segment, 60_000, `WAL ${segment} to be archived`);
+        await waitFor(async () => (await pg.sql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) >= segment, 180_000, `WAL ${segment} to be archived`);
 
         const atT = await restoreAndStart(["--type=time", `--target=${T}`, "--target-action=promote"]);
         try {

@@ -508,11 +508,11 @@ describe.skipIf(missing.length > 0)("postgresql-backup.sh", { timeout: 180_000 }
         expect(await pg.sql(vacuumed, "appdb")).toBe("0");
         const vacuum = await runUnit(exec, units[0]!);
         expect(vacuum.code, vacuum.stderr).toBe(0);
-        await waitFor(async () => (await pg.sql(vacuumed, "appdb")) === "1", 10_000, "vacuum stats");
+        await waitFor(async () => (await pg.sql(vacuumed, "appdb")) === "1", 60_000, "pg_stat_user_tables to show the vacuum of items");
         const analyzedByVacuum = Number(await pg.sql(lastAnalyze, "appdb"));
         const analyze = await runUnit(exec, units[1]!);
         expect(analyze.code, analyze.stderr).toBe(0);
-        await waitFor(async () => Number(await pg.sql(lastAnalyze, "appdb")) > analyzedByVacuum, 10_000, "analyze stats");
+        await waitFor(async () => Number(await pg.sql(lastAnalyze, "appdb")) > analyzedByVacuum, 60_000, "pg_stat_user_tables to show a newer analyze of items");
     });
 
     it("with no databases configured, backs up every non-template database (names NUL-separated)", async () => {

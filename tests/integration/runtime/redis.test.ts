@@ -114,7 +114,7 @@ describe.skipIf(missing.length > 0)("redis-backup.sh", { timeout: 120_000 }, () 
         // A live holder of the lock that names itself in it, as a running backup-retention.sh does.
         const holder = start("bash", ["-c", 'exec 9>>"$1" && flock 9 && printf "%s\\n" "$$" >"$1" && exec sleep 60', "_", lock]);
         try {
-            await waitFor(async () => (await run("flock", ["--nonblock", lock, "true"])).code !== 0, 10_000, "the retention lock to be held");
+            await waitFor(async () => (await run("flock", ["--nonblock", lock, "true"])).code !== 0, 60_000, "the retention lock to be held");
             const r = await host.runScript("redis-backup.sh");
             expect(r.code, r.stderr).toBe(0);
             expect(host.manifests("redis", target)).toHaveLength(before + 1);
@@ -173,8 +173,8 @@ describe.skipIf(missing.length > 0)("redis-backup.sh", { timeout: 120_000 }, () 
         await redis.cli("CONFIG", "SET", "rdb-key-save-delay", "100");
         try {
             const job = host.startScript("redis-backup.sh", []);
-            await waitFor(() => readdirSync(redis.dir).some((f) => /^temp-\d+\.rdb$/.test(f)), 20_000, "the BGSAVE temp file");
-            await waitFor(async () => (await run("pkill", ["--signal", "KILL", "--full", `^redis-rdb-bgsave 127\\.0\\.0\\.1:${redis.port}`])).code === 0, 10_000, "the BGSAVE child to be killed");
+            await waitFor(() => readdirSync(redis.dir).some((f) => /^temp-\d+\.rdb$/.test(f)), 60_000, "the BGSAVE temp file");
+            await waitFor(async () => (await run("pkill", ["--signal", "KILL", "--full", `^redis-rdb-bgsave 127\\.0\\.0\\.1:${redis.port}`])).code === 0, 60_000, "the BGSAVE child to be killed");
             const r = await job.done;
             expect(r.code).toBe(1);
             expect(host.log("redis-backup")).toMatch(/level=error .*BGSAVE finished with status 'err'/);
