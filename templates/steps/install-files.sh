@@ -36,11 +36,11 @@ EOF_TMPDIRS
 }
 trap hx_cleanup EXIT
 
-# hx_place TARGET OWNER GROUP MODE [checked|unchecked]: gives the temp file its owner and mode, checks it, and renames it over TARGET.
+# hx_place TARGET OWNER GROUP MODE: gives the temp file (a secret's) its owner and mode, checks it, and renames it over TARGET.
 hx_place() {
   chown "$2:$3" "$hx_tmp"
   chmod "$4" "$hx_tmp"
-  if [ -n "$check" ] && [ "${5:-}" != unchecked ] && ! eval "$check \"\$hx_tmp\"" >&2; then
+  if [ -n "$check" ] && ! eval "$check \"\$hx_tmp\"" >&2; then
     printf '%s\n' "hx-backup: refusing to install $1: check failed: $check \"\$tmp\"" >&2
     exit 1
   fi
